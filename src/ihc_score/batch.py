@@ -1,0 +1,360 @@
+"""Score many slides: discovery, executors, resume, outputs.
+
+Work runs on any ``concurrent.futures.Executor``: planning a slide and
+scoring a chunk of its tiles are both plain functions of picklable
+arguments. A slide that fails is recorded with its one-line reason and the
+batch goes on; a slide already scored with the same model and file is reused
+unless ``force``.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, wait, FIRST_COMPLETED
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .errors import IhcScoreError, OutputError
+from .export import (
+    METASTASIS_COLUMNS,
+    SLIDE_COLUMNS,
+    check_writable,
+    metastasis_rows,
+    slide_rows,
+    write_csv,
+    write_json,
+)
+from .model import Model
+from .pipeline import SlidePlan, SlideResult, TileResult, failed_result, finish_slide, plan_slide, score_tiles, tile_tasks
+from .store import file_fingerprint, load_result, save_result
+
+__all__ = [
+    "SLIDE_EXTENSIONS",
+    "BatchOptions",
+    "BatchSummary",
+    "Progress",
+    "InlineExecutor",
+    "discover_slides",
+    "case_of",
+    "run_batch",
+]
+
+#: File endings scored when a folder is given (lower case).
+SLIDE_EXTENSIONS = (
+    ".svs", ".tif", ".tiff", ".ndpi", ".vms", ".vmu", ".scn", ".mrxs", ".bif", ".svslide",
+    ".dcm", ".png", ".jpg", ".jpeg",
+)  # fmt: skip
+
+
+class InlineExecutor(Executor):
+    """An executor that runs each call at once in this process (``--workers 1``)."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
+        fut: Future = Future()
+        try:
+            fut.set_result(fn(*args, **kwargs))
+        except BaseException as err:  # noqa: BLE001 - delivered through the future, as a pool would
+            fut.set_exception(err)
+        return fut
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    """Options of one batch run."""
+
+    mpp: float | None = None
+    force: bool = False
+    tiles_per_task: int = 4
+
+
+@dataclass
+class Progress:
+    """Callbacks the batch calls as it goes (the CLI prints them)."""
+
+    on_start: Callable[[int, int], None] = lambda n_slides, n_reused: None
+    on_tiles: Callable[[int, int], None] = lambda done, total: None
+    on_slide: Callable[[SlideResult, bool], None] = lambda result, reused: None
+
+
+@dataclass(frozen=True)
+class BatchSummary:
+    """What a batch did."""
+
+    results: tuple[tuple[str, SlideResult], ...]
+    reused: tuple[str, ...]
+    out_dir: Path
+
+    @property
+    def n_failed(self) -> int:
+        return sum(r.status == "failed" for _, r in self.results)
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every slide was scored, 1 when some failed."""
+        return 1 if self.n_failed else 0
+
+
+def discover_slides(paths: Iterable[str | Path], *, exclude: Path | None = None) -> list[Path]:
+    """Slide files under the given files and folders, sorted, without duplicates.
+
+    Folders are searched recursively for :data:`SLIDE_EXTENSIONS`; hidden
+    files and anything under ``exclude`` (the output folder) are skipped. A
+    file named explicitly is taken whatever its ending.
+    """
+    found: set[Path] = set()
+    excl = exclude.resolve() if exclude else None
+    for p in map(Path, paths):
+        if p.is_dir():
+            for f in p.rglob("*"):
+                if (
+                    f.is_file()
+                    and f.suffix.lower() in SLIDE_EXTENSIONS
+                    and not any(part.startswith(".") for part in f.relative_to(p).parts)
+                    and not (excl and excl in f.resolve().parents)
+                ):
+                    found.add(f.resolve())
+        else:
+            found.add(p.resolve())
+    return sorted(found, key=lambda f: (f.name, str(f)))
+
+
+def case_of(slide: Path) -> str:
+    """The case a slide belongs to: its file name without the ending."""
+    name = slide.name
+    for ext in sorted(SLIDE_EXTENSIONS, key=len, reverse=True):
+        if name.lower().endswith(ext):
+            return name[: -len(ext)]
+    return slide.stem
+
+
+def run_batch(
+    slides: Sequence[Path],
+    out_dir: Path,
+    model: Model,
+    *,
+    executor: Executor,
+    options: BatchOptions = BatchOptions(),
+    progress: Progress | None = None,
+    argv: Sequence[str] = (),
+    executor_name: str = "",
+) -> BatchSummary:
+    """Score slides and write the batch outputs.
+
+    Parameters
+    ----------
+    slides : sequence of Path
+        Slide files (see :func:`discover_slides`).
+    out_dir : Path
+        Output folder; created if needed.
+    model : Model
+    executor : Executor
+        Runs planning and tile chunks (process pool, Dask, inline).
+    options : BatchOptions
+    progress : Progress, optional
+    argv, executor_name
+        Recorded in ``run.json``.
+
+    Returns
+    -------
+    BatchSummary
+
+    Raises
+    ------
+    OutputError
+        The output folder cannot be written; results already written stay.
+    """
+    progress = progress or Progress()
+    started = datetime.now(timezone.utc)
+    out_dir = Path(out_dir)
+    check_writable(out_dir)
+    results: dict[Path, SlideResult] = {}
+    keys: dict[Path, dict[str, Any]] = {}
+    reused: list[str] = []
+    todo: list[Path] = []
+    for path in slides:
+        try:
+            keys[path] = {"file": file_fingerprint(path), "model": model.fingerprint, "mpp": options.mpp}
+        except OSError as err:
+            results[path] = failed_result(path, f"{path.name}: cannot read the file ({err.strerror or err})")
+            continue
+        cached = None if options.force else load_result(out_dir, path, key=keys[path])
+        if cached is not None:
+            results[path] = cached
+            reused.append(path.name)
+        else:
+            todo.append(path)
+    progress.on_start(len(slides), len(reused))
+    for path in slides:
+        if path in results:
+            progress.on_slide(results[path], path.name in reused)
+
+    _score(todo, out_dir, model, executor, options, progress, results, keys)
+
+    ordered = tuple((case_of(p), results[p]) for p in slides)
+    write_csv(out_dir / "slides.csv", SLIDE_COLUMNS, slide_rows(ordered))
+    write_csv(out_dir / "metastases.csv", METASTASIS_COLUMNS, metastasis_rows(ordered, model))
+    write_json(out_dir / "run.json", _run_record(ordered, reused, model, options, argv, executor_name, started))
+    return BatchSummary(ordered, tuple(reused), out_dir)
+
+
+@dataclass
+class _SlideWork:
+    plan: SlidePlan
+    remaining: int
+    started: float
+    chunks: list[TileResult] = field(default_factory=list)
+    failed: bool = False
+
+
+def _score(
+    todo: Sequence[Path],
+    out_dir: Path,
+    model: Model,
+    executor: Executor,
+    options: BatchOptions,
+    progress: Progress,
+    results: dict[Path, SlideResult],
+    keys: dict[Path, dict[str, Any]],
+) -> None:
+    """Plan every slide, then score their tile chunks as plans come in."""
+    started = {p: time.perf_counter() for p in todo}
+    plans: dict[Future, Path] = {executor.submit(plan_slide, p, model, mpp=options.mpp): p for p in todo}
+    chunks: dict[Future, Path] = {}
+    work: dict[Path, _SlideWork] = {}
+    pending: set[Future] = set(plans)
+    tiles_done = tiles_total = 0
+
+    def finish(path: Path, result: SlideResult) -> None:
+        results[path] = result
+        if result.status != "failed":
+            save_result(out_dir, result, key=keys[path])
+        progress.on_slide(result, False)
+
+    while pending:
+        done, pending = wait(pending, return_when=FIRST_COMPLETED)
+        for fut in sorted(done, key=lambda f: str(plans.get(f) or chunks.get(f))):
+            if fut in plans:
+                path = plans.pop(fut)
+                try:
+                    plan = fut.result()
+                except Exception as err:  # noqa: BLE001 - any failure of one slide is recorded, never fatal
+                    finish(path, failed_result(path, err, seconds=time.perf_counter() - started[path]))
+                    continue
+                tasks = tile_tasks(plan, model, mpp=options.mpp, tiles_per_task=options.tiles_per_task)
+                work[path] = _SlideWork(plan, len(tasks), started[path])
+                tiles_total += len(plan.grid.tiles)
+                progress.on_tiles(tiles_done, tiles_total)
+                if not tasks:
+                    finish(path, finish_slide(plan, [], model, seconds=time.perf_counter() - started[path]))
+                for task in tasks:
+                    f = executor.submit(score_tiles, task)
+                    chunks[f] = path
+                    pending.add(f)
+            else:
+                path = chunks.pop(fut)
+                w = work[path]
+                w.remaining -= 1
+                try:
+                    chunk = fut.result()
+                except Exception as err:  # noqa: BLE001
+                    if not w.failed:
+                        w.failed = True
+                        finish(path, failed_result(path, err, seconds=time.perf_counter() - w.started))
+                    chunk = None
+                if chunk is not None:
+                    tiles_done += len(chunk.tile_indices)
+                    progress.on_tiles(tiles_done, tiles_total)
+                    w.chunks.append(chunk)
+                if w.remaining == 0 and not w.failed:
+                    finish(path, finish_slide(w.plan, w.chunks, model, seconds=time.perf_counter() - w.started))
+                if w.remaining == 0:
+                    del work[path]
+
+
+def _run_record(
+    results: Sequence[tuple[str, SlideResult]],
+    reused: Sequence[str],
+    model: Model,
+    options: BatchOptions,
+    argv: Sequence[str],
+    executor_name: str,
+    started: datetime,
+) -> dict[str, Any]:
+    return {
+        "ihc_score_version": __version__,
+        "command": list(argv),
+        "started_utc": started.isoformat(timespec="seconds"),
+        "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "executor": executor_name,
+        "options": {"mpp": options.mpp, "force": options.force},
+        "model": {
+            "id": model.id,
+            "version": model.version,
+            "sha256": model.sha256,
+            "overrides": [list(o) for o in model.overrides],
+            "parameters": model.to_dict(),
+        },
+        "slides": {
+            "total": len(results),
+            "scored": sum(r.status != "failed" for _, r in results) - len(reused),
+            "reused": sorted(reused),
+            "failed": sorted(r.slide for _, r in results if r.status == "failed"),
+            "seconds": {r.slide: round(r.seconds, 3) for _, r in results},
+        },
+        "environment": _environment(),
+    }
+
+
+def _environment() -> dict[str, Any]:
+    """Versions of Python, the platform and the libraries that decide results."""
+    from importlib import metadata
+
+    versions = {}
+    for dist in (
+        "numpy", "scipy", "scikit-image", "opencv-python-headless", "openslide-python", "openslide-bin",
+        "tifffile", "imagecodecs", "pillow", "shapely", "dask", "distributed", "click",
+    ):  # fmt: skip
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            versions[dist] = None
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "packages": versions,
+    }
+
+
+def make_executor(workers: int, scheduler: str | None = None) -> tuple[Executor, str]:
+    """The executor for ``--workers`` / ``--scheduler`` and its name for ``run.json``.
+
+    Raises
+    ------
+    IhcScoreError
+        The Dask scheduler cannot be reached.
+    """
+    if scheduler:
+        try:
+            from distributed import Client
+
+            client = Client(scheduler, timeout="20s")
+        except (OSError, TimeoutError, ValueError) as err:
+            raise IhcScoreError(f"cannot reach the Dask scheduler at {scheduler}: {err}") from err
+        return client.get_executor(), f"dask:{scheduler}"
+    if workers <= 1:
+        return InlineExecutor(), "inline"
+    import multiprocessing
+
+    # spawn: workers start clean, never inheriting an open slide handle or a lock.
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")), f"processes:{workers}"
+
+
+__all__ += ["make_executor", "OutputError"]

@@ -1,0 +1,224 @@
+"""Command line: parse, call, print. Heavy imports live inside the commands so ``--help`` is instant."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from . import __version__
+
+__all__ = ["main"]
+
+
+def _floats(text: str | None, option: str) -> tuple[float, ...] | None:
+    if text is None:
+        return None
+    try:
+        return tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise click.BadParameter(f"expected numbers separated by commas, got {text!r}", param_hint=option) from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="ihc-score")
+def main() -> None:
+    """Score S100A9 immunohistochemistry on whole-slide images: H-score and call per metastasis."""
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output folder (created if needed).")
+@click.option("--model", "model_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Scoring model JSON (default: the packaged S100A9 brain-metastasis model).")
+@click.option("--mpp", type=click.FloatRange(0.01, 100.0), help="Pixel size in um/px for slides that store none (PNG/JPEG fields).")
+@click.option("--compartment", type=click.Choice(["nucleus", "cytoplasm", "cell"]), help="Cell compartment whose DAB OD grades a cell.")
+@click.option("--thresholds", help="DAB OD class thresholds T1[,T2,T3]; one value gives classes 0 and 1+ only.")
+@click.option("--cutoff", type=float, help="Positivity cut-off, in the model's metric (H-score by default).")
+@click.option("--workers", type=click.IntRange(1, 512), help="Worker processes [default: all cores].")
+@click.option("--scheduler", help="Dask scheduler address (tcp://host:8786) to run on an existing cluster.")
+@click.option("--force", is_flag=True, help="Score again slides whose stored result is still valid.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress, no summary table.")
+def score(
+    paths: tuple[Path, ...],
+    out_dir: Path,
+    model_path: Path | None,
+    mpp: float | None,
+    compartment: str | None,
+    thresholds: str | None,
+    cutoff: float | None,
+    workers: int | None,
+    scheduler: str | None,
+    force: bool,
+    quiet: bool,
+) -> None:
+    """Score every slide under PATHS and write the CSVs and run.json into --out.
+
+    Exit status: 0 all slides scored, 1 some failed (the rest are written),
+    2 usage error.
+    """
+    import os
+
+    from .batch import BatchOptions, discover_slides, make_executor, run_batch
+    from .errors import IhcScoreError, ModelError
+    from .model import load_model
+
+    try:
+        model = load_model(model_path).with_overrides(
+            **{
+                "classification.compartment": compartment,
+                "classification.thresholds": _floats(thresholds, "--thresholds"),
+                "positivity.cutoff": cutoff,
+            }
+        )
+    except ModelError as err:
+        raise click.UsageError(str(err)) from None
+    slides = discover_slides(paths, exclude=out_dir)
+    if not slides:
+        raise click.UsageError("no slide files found under the given paths (" + ", ".join(map(str, paths)) + ")")
+    n_workers = workers or os.cpu_count() or 1
+    reporter = _Reporter(quiet)
+    try:
+        executor, name = make_executor(min(n_workers, max(1, len(slides) * 64)), scheduler)
+    except IhcScoreError as err:
+        raise click.ClickException(str(err)) from None
+    try:
+        with executor:
+            summary = run_batch(
+                slides,
+                out_dir,
+                model,
+                executor=executor,
+                options=BatchOptions(mpp=mpp, force=force),
+                progress=reporter.progress(),
+                argv=_command_line(click.get_current_context()),
+                executor_name=name,
+            )
+    except IhcScoreError as err:
+        raise click.ClickException(str(err)) from None
+    reporter.summary(summary)
+    sys.exit(summary.exit_code)
+
+
+def _command_line(ctx: click.Context) -> list[str]:
+    """The command as given, rebuilt from the parsed parameters (for run.json)."""
+    words = ["ihc-score", ctx.info_name or "score"]
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if value is None or value is False or value == ():
+            continue
+        if isinstance(param, click.Argument):
+            words += [str(v) for v in value]
+        elif value is True:
+            words.append(param.opts[0])
+        else:
+            words += [param.opts[0], str(value)]
+    return words
+
+
+class _Reporter:
+    """Progress on stderr (a live line on a terminal, a line per slide otherwise) and the summary table."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.tty = sys.stderr.isatty()
+        self.n_slides = self.n_done = 0
+        self.tiles = (0, 0)
+
+    def progress(self):  # noqa: ANN201 - returns batch.Progress (imported lazily)
+        from .batch import Progress
+
+        return Progress(on_start=self._start, on_tiles=self._tiles, on_slide=self._slide)
+
+    def _line(self) -> None:
+        if self.tty and not self.quiet:
+            done, total = self.tiles
+            click.echo(f"\rslides {self.n_done}/{self.n_slides}  tiles {done}/{total}   ", err=True, nl=False)
+
+    def _start(self, n_slides: int, n_reused: int) -> None:
+        self.n_slides = n_slides
+        if not self.quiet and n_reused:
+            click.echo(f"reusing {n_reused} slide result(s) already scored with this model (--force to redo)", err=True)
+
+    def _tiles(self, done: int, total: int) -> None:
+        self.tiles = (done, total)
+        self._line()
+
+    def _slide(self, result, reused: bool) -> None:  # noqa: ANN001
+        self.n_done += 1
+        if self.quiet:
+            return
+        if self.tty:
+            click.echo("\r" + " " * 60 + "\r", err=True, nl=False)
+        what = "reused" if reused else result.status
+        detail = f": {result.error}" if result.error else ""
+        click.echo(f"[{self.n_done}/{self.n_slides}] {result.slide} {what}{detail}", err=True)
+        self._line()
+
+    def summary(self, summary) -> None:  # noqa: ANN001
+        if self.tty and not self.quiet:
+            click.echo("\r" + " " * 60 + "\r", err=True, nl=False)
+        if self.quiet:
+            return
+        rows = [("slide", "region", "cells", "H-score", "% pos", "call")]
+        for _, r in summary.results:
+            if r.status == "failed":
+                rows.append((r.slide, "-", "-", "-", "-", "FAILED"))
+            for g in r.regions:
+                c = g.counts
+                h = "-" if c.n == 0 else f"{c.h_score:.1f}"
+                p = "-" if c.n == 0 else f"{c.pct_positive:.1f}"
+                rows.append((r.slide, g.name, str(c.n), h, p, g.call.call))
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        for row in rows:
+            click.echo("  ".join(v.ljust(w) if i < 2 or i == 5 else v.rjust(w) for i, (v, w) in enumerate(zip(row, widths))))
+        n = len(summary.results)
+        click.echo(
+            f"\n{n - summary.n_failed}/{n} slides scored ({len(summary.reused)} reused), "
+            f"{summary.n_failed} failed. Results in {summary.out_dir}/"
+        )
+
+
+@main.command()
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--preset", "preset_name", default="default", show_default=True,
+              type=click.Choice(["default", "shifted-stains", "negative", "strong"]), help="Starting point; the options below change single values.")
+@click.option("--seed", type=int, help="Random seed (the same seed gives the same file).")
+@click.option("--width", type=click.IntRange(256, 200_000), help="Level-0 width in px.")
+@click.option("--height", type=click.IntRange(256, 200_000), help="Level-0 height in px.")
+@click.option("--mpp", "mpp_um", type=click.FloatRange(0.1, 2.0), help="Pixel size in um/px.")
+@click.option("--stain-shift-deg", type=click.FloatRange(-45, 45), help="Turn both stain vectors by this hue angle.")
+@click.option("--background", help="Glass colour R,G,B (e.g. 240,235,215).")
+@click.option("--class-proportions", help="Fractions of tumour cells in classes 0,1+,2+,3+ (e.g. 0.4,0.3,0.2,0.1).")
+@click.option("--jpeg-quality", type=click.IntRange(30, 100), help="JPEG quality of the tiles.")
+@click.option("--tumour-density", "tumour_density_per_mm2", type=click.FloatRange(100, 20_000), help="Tumour cells per mm^2.")
+@click.option("--tissue-fraction", type=click.FloatRange(0.05, 0.95), help="Fraction of the slide covered by tissue.")
+def synth(out: Path, preset_name: str, **options: object) -> None:
+    """Write a synthetic S100A9 slide OUT (.svs) with its ground truth (OUT.truth.json)."""
+    from .errors import IhcScoreError
+    from .stain import DEFAULT_STAINS
+    from .synthetic import TumourRegion, make_slide, preset, shift_stains
+
+    shift = options.pop("stain_shift_deg")
+    background = _floats(options.pop("background"), "--background")  # type: ignore[arg-type]
+    proportions = _floats(options.pop("class_proportions"), "--class-proportions")  # type: ignore[arg-type]
+    fields = {k: v for k, v in options.items() if v is not None}
+    if shift is not None:
+        fields["stains"] = shift_stains(DEFAULT_STAINS, float(shift))  # type: ignore[arg-type]
+    if background is not None:
+        fields["background"] = background
+    if proportions is not None:
+        fields["regions"] = (TumourRegion(class_proportions=proportions),)
+    try:
+        spec = preset(preset_name, **fields)
+        truth = make_slide(out, spec)
+    except ValueError as err:
+        raise click.UsageError(str(err)) from None
+    except IhcScoreError as err:
+        raise click.ClickException(str(err)) from None
+    t = truth["totals"]
+    n = t["n_class"]
+    click.echo(
+        f"{out}: {spec.width}x{spec.height} px at {spec.mpp_um} um/px, {t['n_cells']} tumour cells "
+        f"(0: {n['0']}, 1+: {n['1+']}, 2+: {n['2+']}, 3+: {n['3+']}), H-score {t['h_score']:.1f}"
+    )

@@ -1,0 +1,209 @@
+"""Write results: atomic files, the CSV tables and ``run.json``.
+
+Every file is written to a temporary file in the same folder and renamed over
+the target, so a reader (or a rerun after a crash) sees either the old file or
+the new one, never half of one. Rows are sorted and floats formatted with a
+fixed number of decimals, so the same input gives byte-identical CSVs.
+"""
+
+from __future__ import annotations
+
+import csv
+import errno
+import io
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from .errors import OutputError
+from .model import Model
+from .pipeline import SlideResult
+from .score import allred_intensity_score, allred_proportion_score
+
+__all__ = [
+    "SLIDE_COLUMNS",
+    "METASTASIS_COLUMNS",
+    "atomic_write",
+    "check_writable",
+    "slide_rows",
+    "metastasis_rows",
+    "write_csv",
+    "write_json",
+]
+
+SLIDE_COLUMNS = (
+    "slide", "case", "status", "error", "vendor", "mpp_um", "mpp_source", "analysis_mpp_um",
+    "width_px", "height_px", "tissue_area_mm2", "n_tiles", "n_cells", "stain_source",
+    "stain_h_r", "stain_h_g", "stain_h_b", "stain_dab_r", "stain_dab_g", "stain_dab_b",
+    "background_r", "background_g", "background_b", "qc_flags",
+)  # fmt: skip
+
+METASTASIS_COLUMNS = (
+    "case", "slide", "region", "region_source", "region_area_mm2", "n_cells", "n_0", "n_1plus",
+    "n_2plus", "n_3plus", "h_score", "pct_positive", "allred", "allred_proportion", "allred_intensity",
+    "call", "call_reason", "metric", "cutoff", "borderline", "min_cells", "compartment", "statistic",
+    "thresholds", "model_id", "model_version", "model_sha256", "model_overrides",
+)  # fmt: skip
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename.
+
+    Raises
+    ------
+    OutputError
+        The folder is not writable or the disk is full; ``path`` is unchanged.
+    """
+    path = Path(path)
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        tmp = None
+    except OSError as err:
+        raise OutputError(f"cannot write {path}: {_os_reason(err)}") from err
+    finally:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+
+
+def _os_reason(err: OSError) -> str:
+    if err.errno == errno.ENOSPC:
+        return "the disk is full; free space or choose another --out folder"
+    if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return "permission denied; choose a writable --out folder"
+    return err.strerror or str(err)
+
+
+def check_writable(folder: Path) -> None:
+    """Fail early, before any work, when the output folder cannot be written.
+
+    Raises
+    ------
+    OutputError
+    """
+    atomic_write(Path(folder) / ".write-test", b"")
+    try:
+        (Path(folder) / ".write-test").unlink()
+    except OSError as err:
+        raise OutputError(f"cannot write in {folder}: {_os_reason(err)}") from err
+
+
+def write_csv(path: Path, columns: Sequence[str], rows: Iterable[dict[str, Any]]) -> None:
+    """Write rows (dicts keyed by column) as CSV with ``\\n`` line ends, atomically."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n", extrasaction="raise")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _cell(v) for k, v in row.items()})
+    atomic_write(path, buf.getvalue().encode("utf-8"))
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write JSON (sorted keys, indented, UTF-8) atomically."""
+    atomic_write(path, (json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8"))
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return "" if math.isnan(value) else f"{value:.4f}".rstrip("0").rstrip(".") if abs(value) < 1e12 else repr(value)
+    return str(value)
+
+
+def _fixed(value: float, decimals: int) -> float | str:
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{decimals}f}"
+
+
+def slide_rows(results: Sequence[tuple[str, SlideResult]]) -> list[dict[str, Any]]:
+    """Rows of ``slides.csv``, one per slide, sorted by slide then case.
+
+    Parameters
+    ----------
+    results : sequence of (case, SlideResult)
+    """
+    rows = []
+    for case, r in results:
+        st = r.stains
+        row: dict[str, Any] = {
+            "slide": r.slide,
+            "case": case,
+            "status": r.status,
+            "error": r.error,
+            "vendor": r.vendor,
+            "mpp_um": _fixed(r.mpp_um, 5),
+            "mpp_source": r.mpp_source,
+            "analysis_mpp_um": _fixed(r.analysis_mpp_um, 5),
+            "width_px": r.l0_size[0] if r.status != "failed" else "",
+            "height_px": r.l0_size[1] if r.status != "failed" else "",
+            "tissue_area_mm2": _fixed(r.tissue_area_mm2, 4),
+            "n_tiles": r.n_tiles if r.status != "failed" else "",
+            "n_cells": sum(g.counts.n for g in r.regions) if r.status != "failed" else "",
+            "stain_source": st.source if st else "",
+            "qc_flags": ";".join(sorted(set(r.flags))),
+        }
+        for prefix, vec in (("stain_h", st.hematoxylin if st else None), ("stain_dab", st.dab if st else None)):
+            for ch, v in zip("rgb", vec or ("", "", "")):
+                row[f"{prefix}_{ch}"] = _fixed(v, 5) if vec else ""
+        for ch, v in zip("rgb", st.background if st else ("", "", "")):
+            row[f"background_{ch}"] = _fixed(v, 1) if st else ""
+        rows.append(row)
+    return sorted(rows, key=lambda r: (r["slide"], r["case"]))
+
+
+def metastasis_rows(results: Sequence[tuple[str, SlideResult]], model: Model) -> list[dict[str, Any]]:
+    """Rows of ``metastases.csv``: one per scored region of every slide that was scored."""
+    cls, pos = model.classification, model.positivity
+    overrides = ";".join(f"{k}={v}" for k, v in model.overrides)
+    rows = []
+    for case, r in results:
+        if r.status == "failed":
+            continue
+        for g in r.regions:
+            c = g.counts
+            rows.append(
+                {
+                    "case": case,
+                    "slide": r.slide,
+                    "region": g.name,
+                    "region_source": "tissue",
+                    "region_area_mm2": _fixed(g.area_mm2, 4),
+                    "n_cells": c.n,
+                    "n_0": c.n0,
+                    "n_1plus": c.n1,
+                    "n_2plus": c.n2,
+                    "n_3plus": c.n3,
+                    "h_score": _fixed(c.h_score, 2),
+                    "pct_positive": _fixed(c.pct_positive, 2),
+                    "allred": c.allred,
+                    "allred_proportion": allred_proportion_score(c),
+                    "allred_intensity": allred_intensity_score(c),
+                    "call": g.call.call,
+                    "call_reason": g.call.reason,
+                    "metric": pos.metric,
+                    "cutoff": _fixed(pos.cutoff, 2),
+                    "borderline": _fixed(pos.borderline, 2),
+                    "min_cells": pos.min_cells,
+                    "compartment": cls.compartment,
+                    "statistic": cls.statistic,
+                    "thresholds": ";".join(f"{t:g}" for t in cls.thresholds),
+                    "model_id": model.id,
+                    "model_version": model.version,
+                    "model_sha256": model.sha256,
+                    "model_overrides": overrides,
+                }
+            )
+    return sorted(rows, key=lambda r: (r["case"], r["slide"], r["region"]))

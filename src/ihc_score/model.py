@@ -1,0 +1,283 @@
+"""Scoring models: load, validate and override.
+
+A scoring model is a versioned JSON file that holds every parameter that
+decides a score (see ``models/s100a9-brain-met.json``). Each section maps onto
+the frozen parameter dataclass of the module that uses it, so a key the code
+does not know, or a value it rejects, is a :class:`~ihc_score.errors.ModelError`
+naming that key. The file's sha256 goes into every result; options given for
+one run are recorded as overrides beside it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .cells import DetectionParams
+from .errors import ModelError
+from .score import ClassifyParams, PositivityRule
+from .stain import RUIFROK_DAB, RUIFROK_HEMATOXYLIN, StainEstimationParams, StainVectors
+from .tissue import TissueParams
+
+__all__ = [
+    "AnalysisParams",
+    "StainParams",
+    "Model",
+    "DEFAULT_MODEL_PATH",
+    "load_model",
+    "default_model",
+    "CASE_RULES",
+]
+
+#: The model shipped with the package.
+DEFAULT_MODEL_PATH = Path(__file__).resolve().parent / "models" / "s100a9-brain-met.json"
+
+#: Known rules that turn metastasis calls into a case call.
+CASE_RULES = ("any_positive",)
+
+
+@dataclass(frozen=True)
+class AnalysisParams:
+    """Where and how finely a slide is analysed.
+
+    Parameters
+    ----------
+    mpp_um : float
+        Analysis pixel size, um/px. A slide coarser than this is analysed at
+        its own pixel size (never upsampled).
+    tile_um : float
+        Side of a tile core, um.
+    margin_um : float
+        Context read on each side of a core, um; wider than two cells so that
+        cells on a core's edge are measured whole.
+    """
+
+    mpp_um: float = 0.5
+    tile_um: float = 512.0
+    margin_um: float = 32.0
+
+    def __post_init__(self) -> None:
+        if not 0.05 <= self.mpp_um <= 4.0:
+            raise ValueError(f"mpp_um must be within 0.05-4 um/px, got {self.mpp_um!r}")
+        if not self.tile_um >= 32.0:
+            raise ValueError(f"tile_um must be >= 32 um, got {self.tile_um!r}")
+        if not 0.0 <= self.margin_um <= self.tile_um:
+            raise ValueError(f"margin_um must be within 0 and tile_um, got {self.margin_um!r}")
+
+
+@dataclass(frozen=True)
+class StainParams:
+    """Default stain vectors and whether to estimate the slide's own."""
+
+    hematoxylin: tuple[float, float, float] = RUIFROK_HEMATOXYLIN
+    dab: tuple[float, float, float] = RUIFROK_DAB
+    estimate: bool = True
+    estimation: StainEstimationParams = field(default_factory=StainEstimationParams)
+
+    def __post_init__(self) -> None:
+        StainVectors(self.hematoxylin, self.dab)  # validates the vectors
+        if not isinstance(self.estimate, bool):
+            raise ValueError(f"estimate must be true or false, got {self.estimate!r}")
+
+    def defaults(self, background: tuple[float, float, float] = (255.0, 255.0, 255.0)) -> StainVectors:
+        """The model's default vectors with a given background."""
+        return StainVectors(self.hematoxylin, self.dab, background=background)
+
+
+@dataclass(frozen=True)
+class Model:
+    """A validated scoring model.
+
+    Attributes
+    ----------
+    id, version, marker : str
+        Identity of the model (``id`` and ``version`` go into every result).
+    sha256 : str
+        Hash of the model file's bytes.
+    overrides : tuple of (str, str)
+        ``("section.key", value)`` pairs changed for this run only.
+    """
+
+    id: str
+    version: str
+    marker: str
+    analysis: AnalysisParams
+    tissue: TissueParams
+    stains: StainParams
+    detection: DetectionParams
+    classification: ClassifyParams
+    positivity: PositivityRule
+    case_rule: str = "any_positive"
+    rationale: str = ""
+    sources: tuple[str, ...] = ()
+    sha256: str = ""
+    overrides: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def fingerprint(self) -> str:
+        """sha256 of the file hash and the overrides: equal fingerprints score alike."""
+        text = json.dumps([self.sha256, list(self.overrides)], sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every resolved parameter, JSON-ready (for ``run.json``)."""
+        return _jsonable(dataclasses.asdict(self))
+
+    def with_overrides(self, **dotted: Any) -> Model:
+        """A copy with single values replaced, e.g. ``{"classification.compartment": "nucleus"}``.
+
+        Keys use ``section.key``; pass them through ``**{...}``. ``None``
+        values are ignored, so CLI options can be passed as they come.
+
+        Raises
+        ------
+        ModelError
+            Unknown key or rejected value.
+        """
+        model = self
+        done = list(self.overrides)
+        for key, value in dotted.items():
+            if value is None:
+                continue
+            section, _, name = key.partition(".")
+            current = getattr(model, section, None)
+            if not name or not dataclasses.is_dataclass(current):
+                raise ModelError(f"unknown model option {key!r}")
+            names = {f.name for f in dataclasses.fields(current)}
+            if name not in names:
+                raise ModelError(f"unknown model option {key!r}; known: {', '.join(sorted(names))}")
+            try:
+                new_section = dataclasses.replace(current, **{name: _tuples(value)})
+            except (TypeError, ValueError) as err:
+                raise ModelError(f"model option {key}: {err}") from err
+            model = dataclasses.replace(model, **{section: new_section})
+            done.append((key, _format_override(value)))
+        return dataclasses.replace(model, overrides=tuple(done))
+
+
+_SECTIONS: dict[str, type] = {
+    "analysis": AnalysisParams,
+    "tissue": TissueParams,
+    "stains": StainParams,
+    "detection": DetectionParams,
+    "classification": ClassifyParams,
+    "positivity": PositivityRule,
+}
+_NESTED: dict[tuple[str, str], type] = {("stains", "estimation"): StainEstimationParams}
+_TOP_KEYS = {"schema", "id", "version", "marker", "case_rule", "rationale", "sources", *_SECTIONS}
+SCHEMA = "ihc-score-model/1"
+
+
+def load_model(path: str | Path | None = None) -> Model:
+    """Load and validate a scoring model.
+
+    Parameters
+    ----------
+    path : str or Path, optional
+        JSON model file; the packaged default when ``None``.
+
+    Returns
+    -------
+    Model
+
+    Raises
+    ------
+    ModelError
+        Unreadable file, bad JSON, unknown key, missing identity or a value
+        the parameter classes reject; the message names the file and the key.
+    """
+    path = Path(path) if path is not None else DEFAULT_MODEL_PATH
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise ModelError(f"{path}: cannot read the model file ({err.strerror or err})") from err
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ModelError(f"{path}: not valid JSON ({err})") from err
+    if not isinstance(data, dict):
+        raise ModelError(f"{path}: a model is a JSON object, got {type(data).__name__}")
+    unknown = set(data) - _TOP_KEYS
+    if unknown:
+        raise ModelError(f"{path}: unknown key {sorted(unknown)[0]!r}; known: {', '.join(sorted(_TOP_KEYS))}")
+    if data.get("schema") != SCHEMA:
+        raise ModelError(f"{path}: 'schema' must be {SCHEMA!r}, got {data.get('schema')!r}")
+    for key in ("id", "version", "marker"):
+        if not isinstance(data.get(key), str) or not data[key]:
+            raise ModelError(f"{path}: {key!r} must be a non-empty string")
+    if data.get("case_rule", "any_positive") not in CASE_RULES:
+        raise ModelError(f"{path}: 'case_rule' must be one of {', '.join(CASE_RULES)}, got {data['case_rule']!r}")
+    sections = {name: _section(path, name, cls, data.get(name, {})) for name, cls in _SECTIONS.items()}
+    sources = data.get("sources", [])
+    if not isinstance(sources, list) or not all(isinstance(s, str) for s in sources):
+        raise ModelError(f"{path}: 'sources' must be a list of strings")
+    return Model(
+        id=data["id"],
+        version=data["version"],
+        marker=data["marker"],
+        case_rule=data.get("case_rule", "any_positive"),
+        rationale=str(data.get("rationale", "")),
+        sources=tuple(sources),
+        sha256=hashlib.sha256(raw).hexdigest(),
+        **sections,
+    )
+
+
+def default_model() -> Model:
+    """The packaged default model."""
+    return load_model(None)
+
+
+def _section(path: Path, name: str, cls: type, values: Any) -> Any:
+    if not isinstance(values, dict):
+        raise ModelError(f"{path}: {name!r} must be a JSON object")
+    known = {f.name for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in known:
+            raise ModelError(f"{path}: unknown key '{name}.{key}'; known: {', '.join(sorted(known))}")
+        nested = _NESTED.get((name, key))
+        kwargs[key] = _section(path, f"{name}.{key}", nested, value) if nested else _tuples(value)
+    try:
+        obj = cls(**kwargs)
+    except (TypeError, ValueError) as err:
+        raise ModelError(f"{path}: '{name}': {err}") from err
+    _check_types(path, name, obj)
+    return obj
+
+
+def _check_types(path: Path, name: str, obj: Any) -> None:
+    """Reject a string where a number belongs and the like, naming the key."""
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        hint, value = hints.get(f.name), getattr(obj, f.name)
+        expected = {float: (int, float), int: (int,), bool: (bool,), str: (str,)}.get(hint)  # type: ignore[call-overload]
+        if expected is None:
+            continue
+        if isinstance(value, bool) and hint is not bool or not isinstance(value, expected):
+            raise ModelError(f"{path}: '{name}.{f.name}' must be {hint.__name__}, got {value!r}")
+
+
+def _tuples(value: Any) -> Any:
+    if isinstance(value, list):
+        return tuple(_tuples(v) for v in value)
+    return value
+
+
+def _format_override(value: Any) -> str:
+    if isinstance(value, (tuple, list)):
+        return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value

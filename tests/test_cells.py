@@ -1,0 +1,292 @@
+"""Tests of nucleus detection, cell expansion and measurement."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from ihc_score import stain
+from ihc_score.cells import (
+    CellTable,
+    DetectionParams,
+    detect_cells,
+    detect_nuclei,
+    detection_image,
+    expand_cells,
+    measure_cells,
+    tile_margin_um,
+)
+
+MPP = 0.5
+NUCLEUS_R_UM = 4.0
+DISC_AREA_UM2 = np.pi * NUCLEUS_R_UM**2
+
+
+def _draw(size_um: float, mpp_um: float, objects: list[tuple]) -> np.ndarray:
+    """Deconvolved image (H, W, 3) of discs / rings in OD units.
+
+    ``objects``: ("disc", x_um, y_um, r_um, h_od, dab_od) or
+    ("ring", x_um, y_um, r_in_um, r_out_um, dab_od). Overlapping discs take
+    the maximum, so a touching pair is flat, not brighter where it meets.
+    """
+    n = int(round(size_um / mpp_um))
+    yy, xx = (np.mgrid[0:n, 0:n] + 0.5) * mpp_um
+    out = np.zeros((n, n, 3), dtype=np.float32)
+    for obj in objects:
+        kind, x, y = obj[0], obj[1], obj[2]
+        dist = np.hypot(xx - x, yy - y)
+        if kind == "disc":
+            inside = dist <= obj[3]
+            out[..., 0] = np.where(inside, np.maximum(out[..., 0], obj[4]), out[..., 0])
+            out[..., 1] = np.where(inside, np.maximum(out[..., 1], obj[5]), out[..., 1])
+        else:
+            inside = (dist >= obj[3]) & (dist <= obj[4])
+            out[..., 1] = np.where(inside, np.maximum(out[..., 1], obj[5]), out[..., 1])
+    return out
+
+
+#: Six isolated nuclei with DAB 0 .. 0.75, a touching pair, a speck (3 um^2)
+#: and a blob (531 um^2) that the area limits drop.
+ISOLATED = [(20.0 + 30.0 * i, 20.0, 0.15 * i) for i in range(6)]
+SCENE = (
+    [("disc", x, y, NUCLEUS_R_UM, 0.5, dab) for x, y, dab in ISOLATED]
+    + [("disc", 30.0, 60.0, NUCLEUS_R_UM, 0.5, 0.4), ("disc", 37.0, 60.0, NUCLEUS_R_UM, 0.5, 0.0)]
+    + [("disc", 90.0, 60.0, 1.0, 0.6, 0.0), ("disc", 140.0, 70.0, 13.0, 0.5, 0.0)]
+)
+SIZE_UM = 180.0
+
+
+@pytest.fixture(scope="module")
+def scene() -> tuple[CellTable, np.ndarray, np.ndarray]:
+    return detect_cells(_draw(SIZE_UM, MPP, SCENE), mpp_um=MPP)
+
+
+def _nearest(table: CellTable, x_um: float, y_um: float, mpp_um: float = MPP) -> int:
+    d = np.hypot((table.a_x + 0.5) * mpp_um - x_um, (table.a_y + 0.5) * mpp_um - y_um)
+    i = int(np.argmin(d))
+    assert d[i] < 1.5, f"no cell within 1.5 um of ({x_um}, {y_um})"
+    return i
+
+
+def test_count_excludes_speck_and_blob(scene):
+    table, nuclei, _ = scene
+    assert len(table) == 8
+    assert nuclei.max() == 8
+    for x, y in [(90.0, 60.0), (140.0, 70.0)]:
+        assert np.hypot((table.a_x + 0.5) * MPP - x, (table.a_y + 0.5) * MPP - y).min() > 5
+
+
+def test_touching_pair_is_split(scene):
+    table, _, _ = scene
+    left, right = _nearest(table, 30.0, 60.0), _nearest(table, 37.0, 60.0)
+    assert left != right
+    # The cut runs through the neck: each half holds about half the union.
+    assert table.nucleus_area_um2[left] == pytest.approx(table.nucleus_area_um2[right], rel=0.15)
+    assert table.dab_nucleus_mean[left] > 0.3 > 0.1 > table.dab_nucleus_mean[right]
+
+
+def test_areas_within_ten_percent(scene):
+    table, _, _ = scene
+    for x, y, _dab in ISOLATED:
+        i = _nearest(table, x, y)
+        assert table.nucleus_area_um2[i] == pytest.approx(DISC_AREA_UM2, rel=0.10)
+        cell_um2 = np.pi * (NUCLEUS_R_UM + DetectionParams().cell_expansion_um) ** 2
+        assert table.cell_area_um2[i] == pytest.approx(cell_um2, rel=0.10)
+
+
+def test_dab_means_match_drawn_values(scene):
+    table, _, _ = scene
+    for x, y, dab in ISOLATED:
+        i = _nearest(table, x, y)
+        assert table.dab_nucleus_mean[i] == pytest.approx(dab, abs=0.02 + 0.05 * dab)
+        assert table.dab_nucleus_max[i] == pytest.approx(dab, abs=1e-6)
+        assert table.hematoxylin_od_mean[i] == pytest.approx(0.5, abs=0.03)
+        assert table.dab_cytoplasm_mean[i] == pytest.approx(0.0, abs=0.02 + 0.05 * dab)
+
+
+def test_cytoplasm_ring_is_told_from_nucleus():
+    image = _draw(
+        60.0,
+        MPP,
+        [("disc", 30.0, 30.0, NUCLEUS_R_UM, 0.5, 0.0), ("ring", 30.0, 30.0, NUCLEUS_R_UM + 0.5, 8.5, 0.5)],
+    )
+    table, _, _ = detect_cells(image, mpp_um=MPP)
+    assert len(table) == 1
+    assert table.dab_nucleus_mean[0] < 0.03
+    assert table.dab_cytoplasm_mean[0] > 0.4
+    assert table.dab_cytoplasm_max[0] == pytest.approx(0.5)
+    assert table.dab_nucleus_mean[0] < table.dab_cell_mean[0] < table.dab_cytoplasm_mean[0]
+    assert table.dab_cell_max[0] == pytest.approx(0.5)
+
+
+def test_cells_contain_their_nuclei_and_do_not_reach_beyond_expansion(scene):
+    _, nuclei, cells = scene
+    inside = nuclei > 0
+    assert np.array_equal(cells[inside], nuclei[inside])
+    # Every cell pixel lies within the expansion distance of its own nucleus.
+    radius_px = DetectionParams().cell_expansion_um / MPP
+    for label in np.unique(nuclei[inside]):
+        own = (nuclei == label).astype(np.uint8)
+        dist = cv2.distanceTransform(1 - own, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+        assert dist[cells == label].max() <= radius_px + 1.0
+
+
+def test_pair_cells_share_no_pixel_and_cover_their_union(scene):
+    table, nuclei, cells = scene
+    left, right = _nearest(table, 30.0, 60.0) + 1, _nearest(table, 37.0, 60.0) + 1
+    union = np.isin(cells, [left, right]).sum() * MPP * MPP
+    assert table.cell_area_um2[left - 1] + table.cell_area_um2[right - 1] == pytest.approx(union)
+    # The union is smaller than two free cells: the neighbours do not overlap.
+    free = np.pi * (NUCLEUS_R_UM + 5.0) ** 2
+    assert union < 2 * free * 0.9
+
+
+@pytest.mark.parametrize("mpp_um", [0.25, 0.5])
+def test_pixel_size_does_not_change_the_result(mpp_um):
+    table, _, _ = detect_cells(_draw(SIZE_UM, mpp_um, SCENE), mpp_um=mpp_um)
+    assert len(table) == 8
+    for x, y, dab in ISOLATED:
+        i = _nearest(table, x, y, mpp_um)
+        assert table.nucleus_area_um2[i] == pytest.approx(DISC_AREA_UM2, rel=0.10)
+        assert table.dab_nucleus_mean[i] == pytest.approx(dab, abs=0.02 + 0.05 * dab)
+
+
+def test_measure_cells_golden_values():
+    nuclei = np.zeros((4, 6), dtype=np.int32)
+    nuclei[1, 1:3] = 1  # two pixels at (1,1) (2,1)
+    nuclei[2, 4] = 2  # one pixel at (4,2)
+    cells = nuclei.copy()
+    cells[0, 1:3] = 1
+    cells[2, 5] = 2
+    cells[3, 5] = 2
+    h = np.full((4, 6), 0.3, dtype=np.float32)
+    h[1, 1] = 0.5
+    dab = np.zeros((4, 6), dtype=np.float32)
+    dab[1, 1], dab[1, 2] = 0.2, 0.4
+    dab[0, 1], dab[0, 2] = 0.6, 1.0
+    dab[2, 4], dab[2, 5], dab[3, 5] = 0.1, 0.3, 0.5
+    t = measure_cells(nuclei, cells, h, dab, mpp_um=2.0)
+    assert len(t) == 2
+    np.testing.assert_allclose(t.a_x, [1.5, 4.0])
+    np.testing.assert_allclose(t.a_y, [1.0, 2.0])
+    np.testing.assert_allclose(t.nucleus_area_um2, [8.0, 4.0])
+    np.testing.assert_allclose(t.cell_area_um2, [16.0, 12.0])
+    np.testing.assert_allclose(t.hematoxylin_od_mean, [0.4, 0.3], rtol=1e-6)
+    np.testing.assert_allclose(t.dab_nucleus_mean, [0.3, 0.1], rtol=1e-6)
+    np.testing.assert_allclose(t.dab_nucleus_max, [0.4, 0.1], rtol=1e-6)
+    np.testing.assert_allclose(t.dab_cytoplasm_mean, [0.8, 0.4], rtol=1e-6)
+    np.testing.assert_allclose(t.dab_cytoplasm_max, [1.0, 0.5], rtol=1e-6)
+    np.testing.assert_allclose(t.dab_cell_mean, [0.55, 0.3], rtol=1e-6)
+    np.testing.assert_allclose(t.dab_cell_max, [1.0, 0.5], rtol=1e-6)
+    assert all(getattr(t, name).dtype == np.float32 for name in ("a_x", "dab_cell_max"))
+
+
+def test_cell_without_cytoplasm_gives_nan_not_zero():
+    nuclei = np.array([[1, 2]], dtype=np.int32)
+    dab = np.array([[0.5, 0.1]], dtype=np.float32)
+    t = measure_cells(nuclei, nuclei.copy(), dab, dab, mpp_um=1.0)
+    assert np.isnan(t.dab_cytoplasm_mean).all() and np.isnan(t.dab_cytoplasm_max).all()
+    np.testing.assert_allclose(t.dab_cell_max, [0.5, 0.1])
+
+
+def test_empty_image_gives_empty_table():
+    table, nuclei, cells = detect_cells(np.zeros((64, 64, 3), dtype=np.float32), mpp_um=MPP)
+    assert len(table) == 0 and nuclei.max() == 0 and cells.max() == 0
+
+
+def test_table_take_concat_empty():
+    table, _, _ = detect_cells(_draw(SIZE_UM, MPP, SCENE), mpp_um=MPP)
+    first = table.take(np.array([0, 1]))
+    rest = table.take(np.arange(len(table)) >= 2)
+    both = CellTable.concat([first, rest])
+    assert len(both) == len(table)
+    np.testing.assert_array_equal(both.dab_nucleus_mean, table.dab_nucleus_mean)
+    assert len(CellTable.empty()) == 0 and len(CellTable.concat([])) == 0
+    with pytest.raises(ValueError, match="a_y"):
+        CellTable(**{**{k: np.zeros(2) for k in ("a_x", "a_y")}, "a_y": np.zeros(3),
+                     **{k: np.zeros(2) for k in CellTable.__dataclass_fields__ if k not in ("a_x", "a_y")}})
+
+
+def test_hematoxylin_dab_channel_finds_brown_nuclei_without_hematoxylin():
+    image = _draw(60.0, MPP, [("disc", 20.0, 30.0, NUCLEUS_R_UM, 0.0, 0.6), ("disc", 40.0, 30.0, NUCLEUS_R_UM, 0.5, 0.0)])
+    on_h = detect_cells(image, mpp_um=MPP, params=DetectionParams(channel="hematoxylin"))[0]
+    on_sum = detect_cells(image, mpp_um=MPP, params=DetectionParams(channel="hematoxylin_dab"))[0]
+    assert len(on_h) == 1 and len(on_sum) == 2
+    np.testing.assert_allclose(detection_image(image, "hematoxylin_dab"), image[..., 0] + image[..., 1])
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("sigma_um", -1.0), ("threshold_od", 0.0), ("max_area_um2", 5.0), ("channel", "eosin"), ("min_area_um2", float("nan"))],
+)
+def test_params_validation_names_the_field(field, value):
+    with pytest.raises(ValueError, match=field):
+        DetectionParams(**{field: value})
+
+
+def test_bad_pixel_size_is_rejected():
+    with pytest.raises(ValueError, match="mpp_um"):
+        detect_nuclei(np.zeros((8, 8), dtype=np.float32), mpp_um=0.0, params=DetectionParams())
+    with pytest.raises(ValueError, match="mpp_um"):
+        expand_cells(np.zeros((8, 8), dtype=np.int32), mpp_um=-1.0, params=DetectionParams())
+
+
+def test_real_ki67_lung_field(shared_data: Path):
+    """deepliif Lung1: 60 annotated nuclei (11 Ki67-positive, 18.3 %)."""
+    from PIL import Image
+
+    folder = shared_data / "ihc" / "deepliif" / "val"
+    with Image.open(folder / "Lung1.png") as im:
+        panels = np.asarray(im.convert("RGB"))
+    truth = json.loads((folder / "Lung1.json").read_text())
+    seg = panels[:, 2560:3072].astype(np.int16)
+    red = (seg[..., 0] > 200) & (seg[..., 1] < 60) & (seg[..., 2] < 60)
+    blue = (seg[..., 2] > 200) & (seg[..., 0] < 60) & (seg[..., 1] < 60)
+    truth_xy = []
+    for colour in (red, blue):
+        n, _, stats, centroids = cv2.connectedComponentsWithStats(colour.astype(np.uint8), connectivity=8)
+        truth_xy.append(centroids[1:][stats[1:, cv2.CC_STAT_AREA] >= truth["size_thresh"]])
+    assert [len(p) for p in truth_xy] == [truth["num_pos"], truth["num_neg"]]
+    truth_xy = np.concatenate(truth_xy) * (307 / 512)  # 0.3 -> 0.5 um/px
+    a_rgb = cv2.resize(np.ascontiguousarray(panels[:, :512]), (307, 307), interpolation=cv2.INTER_AREA)
+    stains = stain.StainVectors(background=stain.estimate_background(a_rgb))
+    table, _, _ = detect_cells(stain.deconvolve(a_rgb, stains), mpp_um=MPP)
+    # Each truth nucleus has one of our centroids within 4 um (8 px) for most nuclei.
+    ours = np.column_stack([table.a_x, table.a_y])
+    dist = np.hypot(*(truth_xy[:, None, :] - ours[None, :, :]).transpose(2, 0, 1))
+    recall = float(np.mean(dist.min(axis=1) <= 4.0 / MPP))
+    assert recall >= 0.8
+    assert len(table) <= 1.5 * truth["num_total"]
+    positive_pct = 100.0 * float(np.mean(table.dab_nucleus_mean >= 0.2))
+    assert abs(positive_pct - truth["percent_pos"]) <= 10.0
+
+
+def test_tile_with_margin_reproduces_core_cells_of_whole_field(shared_data: Path):
+    """Cells whose centroid lies in a tile's core match the whole-field run
+    when the tile has ``tile_margin_um`` of context and an even origin."""
+    from PIL import Image
+
+    with Image.open(shared_data / "ihc" / "ki67-glioma" / "1309620-A2-27" / "original.jpg") as im:
+        rgb = np.asarray(im.convert("RGB"))
+    a_rgb = cv2.resize(rgb, (816, 614), interpolation=cv2.INTER_AREA)  # 0.1 -> 0.5 um/px
+    image = stain.deconvolve(a_rgb, stain.StainVectors(background=(207.0, 208.0, 208.0)))
+    whole, _, _ = detect_cells(image, mpp_um=MPP)
+    margin = int(np.ceil(tile_margin_um() / MPP))
+    margin += margin % 2
+    x0, y0, x1, y1 = 300, 200, 500, 400
+    tile, _, _ = detect_cells(np.ascontiguousarray(image[y0 - margin : y1 + margin, x0 - margin : x1 + margin]), mpp_um=MPP)
+
+    def core(table: CellTable, dx: int, dy: int) -> np.ndarray:
+        x, y = table.a_x + dx, table.a_y + dy
+        keep = (x >= x0) & (x < x1) & (y >= y0) & (y < y1)
+        rows = np.column_stack([x, y, table.nucleus_area_um2, table.cell_area_um2, table.dab_cell_mean])[keep]
+        return rows[np.lexsort(rows.T[::-1])]
+
+    expected, got = core(whole, 0, 0), core(tile, x0 - margin, y0 - margin)
+    assert len(expected) > 20
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, atol=1e-4)

@@ -1,0 +1,231 @@
+"""Tests of the synthetic slide generator against its own designed truth."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import openslide
+import pytest
+
+from ihc_score.stain import DEFAULT_STAINS, deconvolve
+from ihc_score.synthetic import (
+    CLASS_BANDS,
+    CLASS_THRESHOLDS,
+    Cells,
+    SynthSpec,
+    TumourRegion,
+    make_layout,
+    make_slide,
+    preset,
+    render_region,
+    shift_stains,
+    truth_path,
+)
+
+SMALL = SynthSpec(width=2600, height=1800, seed=7)
+
+
+@pytest.fixture(scope="module")
+def small_slide(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    path = tmp_path_factory.mktemp("synth") / "small.svs"
+    return path, make_slide(path, SMALL)
+
+
+def one_cell(x: float, y: float, dab_target: float, *, diameter_um: float = 9.0, mpp_um: float = 0.25) -> Cells:
+    """A single round-ish tumour cell of class decided by ``dab_target``."""
+    r = 0.5 * diameter_um / mpp_um
+    f32 = lambda v: np.array([v], np.float32)  # noqa: E731
+    return Cells(
+        l0_x=np.array([x]), l0_y=np.array([y]), radius_a=f32(r * 1.1), radius_b=f32(r / 1.1), angle=f32(0.4),
+        harm2=f32(0.05), phase2=f32(1.0), harm3=f32(0.03), phase3=f32(2.0), nucleus_h_od=f32(0.35),
+        cytoplasm_px=f32(4.5 / mpp_um), cytoplasm_h_od=f32(0.08), cytoplasm_ratio=f32(1.4),
+        dab_target=np.array([dab_target]), klass=np.array([np.searchsorted(CLASS_THRESHOLDS, dab_target, "right")],
+                                                          np.int8),
+        tumour=np.array([True]), region=np.array([0], np.int16),
+    )
+
+
+def test_svs_opens_as_aperio_with_mpp_and_pyramid(small_slide: tuple[Path, dict]) -> None:
+    path, _ = small_slide
+    with openslide.OpenSlide(path) as s:
+        assert s.properties["openslide.vendor"] == "aperio"
+        assert float(s.properties["openslide.mpp-x"]) == pytest.approx(0.25)
+        assert float(s.properties["openslide.mpp-y"]) == pytest.approx(0.25)
+        assert s.dimensions == (2600, 1800)
+        assert s.level_dimensions == ((2600, 1800), (650, 450))
+        assert s.level_downsamples == pytest.approx((1.0, 4.0))
+        assert s.properties["openslide.level[0].tile-width"] == "512"
+        corner = np.asarray(s.read_region((0, 0), 0, (64, 64)).convert("RGB"), dtype=np.float64)
+        assert np.abs(corner.mean(axis=(0, 1)) - 255.0).max() < 2.0  # blank glass
+        assert s.properties["aperio.AppMag"] == "40"
+
+
+def test_pyramid_levels_until_below_1024(tmp_path: Path) -> None:
+    spec = SynthSpec(width=4200, height=1000, seed=1, tumour_density_per_mm2=0, stroma_density_per_mm2=0)
+    make_slide(tmp_path / "wide.svs", spec)
+    with openslide.OpenSlide(tmp_path / "wide.svs") as s:
+        assert s.level_dimensions == ((4200, 1000), (1050, 250), (263, 63))
+
+
+def test_truth_counts_and_hscore_follow_the_formula(small_slide: tuple[Path, dict]) -> None:
+    path, truth = small_slide
+    on_disk = json.loads(truth_path(path).read_text())
+    assert on_disk == json.loads(json.dumps(truth))
+    cells = on_disk["cells"]
+    assert len(cells) > 300
+    counts = [sum(c["class"] == k for c in cells) for k in range(4)]
+    tot = on_disk["totals"]
+    assert tot["n_cells"] == len(cells) == sum(counts)
+    assert [tot["n_class"][k] for k in ("0", "1+", "2+", "3+")] == counts
+    assert tot["h_score"] == pytest.approx((counts[1] + 2 * counts[2] + 3 * counts[3]) / len(cells) * 100)
+    assert tot["percent_positive"] == pytest.approx((len(cells) - counts[0]) / len(cells) * 100)
+    assert on_disk["thresholds"] == [0.2, 0.4, 0.6] and on_disk["compartment"] == "cell"
+    assert on_disk["mpp_um"] == 0.25 and on_disk["seed"] == 7
+    for c in cells:
+        assert c["tumour"] is True and c["region"] == "met1"
+        assert np.searchsorted(CLASS_THRESHOLDS, c["dab_cell_mean"], side="right") == c["class"]
+        lo, hi = CLASS_BANDS[c["class"]]
+        assert lo - 0.021 <= c["dab_cell_mean"] <= hi + 1e-4  # class 0 may carry stromal background
+        assert 0 < c["l0_x"] < 2600 and 0 < c["l0_y"] < 1800
+        assert 15.0 < c["nucleus_area_um2"] < 130.0
+    assert all(c["class"] == 0 and c["tumour"] is False for c in on_disk["stromal_cells"])
+    assert len(on_disk["stromal_cells"]) > 0
+
+
+def test_truth_coordinates_match_the_image_after_jpeg(small_slide: tuple[Path, dict]) -> None:
+    path, truth = small_slide
+    with openslide.OpenSlide(path) as s:
+        rgb = np.asarray(s.read_region((0, 0), 0, s.dimensions).convert("RGB"))
+    dab = deconvolve(rgb, replace(DEFAULT_STAINS, background=tuple(truth["background"])))[..., 1]
+    x = np.array([c["l0_x"] for c in truth["cells"]]).astype(int)
+    y = np.array([c["l0_y"] for c in truth["cells"]]).astype(int)
+    at = np.mean([dab[y + dy, x + dx] for dy in range(-2, 3) for dx in range(-2, 3)], axis=0)
+    designed = np.array([c["dab_nucleus_mean"] for c in truth["cells"]])
+    assert np.corrcoef(at, designed)[0, 1] > 0.9
+    shifted = np.mean([dab[y + 40 + dy, x + 37 + dx] for dy in range(-2, 3) for dx in range(-2, 3)], axis=0)
+    assert np.corrcoef(shifted, designed)[0, 1] < 0.5
+
+
+@pytest.mark.parametrize("target", [0.05, 0.3, 0.5, 0.8])
+@pytest.mark.parametrize("shift", [0.0, 10.0])
+def test_single_cell_deconvolves_to_designed_dab_mean(target: float, shift: float) -> None:
+    stains = shift_stains(DEFAULT_STAINS, shift)
+    background = (240.0, 235.0, 215.0) if shift else (255.0, 255.0, 255.0)
+    spec = SynthSpec(width=256, height=256, seed=3, stains=stains, background=background, tissue_fraction=0.0)
+    layout = make_layout(spec, cells=one_cell(128.3, 121.7, target))
+    reg = render_region(layout, (0, 0), (256, 256))
+    assert reg.stats["index"].tolist() == [0]
+    designed = float(reg.stats["dab_cell_mean"][0])
+    assert designed == pytest.approx(target, abs=1e-6)
+    cell = reg.cell_labels == 1
+    nucleus = reg.nucleus_labels == 1
+    assert cell.sum() == reg.stats["cell_px"][0] and nucleus.sum() == reg.stats["nucleus_px"][0]
+    assert float(reg.concentrations[..., 1][cell].mean()) == pytest.approx(designed, abs=1e-4)
+    measured = float(deconvolve(reg.rgb, spec.render_stains)[..., 1][cell].mean())
+    assert measured == pytest.approx(designed, abs=0.03)
+    assert reg.stats["dab_cytoplasm_mean"][0] > reg.stats["dab_nucleus_mean"][0]
+    # a 9-um nucleus: area pi * 4.5^2 um^2 up to the shape jitter
+    assert reg.stats["nucleus_px"][0] * 0.25**2 == pytest.approx(np.pi * 4.5**2, rel=0.15)
+
+
+def test_regions_render_identically_across_block_seams() -> None:
+    layout = make_layout(SynthSpec(width=1400, height=1000, seed=5, noise_sigma=0.0))
+    whole = render_region(layout, (200, 200), (800, 500))
+    left = render_region(layout, (200, 200), (400, 500))
+    right = render_region(layout, (600, 200), (400, 500))
+    joined = np.concatenate([left.concentrations, right.concentrations], axis=1)
+    np.testing.assert_array_equal(joined, whole.concentrations)
+    np.testing.assert_array_equal(np.concatenate([left.cell_labels, right.cell_labels], axis=1), whole.cell_labels)
+    np.testing.assert_array_equal(np.concatenate([left.rgb, right.rgb], axis=1), whole.rgb)
+    both = np.concatenate([left.stats["dab_cell_mean"], right.stats["dab_cell_mean"]])
+    idx = np.concatenate([left.stats["index"], right.stats["index"]])
+    np.testing.assert_allclose(both[np.argsort(idx)], whole.stats["dab_cell_mean"][np.argsort(whole.stats["index"])])
+
+
+def test_same_seed_gives_identical_files(tmp_path: Path) -> None:
+    spec = SynthSpec(width=1300, height=900, seed=11, jpeg_quality=80, tile_px=256)
+    make_slide(tmp_path / "a.svs", spec)
+    make_slide(tmp_path / "b.svs", spec)
+    make_slide(tmp_path / "c.svs", replace(spec, seed=12))
+    a, b, c = ((tmp_path / f"{n}.svs").read_bytes() for n in "abc")
+    assert a == b and a != c
+    assert (tmp_path / "a.truth.json").read_bytes() == (tmp_path / "b.truth.json").read_bytes()
+
+
+def test_class_counts_follow_region_proportions() -> None:
+    props_a, props_b = (0.1, 0.2, 0.3, 0.4), (0.7, 0.2, 0.1, 0.0)
+    spec = SynthSpec(width=12000, height=8000, seed=2, regions=(
+        TumourRegion(center=(0.28, 0.5), radii=(0.2, 0.35), class_proportions=props_a, name="a"),
+        TumourRegion(center=(0.74, 0.5), radii=(0.2, 0.35), class_proportions=props_b, name="b")))
+    cells = make_layout(spec).cells
+    for k, props in enumerate((props_a, props_b)):
+        klass = cells.klass[cells.tumour & (cells.region == k)]
+        n = klass.size
+        assert n > 3000
+        expected = np.diff(np.concatenate([[0], np.rint(np.cumsum(props) * n)]))
+        np.testing.assert_array_equal(np.bincount(klass, minlength=4), expected)
+    bands = np.asarray(CLASS_BANDS)
+    t, k = cells.dab_target[cells.tumour], cells.klass[cells.tumour]
+    assert np.all((t >= bands[k, 0]) & (t <= bands[k, 1]))
+    assert np.all(cells.klass[~cells.tumour] == 0) and np.all(cells.dab_target[~cells.tumour] == 0)
+
+
+@pytest.mark.parametrize(("clustering", "lo", "hi"), [(0.0, -0.12, 0.12), (0.9, 0.35, 1.0)])
+def test_class_clustering_sets_neighbour_correlation(clustering: float, lo: float, hi: float) -> None:
+    spec = SynthSpec(width=8000, height=8000, seed=4, class_clustering=clustering)
+    cells = make_layout(spec).cells
+    cells = cells.take(cells.tumour)
+    xy = np.stack([cells.l0_x, cells.l0_y], axis=1)
+    d2 = ((xy[:, None, :] - xy[None, ::7, :]) ** 2).sum(-1)[::7]  # a sample, no spatial index needed
+    np.fill_diagonal(d2, np.inf)
+    nearest = np.argmin(d2, axis=1)
+    k = cells.klass[::7].astype(float)
+    r = np.corrcoef(k, k[nearest])[0, 1]
+    assert lo < r < hi
+
+
+def test_presets_and_stain_shift() -> None:
+    assert preset("default") == SynthSpec()
+    assert preset("negative", seed=4).seed == 4
+    assert preset("shifted-stains").background == (240.0, 235.0, 215.0)
+    shifted = shift_stains(DEFAULT_STAINS, 10.0)
+    for name in ("hematoxylin", "dab"):
+        cos = np.dot(getattr(shifted, name), getattr(DEFAULT_STAINS, name))
+        assert np.degrees(np.arccos(cos)) == pytest.approx(10.0, abs=1e-6)
+    with pytest.raises(ValueError, match="preset"):
+        preset("nope")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [({"width": 10}, "width"), ({"mpp_um": 0.0}, "mpp_um"), ({"tile_px": 300}, "tile_px"),
+     ({"background": (0, 255, 255)}, "background"), ({"jpeg_quality": 0}, "jpeg_quality"),
+     ({"class_bands": ((0.0, 0.1), (0.15, 0.3), (0.45, 0.55), (0.68, 0.9))}, "class_bands")],
+)
+def test_spec_validation_names_the_field(kwargs: dict, field: str) -> None:
+    with pytest.raises(ValueError, match=field):
+        SynthSpec(**kwargs)
+
+
+def test_region_proportions_must_sum_to_one() -> None:
+    with pytest.raises(ValueError, match="class_proportions"):
+        TumourRegion(class_proportions=(0.5, 0.5, 0.5, 0.0))
+
+
+def test_class_bands_set_the_designed_means() -> None:
+    bands = ((0.17, 0.19), (0.21, 0.23), (0.41, 0.43), (0.61, 0.63))
+    cells = make_layout(SynthSpec(width=3000, height=3000, seed=9, class_bands=bands)).cells
+    cells = cells.take(cells.tumour)
+    b = np.asarray(bands)
+    assert len(cells) > 500
+    assert np.all((cells.dab_target >= b[cells.klass, 0]) & (cells.dab_target <= b[cells.klass, 1]))
+
+
+def test_unwritable_folder_raises_output_error(tmp_path: Path) -> None:
+    from ihc_score.errors import OutputError
+
+    with pytest.raises(OutputError, match="missing"):
+        make_slide(tmp_path / "missing" / "x.svs", SynthSpec(width=600, height=600, seed=1))
