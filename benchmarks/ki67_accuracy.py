@@ -5,21 +5,26 @@ Run from the repository root::
     .venv/bin/python benchmarks/ki67_accuracy.py [--data ../shared/data] [--threshold 0.2]
 
 For every image in ``<data>/ihc`` that has cell-level ground truth, the
-image is brought to the analysis pixel size (0.5 um/px; never upsampled),
-deconvolved, cells are detected with the default :class:`DetectionParams`,
-and each cell is called Ki67-positive when its nucleus mean DAB OD reaches
-ONE threshold shared by all images. Printed per image: truth and our
+image goes through the product's own path,
+:func:`ihc_score.pipeline.score_slide`: opened with the project's reader,
+tissue mask, the slide's own background and stain estimate (from tiles
+sampled over its tissue), tiling at the analysis pixel size (0.5 um/px;
+never upsampled), detection and classification, with the default model
+changed only to grade the nucleus (``classification.compartment =
+nucleus``) against ONE threshold shared by all images
+(``classification.thresholds = (0.2,)``). Printed per image: truth and our
 percent positive, their difference, truth and our cell counts, and
 detection precision / recall / F1 from a one-to-one matching (Hungarian)
 of our nucleus centroids to the truth positions within ``match_um``;
 ``rec+`` is the recall of truth-positive cells and ``agree`` the share of
-matched cells whose call agrees with the truth.
+matched cells whose call agrees with the truth. Only cells the pipeline
+keeps (on its tissue mask, in a tile core) count, so a tissue mask that
+drops cells shows up as lost recall.
 
 Pixel sizes are not stored in these files; the assumed ones are listed in
-``IMAGES`` with the reason. Stains: background ``I0`` from the brightest
-pixels (:func:`ihc_score.stain.estimate_background`) and H / DAB vectors
-from :func:`ihc_score.stain.estimate_stains` per image (``--default-stains``
-for the Ruifrok-Johnston vectors).
+``IMAGES`` with the reason and passed as ``mpp``. ``--default-stains``
+turns the stain estimate off (Ruifrok-Johnston vectors, the slide's own
+background).
 
 ``evaluate()`` returns the rows for a test to check; the whole run takes a
 few seconds.
@@ -29,9 +34,10 @@ Ground truth and scored area per data set
 * deepliif (Bladder1, Lung1): first 512x512 panel; truth = red (positive)
   and blue (negative) components of the 6th panel larger than the data
   set's own size threshold (``size_thresh`` in ``<name>.json``), which
-  reproduces its published counts. The whole panel is scored.
-* ki67-breast 503-05: ``base.png``; truth = ``markers.csv`` points; only
-  cells whose centroid lies in ``mask-gt.png`` count.
+  reproduces its published counts. The panel is written to a temporary
+  PNG (no pixel size stored) and scored whole.
+* ki67-breast 503-05: ``base.png`` is scored whole; truth = ``markers.csv``
+  points; only cells whose centroid lies in ``mask-gt.png`` count.
 * ki67-glioma: ``original.jpg``; truth = connected components of
   ``mask_positive.png`` / ``mask_negative.png``. The annotators outlined a
   balanced sample (as many negative as positive nuclei in 1309620-A2-27),
@@ -44,7 +50,9 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,9 +63,12 @@ from PIL import Image
 from scipy.optimize import linear_sum_assignment
 from scipy.spatial import cKDTree
 
-from ihc_score import stain
-from ihc_score.cells import CellTable, DetectionParams, detect_cells
+from ihc_score.cells import CellTable, DetectionParams
+from ihc_score.model import Model, default_model
+from ihc_score.pipeline import SlideResult, score_slide
+from ihc_score.score import classify
 
+#: Analysis pixel size of the default model (um/px); printed for reference.
 ANALYSIS_MPP_UM = 0.5
 #: Nucleus mean DAB OD at or above which a nucleus is Ki67-positive: QuPath's
 #: default "1+" DAB threshold and the project's first class threshold, fixed
@@ -104,7 +115,8 @@ class Row:
 
 @dataclass(frozen=True)
 class _Truth:
-    rgb: np.ndarray  # (H, W, 3) uint8 at the image's own pixel size
+    image: Path | None  # file to score, or None: write ``rgb`` to a temporary PNG
+    rgb: np.ndarray | None  # (H, W, 3) uint8 crop to score when ``image`` is None
     xy: np.ndarray  # (n, 2) truth positions, own pixels
     positive: np.ndarray  # (n,) bool
     region: np.ndarray | None  # bool mask of the scored area, own pixels
@@ -133,34 +145,22 @@ def _load(kind: str, folder: Path) -> _Truth:
         pos, _ = _components(red, size)
         neg, _ = _components(blue, size)
         xy = np.concatenate([pos, neg])
-        return _Truth(rgb, xy, np.arange(len(xy)) < len(pos), None, None)
+        return _Truth(None, rgb, xy, np.arange(len(xy)) < len(pos), None, None)
     if kind == "breast":
-        rgb = _read(folder / "base.png")
         region = _read(folder / "mask-gt.png") > 0
         with open(folder / "markers.csv", newline="") as fh:
             rows = list(csv.DictReader(fh))
         xy = np.array([[float(r["x"]), float(r["y"])] for r in rows])
-        return _Truth(rgb, xy, np.array([r["type"] == "1" for r in rows]), region, None)
+        return _Truth(folder / "base.png", None, xy, np.array([r["type"] == "1" for r in rows]), region, None)
     if kind == "glioma":
-        rgb = _read(folder / "original.jpg")
         pmask = _read(folder / "mask_positive.png") > 0
         nmask = _read(folder / "mask_negative.png") > 0
         pos, _ = _components(pmask)
         neg, _ = _components(nmask)
         xy = np.concatenate([pos, neg])
         annotated = cv2.connectedComponents((pmask | nmask).astype(np.uint8), connectivity=8)[1]
-        return _Truth(rgb, xy, np.arange(len(xy)) < len(pos), None, annotated)
+        return _Truth(folder / "original.jpg", None, xy, np.arange(len(xy)) < len(pos), None, annotated)
     raise ValueError(f"unknown data set kind {kind!r}")
-
-
-def _stains(rgb: np.ndarray, estimate: bool) -> stain.StainVectors:
-    """Stain vectors of one image: background from its brightest pixels,
-    H and DAB vectors estimated from all its pixels (the estimator drops
-    unstained ones) or the Ruifrok-Johnston defaults."""
-    background = stain.estimate_background(rgb)
-    if not estimate:
-        return stain.StainVectors(background=background)
-    return stain.estimate_stains(rgb.reshape(-1, 3), background=background)
 
 
 def _match(ours: np.ndarray, truth: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray]:
@@ -182,34 +182,54 @@ def _pct(positive: np.ndarray) -> float:
     return 100.0 * float(positive.mean()) if len(positive) else float("nan")
 
 
+def benchmark_model(
+    threshold_od: float = DEFAULT_THRESHOLD_OD,
+    params: DetectionParams | None = None,
+    estimate_stains: bool = True,
+) -> Model:
+    """The default model graded on the nucleus mean DAB OD against one threshold."""
+    model = default_model().with_overrides(
+        **{"classification.compartment": "nucleus", "classification.thresholds": (threshold_od,)}
+    )
+    if not estimate_stains:
+        model = model.with_overrides(**{"stains.estimate": False})
+    if params is not None:
+        model = dataclasses.replace(model, detection=params)
+    return model
+
+
+def _score(truth: _Truth, model: Model, mpp_um: float) -> SlideResult:
+    if truth.image is not None:
+        return score_slide(truth.image, model, mpp=mpp_um)
+    with tempfile.TemporaryDirectory(prefix="ki67-") as tmp:
+        path = Path(tmp) / "field.png"
+        Image.fromarray(truth.rgb).save(path)
+        return score_slide(path, model, mpp=mpp_um)
+
+
 def evaluate_image(
     name: str,
     kind: str,
     folder: Path,
     mpp_um: float,
     *,
-    threshold_od: float = DEFAULT_THRESHOLD_OD,
-    params: DetectionParams = DetectionParams(),
+    model: Model | None = None,
     match_um: float = MATCH_UM,
-    estimate_stains: bool = True,
-) -> tuple[Row, CellTable]:
-    """Score one image against its truth; see the module docstring."""
+) -> tuple[Row, SlideResult]:
+    """Score one image with :func:`score_slide` against its truth; see the module docstring."""
     start = time.perf_counter()
+    model = benchmark_model() if model is None else model
     truth = _load(kind, folder)
-    scale = max(1.0, ANALYSIS_MPP_UM / mpp_um)  # own pixels per analysis pixel; never upsample
-    a_mpp = mpp_um * scale
-    h, w = truth.rgb.shape[:2]
-    size = (max(1, round(w / scale)), max(1, round(h / scale)))
-    a_rgb = cv2.resize(truth.rgb, size, interpolation=cv2.INTER_AREA) if scale > 1 else truth.rgb
-    stains = _stains(a_rgb, estimate_stains)
-    table, _, _ = detect_cells(stain.deconvolve(a_rgb, stains), mpp_um=a_mpp, params=params)
-    # Our centroids in the image's own pixel frame.
-    sx, sy = w / size[0], h / size[1]
-    own_x = (table.a_x + 0.5) * sx - 0.5
-    own_y = (table.a_y + 0.5) * sy - 0.5
+    result = _score(truth, model, mpp_um)
+    table = result.cells
+    w, h = result.l0_size
+    # Our centroids in the image's own (level-0) pixel frame.
+    downsample = result.analysis_mpp_um / result.mpp_um
+    own_x = (table.a_x.astype(np.float64) + 0.5) * downsample - 0.5
+    own_y = (table.a_y.astype(np.float64) + 0.5) * downsample - 0.5
     ix = np.clip(np.rint(own_x).astype(int), 0, w - 1)
     iy = np.clip(np.rint(own_y).astype(int), 0, h - 1)
-    positive = table.dab_nucleus_mean >= threshold_od
+    positive = classify(getattr(table, model.classification.measurement), model.classification.thresholds) > 0
     in_region = truth.region[iy, ix] if truth.region is not None else np.ones(len(table), dtype=bool)
     scope = "region" if truth.region is not None else "field"
     scored = in_region
@@ -249,14 +269,14 @@ def evaluate_image(
         field_cells=int(in_region.sum()),
         seconds=time.perf_counter() - start,
     )
-    return row, table
+    return row, result
 
 
 def evaluate(
     data_dir: Path = DEFAULT_DATA,
     *,
     threshold_od: float = DEFAULT_THRESHOLD_OD,
-    params: DetectionParams = DetectionParams(),
+    params: DetectionParams | None = None,
     match_um: float = MATCH_UM,
     estimate_stains: bool = True,
 ) -> list[Row]:
@@ -268,22 +288,21 @@ def evaluate(
         Folder holding ``ihc/`` (the project's ``../shared/data``).
     threshold_od : float
         Nucleus mean DAB OD at or above which a cell is positive.
-    params : DetectionParams
+    params : DetectionParams, optional
+        Detection parameters instead of the default model's.
     match_um : float
         Largest distance (um) between a truth position and our centroid
         for the two to be paired.
     estimate_stains : bool
         Estimate H and DAB vectors per image (else the defaults).
     """
+    model = benchmark_model(threshold_od, params, estimate_stains)
     rows = []
     for name, kind, rel, mpp_um, _why in IMAGES:
         folder = Path(data_dir) / rel
         if not (folder.exists() or folder.with_suffix(".png").exists()):
             continue
-        row, _ = evaluate_image(
-            name, kind, folder, mpp_um, threshold_od=threshold_od, params=params, match_um=match_um,
-            estimate_stains=estimate_stains,
-        )
+        row, _ = evaluate_image(name, kind, folder, mpp_um, model=model, match_um=match_um)
         rows.append(row)
     return rows
 
@@ -309,13 +328,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder holding ihc/")
     parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD_OD, help="nucleus DAB OD cut-off")
-    parser.add_argument("--channel", default=DetectionParams().channel, help="detection channel")
+    parser.add_argument("--channel", default=None, help="detection channel (default: the model's)")
     parser.add_argument("--default-stains", action="store_true", help="Ruifrok-Johnston vectors, no estimation")
     args = parser.parse_args(argv)
-    params = DetectionParams(channel=args.channel)
+    model = benchmark_model(args.threshold, None, not args.default_stains)
+    params = model.detection if args.channel is None else dataclasses.replace(model.detection, channel=args.channel)
     rows = evaluate(args.data, threshold_od=args.threshold, params=params, estimate_stains=not args.default_stains)
     print(
-        f"analysis {ANALYSIS_MPP_UM} um/px, channel {params.channel}, nucleus DAB OD >= {args.threshold} is positive, "
+        f"pipeline score_slide, analysis {model.analysis.mpp_um} um/px, channel {params.channel}, "
+        f"nucleus DAB OD >= {args.threshold} is positive, "
         f"stains {'default' if args.default_stains else 'estimated'}, match within {MATCH_UM} um"
     )
     print(format_table(rows))

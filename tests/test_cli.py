@@ -163,3 +163,34 @@ def test_version_and_help_import_nothing_heavy():
     # --help answers at once because the CLI module imports no numpy, OpenCV or OpenSlide
     probe = "import sys, ihc_score.cli; print(sorted(m for m in ('numpy', 'cv2', 'openslide') if m in sys.modules))"
     assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip() == "[]"
+
+
+def test_dask_cluster_gives_identical_bytes(first_run, slides, tmp_path):
+    """The same tile tasks on a real Dask cluster (worker processes) write the same CSVs."""
+    from distributed import LocalCluster
+
+    _, out = first_run
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        res = CliRunner().invoke(main, ["score", str(slides), "--out", str(tmp_path), "--scheduler", cluster.scheduler_address])
+    assert res.exit_code == 1, res.output
+    assert json.loads((tmp_path / "run.json").read_text())["executor"].startswith("dask:tcp://")
+    for f in ("slides.csv", "metastases.csv"):
+        assert (tmp_path / f).read_bytes() == (out / f).read_bytes()
+
+
+def test_unreachable_scheduler_is_a_clear_error(tmp_path):
+    res = CliRunner().invoke(main, ["score", str(SAMPLES / "synthetic-negative.svs"), "--out", str(tmp_path),
+                                    "--scheduler", "tcp://127.0.0.1:9"])
+    assert res.exit_code == 1 and "cannot reach the Dask scheduler" in res.output
+
+
+def test_synth_writes_a_slide_and_its_truth(tmp_path):
+    res = CliRunner().invoke(main, ["synth", str(tmp_path / "s.svs"), "--width", "1024", "--height", "768", "--seed", "3",
+                                    "--class-proportions", "0,0,0,1", "--background", "240,235,215"])
+    assert res.exit_code == 0, res.output
+    truth = json.loads((tmp_path / "s.truth.json").read_text())
+    assert truth["totals"]["h_score"] == pytest.approx(300.0)
+    assert truth["background"] == [240, 235, 215] or truth["background"] == [240.0, 235.0, 215.0]
+    assert "H-score 300.0" in res.output
+    bad = CliRunner().invoke(main, ["synth", str(tmp_path / "t.svs"), "--class-proportions", "0.5,0.1"])
+    assert bad.exit_code == 2

@@ -14,14 +14,14 @@ import platform
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, wait, FIRST_COMPLETED
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .errors import IhcScoreError, OutputError
+from .errors import IhcScoreError
 from .export import (
     METASTASIS_COLUMNS,
     SLIDE_COLUMNS,
@@ -44,6 +44,7 @@ __all__ = [
     "discover_slides",
     "case_of",
     "run_batch",
+    "make_executor",
 ]
 
 #: File endings scored when a folder is given (lower case).
@@ -342,19 +343,43 @@ def make_executor(workers: int, scheduler: str | None = None) -> tuple[Executor,
         The Dask scheduler cannot be reached.
     """
     if scheduler:
-        try:
-            from distributed import Client
-
-            client = Client(scheduler, timeout="20s")
-        except (OSError, TimeoutError, ValueError) as err:
-            raise IhcScoreError(f"cannot reach the Dask scheduler at {scheduler}: {err}") from err
-        return client.get_executor(), f"dask:{scheduler}"
+        return _DaskExecutor(scheduler), f"dask:{scheduler}"
     if workers <= 1:
         return InlineExecutor(), "inline"
     import multiprocessing
 
     # spawn: workers start clean, never inheriting an open slide handle or a lock.
-    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")), f"processes:{workers}"
+    pool = ProcessPoolExecutor(
+        max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker
+    )
+    return pool, f"processes:{workers}"
 
 
-__all__ += ["make_executor", "OutputError"]
+class _DaskExecutor(Executor):
+    """``Client(address).get_executor()`` that also closes its client on shutdown."""
+
+    def __init__(self, address: str) -> None:
+        try:
+            from distributed import Client
+
+            self._client = Client(address, timeout="10s", set_as_default=False)
+        except (OSError, TimeoutError, ValueError) as err:
+            raise IhcScoreError(f"cannot reach the Dask scheduler at {address}: {err}; check --scheduler") from err
+        # Tasks are independent tiles: keep Dask from retrying elsewhere on our errors, but let it
+        # reschedule the work of a worker that died.
+        self._executor = self._client.get_executor(pure=False)
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
+        return self._executor.submit(fn, *args, **kwargs)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        self._executor.shutdown(wait=wait)
+        self._client.close()
+
+
+def _init_worker() -> None:
+    """One thread per worker process: the pool, not OpenCV, spreads work over the cores."""
+    import cv2
+
+    cv2.setNumThreads(1)
+

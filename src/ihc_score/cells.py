@@ -49,11 +49,13 @@ References
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Literal
 
 import cv2
 import numpy as np
+
+from .measure import CellTable, _check_mpp, measure_cells
 
 __all__ = [
     "DetectionParams",
@@ -100,10 +102,10 @@ class DetectionParams:
         QuPath) is the hematoxylin OD; ``"hematoxylin_dab"`` is the sum of
         the hematoxylin and DAB OD channels. The sum finds more of the
         dark-brown Ki67-positive nuclei (recall of truth-positive nuclei
-        0.82-0.90 vs 0.74-0.88 over a grid of thresholds 0.05-0.1, sigma
+        0.82-0.90 vs 0.66-0.87 over a grid of thresholds 0.05-0.1, sigma
         1-1.5 um, split on/off) but pushes percent positive up (max diff
-        7.2-14.1 points over that grid vs 4.8-10.2; with the defaults F1
-        0.72 / max diff 7.9 vs 0.75 / 5.1): positive nuclei keep enough
+        7.1-13.9 points over that grid vs 4.7-10.6; with the other defaults
+        F1 0.71 / max diff 8.6 vs 0.75 / 5.0): positive nuclei keep enough
         hematoxylin to be found on that channel alone, while the sum also
         picks up brown cytoplasm and debris. For S100A9, a cytoplasmic and
         nuclear marker, the sum is worse still: on a 512 x 512 um field of
@@ -111,7 +113,7 @@ class DetectionParams:
         graded 0.2 / 0.4 / 0.6) hematoxylin gave recall 1.00, precision
         0.96, class agreement 0.999 and the exact H-score (92, strong
         preset 171); the sum made "nuclei" of brown cytoplasm (precision
-        0.83 / 0.67) and raised the H-score to 104 / 187. Use the sum only
+        0.82 / 0.67) and raised the H-score to 105 / 187. Use the sum only
         for a nuclear marker so strong that positive nuclei show no
         hematoxylin.
     background_radius_um : float
@@ -124,9 +126,9 @@ class DetectionParams:
         Threshold (OD) on the smoothed, background-subtracted channel.
         Default 0.07, below QuPath's 0.1: pale negative nuclei (glioma
         fields with a background near 208/255) reach only 0.07-0.1 OD; with
-        0.1 they are missed and percent positive came out 10 points too
-        high in one field (F1 0.70, max diff 10.2); 0.07 gives F1 0.75 and
-        max diff 5.1, 0.05 F1 0.74 and max diff 5.6.
+        0.1 they are missed and percent positive came out 10.6 points too
+        high in one field (F1 0.69); 0.07 gives F1 0.75 and max diff 5.0,
+        0.05 F1 0.74 and max diff 5.7.
     min_area_um2, max_area_um2 : float
         Nuclei outside these areas (um^2) are dropped.
     split_by_shape : bool
@@ -135,7 +137,7 @@ class DetectionParams:
         option the maxima are taken on the smoothed channel times the
         distance to the background, which also splits blobs that narrow.
         Default False (QuPath: True): it lowered F1 (0.72 vs 0.75) and the
-        recall of positive nuclei (0.65 vs 0.81).
+        recall of positive nuclei (0.66 vs 0.81).
     cell_expansion_um : float
         Distance (um) by which a cell extends beyond its nucleus; cells
         never overlap (each pixel goes to the nearest nucleus).
@@ -161,86 +163,6 @@ class DetectionParams:
             raise ValueError(f"threshold_od must be > 0, got {self.threshold_od!r}")
         if not np.isfinite(self.max_area_um2) or self.max_area_um2 <= self.min_area_um2:
             raise ValueError(f"max_area_um2 must be > min_area_um2, got {self.max_area_um2!r} <= {self.min_area_um2!r}")
-
-
-_COLUMNS = (
-    "a_x",
-    "a_y",
-    "nucleus_area_um2",
-    "cell_area_um2",
-    "hematoxylin_od_mean",
-    "dab_nucleus_mean",
-    "dab_nucleus_max",
-    "dab_cytoplasm_mean",
-    "dab_cytoplasm_max",
-    "dab_cell_mean",
-    "dab_cell_max",
-)
-
-
-@dataclass(frozen=True)
-class CellTable:
-    """Per-cell measurements, columnar: float32 arrays of equal length.
-
-    Attributes
-    ----------
-    a_x, a_y : ndarray
-        Nucleus centroid (column, row) in pixels of the image measured.
-    nucleus_area_um2, cell_area_um2 : ndarray
-        Areas (um^2); the cell includes its nucleus.
-    hematoxylin_od_mean : ndarray
-        Mean hematoxylin OD over the nucleus.
-    dab_nucleus_mean, dab_nucleus_max : ndarray
-        DAB OD mean and max over the nucleus.
-    dab_cytoplasm_mean, dab_cytoplasm_max : ndarray
-        DAB OD over the cell minus its nucleus; NaN for a cell without
-        cytoplasm pixels (a nucleus walled in by its neighbours).
-    dab_cell_mean, dab_cell_max : ndarray
-        DAB OD over the whole cell.
-    """
-
-    a_x: np.ndarray
-    a_y: np.ndarray
-    nucleus_area_um2: np.ndarray
-    cell_area_um2: np.ndarray
-    hematoxylin_od_mean: np.ndarray
-    dab_nucleus_mean: np.ndarray
-    dab_nucleus_max: np.ndarray
-    dab_cytoplasm_mean: np.ndarray
-    dab_cytoplasm_max: np.ndarray
-    dab_cell_mean: np.ndarray
-    dab_cell_max: np.ndarray
-
-    def __post_init__(self) -> None:
-        n = None
-        for f in fields(self):
-            col = np.asarray(getattr(self, f.name), dtype=np.float32)
-            if col.ndim != 1:
-                raise ValueError(f"{f.name} must be one-dimensional, got shape {col.shape}")
-            if n is None:
-                n = len(col)
-            elif len(col) != n:
-                raise ValueError(f"{f.name} has {len(col)} rows, expected {n}")
-            object.__setattr__(self, f.name, col)
-
-    def __len__(self) -> int:
-        return len(self.a_x)
-
-    def take(self, index: np.ndarray) -> CellTable:
-        """Rows selected by an integer index or a boolean mask."""
-        return CellTable(**{name: getattr(self, name)[index] for name in _COLUMNS})
-
-    @classmethod
-    def concat(cls, tables: list[CellTable] | tuple[CellTable, ...]) -> CellTable:
-        """Rows of several tables, in order."""
-        if not tables:
-            return cls.empty()
-        return cls(**{name: np.concatenate([getattr(t, name) for t in tables]) for name in _COLUMNS})
-
-    @classmethod
-    def empty(cls) -> CellTable:
-        """A table without rows."""
-        return cls(**{name: np.zeros(0, dtype=np.float32) for name in _COLUMNS})
 
 
 def tile_margin_um(params: DetectionParams = DetectionParams()) -> float:
@@ -391,11 +313,6 @@ def detection_image(deconvolved: np.ndarray, channel: Channel = "hematoxylin") -
     raise ValueError(f"channel must be 'hematoxylin' or 'hematoxylin_dab', got {channel!r}")
 
 
-def _check_mpp(mpp_um: float) -> None:
-    if not np.isfinite(mpp_um) or mpp_um <= 0:
-        raise ValueError(f"mpp_um must be a positive pixel size in um, got {mpp_um!r}")
-
-
 def detect_nuclei(image_od: np.ndarray, *, mpp_um: float, params: DetectionParams = DetectionParams()) -> np.ndarray:
     """Find nuclei on an OD image.
 
@@ -473,82 +390,6 @@ def expand_cells(nuclei: np.ndarray, *, mpp_um: float, params: DetectionParams =
     cells = lut[near]
     cells[dist > radius_px] = 0
     return cells
-
-
-def measure_cells(
-    nuclei: np.ndarray,
-    cells: np.ndarray,
-    hematoxylin_od: np.ndarray,
-    dab_od: np.ndarray,
-    *,
-    mpp_um: float,
-) -> CellTable:
-    """Per-cell measurements of nucleus, cytoplasm and whole cell.
-
-    Parameters
-    ----------
-    nuclei, cells : ndarray, int32, shape (H, W)
-        Labels from :func:`detect_nuclei` and :func:`expand_cells` (a cell
-        contains its nucleus; labels 1..n).
-    hematoxylin_od, dab_od : ndarray, float, shape (H, W)
-        Stain OD channels.
-    mpp_um : float
-        Pixel size (um per pixel).
-
-    Returns
-    -------
-    CellTable
-        One row per label 1..n, in label order. Cytoplasm = cell minus
-        nucleus.
-    """
-    _check_mpp(mpp_um)
-    shape = nuclei.shape
-    if cells.shape != shape or hematoxylin_od.shape != shape or dab_od.shape != shape:
-        raise ValueError("nuclei, cells, hematoxylin_od and dab_od must have the same shape")
-    n = int(max(nuclei.max(initial=0), cells.max(initial=0)))
-    if n == 0:
-        return CellTable.empty()
-    nuc = nuclei.ravel()
-    cel = cells.ravel()
-    idx_n = np.flatnonzero(nuc)
-    lab_n = nuc[idx_n]
-    idx_c = np.flatnonzero(cel)
-    lab_c = cel[idx_c]
-    h = hematoxylin_od.ravel()
-    d = dab_od.ravel()
-    dab_n = d[idx_n].astype(np.float64)
-    dab_c = d[idx_c].astype(np.float64)
-    width = shape[1]
-    area_n = np.bincount(lab_n, minlength=n + 1)[1:].astype(np.float64)
-    area_c = np.bincount(lab_c, minlength=n + 1)[1:].astype(np.float64)
-    sum_x = np.bincount(lab_n, idx_n % width, minlength=n + 1)[1:]
-    sum_y = np.bincount(lab_n, idx_n // width, minlength=n + 1)[1:]
-    sum_h = np.bincount(lab_n, h[idx_n], minlength=n + 1)[1:]
-    sum_dn = np.bincount(lab_n, dab_n, minlength=n + 1)[1:]
-    sum_dc = np.bincount(lab_c, dab_c, minlength=n + 1)[1:]
-    # Grouped maxima: nucleus pixels in groups 1..n, cytoplasm pixels in n+1..2n.
-    cyto = nuc[idx_c] == 0
-    group = np.concatenate([lab_n, lab_c[cyto] + n])
-    values = np.concatenate([d[idx_n], d[idx_c[cyto]]]).astype(np.float32)
-    maxima = np.full(2 * n + 1, -np.inf, dtype=np.float32)
-    np.maximum.at(maxima, group, values)
-    area_cyto = area_c - area_n
-    with np.errstate(invalid="ignore", divide="ignore"):
-        nan_n = np.where(area_n > 0, 1.0, np.nan)
-        table = CellTable(
-            a_x=sum_x / area_n,
-            a_y=sum_y / area_n,
-            nucleus_area_um2=area_n * mpp_um * mpp_um,
-            cell_area_um2=area_c * mpp_um * mpp_um,
-            hematoxylin_od_mean=sum_h / area_n,
-            dab_nucleus_mean=sum_dn / area_n,
-            dab_nucleus_max=np.where(area_n > 0, maxima[1 : n + 1], np.nan),
-            dab_cytoplasm_mean=np.where(area_cyto > 0, (sum_dc - sum_dn) / area_cyto, np.nan),
-            dab_cytoplasm_max=np.where(area_cyto > 0, maxima[n + 1 :], np.nan),
-            dab_cell_mean=sum_dc / area_c,
-            dab_cell_max=np.maximum(maxima[1 : n + 1], maxima[n + 1 :]) * nan_n,
-        )
-    return table
 
 
 def detect_cells(

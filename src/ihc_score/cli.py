@@ -207,9 +207,9 @@ def synth(out: Path, preset_name: str, **options: object) -> None:
         fields["stains"] = shift_stains(DEFAULT_STAINS, float(shift))  # type: ignore[arg-type]
     if background is not None:
         fields["background"] = background
-    if proportions is not None:
-        fields["regions"] = (TumourRegion(class_proportions=proportions),)
     try:
+        if proportions is not None:
+            fields["regions"] = (TumourRegion(class_proportions=proportions),)
         spec = preset(preset_name, **fields)
         truth = make_slide(out, spec)
     except ValueError as err:

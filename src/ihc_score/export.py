@@ -117,11 +117,8 @@ def write_json(path: Path, data: Any) -> None:
 
 
 def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return "" if math.isnan(value) else f"{value:.4f}".rstrip("0").rstrip(".") if abs(value) < 1e12 else repr(value)
-    return str(value)
+    # Floats arrive already formatted by _fixed, so every run writes the same text.
+    return "" if value is None else str(value)
 
 
 def _fixed(value: float, decimals: int) -> float | str:

@@ -1,0 +1,267 @@
+"""Parameters of a synthetic slide: tumour regions, the spec, presets.
+
+Everything that decides a synthetic slide (same spec, same bytes): the
+designed class thresholds and bands, :class:`TumourRegion`,
+:class:`SynthSpec`, :func:`shift_stains` and the named :data:`PRESETS` with
+:func:`preset`. Pure, no I/O.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ihc_score.stain import DEFAULT_STAINS, StainVectors
+
+__all__ = [
+    "GENERATOR_VERSION",
+    "CLASS_THRESHOLDS",
+    "CLASS_BANDS",
+    "CELL_EXPANSION_UM",
+    "TumourRegion",
+    "SynthSpec",
+    "shift_stains",
+    "PRESETS",
+    "preset",
+]
+
+GENERATOR_VERSION = "1"
+#: DAB OD thresholds of classes 1+, 2+, 3+ (``>=``), QuPath's defaults.
+CLASS_THRESHOLDS: tuple[float, float, float] = (0.2, 0.4, 0.6)
+#: Designed cell DAB OD mean of each class, kept away from the thresholds.
+CLASS_BANDS: tuple[tuple[float, float], ...] = ((0.0, 0.13), (0.25, 0.35), (0.45, 0.55), (0.68, 0.9))
+#: Cell = nucleus grown by this distance (um), limited by neighbours.
+CELL_EXPANSION_UM = 5.0
+
+
+def _check_proportions(p: tuple[float, ...], name: str) -> tuple[float, ...]:
+    a = np.asarray(p, dtype=np.float64)
+    if a.shape != (4,) or np.any(a < 0) or not math.isclose(float(a.sum()), 1.0, abs_tol=1e-6):
+        raise ValueError(f"{name} must be 4 non-negative fractions of classes 0, 1+, 2+, 3+ summing to 1, got {p!r}")
+    return tuple(float(x) for x in a)
+
+
+@dataclass(frozen=True)
+class TumourRegion:
+    """One metastasis: a sheet of tumour cells inside a noisy ellipse.
+
+    Parameters
+    ----------
+    center : (float, float)
+        Centre as fractions of the slide (width, height), 0-1.
+    radii : (float, float)
+        Semi-axes as fractions of the slide (width, height).
+    angle_deg : float
+        Rotation of the ellipse, degrees.
+    class_proportions : 4 floats
+        Expected fractions of tumour cells in classes 0, 1+, 2+, 3+.
+    name : str
+        Stable region name written into the truth.
+    """
+
+    center: tuple[float, float] = (0.5, 0.5)
+    radii: tuple[float, float] = (0.3, 0.3)
+    angle_deg: float = 0.0
+    class_proportions: tuple[float, float, float, float] = (0.4, 0.3, 0.2, 0.1)
+    name: str = "met1"
+
+    def __post_init__(self) -> None:
+        if not all(0.0 <= c <= 1.0 for c in self.center):
+            raise ValueError(f"center must be fractions of the slide in 0-1, got {self.center!r}")
+        if not all(0.0 < r <= 1.0 for r in self.radii):
+            raise ValueError(f"radii must be fractions of the slide in (0, 1], got {self.radii!r}")
+        object.__setattr__(self, "class_proportions", _check_proportions(self.class_proportions, "class_proportions"))
+
+
+@dataclass(frozen=True)
+class SynthSpec:
+    """Everything that decides a synthetic slide; same spec, same bytes.
+
+    Parameters
+    ----------
+    width, height : int
+        Level-0 size, px.
+    mpp_um : float
+        Level-0 pixel size, um/px (0.25 = 40x).
+    seed : int
+        Seed of every random choice.
+    stains : StainVectors
+        Hematoxylin and DAB OD vectors used to draw (their ``background`` is
+        ignored: ``background`` below is the glass colour).
+    background : (float, float, float)
+        Blank glass colour ``I0``, 8-bit RGB.
+    jpeg_quality : int
+        JPEG quality of the tiles, 1-100.
+    tile_px : int
+        Tile size, 256 or 512.
+    tissue_fraction : float
+        Approximate fraction of the slide covered by tissue pieces besides
+        the tumour regions.
+    tissue_pieces : int
+        Number of tissue pieces.
+    regions : tuple of TumourRegion
+        The metastases, each with its class proportions.
+    tumour_density_per_mm2 : float
+        Tumour cells per mm^2 of tumour sheet.
+    stroma_density_per_mm2 : float
+        Stromal nuclei per mm^2 of non-tumour tissue.
+    nucleus_diameter_um : (float, float)
+        Range of tumour nucleus diameters (equivalent circle), um.
+    cytoplasm_width_um : (float, float)
+        Range of the tumour cytoplasm width around the nucleus, um.
+    blur_sigma_um : float
+        Gaussian optics blur, um.
+    noise_sigma : float
+        Sensor noise, 8-bit units.
+    stroma_dab_od : float
+        Mean nonspecific DAB OD of stroma.
+    class_clustering : float
+        0-1: how much the class of a tumour cell follows a smooth field
+        (patches of ~50 um) rather than chance. Each region's class counts
+        are its proportions times its cell count, rounded, either way.
+    class_bands : 4 (low, high) pairs
+        Range of the designed cell DAB OD mean of classes 0, 1+, 2+, 3+;
+        each inside its class's interval of :data:`CLASS_THRESHOLDS`
+        (narrow margins make harder slides).
+    """
+
+    width: int = 4096
+    height: int = 3072
+    mpp_um: float = 0.25
+    seed: int = 0
+    stains: StainVectors = DEFAULT_STAINS
+    background: tuple[float, float, float] = (255.0, 255.0, 255.0)
+    jpeg_quality: int = 85
+    tile_px: int = 512
+    tissue_fraction: float = 0.3
+    tissue_pieces: int = 2
+    regions: tuple[TumourRegion, ...] = (TumourRegion(),)
+    tumour_density_per_mm2: float = 5000.0
+    stroma_density_per_mm2: float = 400.0
+    nucleus_diameter_um: tuple[float, float] = (6.0, 12.0)
+    cytoplasm_width_um: tuple[float, float] = (4.0, 6.0)
+    blur_sigma_um: float = 0.2
+    noise_sigma: float = 2.0
+    stroma_dab_od: float = 0.015
+    class_clustering: float = 0.7
+    class_bands: tuple[tuple[float, float], ...] = CLASS_BANDS
+
+    def __post_init__(self) -> None:
+        for name in ("width", "height"):
+            if int(getattr(self, name)) < 64:
+                raise ValueError(f"{name} must be at least 64 px, got {getattr(self, name)!r}")
+        if not 0.05 <= self.mpp_um <= 2.0:
+            raise ValueError(f"mpp_um must be in 0.05-2 um/px, got {self.mpp_um!r}")
+        bg = tuple(float(x) for x in self.background)
+        if len(bg) != 3 or not all(1 <= x <= 255 for x in bg):
+            raise ValueError(f"background must be 3 intensities in 1-255, got {self.background!r}")
+        object.__setattr__(self, "background", bg)
+        if not 1 <= self.jpeg_quality <= 100:
+            raise ValueError(f"jpeg_quality must be in 1-100, got {self.jpeg_quality!r}")
+        if self.tile_px not in (256, 512):
+            raise ValueError(f"tile_px must be 256 or 512, got {self.tile_px!r}")
+        if not 0.0 <= self.tissue_fraction <= 0.9:
+            raise ValueError(f"tissue_fraction must be in 0-0.9, got {self.tissue_fraction!r}")
+        if self.tissue_pieces < 0:
+            raise ValueError(f"tissue_pieces must be >= 0, got {self.tissue_pieces!r}")
+        if not isinstance(self.regions, tuple) or not all(isinstance(r, TumourRegion) for r in self.regions):
+            raise ValueError("regions must be a tuple of TumourRegion")
+        if len({r.name for r in self.regions}) != len(self.regions):
+            raise ValueError("regions must have distinct names")
+        if self.tumour_density_per_mm2 < 0 or self.stroma_density_per_mm2 < 0:
+            raise ValueError("tumour_density_per_mm2 and stroma_density_per_mm2 must be >= 0")
+        if self.tumour_density_per_mm2 > 12000:
+            raise ValueError(f"tumour_density_per_mm2 must be <= 12000, got {self.tumour_density_per_mm2!r}")
+        lo, hi = self.nucleus_diameter_um
+        if not 3.0 <= lo <= hi <= 16.0:
+            raise ValueError(f"nucleus_diameter_um must be (min, max) within 3-16 um, got {self.nucleus_diameter_um!r}")
+        lo, hi = self.cytoplasm_width_um
+        if not 0.5 <= lo <= hi <= CELL_EXPANSION_UM + 2.0:
+            raise ValueError(f"cytoplasm_width_um must be (min, max) within 0.5-7 um, got {self.cytoplasm_width_um!r}")
+        if not 0.0 <= self.blur_sigma_um <= 1.0:
+            raise ValueError(f"blur_sigma_um must be in 0-1 um, got {self.blur_sigma_um!r}")
+        if not 0.0 <= self.noise_sigma <= 20.0:
+            raise ValueError(f"noise_sigma must be in 0-20, got {self.noise_sigma!r}")
+        bands = tuple((float(lo), float(hi)) for lo, hi in self.class_bands)
+        edges = (0.0, *CLASS_THRESHOLDS, 3.0)
+        if len(bands) != 4 or not all(edges[k] <= lo <= hi < edges[k + 1] for k, (lo, hi) in enumerate(bands)):
+            raise ValueError(
+                f"class_bands must be 4 (low, high) OD ranges inside 0-0.2-0.4-0.6-3, got {self.class_bands!r}")
+        object.__setattr__(self, "class_bands", bands)
+        if not 0.0 <= self.class_clustering <= 1.0:
+            raise ValueError(f"class_clustering must be in 0-1, got {self.class_clustering!r}")
+        if not 0.0 <= self.stroma_dab_od <= 0.1:
+            raise ValueError(f"stroma_dab_od must be in 0-0.1, got {self.stroma_dab_od!r}")
+
+    @property
+    def render_stains(self) -> StainVectors:
+        """The stain vectors with the glass colour as background ``I0``."""
+        return StainVectors(self.stains.hematoxylin, self.stains.dab, background=self.background, source="synthetic")
+
+
+def shift_stains(stains: StainVectors, angle_deg: float) -> StainVectors:
+    """Hue-shift both stain vectors by a fixed angle.
+
+    Each unit vector ``v`` is turned by ``angle_deg`` towards
+    ``grey x v`` (``grey`` = (1, 1, 1)), i.e. around the grey axis, so the
+    new vector is exactly ``angle_deg`` from the old one and keeps its
+    distance from grey (saturation) as far as a rotation can.
+
+    Parameters
+    ----------
+    stains : StainVectors
+    angle_deg : float
+        Angle, degrees; positive turns R towards G towards B.
+
+    Returns
+    -------
+    StainVectors
+        Same background, ``source="synthetic"``.
+
+    Raises
+    ------
+    ValueError
+        When a turned vector has a negative component.
+    """
+    grey = np.ones(3) / math.sqrt(3.0)
+    t = math.radians(angle_deg)
+    out = []
+    for v in (np.asarray(stains.hematoxylin), np.asarray(stains.dab)):
+        d = np.cross(grey, v)
+        d /= np.linalg.norm(d)
+        out.append(tuple(float(x) for x in math.cos(t) * v + math.sin(t) * d))
+    return StainVectors(out[0], out[1], background=stains.background, source="synthetic")
+
+
+PRESETS: dict[str, dict] = {
+    "default": {},
+    "shifted-stains": {"stains": shift_stains(DEFAULT_STAINS, -10.0), "background": (240.0, 235.0, 215.0)},
+    "negative": {"regions": (TumourRegion(class_proportions=(0.75, 0.2, 0.05, 0.0)),)},
+    "strong": {"regions": (TumourRegion(class_proportions=(0.12, 0.25, 0.33, 0.30)),)},
+}
+
+
+def preset(name: str, **overrides: object) -> SynthSpec:
+    """A named spec, with keyword overrides of single fields.
+
+    Parameters
+    ----------
+    name : str
+        ``default`` (class proportions 0.4/0.3/0.2/0.1, H-score 100),
+        ``shifted-stains`` (as default, stain vectors hue-shifted by -10
+        degrees with :func:`shift_stains`, yellowish glass 240,235,215),
+        ``negative`` (0.75/0.2/0.05/0, H-score 30) or ``strong``
+        (0.12/0.25/0.33/0.30, H-score 181).
+    **overrides
+        Fields of :class:`SynthSpec` to replace (``width``, ``seed``, ...).
+
+    Raises
+    ------
+    ValueError
+        Unknown preset name or invalid field.
+    """
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return SynthSpec(**{**PRESETS[name], **overrides})
