@@ -63,7 +63,7 @@ from PIL import Image
 from scipy.optimize import linear_sum_assignment
 from scipy.spatial import cKDTree
 
-from ihc_score.cells import CellTable, DetectionParams
+from ihc_score.cells import DetectionParams
 from ihc_score.model import Model, default_model
 from ihc_score.pipeline import SlideResult, score_slide
 from ihc_score.score import classify
@@ -230,6 +230,9 @@ def evaluate_image(
     ix = np.clip(np.rint(own_x).astype(int), 0, w - 1)
     iy = np.clip(np.rint(own_y).astype(int), 0, h - 1)
     positive = classify(getattr(table, model.classification.measurement), model.classification.thresholds) > 0
+    counts = result.regions[0].counts
+    if (counts.n, counts.n_positive) != (len(table), int(positive.sum())):
+        raise RuntimeError(f"{name}: region counts {counts} disagree with the cell table")
     in_region = truth.region[iy, ix] if truth.region is not None else np.ones(len(table), dtype=bool)
     scope = "region" if truth.region is not None else "field"
     scored = in_region

@@ -16,6 +16,7 @@ __all__ = [
     "NotBrightfieldError",
     "ModelError",
     "OutputError",
+    "AnnotationError",
 ]
 
 
@@ -45,3 +46,7 @@ class ModelError(IhcScoreError, ValueError):
 
 class OutputError(IhcScoreError, OSError):
     """The output folder cannot be written (permissions, full disk)."""
+
+
+class AnnotationError(IhcScoreError, ValueError):
+    """An annotation file cannot be read or its regions are unusable (empty, outside the slide)."""

@@ -160,7 +160,7 @@ def plan_slide(path: str | Path, model: Model, *, mpp: float | None = None) -> S
     """
     path = Path(path).resolve()
     with open_slide(path, mpp=mpp) as slide:
-        thumb, thumb_ds = slide.thumbnail(model.tissue.mpp_um)
+        thumb, thumb_ds = slide.thumbnail(_tissue_mpp(slide, model.tissue.mpp_um))
         tissue = detect_tissue(thumb, downsample=thumb_ds, mpp_um=slide.mpp, params=model.tissue)
         if "not_brightfield" in tissue.flags:
             raise NotBrightfieldError(
@@ -197,6 +197,17 @@ def plan_slide(path: str | Path, model: Model, *, mpp: float | None = None) -> S
             tissue_area_mm2=tissue.area_mm2,
             flags=tuple(tissue.flags) + tuple(stains.flags),
         )
+
+
+#: Fewest pixels on the long side of the tissue mask: a camera field of a few
+#: hundred um would otherwise give a mask of a few dozen pixels.
+_MIN_MASK_PX = 1024
+
+
+def _tissue_mpp(slide: Slide, mpp_um: float) -> float:
+    """Pixel size of the tissue mask: the model's, or finer for a small image (never finer than level 0)."""
+    long_um = max(slide.dimensions) * slide.mpp
+    return max(slide.mpp, min(mpp_um, long_um / _MIN_MASK_PX))
 
 
 def _stain_sample(slide: Slide, grid: TileGrid, tissue: np.ndarray, tissue_ds: float) -> np.ndarray:
