@@ -200,11 +200,11 @@ def benchmark_model(
 
 def _score(truth: _Truth, model: Model, mpp_um: float) -> SlideResult:
     if truth.image is not None:
-        return score_slide(truth.image, model, mpp=mpp_um)
+        return score_slide(truth.image, model, mpp=mpp_um, region_mode="tissue")
     with tempfile.TemporaryDirectory(prefix="ki67-") as tmp:
         path = Path(tmp) / "field.png"
         Image.fromarray(truth.rgb).save(path)
-        return score_slide(path, model, mpp=mpp_um)
+        return score_slide(path, model, mpp=mpp_um, region_mode="tissue")
 
 
 def evaluate_image(

@@ -77,9 +77,9 @@ def main() -> None:
             path, truth = slide_for(name, seed, width, height)
             want = truth_counts(truth)
             start = time.perf_counter()
-            got = score_slide(path, model).regions[0].counts
+            got = score_slide(path, model, region_mode="tissue").regions[0].counts
             seconds = time.perf_counter() - start
-            fixed = score_slide(path, fixed_model).regions[0].counts
+            fixed = score_slide(path, fixed_model, region_mode="tissue").regions[0].counts
             dh, ratio = got.h_score - want.h_score, got.n / want.n
             worst_h, worst_n = max(worst_h, abs(dh)), max(worst_n, abs(ratio - 1))
             print(f"{name:30} {seed:>4} {want.h_score:7.1f} {got.h_score:7.1f} {dh:+6.1f} "

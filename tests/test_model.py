@@ -29,7 +29,7 @@ def test_every_parameter_is_written_in_the_model_file():
     """The file, not the code's defaults, decides a score: no section may rely on defaults."""
     data = json.loads(REPO_MODEL.read_text())
     resolved = default_model().to_dict()
-    for section in ("analysis", "tissue", "stains", "detection", "classification", "positivity"):
+    for section in ("analysis", "tissue", "stains", "detection", "classification", "positivity", "confidence", "auto_regions"):
         missing = set(resolved[section]) - set(data[section])
         assert not missing, f"{section} lacks {sorted(missing)}"
     missing = set(resolved["stains"]["estimation"]) - set(data["stains"]["estimation"])

@@ -31,7 +31,7 @@ def model():
 @pytest.mark.parametrize("name", ["synthetic-positive", "synthetic-negative", "synthetic-shifted-stains"])
 def test_sample_slides_match_truth(model, name):
     truth = json.loads((SAMPLES / f"{name}.truth.json").read_text())
-    result = score_slide(SAMPLES / f"{name}.svs", model)
+    result = score_slide(SAMPLES / f"{name}.svs", model, region_mode="tissue")
     (region,) = result.regions
     want = truth_counts(truth)
     assert result.status == "ok" and result.vendor == "aperio" and result.mpp_um == pytest.approx(0.25)
@@ -49,8 +49,8 @@ def test_drifted_stains_are_recovered(tmp_path, model):
                   background=(225.0, 215.0, 190.0))
     truth = make_slide(tmp_path / "drift.svs", spec)
     want = truth_counts(truth)
-    estimated = score_slide(tmp_path / "drift.svs", model)
-    fixed = score_slide(tmp_path / "drift.svs", model.with_overrides(**{"stains.estimate": False}))
+    estimated = score_slide(tmp_path / "drift.svs", model, region_mode="tissue")
+    fixed = score_slide(tmp_path / "drift.svs", model.with_overrides(**{"stains.estimate": False}), region_mode="tissue")
     assert estimated.stains.source == "estimated"
     err_est = abs(estimated.regions[0].counts.h_score - want.h_score)
     err_fixed = abs(fixed.regions[0].counts.h_score - want.h_score)
@@ -82,10 +82,12 @@ def test_tiles_count_each_cell_once(tmp_path, model):
 
 
 def test_classes_follow_the_model(model):
-    result = score_slide(SAMPLES / "synthetic-positive.svs", model)
+    result = score_slide(SAMPLES / "synthetic-positive.svs", model, region_mode="tissue")
     values = result.cells.dab_cell_mean
     assert result.regions[0].counts == ClassCounts.from_classes(classify(values, (0.2, 0.4, 0.6)))
-    single = score_slide(SAMPLES / "synthetic-positive.svs", model.with_overrides(**{"classification.thresholds": (0.3,)}))
+    single = score_slide(
+        SAMPLES / "synthetic-positive.svs", model.with_overrides(**{"classification.thresholds": (0.3,)}), region_mode="tissue"
+    )
     c = single.regions[0].counts
     assert c.n2 == c.n3 == 0 and c.n1 == int(np.sum(values >= 0.3))
 
@@ -101,7 +103,7 @@ def test_png_field_needs_a_pixel_size(tmp_path, model):
     cv2.imwrite(str(png), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     with pytest.raises(MissingPixelSizeError, match="--mpp"):
         score_slide(png, model)
-    result = score_slide(png, model, mpp=0.25)
+    result = score_slide(png, model, mpp=0.25, region_mode="tissue")
     assert result.mpp_source == "option" and result.regions[0].counts.n > 50
 
 
@@ -114,6 +116,8 @@ def test_not_brightfield_and_unopenable(shared_data, model):
 
 
 def test_blank_slide_scores_no_cells(shared_data, model):
-    result = score_slide(shared_data / "wsi" / "openslide-python" / "small.svs", model, mpp=0.5)
+    result = score_slide(shared_data / "wsi" / "openslide-python" / "small.svs", model, mpp=0.5, region_mode="tissue")
     (region,) = result.regions
     assert region.counts.n == 0 and region.call.call == "indeterminate"
+    auto = score_slide(shared_data / "wsi" / "openslide-python" / "small.svs", model, mpp=0.5)
+    assert auto.regions == () and "no_metastasis_found" in auto.flags

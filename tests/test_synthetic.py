@@ -9,14 +9,19 @@ from pathlib import Path
 import numpy as np
 import openslide
 import pytest
+import shapely
+from shapely.geometry import shape
 
 from ihc_score.stain import DEFAULT_STAINS, deconvolve
 from ihc_score.synthetic import (
     CLASS_BANDS,
     CLASS_THRESHOLDS,
     Cells,
+    NecrosisRegion,
     SynthSpec,
     TumourRegion,
+    annotation_path,
+    make_case,
     make_layout,
     make_slide,
     preset,
@@ -26,12 +31,23 @@ from ihc_score.synthetic import (
 )
 
 SMALL = SynthSpec(width=2600, height=1800, seed=7)
+MULTI = preset("multi-met", width=2600, height=1950, seed=21)
+
+
+def h_score(counts: list[int]) -> float:
+    return (counts[1] + 2 * counts[2] + 3 * counts[3]) / sum(counts) * 100
 
 
 @pytest.fixture(scope="module")
 def small_slide(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     path = tmp_path_factory.mktemp("synth") / "small.svs"
     return path, make_slide(path, SMALL)
+
+
+@pytest.fixture(scope="module")
+def multi_slide(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    path = tmp_path_factory.mktemp("multi") / "multi.svs"
+    return path, make_slide(path, MULTI, annotations=True)
 
 
 def one_cell(x: float, y: float, dab_target: float, *, diameter_um: float = 9.0, mpp_um: float = 0.25) -> Cells:
@@ -229,3 +245,156 @@ def test_unwritable_folder_raises_output_error(tmp_path: Path) -> None:
 
     with pytest.raises(OutputError, match="missing"):
         make_slide(tmp_path / "missing" / "x.svs", SynthSpec(width=600, height=600, seed=1))
+
+
+def test_multi_met_preset_has_a_positive_and_a_negative_metastasis() -> None:
+    spec = preset("multi-met")
+    assert (spec.width, spec.height, spec.mpp_um, spec.host_tissue) == (8000, 6000, 0.25, "brain")
+    layout = make_layout(spec)
+    cells = layout.cells
+    designed = [h_score(np.bincount(cells.klass[cells.tumour & (cells.region == k)], minlength=4).tolist())
+                for k in range(len(spec.regions))]
+    assert max(designed) >= 150 and min(designed) <= 50
+    pos, neg = layout.outlines[int(np.argmax(designed))], layout.outlines[int(np.argmin(designed))]
+    assert pos.distance(neg) * spec.mpp_um > 100  # separated by parenchyma
+    (nec,) = layout.necrosis_outlines
+    assert nec.intersection(pos.union(nec)).area > 0.5 * nec.area  # inside (or at the edge of) the positive one
+    assert pos.union(nec).area > pos.area
+
+
+def test_multi_met_truth_regions_follow_their_cells(multi_slide: tuple[Path, dict]) -> None:
+    path, truth = multi_slide
+    on_disk = json.loads(truth_path(path).read_text())
+    assert on_disk == json.loads(json.dumps(truth))
+    assert on_disk["host_tissue"] == "brain"
+    names = [r["name"] for r in on_disk["regions"]]
+    assert names == ["met-positive", "met-negative"]
+    assert sum(r["n_cells"] for r in on_disk["regions"]) == on_disk["totals"]["n_cells"] == len(on_disk["cells"])
+    for reg in on_disk["regions"]:
+        mine = [c for c in on_disk["cells"] if c["region"] == reg["name"]]
+        counts = [sum(c["class"] == k for c in mine) for k in range(4)]
+        assert reg["n_cells"] == len(mine) > 100
+        assert [reg["n_class"][k] for k in ("0", "1+", "2+", "3+")] == counts
+        assert reg["h_score"] == pytest.approx(h_score(counts))
+        assert reg["percent_positive"] == pytest.approx((len(mine) - counts[0]) / len(mine) * 100)
+        outline = shape(reg["outline"])
+        assert reg["area_um2"] == pytest.approx(outline.area * 0.25**2, abs=0.01)
+        assert reg["n_host_cells"] == 0
+    h = {r["name"]: r["h_score"] for r in on_disk["regions"]}
+    assert h["met-positive"] >= 150 and h["met-negative"] <= 50
+    (nec,) = on_disk["necroses"]
+    assert nec["name"] == "necrosis-1" and nec["dab_od"] == MULTI.necrosis_dab_od
+    assert nec["area_um2"] == pytest.approx(shape(nec["outline"]).area * 0.25**2, abs=0.01)
+
+
+def test_outlines_are_valid_and_contain_exactly_their_cells(multi_slide: tuple[Path, dict]) -> None:
+    _, truth = multi_slide
+    outlines = {r["name"]: shape(r["outline"]) for r in truth["regions"]}
+    necrosis = shape(truth["necroses"][0]["outline"])
+    tx = np.array([c["l0_x"] for c in truth["cells"]])
+    ty = np.array([c["l0_y"] for c in truth["cells"]])
+    region = np.array([c["region"] for c in truth["cells"]])
+    for name, g in outlines.items():
+        assert g.is_valid and not g.is_empty and g.geom_type in ("Polygon", "MultiPolygon")
+        assert 16 <= shapely.get_num_coordinates(g) <= 400
+        np.testing.assert_array_equal(shapely.contains_xy(g, tx, ty), region == name)
+        assert g.intersection(necrosis).area < 1.0  # necrosis cut out
+    assert not shapely.contains_xy(necrosis, tx, ty).any()
+    with_necrosis = outlines["met-positive"].union(necrosis)
+    assert shapely.contains_xy(with_necrosis, tx, ty).sum() == (region == "met-positive").sum()
+    hx = np.array([c["l0_x"] for c in truth["stromal_cells"]])
+    hy = np.array([c["l0_y"] for c in truth["stromal_cells"]])
+    assert all(c["region"] is None and c["kind"] in ("glia", "neuron") for c in truth["stromal_cells"])
+    for g in (*outlines.values(), necrosis):
+        assert not shapely.contains_xy(g, hx, hy).any()
+
+
+def test_glial_nuclei_are_small_round_and_sparse() -> None:
+    spec = preset("multi-met")
+    layout = make_layout(spec)
+    cells = layout.cells
+    glia = cells.kind == 2
+    d_um = 2 * np.sqrt(cells.radius_a[glia] * cells.radius_b[glia]) * spec.mpp_um
+    assert np.all((d_um >= 4.99) & (d_um <= 7.01)) and np.all(cells.radius_a[glia] / cells.radius_b[glia] < 1.31)
+    host = (cells.kind == 2) | (cells.kind == 3)
+    assert np.all(cells.klass[host] == 0) and np.all(cells.dab_target[host] == 0)
+    # densities over the areas they fill: tumour sheets vs parenchyma (tissue outside tumours and necrosis)
+    step_mm = layout.field_step_px * spec.mpp_um * 1e-3
+    paren = (layout.tissue_um > 8) & np.all(layout.tumour_um < -8, axis=0) & (layout.necrosis_um < -4)
+    paren_mm2 = paren.sum() * step_mm**2
+    tumour_mm2 = sum(g.area for g in layout.outlines) * (spec.mpp_um * 1e-3) ** 2
+    glia_density = glia.sum() / paren_mm2
+    tumour_density = cells.tumour.sum() / tumour_mm2
+    assert glia_density == pytest.approx(spec.stroma_density_per_mm2, rel=0.2)
+    assert tumour_density > 5 * glia_density
+    assert 10 <= (cells.kind == 3).sum() <= 80  # a few neurons
+
+
+def test_necrosis_is_pale_cell_free_debris_with_optional_dab() -> None:
+    nec = NecrosisRegion(center=(0.5, 0.5), radii=(0.15, 0.15), name="n")
+    base = SynthSpec(width=1200, height=1200, seed=8, regions=(TumourRegion(center=(0.5, 0.5), radii=(0.45, 0.45)),),
+                     necroses=(nec,), host_tissue="brain", noise_sigma=0.0)
+    means = {}
+    for dab_od in (0.0, 0.04, 0.12):
+        layout = make_layout(replace(base, necrosis_dab_od=dab_od))
+        cells = layout.cells
+        g = layout.necrosis_outlines[0]
+        inside = shapely.contains_xy(g, cells.l0_x, cells.l0_y)
+        assert not inside[cells.kind <= 3].any()  # no tumour or host cell in necrosis
+        assert np.all(inside[cells.kind >= 4])
+        area_mm2 = g.area * (base.mpp_um * 1e-3) ** 2
+        assert 6000 < (cells.kind == 4).sum() / area_mm2 < 14000 and (cells.kind == 5).sum() / area_mm2 > 1000
+        reg = render_region(layout, (520, 520), (160, 160))  # the necrosis core
+        assert set(np.unique(reg.nucleus_labels[reg.nucleus_labels > 0] - 1)) <= set(np.flatnonzero(cells.kind >= 4))
+        means[dab_od] = (float(reg.concentrations[..., 0].mean()), float(reg.concentrations[..., 1].mean()))
+    assert means[0.0][1] == pytest.approx(0.0, abs=1e-6)
+    assert 0.02 < means[0.04][1] < 0.08 and means[0.12][1] > 2 * means[0.04][1]
+    layout = make_layout(base)
+    tumour = render_region(layout, (560, 300), (80, 40)).concentrations[..., 0].mean()  # the tumour ring
+    assert means[0.04][0] < 0.6 * tumour  # pale
+
+
+def test_annotations_read_back_to_the_truth_outlines(multi_slide: tuple[Path, dict]) -> None:
+    regions = pytest.importorskip("ihc_score.regions")
+    path, truth = multi_slide
+    geojson = annotation_path(path)
+    assert geojson == path.with_suffix(".geojson") and geojson.is_file()
+    anns = {a.name: a for a in regions.read_annotations(geojson)}
+    assert set(anns) == {"met-positive", "met-negative", "necrosis-1"}
+    for r in truth["regions"]:
+        a = anns[r["name"]]
+        assert a.classification == "Tumor" and not a.excluded
+        assert a.geometry.equals(shape(r["outline"]))
+    n = anns["necrosis-1"]
+    assert n.classification == "Necrosis" and n.excluded and n.geometry.equals(shape(truth["necroses"][0]["outline"]))
+    built = {r.name: r for r in regions.build_regions(list(anns.values()), slide_size=(MULTI.width, MULTI.height))}
+    assert set(built) == {"met-positive", "met-negative"}
+    for r in truth["regions"]:
+        assert built[r["name"]].geometry.symmetric_difference(shape(r["outline"])).area < 1e-6
+
+
+def test_case_slides_differ_by_seed_and_repeat_bytes(tmp_path: Path) -> None:
+    spec = preset("multi-met", width=1400, height=1050, seed=3)
+    (tmp_path / "a").mkdir()
+    truths = make_case(tmp_path / "a", spec, 2, annotations=True)
+    make_slide(tmp_path / "again.svs", spec, annotations=True)
+    assert [t["seed"] for t in truths] == [3, 4]
+    first = tmp_path / "a" / "slide-1"
+    for suffix in (".svs", ".truth.json", ".geojson"):
+        assert first.with_suffix(suffix).read_bytes() == (tmp_path / f"again{suffix}").read_bytes()
+    assert (tmp_path / "a" / "slide-2.svs").read_bytes() != first.with_suffix(".svs").read_bytes()
+    with pytest.raises(ValueError, match="n_slides"):
+        make_case(tmp_path, spec, 0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [({"host_tissue": "liver"}, "host_tissue"), ({"necrosis_dab_od": 0.5}, "necrosis_dab_od"),
+     ({"neuron_density_per_mm2": -1.0}, "neuron_density_per_mm2"),
+     ({"necroses": (NecrosisRegion(name="met1"),)}, "necroses")],
+)
+def test_new_spec_fields_are_validated(kwargs: dict, field: str) -> None:
+    with pytest.raises(ValueError, match=field):
+        SynthSpec(**kwargs)
+    with pytest.raises(ValueError, match="radii"):
+        NecrosisRegion(radii=(0.0, 0.1))

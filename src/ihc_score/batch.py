@@ -9,22 +9,21 @@ unless ``force``.
 
 from __future__ import annotations
 
-import os
-import platform
-import sys
+import re
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .errors import IhcScoreError
+from .cases import CaseAssignment, aggregate_cases, assign_case
 from .export import (
+    CASE_COLUMNS,
     METASTASIS_COLUMNS,
     SLIDE_COLUMNS,
+    case_rows,
     check_writable,
     metastasis_rows,
     slide_rows,
@@ -33,6 +32,8 @@ from .export import (
 )
 from .model import Model
 from .pipeline import SlidePlan, SlideResult, TileResult, failed_result, finish_slide, plan_slide, score_tiles, tile_tasks
+from .provenance import run_record
+from .regions import find_annotation_file
 from .store import file_fingerprint, load_result, save_result
 
 __all__ = [
@@ -40,11 +41,9 @@ __all__ = [
     "BatchOptions",
     "BatchSummary",
     "Progress",
-    "InlineExecutor",
     "discover_slides",
     "case_of",
     "run_batch",
-    "make_executor",
 ]
 
 #: File endings scored when a folder is given (lower case).
@@ -54,25 +53,35 @@ SLIDE_EXTENSIONS = (
 )  # fmt: skip
 
 
-class InlineExecutor(Executor):
-    """An executor that runs each call at once in this process (``--workers 1``)."""
-
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
-        fut: Future = Future()
-        try:
-            fut.set_result(fn(*args, **kwargs))
-        except BaseException as err:  # noqa: BLE001 - delivered through the future, as a pool would
-            fut.set_exception(err)
-        return fut
-
-
 @dataclass(frozen=True)
 class BatchOptions:
-    """Options of one batch run."""
+    """Options of one batch run.
+
+    Attributes
+    ----------
+    mpp : float, optional
+        Pixel size (um/px) for slides that store none.
+    force : bool
+        Score again slides whose stored result is still valid.
+    tiles_per_task : int
+        Tiles handed to a worker at once.
+    annotations_dir : Path, optional
+        Folder searched for annotation files besides each slide's folder.
+    region_mode : {"auto", "tissue"}
+        Regions of a slide without annotation file.
+    manifest : dict, optional
+        Slide file name -> (case, metastasis label), from ``--manifest``.
+    case_pattern : re.Pattern, optional
+        Regular expression with a group ``case``, from ``--case-pattern``.
+    """
 
     mpp: float | None = None
     force: bool = False
     tiles_per_task: int = 4
+    annotations_dir: Path | None = None
+    region_mode: str = "auto"
+    manifest: dict[str, tuple[str, str]] | None = None
+    case_pattern: re.Pattern[str] | None = None
 
 
 @dataclass
@@ -88,7 +97,7 @@ class Progress:
 class BatchSummary:
     """What a batch did."""
 
-    results: tuple[tuple[str, SlideResult], ...]
+    results: tuple[tuple[CaseAssignment, SlideResult], ...]
     reused: tuple[str, ...]
     out_dir: Path
 
@@ -127,7 +136,7 @@ def discover_slides(paths: Iterable[str | Path], *, exclude: Path | None = None)
 
 
 def case_of(slide: Path) -> str:
-    """The case a slide belongs to: its file name without the ending."""
+    """A slide's file name without its slide ending (``A 12.svs`` -> ``A 12``; ``x.ome.tiff`` keeps ``x.ome``)."""
     name = slide.name
     for ext in sorted(SLIDE_EXTENSIONS, key=len, reverse=True):
         if name.lower().endswith(ext):
@@ -181,7 +190,7 @@ def run_batch(
     todo: list[Path] = []
     for path in slides:
         try:
-            keys[path] = {"file": file_fingerprint(path), "model": model.fingerprint, "mpp": options.mpp}
+            keys[path] = _result_key(path, model, options)
         except OSError as err:
             results[path] = failed_result(path, f"{path.name}: cannot read the file ({err.strerror or err})")
             continue
@@ -198,11 +207,33 @@ def run_batch(
 
     _score(todo, out_dir, model, executor, options, progress, results, keys)
 
-    ordered = tuple((case_of(p), results[p]) for p in slides)
+    ordered = tuple(
+        (assign_case(p, case_of(p), manifest=options.manifest, pattern=options.case_pattern), results[p]) for p in slides
+    )
+    cases = aggregate_cases([(a.case, r) for a, r in ordered], case_rule=model.case_rule)
     write_csv(out_dir / "slides.csv", SLIDE_COLUMNS, slide_rows(ordered))
     write_csv(out_dir / "metastases.csv", METASTASIS_COLUMNS, metastasis_rows(ordered, model))
-    write_json(out_dir / "run.json", _run_record(ordered, reused, model, options, argv, executor_name, started))
+    write_csv(out_dir / "cases.csv", CASE_COLUMNS, case_rows(cases, model))
+    write_json(out_dir / "run.json", run_record(ordered, reused, model, options, argv, executor_name, started))
     return BatchSummary(ordered, tuple(reused), out_dir)
+
+
+def _result_key(path: Path, model: Model, options: BatchOptions) -> dict[str, Any]:
+    """What a stored result of ``path`` must match to be reused.
+
+    Raises
+    ------
+    OSError
+        The slide (or its annotation file) cannot be read.
+    """
+    annotation = find_annotation_file(path, options.annotations_dir)
+    return {
+        "file": file_fingerprint(path),
+        "annotation": file_fingerprint(annotation) if annotation else None,
+        "model": model.fingerprint,
+        "mpp": options.mpp,
+        "region_mode": options.region_mode,
+    }
 
 
 @dataclass
@@ -226,7 +257,12 @@ def _score(
 ) -> None:
     """Plan every slide, then score their tile chunks as plans come in."""
     started = {p: time.perf_counter() for p in todo}
-    plans: dict[Future, Path] = {executor.submit(plan_slide, p, model, mpp=options.mpp): p for p in todo}
+    plans: dict[Future, Path] = {
+        executor.submit(
+            plan_slide, p, model, mpp=options.mpp, annotations_dir=options.annotations_dir, region_mode=options.region_mode
+        ): p
+        for p in todo
+    }
     chunks: dict[Future, Path] = {}
     work: dict[Path, _SlideWork] = {}
     pending: set[Future] = set(plans)
@@ -277,109 +313,3 @@ def _score(
                     finish(path, finish_slide(w.plan, w.chunks, model, seconds=time.perf_counter() - w.started))
                 if w.remaining == 0:
                     del work[path]
-
-
-def _run_record(
-    results: Sequence[tuple[str, SlideResult]],
-    reused: Sequence[str],
-    model: Model,
-    options: BatchOptions,
-    argv: Sequence[str],
-    executor_name: str,
-    started: datetime,
-) -> dict[str, Any]:
-    return {
-        "ihc_score_version": __version__,
-        "command": list(argv),
-        "started_utc": started.isoformat(timespec="seconds"),
-        "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "executor": executor_name,
-        "options": {"mpp": options.mpp, "force": options.force},
-        "model": {
-            "id": model.id,
-            "version": model.version,
-            "sha256": model.sha256,
-            "overrides": [list(o) for o in model.overrides],
-            "parameters": model.to_dict(),
-        },
-        "slides": {
-            "total": len(results),
-            "scored": sum(r.status != "failed" for _, r in results) - len(reused),
-            "reused": sorted(reused),
-            "failed": sorted(r.slide for _, r in results if r.status == "failed"),
-            "seconds": {r.slide: round(r.seconds, 3) for _, r in results},
-        },
-        "environment": _environment(),
-    }
-
-
-def _environment() -> dict[str, Any]:
-    """Versions of Python, the platform and the libraries that decide results."""
-    from importlib import metadata
-
-    versions = {}
-    for dist in (
-        "numpy", "scipy", "scikit-image", "opencv-python-headless", "openslide-python", "openslide-bin",
-        "tifffile", "imagecodecs", "pillow", "shapely", "dask", "distributed", "click",
-    ):  # fmt: skip
-        try:
-            versions[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            versions[dist] = None
-    return {
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-        "packages": versions,
-    }
-
-
-def make_executor(workers: int, scheduler: str | None = None) -> tuple[Executor, str]:
-    """The executor for ``--workers`` / ``--scheduler`` and its name for ``run.json``.
-
-    Raises
-    ------
-    IhcScoreError
-        The Dask scheduler cannot be reached.
-    """
-    if scheduler:
-        return _DaskExecutor(scheduler), f"dask:{scheduler}"
-    if workers <= 1:
-        return InlineExecutor(), "inline"
-    import multiprocessing
-
-    # spawn: workers start clean, never inheriting an open slide handle or a lock.
-    pool = ProcessPoolExecutor(
-        max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker
-    )
-    return pool, f"processes:{workers}"
-
-
-class _DaskExecutor(Executor):
-    """``Client(address).get_executor()`` that also closes its client on shutdown."""
-
-    def __init__(self, address: str) -> None:
-        try:
-            from distributed import Client
-
-            self._client = Client(address, timeout="10s", set_as_default=False)
-        except (OSError, TimeoutError, ValueError) as err:
-            raise IhcScoreError(f"cannot reach the Dask scheduler at {address}: {err}; check --scheduler") from err
-        # Tasks are independent tiles: keep Dask from retrying elsewhere on our errors, but let it
-        # reschedule the work of a worker that died.
-        self._executor = self._client.get_executor(pure=False)
-
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
-        return self._executor.submit(fn, *args, **kwargs)
-
-    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        self._executor.shutdown(wait=wait)
-        self._client.close()
-
-
-def _init_worker() -> None:
-    """One thread per worker process: the pool, not OpenCV, spreads work over the cores."""
-    import cv2
-
-    cv2.setNumThreads(1)
-

@@ -35,6 +35,10 @@ def main() -> None:
 @click.option("--compartment", type=click.Choice(["nucleus", "cytoplasm", "cell"]), help="Cell compartment whose DAB OD grades a cell.")
 @click.option("--thresholds", help="DAB OD class thresholds T1[,T2,T3]; one value gives classes 0 and 1+ only.")
 @click.option("--cutoff", type=float, help="Positivity cut-off, in the model's metric (H-score by default).")
+@click.option("--annotations", "annotations_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Folder with annotation files (<slide stem>.geojson/.json/.xml), searched besides each slide's folder.")
+@click.option("--regions", "region_mode", type=click.Choice(["auto", "tissue"]), default="auto", show_default=True, help="Regions of a slide without annotation file: metastases found automatically, or all tissue as one region.")
+@click.option("--manifest", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="CSV with columns slide, case and optional metastasis: which case each slide belongs to.")
+@click.option("--case-pattern", help="Regular expression with a group (?P<case>...) matched on file names to find each slide's case.")
 @click.option("--workers", type=click.IntRange(1, 512), help="Worker processes [default: all cores].")
 @click.option("--scheduler", help="Dask scheduler address (tcp://host:8786) to run on an existing cluster.")
 @click.option("--force", is_flag=True, help="Score again slides whose stored result is still valid.")
@@ -47,6 +51,10 @@ def score(
     compartment: str | None,
     thresholds: str | None,
     cutoff: float | None,
+    annotations_dir: Path | None,
+    region_mode: str,
+    manifest: Path | None,
+    case_pattern: str | None,
     workers: int | None,
     scheduler: str | None,
     force: bool,
@@ -59,8 +67,10 @@ def score(
     """
     import os
 
-    from .batch import BatchOptions, discover_slides, make_executor, run_batch
+    from .batch import BatchOptions, discover_slides, run_batch
+    from .cases import compile_case_pattern, read_manifest
     from .errors import IhcScoreError, ModelError
+    from .executors import make_executor
     from .model import load_model
 
     try:
@@ -72,6 +82,17 @@ def score(
             }
         )
     except ModelError as err:
+        raise click.UsageError(str(err)) from None
+    try:
+        options = BatchOptions(
+            mpp=mpp,
+            force=force,
+            annotations_dir=annotations_dir,
+            region_mode=region_mode,
+            manifest=read_manifest(manifest) if manifest else None,
+            case_pattern=compile_case_pattern(case_pattern) if case_pattern else None,
+        )
+    except IhcScoreError as err:
         raise click.UsageError(str(err)) from None
     slides = discover_slides(paths, exclude=out_dir)
     if not slides:
@@ -89,7 +110,7 @@ def score(
                 out_dir,
                 model,
                 executor=executor,
-                options=BatchOptions(mpp=mpp, force=force),
+                options=options,
                 progress=reporter.progress(),
                 argv=_command_line(click.get_current_context()),
                 executor_name=name,
@@ -160,18 +181,23 @@ class _Reporter:
             click.echo("\r" + " " * 60 + "\r", err=True, nl=False)
         if self.quiet:
             return
-        rows = [("slide", "region", "cells", "H-score", "% pos", "call")]
+        rows = [("slide", "region", "cells", "H-score", "95% CI", "% pos", "call")]
         for _, r in summary.results:
             if r.status == "failed":
-                rows.append((r.slide, "-", "-", "-", "-", "FAILED"))
+                rows.append((r.slide, "-", "-", "-", "-", "-", "FAILED"))
+            elif not r.regions:
+                rows.append((r.slide, "-", "0", "-", "-", "-", "no region"))
             for g in r.regions:
-                c = g.counts
+                c, iv = g.counts, g.h_interval
                 h = "-" if c.n == 0 else f"{c.h_score:.1f}"
+                ci = f"{iv.low:.0f}-{iv.high:.0f}" if iv.defined else "-"
                 p = "-" if c.n == 0 else f"{c.pct_positive:.1f}"
-                rows.append((r.slide, g.name, str(c.n), h, p, g.call.call))
+                rows.append((r.slide, g.name, str(c.n), h, ci, p, g.call.call))
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        left = (0, 1, 6)
         for row in rows:
-            click.echo("  ".join(v.ljust(w) if i < 2 or i == 5 else v.rjust(w) for i, (v, w) in enumerate(zip(row, widths))))
+            cells = (v.ljust(w) if i in left else v.rjust(w) for i, (v, w) in enumerate(zip(row, widths)))
+            click.echo("  ".join(cells).rstrip())
         n = len(summary.results)
         click.echo(
             f"\n{n - summary.n_failed}/{n} slides scored ({len(summary.reused)} reused), "

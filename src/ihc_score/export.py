@@ -19,6 +19,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from .cases import CaseAssignment, CaseResult
 from .errors import OutputError
 from .model import Model
 from .pipeline import SlideResult
@@ -27,6 +28,8 @@ from .score import allred_intensity_score, allred_proportion_score
 __all__ = [
     "SLIDE_COLUMNS",
     "METASTASIS_COLUMNS",
+    "CASE_COLUMNS",
+    "case_rows",
     "atomic_write",
     "check_writable",
     "slide_rows",
@@ -36,17 +39,24 @@ __all__ = [
 ]
 
 SLIDE_COLUMNS = (
-    "slide", "case", "status", "error", "vendor", "mpp_um", "mpp_source", "analysis_mpp_um",
+    "slide", "case", "case_source", "status", "error", "annotation_file", "n_regions", "vendor", "mpp_um", "mpp_source", "analysis_mpp_um",
     "width_px", "height_px", "tissue_area_mm2", "n_tiles", "n_cells", "stain_source",
     "stain_h_r", "stain_h_g", "stain_h_b", "stain_dab_r", "stain_dab_g", "stain_dab_b",
     "background_r", "background_g", "background_b", "qc_flags",
 )  # fmt: skip
 
 METASTASIS_COLUMNS = (
-    "case", "slide", "region", "region_source", "region_area_mm2", "n_cells", "n_0", "n_1plus",
-    "n_2plus", "n_3plus", "h_score", "pct_positive", "allred", "allred_proportion", "allred_intensity",
-    "call", "call_reason", "metric", "cutoff", "borderline", "min_cells", "compartment", "statistic",
+    "case", "slide", "region", "metastasis", "region_source", "region_area_mm2", "n_cells", "n_0", "n_1plus",
+    "n_2plus", "n_3plus", "h_score", "h_score_low", "h_score_high", "pct_positive", "pct_positive_low",
+    "pct_positive_high", "allred", "allred_proportion", "allred_intensity", "call", "call_reason", "region_flags",
+    "metric", "cutoff", "borderline", "min_cells", "compartment", "statistic",
     "thresholds", "model_id", "model_version", "model_sha256", "model_overrides",
+)  # fmt: skip
+
+CASE_COLUMNS = (
+    "case", "n_slides", "n_failed_slides", "n_metastases", "n_cells", "n_0", "n_1plus", "n_2plus", "n_3plus",
+    "pooled_h_score", "pooled_pct_positive", "max_metastasis_h_score", "call", "call_reason", "metastasis_calls",
+    "case_rule", "model_id", "model_version", "model_sha256", "model_overrides",
 )  # fmt: skip
 
 
@@ -125,21 +135,24 @@ def _fixed(value: float, decimals: int) -> float | str:
     return "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{decimals}f}"
 
 
-def slide_rows(results: Sequence[tuple[str, SlideResult]]) -> list[dict[str, Any]]:
+def slide_rows(results: Sequence[tuple[CaseAssignment, SlideResult]]) -> list[dict[str, Any]]:
     """Rows of ``slides.csv``, one per slide, sorted by slide then case.
 
     Parameters
     ----------
-    results : sequence of (case, SlideResult)
+    results : sequence of (CaseAssignment, SlideResult)
     """
     rows = []
     for case, r in results:
         st = r.stains
         row: dict[str, Any] = {
             "slide": r.slide,
-            "case": case,
+            "case": case.case,
+            "case_source": case.source,
             "status": r.status,
             "error": r.error,
+            "annotation_file": r.annotation_file,
+            "n_regions": len(r.regions) if r.status != "failed" else "",
             "vendor": r.vendor,
             "mpp_um": _fixed(r.mpp_um, 5),
             "mpp_source": r.mpp_source,
@@ -150,7 +163,7 @@ def slide_rows(results: Sequence[tuple[str, SlideResult]]) -> list[dict[str, Any
             "n_tiles": r.n_tiles if r.status != "failed" else "",
             "n_cells": sum(g.counts.n for g in r.regions) if r.status != "failed" else "",
             "stain_source": st.source if st else "",
-            "qc_flags": ";".join(sorted(set(r.flags))),
+            "qc_flags": ";".join(sorted(set(r.flags) | set(case.flags))),
         }
         for prefix, vec in (("stain_h", st.hematoxylin if st else None), ("stain_dab", st.dab if st else None)):
             for ch, v in zip("rgb", vec or ("", "", "")):
@@ -161,10 +174,18 @@ def slide_rows(results: Sequence[tuple[str, SlideResult]]) -> list[dict[str, Any
     return sorted(rows, key=lambda r: (r["slide"], r["case"]))
 
 
-def metastasis_rows(results: Sequence[tuple[str, SlideResult]], model: Model) -> list[dict[str, Any]]:
+def _model_columns(model: Model) -> dict[str, Any]:
+    return {
+        "model_id": model.id,
+        "model_version": model.version,
+        "model_sha256": model.sha256,
+        "model_overrides": ";".join(f"{k}={v}" for k, v in model.overrides),
+    }
+
+
+def metastasis_rows(results: Sequence[tuple[CaseAssignment, SlideResult]], model: Model) -> list[dict[str, Any]]:
     """Rows of ``metastases.csv``: one per scored region of every slide that was scored."""
     cls, pos = model.classification, model.positivity
-    overrides = ";".join(f"{k}={v}" for k, v in model.overrides)
     rows = []
     for case, r in results:
         if r.status == "failed":
@@ -173,10 +194,11 @@ def metastasis_rows(results: Sequence[tuple[str, SlideResult]], model: Model) ->
             c = g.counts
             rows.append(
                 {
-                    "case": case,
+                    "case": case.case,
                     "slide": r.slide,
                     "region": g.name,
-                    "region_source": "tissue",
+                    "metastasis": case.metastasis,
+                    "region_source": g.source,
                     "region_area_mm2": _fixed(g.area_mm2, 4),
                     "n_cells": c.n,
                     "n_0": c.n0,
@@ -184,12 +206,17 @@ def metastasis_rows(results: Sequence[tuple[str, SlideResult]], model: Model) ->
                     "n_2plus": c.n2,
                     "n_3plus": c.n3,
                     "h_score": _fixed(c.h_score, 2),
+                    "h_score_low": _fixed(g.h_interval.low, 2),
+                    "h_score_high": _fixed(g.h_interval.high, 2),
                     "pct_positive": _fixed(c.pct_positive, 2),
+                    "pct_positive_low": _fixed(g.pct_interval.low, 2),
+                    "pct_positive_high": _fixed(g.pct_interval.high, 2),
                     "allred": c.allred,
                     "allred_proportion": allred_proportion_score(c),
                     "allred_intensity": allred_intensity_score(c),
                     "call": g.call.call,
                     "call_reason": g.call.reason,
+                    "region_flags": ";".join(sorted(set(g.flags))),
                     "metric": pos.metric,
                     "cutoff": _fixed(pos.cutoff, 2),
                     "borderline": _fixed(pos.borderline, 2),
@@ -197,10 +224,36 @@ def metastasis_rows(results: Sequence[tuple[str, SlideResult]], model: Model) ->
                     "compartment": cls.compartment,
                     "statistic": cls.statistic,
                     "thresholds": ";".join(f"{t:g}" for t in cls.thresholds),
-                    "model_id": model.id,
-                    "model_version": model.version,
-                    "model_sha256": model.sha256,
-                    "model_overrides": overrides,
+                    **_model_columns(model),
                 }
             )
     return sorted(rows, key=lambda r: (r["case"], r["slide"], r["region"]))
+
+
+def case_rows(cases: Sequence[CaseResult], model: Model) -> list[dict[str, Any]]:
+    """Rows of ``cases.csv``, one per case, sorted by case."""
+    rows = []
+    for c in cases:
+        k = c.counts
+        rows.append(
+            {
+                "case": c.case,
+                "n_slides": c.n_slides,
+                "n_failed_slides": c.n_failed_slides,
+                "n_metastases": c.n_metastases,
+                "n_cells": k.n,
+                "n_0": k.n0,
+                "n_1plus": k.n1,
+                "n_2plus": k.n2,
+                "n_3plus": k.n3,
+                "pooled_h_score": _fixed(k.h_score, 2),
+                "pooled_pct_positive": _fixed(k.pct_positive, 2),
+                "max_metastasis_h_score": _fixed(c.max_h_score, 2),
+                "call": c.call,
+                "call_reason": c.reason,
+                "metastasis_calls": ";".join(c.metastasis_calls),
+                "case_rule": model.case_rule,
+                **_model_columns(model),
+            }
+        )
+    return sorted(rows, key=lambda r: r["case"])

@@ -18,7 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .autoregions import AutoRegionParams
 from .cells import DetectionParams
+from .confidence import IntervalParams
 from .errors import ModelError
 from .score import ClassifyParams, PositivityRule
 from .stain import RUIFROK_DAB, RUIFROK_HEMATOXYLIN, StainEstimationParams, StainVectors
@@ -112,6 +114,8 @@ class Model:
     detection: DetectionParams
     classification: ClassifyParams
     positivity: PositivityRule
+    confidence: IntervalParams = field(default_factory=IntervalParams)
+    auto_regions: AutoRegionParams = field(default_factory=AutoRegionParams)
     case_rule: str = "any_positive"
     rationale: str = ""
     sources: tuple[str, ...] = ()
@@ -167,6 +171,8 @@ _SECTIONS: dict[str, type] = {
     "detection": DetectionParams,
     "classification": ClassifyParams,
     "positivity": PositivityRule,
+    "confidence": IntervalParams,
+    "auto_regions": AutoRegionParams,
 }
 _NESTED: dict[tuple[str, str], type] = {("stains", "estimation"): StainEstimationParams}
 _TOP_KEYS = {"schema", "id", "version", "marker", "case_rule", "rationale", "sources", *_SECTIONS}

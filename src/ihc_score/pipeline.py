@@ -16,12 +16,16 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import cv2
 import numpy as np
 
+from .autoregions import find_metastases
 from .cells import CellTable, detect_cells
 from .errors import IhcScoreError, NotBrightfieldError
 from .model import Model
-from .score import Call, ClassCounts, call_region, classify
+from .region_scores import RegionResult, score_region, score_regions
+from .regions import Annotation, Region, build_regions, find_annotation_file, read_annotations, region_membership
+from .score import classify
 from .slide import Slide, open_slide
 from .stain import StainVectors, deconvolve, estimate_stains
 from .tiles import Tile, TileGrid, in_core, tile_grid
@@ -33,12 +37,19 @@ __all__ = [
     "TileResult",
     "RegionResult",
     "SlideResult",
+    "REGION_MODES",
     "plan_slide",
     "tile_tasks",
     "score_tiles",
     "finish_slide",
     "score_slide",
+    "failed_result",
 ]
+
+#: How a slide without an annotation file is divided into scored regions:
+#: ``auto`` finds the metastases from the cells, ``tissue`` scores all tissue
+#: as one region (for fields that are all tumour, or a quick overview).
+REGION_MODES = ("auto", "tissue")
 
 #: Tissue tiles sampled to estimate the slide's stain vectors, and the side
 #: (analysis px) of the patch read from the centre of each: at analysis
@@ -73,6 +84,18 @@ class SlidePlan:
     tissue_area_mm2 : float
     flags : tuple of str
         QC flags (tissue and stain estimation).
+    regions : tuple of Region or None
+        Regions drawn in the slide's annotation file, excluded areas cut out;
+        ``None`` when there is no file (regions are then found from the cells,
+        or the whole tissue is scored, by ``region_mode``).
+    region_mode : str
+        One of :data:`REGION_MODES`.
+    annotation_file : str
+        Name of the annotation file used, or empty.
+    exclusions : tuple of Annotation
+        Excluded shapes of the annotation file (necrosis, artefacts). When the
+        file holds only these, regions are found as without a file and the
+        exclusions are cut out of them.
     """
 
     path: str
@@ -87,6 +110,10 @@ class SlidePlan:
     stains: StainVectors
     tissue_area_mm2: float
     flags: tuple[str, ...]
+    regions: tuple[Region, ...] | None = None
+    region_mode: str = "auto"
+    annotation_file: str = ""
+    exclusions: tuple[Annotation, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -112,16 +139,6 @@ class TileResult:
 
 
 @dataclass(frozen=True)
-class RegionResult:
-    """Scores of one scored region."""
-
-    name: str
-    counts: ClassCounts
-    call: Call
-    area_mm2: float
-
-
-@dataclass(frozen=True)
 class SlideResult:
     """Everything the outputs need about one slide."""
 
@@ -139,12 +156,20 @@ class SlideResult:
     flags: tuple[str, ...] = ()
     n_tiles: int = 0
     regions: tuple[RegionResult, ...] = ()
+    annotation_file: str = ""
     seconds: float = 0.0
     cells: CellTable | None = field(default=None, compare=False, repr=False)
 
 
-def plan_slide(path: str | Path, model: Model, *, mpp: float | None = None) -> SlidePlan:
-    """Open a slide, find its tissue, estimate its stains and lay its tiles.
+def plan_slide(
+    path: str | Path,
+    model: Model,
+    *,
+    mpp: float | None = None,
+    annotations_dir: str | Path | None = None,
+    region_mode: str = "auto",
+) -> SlidePlan:
+    """Open a slide, find its tissue and regions, estimate its stains and lay its tiles.
 
     Parameters
     ----------
@@ -152,13 +177,21 @@ def plan_slide(path: str | Path, model: Model, *, mpp: float | None = None) -> S
     model : Model
     mpp : float, optional
         Level-0 pixel size (um/px) used when the slide stores none.
+    annotations_dir : str or Path, optional
+        Folder searched for the slide's annotation file, besides the slide's own folder.
+    region_mode : {"auto", "tissue"}
+        Regions of a slide without annotation file.
 
     Raises
     ------
     IhcScoreError
-        The slide cannot be opened, has no pixel size, or is not brightfield.
+        The slide cannot be opened, has no pixel size, is not brightfield,
+        or its annotation file is unusable.
     """
+    if region_mode not in REGION_MODES:
+        raise ValueError(f"region_mode must be one of {REGION_MODES}, got {region_mode!r}")
     path = Path(path).resolve()
+    ann_file = find_annotation_file(path, Path(annotations_dir) if annotations_dir else None)
     with open_slide(path, mpp=mpp) as slide:
         thumb, thumb_ds = slide.thumbnail(_tissue_mpp(slide, model.tissue.mpp_um))
         tissue = detect_tissue(thumb, downsample=thumb_ds, mpp_um=slide.mpp, params=model.tissue)
@@ -166,6 +199,17 @@ def plan_slide(path: str | Path, model: Model, *, mpp: float | None = None) -> S
             raise NotBrightfieldError(
                 f"{path.name}: not a brightfield slide (dark background, fluorescence?); no H-score is given"
             )
+        regions: tuple[Region, ...] | None = None
+        exclusions: tuple[Annotation, ...] = ()
+        scored = tissue.mask
+        if ann_file is not None:
+            shapes = read_annotations(ann_file)
+            exclusions = tuple(a for a in shapes if a.excluded)
+            regions = build_regions(shapes, slide_size=slide.dimensions, origin=ann_file.name) or None
+            if regions is not None:
+                scored = scored & _raster(regions, tissue.mask.shape, tissue.downsample)
+            elif exclusions:
+                scored = scored & ~_raster(_as_regions(exclusions), tissue.mask.shape, tissue.downsample)
         analysis_mpp = max(model.analysis.mpp_um, slide.mpp)
         downsample = analysis_mpp / slide.mpp
         grid = tile_grid(
@@ -173,13 +217,13 @@ def plan_slide(path: str | Path, model: Model, *, mpp: float | None = None) -> S
             downsample=downsample,
             tile_px=max(16, int(round(model.analysis.tile_um / analysis_mpp))),
             margin_px=int(math.ceil(model.analysis.margin_um / analysis_mpp)),
-            tissue=tissue.mask,
+            tissue=scored,
             tissue_downsample=tissue.downsample,
         )
         defaults = model.stains.defaults(tissue.background)
         stains = defaults
         if model.stains.estimate and grid.tiles:
-            pixels = _stain_sample(slide, grid, tissue.mask, tissue.downsample)
+            pixels = _stain_sample(slide, grid, scored, tissue.downsample)
             stains = estimate_stains(
                 pixels, background=tissue.background, defaults=defaults, params=model.stains.estimation
             )
@@ -191,12 +235,37 @@ def plan_slide(path: str | Path, model: Model, *, mpp: float | None = None) -> S
             l0_size=slide.dimensions,
             analysis_mpp_um=analysis_mpp,
             grid=grid,
-            tissue=tissue.mask,
+            tissue=scored,
             tissue_downsample=tissue.downsample,
             stains=stains,
             tissue_area_mm2=tissue.area_mm2,
             flags=tuple(tissue.flags) + tuple(stains.flags),
+            regions=regions,
+            region_mode=region_mode,
+            annotation_file=ann_file.name if ann_file else "",
+            exclusions=exclusions if regions is None else (),
         )
+
+
+def _as_regions(shapes: tuple[Annotation, ...]) -> tuple[Region, ...]:
+    """Excluded shapes as (repaired) regions, to draw them or test cells against them."""
+    return tuple(Region(a.name, a.geometry.buffer(0), "annotation") for a in shapes)
+
+
+def _raster(regions: tuple[Region, ...], shape: tuple[int, int], downsample: float) -> np.ndarray:
+    """Union of region outlines drawn on a mask grid (``downsample`` level-0 px per pixel), borders included."""
+    out = np.zeros(shape, np.uint8)
+    for region in regions:
+        for poly in getattr(region.geometry, "geoms", [region.geometry]):
+            if poly.is_empty:
+                continue
+            rings = [np.asarray(poly.exterior.coords) / downsample] + [np.asarray(r.coords) / downsample for r in poly.interiors]
+            pts = [np.round(r - 0.5).astype(np.int32) for r in rings]
+            cv2.fillPoly(out, pts[:1], 1)
+            cv2.polylines(out, pts[:1], True, 1)  # keep thin regions that fall between pixel centres
+            for hole in pts[1:]:
+                cv2.fillPoly(out, [hole], 0)
+    return out.astype(bool)
 
 
 #: Fewest pixels on the long side of the tissue mask: a camera field of a few
@@ -311,16 +380,41 @@ def _on_tissue(crop: tuple[np.ndarray, tuple[float, float], float], a_x: np.ndar
 
 
 def finish_slide(plan: SlidePlan, results: list[TileResult], model: Model, *, seconds: float = 0.0) -> SlideResult:
-    """Gather the chunks of a slide into its result.
+    """Gather the chunks of a slide into its result: regions, counts, intervals, calls.
 
     Chunks are put back in tile order first, so the cell table does not
-    depend on which worker finished first.
+    depend on which worker finished first. Regions come from the annotation
+    file, else are found from the cells (``auto``), else the whole tissue is
+    one region (``tissue``).
     """
     ordered = sorted(results, key=lambda r: r.tile_indices[0] if r.tile_indices else -1)
     cells = CellTable.concat([r.cells for r in ordered]) if ordered else CellTable.empty()
-    values = getattr(cells, model.classification.measurement)
-    counts = ClassCounts.from_classes(classify(values, model.classification.thresholds))
-    region = RegionResult("tissue", counts, call_region(counts, model.positivity), plan.tissue_area_mm2)
+    classes = classify(getattr(cells, model.classification.measurement), model.classification.thresholds)
+    ds = plan.grid.downsample
+    l0_x = (cells.a_x.astype(np.float64) + 0.5) * ds - 0.5
+    l0_y = (cells.a_y.astype(np.float64) + 0.5) * ds - 0.5
+    flags = plan.flags
+    if plan.exclusions:  # an annotation file with only excluded areas: no cell there counts
+        outside = ~region_membership(_as_regions(plan.exclusions), l0_x, l0_y).any(axis=0)
+        classes, l0_x, l0_y, cells = classes[outside], l0_x[outside], l0_y[outside], cells.take(outside)
+    score_args = {"mpp_um": plan.mpp_um, "rule": model.positivity, "intervals": model.confidence}
+    if plan.regions is None and plan.region_mode == "tissue":
+        region_results: tuple[RegionResult, ...] = (
+            score_region("tissue", classes, l0_x, l0_y, area_mm2=plan.tissue_area_mm2, **score_args),
+        )
+    else:
+        regions = plan.regions
+        if regions is None:
+            regions = find_metastases(
+                l0_x, l0_y, cells.nucleus_area_um2, tissue=plan.tissue, tissue_downsample=plan.tissue_downsample,
+                mpp_um=plan.mpp_um, l0_size=plan.l0_size, params=model.auto_regions,
+            )  # fmt: skip
+            if regions and plan.exclusions:
+                shapes = [Annotation(r.name, "Tumor", r.geometry) for r in regions] + list(plan.exclusions)
+                regions = build_regions(shapes, slide_size=plan.l0_size, source="auto", origin=plan.annotation_file)
+            if not regions:
+                flags = flags + ("no_metastasis_found",)
+        region_results = score_regions(regions, classes, l0_x, l0_y, **score_args)
     return SlideResult(
         path=plan.path,
         slide=Path(plan.path).name,
@@ -332,9 +426,10 @@ def finish_slide(plan: SlidePlan, results: list[TileResult], model: Model, *, se
         l0_size=plan.l0_size,
         tissue_area_mm2=plan.tissue_area_mm2,
         stains=plan.stains,
-        flags=plan.flags,
+        flags=flags,
         n_tiles=len(plan.grid.tiles),
-        regions=(region,),
+        regions=region_results,
+        annotation_file=plan.annotation_file,
         seconds=seconds,
         cells=cells,
     )
@@ -349,8 +444,15 @@ def failed_result(path: str | Path, error: BaseException | str, *, seconds: floa
     return SlideResult(path=str(p.resolve()), slide=p.name, status="failed", error=message, seconds=seconds)
 
 
-def score_slide(path: str | Path, model: Model, *, mpp: float | None = None) -> SlideResult:
-    """Score one slide in this process (no executor).
+def score_slide(
+    path: str | Path,
+    model: Model,
+    *,
+    mpp: float | None = None,
+    annotations_dir: str | Path | None = None,
+    region_mode: str = "auto",
+) -> SlideResult:
+    """Score one slide in this process (no executor); arguments as :func:`plan_slide`.
 
     Raises
     ------
@@ -358,6 +460,6 @@ def score_slide(path: str | Path, model: Model, *, mpp: float | None = None) -> 
         The slide cannot be scored; batch code turns this into a failed row.
     """
     start = time.perf_counter()
-    plan = plan_slide(path, model, mpp=mpp)
+    plan = plan_slide(path, model, mpp=mpp, annotations_dir=annotations_dir, region_mode=region_mode)
     results = [score_tiles(t) for t in tile_tasks(plan, model, mpp=mpp)]
     return finish_slide(plan, results, model, seconds=time.perf_counter() - start)

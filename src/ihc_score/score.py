@@ -15,6 +15,8 @@ from typing import Literal
 
 import numpy as np
 
+from .confidence import Interval
+
 __all__ = [
     "CellClass",
     "CLASS_LABELS",
@@ -249,7 +251,7 @@ class Call:
     reason: str = field(default="")
 
 
-def call_region(counts: ClassCounts, rule: PositivityRule) -> Call:
+def call_region(counts: ClassCounts, rule: PositivityRule, *, interval: Interval | None = None) -> Call:
     """Positive, negative or indeterminate call of a region from its counts.
 
     Parameters
@@ -257,13 +259,17 @@ def call_region(counts: ClassCounts, rule: PositivityRule) -> Call:
     counts : ClassCounts
         Cells of the region, summed over tiles.
     rule : PositivityRule
+    interval : Interval, optional
+        Confidence interval of the rule's metric; when given, a value whose
+        interval holds the cut-off is indeterminate.
 
     Returns
     -------
     Call
         ``indeterminate`` with a reason when there are fewer than
-        ``rule.min_cells`` cells or the value lies inside the borderline band;
-        else ``positive`` when ``value >= cutoff``, ``negative`` otherwise.
+        ``rule.min_cells`` cells, the value lies inside the borderline band,
+        or the interval holds the cut-off (checked in that order); else
+        ``positive`` when ``value >= cutoff``, ``negative`` otherwise.
     """
     if counts.n < rule.min_cells:
         return Call("indeterminate", f"{counts.n} cells, fewer than the {rule.min_cells} required")
@@ -272,5 +278,10 @@ def call_region(counts: ClassCounts, rule: PositivityRule) -> Call:
         return Call(
             "indeterminate",
             f"{rule.metric} {value:.1f} within {rule.borderline:g} of the cut-off {rule.cutoff:g}",
+        )
+    if interval is not None and interval.holds(rule.cutoff):
+        return Call(
+            "indeterminate",
+            f"{rule.metric} interval {interval.low:.1f}-{interval.high:.1f} holds the cut-off {rule.cutoff:g}",
         )
     return Call("positive" if value >= rule.cutoff else "negative")

@@ -15,13 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from .export import atomic_write
-from .pipeline import RegionResult, SlideResult
+from .confidence import Interval
+from .pipeline import SlideResult
+from .region_scores import RegionResult
 from .score import Call, ClassCounts
 from .stain import StainVectors
 
 __all__ = ["STORE_FORMAT", "file_fingerprint", "store_path", "save_result", "load_result"]
 
-STORE_FORMAT = "ihc-score-slide-result/1"
+STORE_FORMAT = "ihc-score-slide-result/2"
 _EDGE = 1 << 20
 
 
@@ -96,9 +98,15 @@ def _to_json(r: SlideResult) -> dict[str, Any]:
                 "call": g.call.call,
                 "reason": g.call.reason,
                 "area_mm2": g.area_mm2,
+                "source": g.source,
+                "h_interval": [g.h_interval.low, g.h_interval.high],
+                "pct_interval": [g.pct_interval.low, g.pct_interval.high],
+                "flags": list(g.flags),
+                "wkt": g.wkt,
             }
             for g in r.regions
         ],
+        "annotation_file": r.annotation_file,
         "seconds": r.seconds,
     }
 
@@ -113,7 +121,17 @@ def _from_json(d: dict[str, Any]) -> SlideResult:
         )
     )
     regions = tuple(
-        RegionResult(g["name"], ClassCounts(*g["counts"]), Call(g["call"], g["reason"]), g["area_mm2"])
+        RegionResult(
+            name=g["name"],
+            counts=ClassCounts(*g["counts"]),
+            call=Call(g["call"], g["reason"]),
+            area_mm2=g["area_mm2"],
+            source=g["source"],
+            h_interval=Interval(*g["h_interval"]),
+            pct_interval=Interval(*g["pct_interval"]),
+            flags=tuple(g["flags"]),
+            wkt=g["wkt"],
+        )
         for g in d["regions"]
     )
     return SlideResult(
@@ -131,5 +149,6 @@ def _from_json(d: dict[str, Any]) -> SlideResult:
         flags=tuple(d["flags"]),
         n_tiles=d["n_tiles"],
         regions=regions,
+        annotation_file=d["annotation_file"],
         seconds=d["seconds"],
     )

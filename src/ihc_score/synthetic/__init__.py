@@ -3,8 +3,10 @@
 The generator is the reference the whole tool is tested against. It works in
 three separate steps:
 
-1. :func:`make_layout` (pure): tissue pieces, tumour regions (metastases) and
-   every cell, with its nucleus shape, stains and designed DAB class, from a
+1. :func:`make_layout` (pure): tissue pieces, the host tissue around the
+   tumour (fibrous stroma or brain parenchyma), tumour regions (metastases)
+   with their outline polygons, necrotic (excluded) areas, and every cell,
+   with its nucleus shape, stains, kind and designed DAB class, from a
    :class:`SynthSpec` and its seed.
 2. :func:`render_region` (pure): any level-0 rectangle of the slide as stain
    concentrations and RGB (Beer-Lambert through
@@ -13,8 +15,11 @@ three separate steps:
    with a margin wide enough that every pixel is the same whichever
    rectangle it is rendered in, so a slide is drawn block by block.
 3. :func:`make_slide` (I/O): a pyramidal, JPEG-tiled, Aperio-style SVS that
-   OpenSlide opens as vendor ``aperio`` with its pixel size, and the truth
-   JSON beside it (``<stem>.truth.json``).
+   OpenSlide opens as vendor ``aperio`` with its pixel size, the truth JSON
+   beside it (``<stem>.truth.json``: every cell, totals per metastasis and
+   each metastasis's outline) and, if asked, the outlines as QuPath GeoJSON
+   annotations (``<stem>.geojson``). :func:`make_case` writes several slides
+   of one spec with consecutive seeds.
 
 Conventions
 -----------
@@ -24,38 +29,52 @@ grown by :data:`CELL_EXPANSION_UM`, each pixel going to the nearest nucleus
 (the detector's definition). Every cell's DAB amplitude is solved so that its
 mean DAB OD over that cell, before optics blur, noise and JPEG, is the value
 recorded in the truth; its class is that mean against :data:`CLASS_THRESHOLDS`.
+Metastases are solid sheets: tumour cells lie only inside their region's
+outline (necroses cut out), host cells (stroma, glia, neurons) only outside
+every outline and necrosis; necroses hold only nuclear dust and ghost cells,
+which are drawn but are in no truth.
 
 Modules
 -------
 :mod:`.spec`
-    :class:`TumourRegion`, :class:`SynthSpec`, the class constants,
+    :class:`TumourRegion`, :class:`NecrosisRegion`, :class:`SynthSpec`, the class constants,
     :func:`shift_stains` and the named :data:`PRESETS`.
 :mod:`.layout`
-    Tissue and tumour fields, textures and cell placement: :class:`Cells`,
-    :class:`SlideLayout`, :func:`make_layout`.
+    Tissue, tumour and necrosis fields, outlines, textures and cell
+    placement: :class:`SlideLayout`, :func:`make_layout`.
+:mod:`.outlines`
+    Outline polygons of metastases and necroses.
+:mod:`.tissue_types`
+    :class:`Cells` and the cells of each kind (tumour, stroma, glia,
+    neurons, nuclear dust, ghost cells); the neuropil texture.
 :mod:`.render`
     :class:`RenderedRegion` and :func:`render_region`.
+:mod:`.truth`
+    The truth dict and its JSON text.
 :mod:`.svs`
-    Pyramidal JPEG SVS writing, the truth JSON, :func:`truth_path` and
-    :func:`make_slide`.
+    Pyramidal JPEG SVS writing, annotations, :func:`truth_path`,
+    :func:`annotation_path`, :func:`make_slide` and :func:`make_case`.
 """
 
 from __future__ import annotations
 
-from ihc_score.synthetic.layout import Cells, SlideLayout, make_layout
+from ihc_score.synthetic.layout import SlideLayout, make_layout
+from ihc_score.synthetic.tissue_types import Cells
 from ihc_score.synthetic.render import RenderedRegion, render_region
 from ihc_score.synthetic.spec import (
     CELL_EXPANSION_UM,
     CLASS_BANDS,
     CLASS_THRESHOLDS,
     GENERATOR_VERSION,
+    HOST_TISSUES,
     PRESETS,
+    NecrosisRegion,
     SynthSpec,
     TumourRegion,
     preset,
     shift_stains,
 )
-from ihc_score.synthetic.svs import make_slide, truth_path
+from ihc_score.synthetic.svs import annotation_path, make_case, make_slide, truth_path, write_annotations
 
 __all__ = [
     "GENERATOR_VERSION",
@@ -63,6 +82,8 @@ __all__ = [
     "CLASS_BANDS",
     "CELL_EXPANSION_UM",
     "TumourRegion",
+    "NecrosisRegion",
+    "HOST_TISSUES",
     "SynthSpec",
     "Cells",
     "SlideLayout",
@@ -73,5 +94,8 @@ __all__ = [
     "make_layout",
     "render_region",
     "make_slide",
+    "make_case",
+    "write_annotations",
     "truth_path",
+    "annotation_path",
 ]

@@ -1,10 +1,18 @@
-"""Layout of a synthetic slide: tissue and tumour fields, textures, cells (pure).
+"""Layout of a synthetic slide: tissue and tumour fields, outlines, textures, cells (pure).
 
 :func:`make_layout` turns a :class:`~ihc_score.synthetic.spec.SynthSpec` and
-its seed into a :class:`SlideLayout`: coarse signed-distance fields of tissue
-and of each tumour region, periodic textures, and the :class:`Cells` table
-with every cell's nucleus shape, stains and designed DAB class. Lengths are
-level-0 px unless named ``_um``.
+its seed into a :class:`SlideLayout`: coarse signed-distance fields of tissue,
+of each tumour region and of the necroses, the outline polygon of every
+metastasis (necroses cut out) and necrosis, periodic textures, and the
+:class:`Cells` table with every cell's nucleus shape, stains, kind and
+designed DAB class. Lengths are level-0 px unless named ``_um``.
+
+Placement rules: tumour cells only where their designed centre lies inside
+their metastasis outline, at least :data:`TUMOUR_MARGIN_UM` from its
+boundary (metastases are solid sheets: no host cell is placed inside an
+outline nor within 8 um of it); no tumour or host cell inside a necrosis
+(host cells keep 4 um away from it); glia keep 22 um from neuron centres;
+nuclear dust and ghost cells only inside necroses.
 """
 
 from __future__ import annotations
@@ -13,54 +21,22 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import shapely
 from scipy import ndimage, special
 
+from ihc_score.synthetic import outlines as ol
+from ihc_score.synthetic import tissue_types as tt
 from ihc_score.synthetic.spec import CELL_EXPANSION_UM, SynthSpec
+from ihc_score.synthetic.tissue_types import Cells
 
 __all__ = ["Cells", "SlideLayout", "make_layout"]
 
 _TEXTURE_PX = 512
 _FIELD_STEP_UM = 16.0
-
-
-@dataclass(frozen=True)
-class Cells:
-    """Cell table of a layout (one entry per cell, arrays of equal length).
-
-    Lengths are level-0 px, angles radians, OD base-10. ``klass`` is the
-    designed class (0-3), ``region`` the index of its tumour region (-1 for
-    stromal cells), ``dab_target`` the designed cell DAB OD mean.
-    """
-
-    l0_x: np.ndarray
-    l0_y: np.ndarray
-    radius_a: np.ndarray
-    radius_b: np.ndarray
-    angle: np.ndarray
-    harm2: np.ndarray
-    phase2: np.ndarray
-    harm3: np.ndarray
-    phase3: np.ndarray
-    nucleus_h_od: np.ndarray
-    cytoplasm_px: np.ndarray
-    cytoplasm_h_od: np.ndarray
-    cytoplasm_ratio: np.ndarray
-    dab_target: np.ndarray
-    klass: np.ndarray
-    tumour: np.ndarray
-    region: np.ndarray
-
-    def __len__(self) -> int:
-        return int(self.l0_x.shape[0])
-
-    def take(self, index: np.ndarray) -> Cells:
-        """Subset (index array or boolean mask)."""
-        return Cells(**{k: v[index] for k, v in self.__dict__.items()})
-
-    @classmethod
-    def concat(cls, tables: list[Cells]) -> Cells:
-        """Cells of several tables, in order."""
-        return Cells(**{k: np.concatenate([t.__dict__[k] for t in tables]) for k in cls.__dataclass_fields__})
+#: Least distance of a tumour cell's designed centre from its outline, um.
+TUMOUR_MARGIN_UM = 1.5
+#: No glial nucleus closer than this to a neuron's centre, um (its body reaches 14 um).
+_NEURON_CLEAR_UM = 22.0
 
 
 @dataclass(frozen=True)
@@ -70,8 +46,12 @@ class SlideLayout:
     ``tissue_um`` / ``tumour_um`` are approximate signed distances (um,
     positive inside) on a grid of step ``field_step_px`` level-0 px, node
     ``(j, i)`` at ``(i * step, j * step)``; ``tumour_um`` has one plane per
-    region. ``textures`` is (P, P, 4) float32 in 0-1, periodic, indexed by
-    level-0 coordinates modulo P: chromatin, granules, fibres, edges.
+    region, ``necrosis_um`` one plane (the union of the necroses; all
+    -1e4 when there is none). ``outlines`` holds the polygon of each
+    tumour region (level-0 px, necroses cut out), ``necrosis_outlines``
+    that of each necrosis, in spec order. ``textures`` is (P, P, 5) float32
+    in 0-1, periodic, indexed by level-0 coordinates modulo P: chromatin,
+    granules, fibres, edges, neuropil.
     """
 
     spec: SynthSpec
@@ -81,6 +61,9 @@ class SlideLayout:
     textures: np.ndarray
     cells: Cells
     reach_px: float = 0.0
+    necrosis_um: np.ndarray | None = None
+    outlines: tuple[ol.Outline, ...] = ()
+    necrosis_outlines: tuple[ol.Outline, ...] = ()
 
 
 def _uniform_texture(rng: np.random.Generator, sigma_px: tuple[float, float]) -> np.ndarray:
@@ -102,7 +85,8 @@ def _textures(seed: int, mpp_um: float) -> np.ndarray:
     yy, xx = np.mgrid[0:_TEXTURE_PX, 0:_TEXTURE_PX].astype(np.float64)
     fib = ndimage.map_coordinates(fib, [yy + amp * warp[0], xx + amp * warp[1]], order=1, mode="grid-wrap")
     edge = _uniform_texture(rng, (1.5 * s, 1.5 * s))
-    return np.stack([chrom, gran, fib, edge], axis=-1).astype(np.float32)
+    pil = tt.neuropil_texture(rng, _TEXTURE_PX, mpp_um)
+    return np.stack([chrom, gran, fib, edge, pil], axis=-1).astype(np.float32)
 
 
 def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], sigma_nodes: float) -> np.ndarray:
@@ -117,9 +101,25 @@ def _ellipse_um(gx: np.ndarray, gy: np.ndarray, cx: float, cy: float, a: float, 
     return (1.0 - np.sqrt((u / a) ** 2 + (v / b) ** 2)) * min(a, b)
 
 
-def _fields(spec: SynthSpec, rng: np.random.Generator) -> tuple[float, np.ndarray, np.ndarray]:
+def _grid_shape(spec: SynthSpec) -> tuple[float, int, int]:
     step_px = _FIELD_STEP_UM / spec.mpp_um
-    nx, ny = int(math.ceil(spec.width / step_px)) + 2, int(math.ceil(spec.height / step_px)) + 2
+    return step_px, int(math.ceil(spec.height / step_px)) + 2, int(math.ceil(spec.width / step_px)) + 2
+
+
+def _necroses(spec: SynthSpec) -> tuple[tuple[ol.Outline, ...], np.ndarray]:
+    """Necrosis outlines and their union's signed distance field (um)."""
+    step_px, ny, nx = _grid_shape(spec)
+    rng = np.random.default_rng(np.random.SeedSequence([spec.seed, 3]))
+    polys = tuple(ol.necrosis_outline(rng, (n.center[0] * spec.width, n.center[1] * spec.height),
+                                      (n.radii[0] * spec.width, n.radii[1] * spec.height), n.angle_deg,
+                                      size=(spec.width, spec.height)) for n in spec.necroses)
+    union = shapely.union_all(polys) if polys else shapely.Polygon()
+    return polys, ol.signed_distance_um(union, step_px, (ny, nx), spec.mpp_um)
+
+
+def _fields(spec: SynthSpec, rng: np.random.Generator, necrosis_um: np.ndarray
+            ) -> tuple[float, np.ndarray, np.ndarray]:
+    step_px, ny, nx = _grid_shape(spec)
     gx, gy = np.meshgrid(np.arange(nx) * _FIELD_STEP_UM, np.arange(ny) * _FIELD_STEP_UM)
     w_um, h_um = spec.width * spec.mpp_um, spec.height * spec.mpp_um
     tissue = np.full((ny, nx), -1e4)
@@ -143,6 +143,7 @@ def _fields(spec: SynthSpec, rng: np.random.Generator) -> tuple[float, np.ndarra
             p = _ellipse_um(gx, gy, cx, cy, a, b, rng.uniform(0, math.pi))
             tissue = np.maximum(tissue, p + 0.15 * b * _smooth_noise(rng, (ny, nx), 0.3 * b / _FIELD_STEP_UM))
     tissue = tissue + 10.0 * _smooth_noise(rng, (ny, nx), 25.0 / _FIELD_STEP_UM)
+    tissue = np.maximum(tissue, necrosis_um + 30.0)
     border = np.minimum(np.minimum(gx, w_um - gx), np.minimum(gy, h_um - gy)) - 50.0
     return step_px, np.minimum(tissue, border).astype(np.float32), np.minimum(tumour, border - 20.0).astype(np.float32)
 
@@ -162,50 +163,44 @@ def _classes(rng: np.random.Generator, latent: np.ndarray, proportions: tuple[fl
     return np.searchsorted(bounds, rank, side="right").astype(np.int8)
 
 
-def _new_cells(rng: np.random.Generator, spec: SynthSpec, x: np.ndarray, y: np.ndarray, tumour: bool,
-               region: int, latent: np.ndarray | None = None) -> Cells:
+def _tumour_cells(rng: np.random.Generator, spec: SynthSpec, x: np.ndarray, y: np.ndarray, region: int,
+                  latent: np.ndarray) -> Cells:
     n = x.shape[0]
-    s = 1.0 / spec.mpp_um
-    if tumour:
-        lo, hi = spec.nucleus_diameter_um
-        d = np.clip(rng.lognormal(math.log(0.5 * (lo + hi)) - 0.05, 0.18, n), lo, hi)
-        aspect = rng.uniform(1.0, 1.5, n)
-        harm2, harm3 = rng.uniform(0.0, 0.08, n), rng.uniform(0.0, 0.06, n)
-        nuc_h = rng.uniform(0.25, 0.45, n)
-        cyto = rng.uniform(*spec.cytoplasm_width_um, n) * s
-        cyto_h = rng.uniform(0.06, 0.11, n)
-        ratio = rng.uniform(1.15, 1.6, n)
-        klass = _classes(rng, latent if latent is not None else rng.standard_normal(n),
-                         spec.regions[region].class_proportions)
-        bands = np.asarray(spec.class_bands)
-        target = rng.uniform(bands[klass, 0], bands[klass, 1])
-    else:
-        d = rng.uniform(4.5, 7.0, n)
-        aspect = rng.uniform(1.8, 3.2, n)
-        harm2, harm3 = rng.uniform(0.0, 0.05, n), rng.uniform(0.0, 0.05, n)
-        nuc_h = rng.uniform(0.4, 0.6, n)
-        cyto = np.zeros(n)
-        cyto_h = np.zeros(n)
-        ratio = np.ones(n)
-        klass = np.zeros(n, np.int8)
-        target = np.zeros(n)
-    r = 0.5 * d * s
-    return Cells(
-        l0_x=x.astype(np.float64), l0_y=y.astype(np.float64),
-        radius_a=(r * np.sqrt(aspect)).astype(np.float32), radius_b=(r / np.sqrt(aspect)).astype(np.float32),
-        angle=rng.uniform(0, np.pi, n).astype(np.float32),
-        harm2=harm2.astype(np.float32), phase2=rng.uniform(0, 2 * np.pi, n).astype(np.float32),
-        harm3=harm3.astype(np.float32), phase3=rng.uniform(0, 2 * np.pi, n).astype(np.float32),
-        nucleus_h_od=nuc_h.astype(np.float32), cytoplasm_px=cyto.astype(np.float32),
-        cytoplasm_h_od=cyto_h.astype(np.float32), cytoplasm_ratio=ratio.astype(np.float32),
-        dab_target=target.astype(np.float64), klass=klass,
-        tumour=np.full(n, tumour), region=np.full(n, region if tumour else -1, np.int16),
-    )
+    lo, hi = spec.nucleus_diameter_um
+    d = np.clip(rng.lognormal(math.log(0.5 * (lo + hi)) - 0.05, 0.18, n), lo, hi)
+    aspect = rng.uniform(1.0, 1.5, n)
+    nuc_h = rng.uniform(0.25, 0.45, n)
+    cyto = rng.uniform(*spec.cytoplasm_width_um, n) / spec.mpp_um
+    cyto_h = rng.uniform(0.06, 0.11, n)
+    ratio = rng.uniform(1.15, 1.6, n)
+    klass = _classes(rng, latent, spec.regions[region].class_proportions)
+    bands = np.asarray(spec.class_bands)
+    target = rng.uniform(bands[klass, 0], bands[klass, 1])
+    return tt.make_cells(rng, x, y, kind=tt.KIND_TUMOUR, mpp_um=spec.mpp_um, diameter_um=d, aspect=aspect,
+                         harm=(0.08, 0.06), nucleus_h_od=nuc_h, cytoplasm_px=cyto, cytoplasm_h_od=cyto_h,
+                         cytoplasm_ratio=ratio, klass=klass, dab_target=target, region=region)
+
+
+def _poisson(rng: np.random.Generator, spec: SynthSpec, density_per_mm2: float,
+             box: tuple[float, float, float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """Uniform random points at a density (per mm^2) in a level-0 box (x0, y0, x1, y1)."""
+    x0, y0, x1, y1 = box
+    n = rng.poisson(density_per_mm2 * max(x1 - x0, 0) * max(y1 - y0, 0) * (spec.mpp_um * 1e-3) ** 2)
+    return rng.uniform(x0, x1, n), rng.uniform(y0, y1, n)
+
+
+def _away(geoms: tuple[ol.Outline, ...], x: np.ndarray, y: np.ndarray, margin_px: float) -> np.ndarray:
+    """Points farther than ``margin_px`` from every outline (and outside them)."""
+    keep = np.ones(x.shape, bool)
+    for g in geoms:
+        keep &= ~ol.inside(g, x, y, margin_px=-margin_px)
+    return keep
 
 
 def _place_cells(spec: SynthSpec, rng: np.random.Generator, step_px: float, tissue: np.ndarray,
-                 tumour: np.ndarray) -> Cells:
+                 tumour: np.ndarray, outlines: tuple[ol.Outline, ...], necroses: tuple[ol.Outline, ...]) -> Cells:
     tables = []
+    um = 1.0 / spec.mpp_um
     for k, reg in enumerate(spec.regions):
         if spec.tumour_density_per_mm2 <= 0:
             break
@@ -216,26 +211,59 @@ def _place_cells(spec: SynthSpec, rng: np.random.Generator, step_px: float, tiss
         gx = gx + (np.arange(ys.size) % 2)[:, None] * spacing / 2
         x = gx.ravel() + rng.uniform(-0.18, 0.18, gx.size) * spacing
         y = gy.ravel() + rng.uniform(-0.18, 0.18, gy.size) * spacing
-        keep = (_sample_field(tumour[k], step_px, x, y) > 0) & (_sample_field(tissue, step_px, x, y) > 0)
-        for j in range(k):
-            keep &= _sample_field(tumour[j], step_px, x, y) <= 0
+        keep = ol.inside(outlines[k], x, y, margin_px=TUMOUR_MARGIN_UM * um)
         x, y = x[keep], y[keep]
         c = spec.class_clustering
         patches = _smooth_noise(rng, tumour[k].shape, 50.0 / _FIELD_STEP_UM)
         latent = c * _sample_field(patches, step_px, x, y) + math.sqrt(1 - c * c) * rng.standard_normal(x.size)
-        tables.append(_new_cells(rng, spec, x, y, True, k, latent))
-    area_mm2 = spec.width * spec.height * (spec.mpp_um * 1e-3) ** 2
-    n = rng.poisson(spec.stroma_density_per_mm2 * area_mm2)
-    x, y = rng.uniform(0, spec.width, n), rng.uniform(0, spec.height, n)
+        tables.append(_tumour_cells(rng, spec, x, y, k, latent))
+    extra = np.random.default_rng(np.random.SeedSequence([spec.seed, 5]))
+    nx, ny = np.empty(0), np.empty(0)
+    if spec.host_tissue == "brain" and spec.neuron_density_per_mm2 > 0:
+        nx, ny = _poisson(extra, spec, spec.neuron_density_per_mm2, (0, 0, spec.width, spec.height))
+        keep = _sample_field(tissue, step_px, nx, ny) > 25.0
+        keep &= _away(outlines, nx, ny, 20.0 * um) & _away(necroses, nx, ny, 15.0 * um)
+        nx, ny = nx[keep], ny[keep]
+    x, y = _poisson(rng, spec, spec.stroma_density_per_mm2, (0, 0, spec.width, spec.height))
     keep = _sample_field(tissue, step_px, x, y) > 8.0
     for k in range(len(spec.regions)):
         keep &= _sample_field(tumour[k], step_px, x, y) < -8.0
-    tables.append(_new_cells(rng, spec, x[keep], y[keep], False, -1))
+    keep &= _away(outlines, x, y, 8.0 * um) & _away(necroses, x, y, 4.0 * um)
+    if nx.size:  # glia keep clear of neuron bodies
+        keep &= ~shapely.contains_xy(shapely.buffer(shapely.multipoints(np.stack([nx, ny], 1)), _NEURON_CLEAR_UM * um),
+                                     x, y)
+    tables.append(tt.host_cells(rng, x[keep], y[keep], host_tissue=spec.host_tissue, mpp_um=spec.mpp_um))
+    if nx.size:
+        tables.append(tt.neuron_cells(extra, nx, ny, mpp_um=spec.mpp_um))
+    for g in necroses:
+        if g.is_empty:
+            continue
+        for kind in (tt.KIND_GHOST, tt.KIND_DUST):
+            x, y = _poisson(extra, spec, tt.debris_density_per_mm2(kind), g.bounds)
+            keep = ol.inside(g, x, y, margin_px=(6.0 if kind == tt.KIND_GHOST else 1.0) * um)
+            tables.append(tt.debris_cells(extra, x[keep], y[keep], kind=kind, mpp_um=spec.mpp_um,
+                                          dab_od=spec.necrosis_dab_od))
     return Cells.concat(tables)
 
 
+def _outlines(spec: SynthSpec, step_px: float, tissue: np.ndarray, tumour: np.ndarray,
+              necroses: tuple[ol.Outline, ...]) -> tuple[ol.Outline, ...]:
+    """Each region's outline: where it is the first region with a positive field, inside tissue, minus necroses."""
+    cut = shapely.union_all(necroses) if necroses else None
+    out = []
+    for k in range(len(spec.regions)):
+        e = np.minimum(tumour[k], tissue)
+        for j in range(k):
+            e = np.minimum(e, -tumour[j])
+        g = ol.field_outline(e, step_px, size=(spec.width, spec.height))
+        if cut is not None and not g.is_empty:
+            g = ol.clean(shapely.difference(g, cut))
+        out.append(g)
+    return tuple(out)
+
+
 def make_layout(spec: SynthSpec, cells: Cells | None = None) -> SlideLayout:
-    """Tissue, tumour regions and cells of a slide (pure, seeded).
+    """Tissue, regions, outlines and cells of a slide (pure, seeded).
 
     Parameters
     ----------
@@ -249,12 +277,15 @@ def make_layout(spec: SynthSpec, cells: Cells | None = None) -> SlideLayout:
     SlideLayout
     """
     rng = np.random.default_rng(np.random.SeedSequence([spec.seed, 0]))
-    step_px, tissue, tumour = _fields(spec, rng)
+    necroses, necrosis_um = _necroses(spec)
+    step_px, tissue, tumour = _fields(spec, rng, necrosis_um)
+    outlines = _outlines(spec, step_px, tissue, tumour, necroses)
     if cells is None:
-        cells = _place_cells(spec, rng, step_px, tissue, tumour)
+        cells = _place_cells(spec, rng, step_px, tissue, tumour, outlines, necroses)
     grow = CELL_EXPANSION_UM / spec.mpp_um
     rmax = 0.0
     if len(cells):
         rmax = float(np.max(cells.radius_a * (1.0 + cells.harm2 + cells.harm3)))
         grow = max(grow, float(np.max(cells.cytoplasm_px)))
-    return SlideLayout(spec, step_px, tissue, tumour, _textures(spec.seed, spec.mpp_um), cells, rmax + grow + 2.0)
+    return SlideLayout(spec, step_px, tissue, tumour, _textures(spec.seed, spec.mpp_um), cells, rmax + grow + 2.0,
+                       necrosis_um, outlines, necroses)

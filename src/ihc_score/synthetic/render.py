@@ -122,6 +122,33 @@ def _field_max(layout: SlideLayout, x0: int, y0: int, w: int, h: int) -> float:
     return float(g[j0:j1, i0:i1].max()) if j1 > j0 and i1 > i0 else float(g.max())
 
 
+def _ground(layout: SlideLayout, tex: np.ndarray, alpha: np.ndarray, x0: int, y0: int, w: int, h: int
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """Hematoxylin and DAB OD of the cell-free ground: host tissue blended into necrotic debris.
+
+    Stroma: fibres, H 0.024-0.096. Brain parenchyma: faint fibrillary
+    neuropil, H 0.02-0.065. Necrosis (soft, ragged edge of ~3 um): pale
+    granular smudge, H 0.02-0.06, DAB ``necrosis_dab_od`` x 0.3-1.7.
+    """
+    spec = layout.spec
+    if spec.host_tissue == "brain":
+        pil = tex[..., 4]
+        host_h = alpha * (0.02 + 0.045 * pil * pil)
+        host_dab = alpha * spec.stroma_dab_od * (0.4 + 1.2 * pil)
+    else:
+        fib = tex[..., 2]
+        host_h = alpha * 0.06 * (0.4 + 1.2 * fib)
+        host_dab = alpha * spec.stroma_dab_od * (0.4 + 1.2 * fib)
+    if layout.necrosis_um is None or not spec.necroses:
+        return host_h, host_dab
+    nec = _field_block(layout.necrosis_um, layout.field_step_px, x0, y0, w, h)
+    wn = np.clip(nec / 3.0 + 0.5 + 1.5 * (tex[..., 3] - 0.5), 0.0, 1.0).astype(np.float32)
+    gran = tex[..., 1]
+    nec_h = alpha * (0.02 + 0.04 * gran * gran)
+    nec_dab = alpha * spec.necrosis_dab_od * (0.3 + 1.4 * gran)
+    return host_h + wn * (nec_h - host_h), host_dab + wn * (nec_dab - host_dab)
+
+
 def _add_noise(rgb: np.ndarray, spec: SynthSpec, noise_key: tuple[int, ...]) -> np.ndarray:
     if spec.noise_sigma <= 0:
         return rgb
@@ -184,9 +211,7 @@ def render_region(layout: SlideLayout, l0_xy: tuple[int, int], size: tuple[int, 
     tex = layout.textures[ys[:, None], xs[None, :]]
     tissue = _field_block(layout.tissue_um, layout.field_step_px, ex0, ey0, ew, eh)
     alpha = np.clip((tissue + 3.0 * (tex[..., 3] - 0.5)) / 1.5, 0.0, 1.0)
-    fib = tex[..., 2]
-    stroma_h = alpha * 0.06 * (0.4 + 1.2 * fib)
-    stroma_dab = alpha * spec.stroma_dab_od * (0.4 + 1.2 * fib)
+    stroma_h, stroma_dab = _ground(layout, tex, alpha, ex0, ey0, ew, eh)
     nuc, nuc_h, chrom = _splat_nuclei(sub, ex0, ey0, ew, eh, tex)
     owner, dist = _owners(nuc)
     k = len(sub) + 1

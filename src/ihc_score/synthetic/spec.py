@@ -21,19 +21,23 @@ __all__ = [
     "CLASS_BANDS",
     "CELL_EXPANSION_UM",
     "TumourRegion",
+    "NecrosisRegion",
+    "HOST_TISSUES",
     "SynthSpec",
     "shift_stains",
     "PRESETS",
     "preset",
 ]
 
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"
 #: DAB OD thresholds of classes 1+, 2+, 3+ (``>=``), QuPath's defaults.
 CLASS_THRESHOLDS: tuple[float, float, float] = (0.2, 0.4, 0.6)
 #: Designed cell DAB OD mean of each class, kept away from the thresholds.
 CLASS_BANDS: tuple[tuple[float, float], ...] = ((0.0, 0.13), (0.25, 0.35), (0.45, 0.55), (0.68, 0.9))
 #: Cell = nucleus grown by this distance (um), limited by neighbours.
 CELL_EXPANSION_UM = 5.0
+#: Kinds of non-tumour tissue around the metastases.
+HOST_TISSUES: tuple[str, ...] = ("stroma", "brain")
 
 
 def _check_proportions(p: tuple[float, ...], name: str) -> tuple[float, ...]:
@@ -76,6 +80,37 @@ class TumourRegion:
 
 
 @dataclass(frozen=True)
+class NecrosisRegion:
+    """A necrotic (excluded) area: cell-free debris inside a noisy ellipse.
+
+    It may overlap a metastasis: no tumour, stromal or glial cell is placed
+    inside it, only nuclear dust and ghost cells that are not in the truth.
+
+    Parameters
+    ----------
+    center : (float, float)
+        Centre as fractions of the slide (width, height), 0-1.
+    radii : (float, float)
+        Semi-axes as fractions of the slide (width, height).
+    angle_deg : float
+        Rotation of the ellipse, degrees.
+    name : str
+        Stable name written into the truth and the annotations.
+    """
+
+    center: tuple[float, float] = (0.5, 0.5)
+    radii: tuple[float, float] = (0.05, 0.05)
+    angle_deg: float = 0.0
+    name: str = "necrosis1"
+
+    def __post_init__(self) -> None:
+        if not all(0.0 <= c <= 1.0 for c in self.center):
+            raise ValueError(f"center must be fractions of the slide in 0-1, got {self.center!r}")
+        if not all(0.0 < r <= 1.0 for r in self.radii):
+            raise ValueError(f"radii must be fractions of the slide in (0, 1], got {self.radii!r}")
+
+
+@dataclass(frozen=True)
 class SynthSpec:
     """Everything that decides a synthetic slide; same spec, same bytes.
 
@@ -106,7 +141,21 @@ class SynthSpec:
     tumour_density_per_mm2 : float
         Tumour cells per mm^2 of tumour sheet.
     stroma_density_per_mm2 : float
-        Stromal nuclei per mm^2 of non-tumour tissue.
+        Non-tumour nuclei per mm^2 of non-tumour tissue (fibroblast-like
+        spindles for ``host_tissue="stroma"``, small round glial nuclei for
+        ``"brain"``).
+    host_tissue : str
+        Non-tumour tissue around the metastases: ``"stroma"`` (fibrous,
+        spindle nuclei) or ``"brain"`` (parenchyma: glial nuclei of 5-7 um,
+        faint fibrillary neuropil, a few neurons). DAB-negative (class 0)
+        either way.
+    neuron_density_per_mm2 : float
+        Neurons per mm^2 of parenchyma (``host_tissue="brain"`` only).
+    necroses : tuple of NecrosisRegion
+        Necrotic (excluded) areas.
+    necrosis_dab_od : float
+        Mean non-specific DAB OD of necrotic debris (0 = none); nuclear dust
+        and ghost cells carry up to a few times more.
     nucleus_diameter_um : (float, float)
         Range of tumour nucleus diameters (equivalent circle), um.
     cytoplasm_width_um : (float, float)
@@ -140,6 +189,10 @@ class SynthSpec:
     regions: tuple[TumourRegion, ...] = (TumourRegion(),)
     tumour_density_per_mm2: float = 5000.0
     stroma_density_per_mm2: float = 400.0
+    host_tissue: str = "stroma"
+    neuron_density_per_mm2: float = 30.0
+    necroses: tuple[NecrosisRegion, ...] = ()
+    necrosis_dab_od: float = 0.04
     nucleus_diameter_um: tuple[float, float] = (6.0, 12.0)
     cytoplasm_width_um: tuple[float, float] = (4.0, 6.0)
     blur_sigma_um: float = 0.2
@@ -172,6 +225,17 @@ class SynthSpec:
             raise ValueError("regions must have distinct names")
         if self.tumour_density_per_mm2 < 0 or self.stroma_density_per_mm2 < 0:
             raise ValueError("tumour_density_per_mm2 and stroma_density_per_mm2 must be >= 0")
+        if self.host_tissue not in HOST_TISSUES:
+            raise ValueError(f"host_tissue must be one of {', '.join(HOST_TISSUES)}, got {self.host_tissue!r}")
+        if not 0.0 <= self.neuron_density_per_mm2 <= 500.0:
+            raise ValueError(f"neuron_density_per_mm2 must be in 0-500, got {self.neuron_density_per_mm2!r}")
+        if not isinstance(self.necroses, tuple) or not all(isinstance(r, NecrosisRegion) for r in self.necroses):
+            raise ValueError("necroses must be a tuple of NecrosisRegion")
+        names = [r.name for r in self.regions] + [r.name for r in self.necroses]
+        if len(set(names)) != len(names):
+            raise ValueError("necroses must have names distinct from each other and from the regions")
+        if not 0.0 <= self.necrosis_dab_od <= 0.3:
+            raise ValueError(f"necrosis_dab_od must be in 0-0.3, got {self.necrosis_dab_od!r}")
         if self.tumour_density_per_mm2 > 12000:
             raise ValueError(f"tumour_density_per_mm2 must be <= 12000, got {self.tumour_density_per_mm2!r}")
         lo, hi = self.nucleus_diameter_um
@@ -240,6 +304,17 @@ PRESETS: dict[str, dict] = {
     "shifted-stains": {"stains": shift_stains(DEFAULT_STAINS, -10.0), "background": (240.0, 235.0, 215.0)},
     "negative": {"regions": (TumourRegion(class_proportions=(0.75, 0.2, 0.05, 0.0)),)},
     "strong": {"regions": (TumourRegion(class_proportions=(0.12, 0.25, 0.33, 0.30)),)},
+    "multi-met": {
+        "width": 8000, "height": 6000, "host_tissue": "brain", "stroma_density_per_mm2": 600.0,
+        "tissue_fraction": 0.7, "tissue_pieces": 1,
+        "regions": (
+            TumourRegion(center=(0.27, 0.42), radii=(0.17, 0.25), angle_deg=15.0,
+                         class_proportions=(0.10, 0.20, 0.40, 0.30), name="met-positive"),
+            TumourRegion(center=(0.73, 0.60), radii=(0.15, 0.22), angle_deg=-20.0,
+                         class_proportions=(0.80, 0.15, 0.05, 0.0), name="met-negative"),
+        ),
+        "necroses": (NecrosisRegion(center=(0.30, 0.32), radii=(0.08, 0.10), angle_deg=30.0, name="necrosis-1"),),
+    },
 }
 
 
@@ -253,7 +328,11 @@ def preset(name: str, **overrides: object) -> SynthSpec:
         ``shifted-stains`` (as default, stain vectors hue-shifted by -10
         degrees with :func:`shift_stains`, yellowish glass 240,235,215),
         ``negative`` (0.75/0.2/0.05/0, H-score 30) or ``strong``
-        (0.12/0.25/0.33/0.30, H-score 181).
+        (0.12/0.25/0.33/0.30, H-score 181), or ``multi-met`` (8000 x 6000
+        px of brain parenchyma with two metastases: ``met-positive``
+        0.10/0.20/0.40/0.30, H-score 190, with the necrosis ``necrosis-1``
+        in its upper part, and ``met-negative`` 0.80/0.15/0.05/0, H-score
+        25; glial nuclei 600/mm^2).
     **overrides
         Fields of :class:`SynthSpec` to replace (``width``, ``seed``, ...).
 

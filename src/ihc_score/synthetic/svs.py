@@ -8,11 +8,10 @@ its pixel size, and the truth JSON beside it (:func:`truth_path`).
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterator
 
@@ -22,9 +21,10 @@ import numpy as np
 from ihc_score.errors import OutputError
 from ihc_score.synthetic.layout import SlideLayout, make_layout
 from ihc_score.synthetic.render import render_region
-from ihc_score.synthetic.spec import CELL_EXPANSION_UM, CLASS_THRESHOLDS, GENERATOR_VERSION, SynthSpec
+from ihc_score.synthetic.spec import SynthSpec
+from ihc_score.synthetic.truth import build_truth, dump
 
-__all__ = ["make_slide", "truth_path"]
+__all__ = ["make_slide", "make_case", "truth_path", "annotation_path", "write_annotations"]
 
 _BLOCK_PX = (2048, 1024)  # (width, height) of a rendering block, level-0 px
 
@@ -32,6 +32,11 @@ _BLOCK_PX = (2048, 1024)  # (width, height) of a rendering block, level-0 px
 def truth_path(path: Path) -> Path:
     """The truth JSON beside a synthetic slide: ``<stem>.truth.json``."""
     return Path(path).with_suffix(".truth.json")
+
+
+def annotation_path(path: Path) -> Path:
+    """The truth annotations beside a synthetic slide: ``<stem>.geojson``."""
+    return Path(path).with_suffix(".geojson")
 
 
 def _description(spec: SynthSpec, size: tuple[int, int] | None = None) -> str:
@@ -88,86 +93,6 @@ class _Level0:
                     yield np.ascontiguousarray(strip[ty: ty + t, tx: tx + t])
 
 
-def _truth(layout: SlideLayout, stats: list[dict[str, np.ndarray]]) -> dict:
-    spec = layout.spec
-    cells = layout.cells
-    merged = {k: np.concatenate([s[k] for s in stats]) for k in stats[0]} if stats else {}
-    order = np.argsort(merged.get("index", np.empty(0, np.int64)), kind="stable")
-    merged = {k: v[order] for k, v in merged.items()}
-    idx = merged.get("index", np.empty(0, np.int64))
-    present = merged.get("nucleus_px", np.empty(0)) > 0
-    um2 = spec.mpp_um**2
-    rows: dict[str, list[dict]] = {"tumour": [], "stroma": []}
-    for j in np.flatnonzero(present):
-        i = int(idx[j])
-        tumour = bool(cells.tumour[i])
-        klass = int(np.searchsorted(CLASS_THRESHOLDS, merged["dab_cell_mean"][j], side="right"))
-        if tumour and klass != int(cells.klass[i]):
-            raise RuntimeError(
-                f"cell {i} designed as class {int(cells.klass[i])} measures {merged['dab_cell_mean'][j]:.3f}")
-        row = {
-            "id": i,
-            "l0_x": round(float(merged["l0_x"][j]), 2),
-            "l0_y": round(float(merged["l0_y"][j]), 2),
-            "nucleus_area_um2": round(float(merged["nucleus_px"][j]) * um2, 2),
-            "cell_area_um2": round(float(merged["cell_px"][j]) * um2, 2),
-            "class": klass,
-            "dab_cell_mean": round(float(merged["dab_cell_mean"][j]), 4),
-            "dab_nucleus_mean": round(float(merged["dab_nucleus_mean"][j]), 4),
-            "dab_cytoplasm_mean": round(float(merged["dab_cytoplasm_mean"][j]), 4),
-            "tumour": tumour,
-            "region": spec.regions[int(cells.region[i])].name if tumour else None,
-        }
-        rows["tumour" if tumour else "stroma"].append(row)
-
-    def totals(items: list[dict]) -> dict:
-        counts = [sum(1 for c in items if c["class"] == k) for k in range(4)]
-        n = sum(counts)
-        return {
-            "n_cells": n,
-            "n_class": {"0": counts[0], "1+": counts[1], "2+": counts[2], "3+": counts[3]},
-            "h_score": (counts[1] + 2 * counts[2] + 3 * counts[3]) / n * 100 if n else None,
-            "percent_positive": (counts[1] + counts[2] + counts[3]) / n * 100 if n else None,
-        }
-
-    st = spec.render_stains
-    return {
-        "generator": "ihc_score.synthetic",
-        "generator_version": GENERATOR_VERSION,
-        "seed": spec.seed,
-        "width": spec.width,
-        "height": spec.height,
-        "mpp_um": spec.mpp_um,
-        "background": list(spec.background),
-        "stains": {"hematoxylin": list(st.hematoxylin), "dab": list(st.dab), "residual": list(st.residual)},
-        "compartment": "cell",
-        "cell_expansion_um": CELL_EXPANSION_UM,
-        "thresholds": list(CLASS_THRESHOLDS),
-        "class_bands": [list(b) for b in spec.class_bands],
-        "totals": totals(rows["tumour"]),
-        "regions": [{"name": r.name, "class_proportions": list(r.class_proportions),
-                     **totals([c for c in rows["tumour"] if c["region"] == r.name])} for r in spec.regions],
-        "spec": _spec_dict(spec),
-        "cells": rows["tumour"],
-        "stromal_cells": rows["stroma"],
-    }
-
-
-def _spec_dict(spec: SynthSpec) -> dict:
-    d = asdict(spec)
-    d["stains"] = {"hematoxylin": list(spec.stains.hematoxylin), "dab": list(spec.stains.dab)}
-    return json.loads(json.dumps(d))
-
-
-def _dump(truth: dict) -> str:
-    head = {k: v for k, v in truth.items() if k not in ("cells", "stromal_cells")}
-    text = json.dumps(head, indent=1)[:-2]
-    for key in ("cells", "stromal_cells"):
-        lines = ",\n  ".join(json.dumps(c, separators=(",", ":")) for c in truth[key])
-        text += f',\n "{key}": [\n  {lines}\n ]' if lines else f',\n "{key}": []'
-    return text + "\n}\n"
-
-
 def _write_atomic(path: Path, write) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     try:
@@ -181,23 +106,65 @@ def _write_atomic(path: Path, write) -> None:
         raise
 
 
-def make_slide(path: Path, spec: SynthSpec) -> dict:
-    """Write a synthetic SVS and its truth JSON.
+def write_annotations(path: Path, layout: SlideLayout) -> None:
+    """Write a layout's metastasis and necrosis outlines as QuPath GeoJSON.
+
+    Metastases are classified ``Tumor`` and named by their region name
+    (geometry: the outline with the necroses cut out, as in the truth);
+    necroses are written as exclusions classified ``Necrosis``. Regions
+    whose outline is empty (e.g. entirely off the slide) are left out.
+
+    Raises
+    ------
+    OutputError
+        When the file cannot be written.
+    """
+    from ihc_score.regions import Annotation, Region, write_geojson
+
+    spec = layout.spec
+    regions = [Region(name=r.name, geometry=g, source="annotation", classification="Tumor")
+               for r, g in zip(spec.regions, layout.outlines) if not g.is_empty]
+    excluded = [Annotation(name=n.name, classification="Necrosis", geometry=g, excluded=True)
+                for n, g in zip(spec.necroses, layout.necrosis_outlines) if not g.is_empty]
+    write_geojson(path, regions, excluded=excluded)
+
+
+def make_slide(path: Path, spec: SynthSpec, *, annotations: bool = False) -> dict:
+    """Write a synthetic SVS and its truth JSON (and, if asked, its annotations).
 
     Parameters
     ----------
     path : Path
         Output ``.svs`` file; the truth goes to :func:`truth_path` of it.
     spec : SynthSpec
+    annotations : bool
+        Also write the truth outlines as QuPath GeoJSON to
+        :func:`annotation_path` (see :func:`write_annotations`).
 
     Returns
     -------
     dict
-        The truth (as written to JSON): header with ``seed``, ``mpp_um``,
-        ``background``, ``stains``, ``thresholds``, ``compartment``,
-        ``totals`` (``n_cells``, ``n_class``, ``h_score``,
-        ``percent_positive`` over tumour cells), per-region ``regions``,
-        the ``spec``, and the ``cells`` (tumour) and ``stromal_cells`` lists.
+        The truth (as written to JSON). Header: ``generator``,
+        ``generator_version``, ``seed``, ``width``, ``height``, ``mpp_um``,
+        ``background``, ``stains``, ``compartment``, ``cell_expansion_um``,
+        ``thresholds``, ``class_bands``, ``host_tissue``; ``totals``
+        (``n_cells``, ``n_class`` {"0", "1+", "2+", "3+"}, ``h_score``,
+        ``percent_positive``; None when no cell) over all tumour cells;
+        ``regions``: per metastasis ``name``, ``class_proportions``,
+        ``outline`` (GeoJSON-style ``{"type": "Polygon"|"MultiPolygon",
+        "coordinates": ...}`` in level-0 px: the boundary used to place its
+        cells, necroses cut out), ``area_um2`` (of the outline), the same
+        totals over its tumour cells and ``n_host_cells`` (non-tumour cells
+        whose centroid is inside the outline: 0 by design); ``necroses``:
+        per necrosis ``name``, ``outline``, ``area_um2``, ``dab_od``;
+        ``spec``; ``cells`` (tumour cells: ``id``, ``l0_x``, ``l0_y``
+        nucleus centroid, ``nucleus_area_um2``, ``cell_area_um2``, ``class``,
+        ``dab_cell_mean``, ``dab_nucleus_mean``, ``dab_cytoplasm_mean``,
+        ``tumour`` true, ``region`` name) and ``stromal_cells`` (non-tumour
+        cells, class 0, the same keys with ``tumour`` false, ``kind``
+        ``"stroma"``, ``"glia"`` or ``"neuron"``, and ``region``: the
+        metastasis whose outline contains the centroid, else None). Nuclear
+        dust and ghost cells in necroses are drawn but not listed.
 
     Raises
     ------
@@ -226,7 +193,45 @@ def make_slide(path: Path, spec: SynthSpec) -> dict:
         _write_atomic(path, write)
     finally:
         level0.pool.shutdown()
-    truth = _truth(layout, level0.stats)
-    text = _dump(truth)
+    truth = build_truth(layout, level0.stats)
+    text = dump(truth)
     _write_atomic(truth_path(path), lambda p: p.write_text(text))
+    if annotations:
+        write_annotations(annotation_path(path), layout)
     return truth
+
+
+def make_case(folder: Path, spec: SynthSpec, n_slides: int, *, stem: str = "slide",
+              annotations: bool = False) -> list[dict]:
+    """Write a case: several slides of one spec, seeds ``spec.seed``, ``spec.seed + 1``, ...
+
+    Parameters
+    ----------
+    folder : Path
+        Existing output folder; slides are ``<stem>-1.svs``, ``<stem>-2.svs``, ...
+    spec : SynthSpec
+        Spec of the first slide; the others differ only by their seed (same
+        metastases and class proportions, different outlines, cells and noise).
+    n_slides : int
+        Number of slides, >= 1.
+    stem : str
+        File name stem.
+    annotations : bool
+        Also write each slide's GeoJSON annotations.
+
+    Returns
+    -------
+    list of dict
+        The truth of each slide, in order.
+
+    Raises
+    ------
+    ValueError
+        When ``n_slides`` < 1.
+    OutputError
+        When a file cannot be written.
+    """
+    if n_slides < 1:
+        raise ValueError(f"n_slides must be >= 1, got {n_slides!r}")
+    return [make_slide(Path(folder) / f"{stem}-{k + 1}.svs", replace(spec, seed=spec.seed + k),
+                       annotations=annotations) for k in range(n_slides)]

@@ -1,0 +1,409 @@
+"""Metastases found automatically from the detected nuclei (pure, no I/O).
+
+Without a pathologist's drawing, the metastases of a slide are taken to be
+the parts of its tissue crowded with large nuclei. Brain metastases are
+carcinoma or melanoma sheets: thousands of nuclei per mm^2, most of them
+larger than the small glial nuclei of the brain parenchyma around them
+(about 1000 per mm^2 in grey matter, mostly 5-7 um across); necrosis has
+(almost) no nuclei; glass has none.
+
+Method
+------
+1. **Grid.** The slide is cut into square cells of ``grid_um``. Every
+   detected nucleus is counted in the cell holding its centroid; "tumour-like"
+   nuclei (``nucleus_area_um2 >= min_nucleus_area_um2``) are counted apart.
+   The tissue mask is sampled at each cell's centre.
+2. **Density.** The counts of tumour-like nuclei are smoothed with a Gaussian
+   of ``smoothing_um`` and divided by the equally smoothed tissue fraction
+   (normalised convolution), giving tumour-like nuclei per mm^2 of tissue:
+   the edge of a tissue piece does not dilute the density of the tumour on
+   it. Cells where less than ``min_tissue_fraction`` of the neighbourhood is
+   tissue get density 0. All nuclei are smoothed the same way, giving the
+   local fraction of tumour-like nuclei among all nuclei.
+3. **Threshold.** With ``otsu`` (default), Otsu's threshold of the density
+   over the tissue cells, clamped to ``[min_density_per_mm2,
+   max_density_per_mm2]``: between a tumour mode and a parenchyma mode Otsu
+   falls near their midpoint, so the outline sits at the true edge; on a
+   slide without tumour it falls into the noise and the lower bound stops
+   it. Without ``otsu``, the threshold is ``min_density_per_mm2``.
+4. **Shape.** Cells at or above the threshold, where at least
+   ``min_tumour_fraction`` of the nuclei are tumour-like (necrotic debris:
+   many small fragments with a few large pale ghosts), and on tissue; closing with a
+   disc of radius ``close_um`` (bridges vessels and small cell-poor gaps),
+   back to tissue only, opening with a disc of radius ``open_um`` (cuts thin
+   bridges and specks).
+5. **Holes.** Holes (4-connected, not touching the slide edge) up to
+   ``max_hole_mm2`` are filled. Larger holes stay out of the region: a
+   cell-free area that large is necrosis (or a large haemorrhage or cyst),
+   which a pathologist excludes from scoring. Small holes (vessels, tears)
+   are part of the metastasis.
+6. **Pieces.** Pieces smaller than ``min_area_mm2`` are dropped. Every
+   remaining 8-connected piece is one region.
+7. **Outline.** Each piece is traced with ``cv2.findContours``
+   (``RETR_CCOMP``: outer outlines and their holes) through the centres of
+   its border cells, grown by half a cell (so the outline follows the cells'
+   outer edges), simplified with tolerance ``simplify_um`` and mapped to
+   level-0 pixels (pixel centres at integer coordinates, the convention of
+   the cells' ``l0_x, l0_y``).
+
+Names and order
+---------------
+Regions are named ``auto-1``, ``auto-2``, ... in reading order of their
+centroids (shapely ``centroid``, level-0 px): sorted by the centroid's row
+``round(cy / g)`` then column ``round(cx / g)``, with ``g`` the grid cell
+side in level-0 px, so that the order does not depend on sub-cell rounding.
+Each has ``source="auto"`` and ``classification="Tumor"``.
+
+Limits
+------
+- Anything crowded with large nuclei counts as tumour: dense inflammatory
+  infiltrates with large activated cells, dense reactive gliosis (gemistocytic
+  astrocytes), choroid plexus or ependyma, and dense cortex with large neuronal
+  nuclei can become regions; lymphocyte aggregates mostly do not (their nuclei
+  are small).
+- Small-cell tumours (small-cell lung carcinoma, lymphoma) have nuclei of
+  lymphocyte size and may fall under ``min_nucleus_area_um2``; lower it in the
+  model for such cases, or draw the regions.
+- A metastasis cut in two by a large necrosis or a tear becomes two regions;
+  two metastases closer than about ``close_um`` become one.
+- The outline is as good as the grid and the smoothing: about
+  ``grid_um`` + ``smoothing_um`` / 2 at the edges, and scattered tumour cells
+  infiltrating the parenchyma lie outside it.
+- The detection uses nuclei only: DAB staining does not change it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import shapely
+from shapely.geometry import Polygon
+
+from .regions import Region
+
+__all__ = ["AutoRegionParams", "TumourMap", "tumour_map", "find_metastases"]
+
+#: Densities above this (per mm^2) share the top bin of the Otsu histogram.
+_OTSU_RANGE_PER_MM2 = 20000.0
+
+
+@dataclass(frozen=True)
+class AutoRegionParams:
+    """Parameters of the automatic metastasis finder (model section ``auto_regions``).
+
+    Parameters
+    ----------
+    grid_um : float
+        Side of a grid cell, um. Sets the outline's resolution.
+    min_nucleus_area_um2 : float
+        Nuclei at least this large (um^2, as measured by the detector) are
+        tumour-like. Glial nuclei are mostly 20-38 um^2, carcinoma and
+        melanoma nuclei 40-120 um^2.
+    smoothing_um : float
+        Sigma of the Gaussian that turns counts into a density, um.
+    otsu : bool
+        Threshold the density with Otsu's method (clamped, see below);
+        otherwise use ``min_density_per_mm2``.
+    min_density_per_mm2, max_density_per_mm2 : float
+        Bounds of the threshold on tumour-like nuclei per mm^2 of tissue.
+        The lower bound keeps slides without tumour free of regions; the
+        upper keeps a slide that is all tumour from being split by Otsu
+        within the tumour.
+    min_tissue_fraction : float
+        Smoothed tissue fraction (0-1) below which the density is 0.
+    min_tumour_fraction : float
+        Least smoothed fraction (0-1) of tumour-like nuclei among all nuclei.
+        Keeps necrosis out, whose debris (pale ghost cells among nuclear
+        dust) yields some large detections among many small ones.
+    close_um, open_um : float
+        Radii of the discs of the morphological closing and opening, um
+        (0 = none).
+    max_hole_mm2 : float
+        Holes in a region up to this area are filled, mm^2; larger
+        (necrosis-sized) holes are left out.
+    min_area_mm2 : float
+        Regions smaller than this are dropped, mm^2.
+    simplify_um : float
+        Tolerance of the outline simplification, um (0 = none).
+    """
+
+    grid_um: float = 8.0
+    min_nucleus_area_um2: float = 40.0
+    smoothing_um: float = 20.0
+    otsu: bool = True
+    min_density_per_mm2: float = 1500.0
+    max_density_per_mm2: float = 4000.0
+    min_tissue_fraction: float = 0.2
+    min_tumour_fraction: float = 0.5
+    close_um: float = 50.0
+    open_um: float = 20.0
+    max_hole_mm2: float = 0.02
+    min_area_mm2: float = 0.05
+    simplify_um: float = 10.0
+
+    def __post_init__(self) -> None:
+        if not 1.0 <= self.grid_um <= 100.0:
+            raise ValueError(f"grid_um must be within 1-100 um, got {self.grid_um!r}")
+        if not self.min_nucleus_area_um2 >= 0.0:
+            raise ValueError(f"min_nucleus_area_um2 must be >= 0 um^2, got {self.min_nucleus_area_um2!r}")
+        if not 0.0 <= self.smoothing_um <= 500.0:
+            raise ValueError(f"smoothing_um must be within 0-500 um, got {self.smoothing_um!r}")
+        if not 0.0 < self.min_density_per_mm2 <= self.max_density_per_mm2:
+            raise ValueError(
+                "min_density_per_mm2 must be > 0 and <= max_density_per_mm2, "
+                f"got {self.min_density_per_mm2!r} and {self.max_density_per_mm2!r}"
+            )
+        if not 0.0 <= self.min_tumour_fraction <= 1.0:
+            raise ValueError(f"min_tumour_fraction must be within 0-1, got {self.min_tumour_fraction!r}")
+        if not 0.0 < self.min_tissue_fraction <= 1.0:
+            raise ValueError(f"min_tissue_fraction must be within (0, 1], got {self.min_tissue_fraction!r}")
+        for name in ("close_um", "open_um", "simplify_um"):
+            if not 0.0 <= getattr(self, name) <= 1000.0:
+                raise ValueError(f"{name} must be within 0-1000 um, got {getattr(self, name)!r}")
+        for name in ("max_hole_mm2", "min_area_mm2"):
+            if not getattr(self, name) >= 0.0:
+                raise ValueError(f"{name} must be >= 0 mm^2, got {getattr(self, name)!r}")
+
+
+@dataclass(frozen=True)
+class TumourMap:
+    """The grid behind the automatic regions (for QC pictures and tuning).
+
+    Attributes
+    ----------
+    grid_px : float
+        Level-0 px per grid cell; cell ``(j, i)`` covers level-0 x in
+        ``[i * grid_px - 0.5, (i + 1) * grid_px - 0.5)``, y likewise.
+    tissue : ndarray of bool, (h, w)
+        Tissue mask sampled at the cells' centres.
+    density_per_mm2 : ndarray of float32, (h, w)
+        Smoothed tumour-like nuclei per mm^2 of tissue.
+    tumour_fraction : ndarray of float32, (h, w)
+        Smoothed fraction of tumour-like nuclei among all nuclei (0 where
+        there are none).
+    threshold_per_mm2 : float
+        Threshold applied to ``density_per_mm2``.
+    mask : ndarray of bool, (h, w)
+        Tumour cells after shaping, hole filling and dropping small pieces.
+    """
+
+    grid_px: float
+    tissue: np.ndarray
+    density_per_mm2: np.ndarray
+    tumour_fraction: np.ndarray
+    threshold_per_mm2: float
+    mask: np.ndarray
+
+
+def _grid_tissue(tissue: np.ndarray, tissue_downsample: float, shape: tuple[int, int], grid_px: float) -> np.ndarray:
+    """Tissue mask sampled (nearest) at the centres of the grid cells."""
+    h, w = shape
+    if tissue.size == 0:
+        return np.zeros(shape, dtype=bool)
+    my = ((np.arange(h) + 0.5) * grid_px / tissue_downsample).astype(np.int64)
+    mx = ((np.arange(w) + 0.5) * grid_px / tissue_downsample).astype(np.int64)
+    inside_y = my < tissue.shape[0]
+    inside_x = mx < tissue.shape[1]
+    out = tissue[np.minimum(my, tissue.shape[0] - 1)[:, None], np.minimum(mx, tissue.shape[1] - 1)[None, :]]
+    return out & inside_y[:, None] & inside_x[None, :]
+
+
+def _disc(radius_cells: float) -> np.ndarray:
+    r = max(int(round(radius_cells)), 1)
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+
+
+def _otsu(values: np.ndarray) -> float:
+    """Otsu's threshold of densities (per mm^2) on a 256-bin histogram."""
+    scaled = np.clip(values * (255.0 / _OTSU_RANGE_PER_MM2), 0, 255).astype(np.uint8).reshape(-1, 1)
+    t, _ = cv2.threshold(scaled, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
+    return (t + 0.5) * _OTSU_RANGE_PER_MM2 / 255.0
+
+
+def _fill_holes(mask: np.ndarray, max_cells: float) -> np.ndarray:
+    """``mask`` with 4-connected holes (not touching the border) up to ``max_cells`` cells filled."""
+    _, labels, stats, _ = cv2.connectedComponentsWithStats((~mask).view(np.uint8), connectivity=4)
+    fill = stats[:, cv2.CC_STAT_AREA] <= max_cells
+    fill[0] = False
+    border = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
+    fill[border] = False
+    return mask | fill[labels]
+
+
+def _remove_small(mask: np.ndarray, min_cells: float) -> np.ndarray:
+    """``mask`` without 8-connected pieces smaller than ``min_cells`` cells."""
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=8)
+    keep = stats[:, cv2.CC_STAT_AREA] >= min_cells
+    keep[0] = False
+    return keep[labels]
+
+
+def tumour_map(
+    l0_x: np.ndarray,
+    l0_y: np.ndarray,
+    nucleus_area_um2: np.ndarray,
+    *,
+    tissue: np.ndarray,
+    tissue_downsample: float,
+    mpp_um: float,
+    l0_size: tuple[int, int],
+    params: AutoRegionParams = AutoRegionParams(),
+) -> TumourMap:
+    """Density of tumour-like nuclei and the tumour mask on a grid (steps 1-6 of the module docstring).
+
+    Parameters are those of :func:`find_metastases`.
+
+    Returns
+    -------
+    TumourMap
+    """
+    l0_x = np.asarray(l0_x)
+    l0_y = np.asarray(l0_y)
+    nucleus_area_um2 = np.asarray(nucleus_area_um2)
+    if not (l0_x.shape == l0_y.shape == nucleus_area_um2.shape and l0_x.ndim == 1):
+        raise ValueError("l0_x, l0_y and nucleus_area_um2 must be 1-d arrays of equal length")
+    if not mpp_um > 0:
+        raise ValueError(f"mpp_um must be > 0 um/px, got {mpp_um!r}")
+    if not tissue_downsample > 0:
+        raise ValueError(f"tissue_downsample must be > 0, got {tissue_downsample!r}")
+    w0, h0 = int(l0_size[0]), int(l0_size[1])
+    if w0 < 1 or h0 < 1:
+        raise ValueError(f"l0_size must be a positive (width, height), got {l0_size!r}")
+    p = params
+    grid_px = p.grid_um / mpp_um
+    gw, gh = max(int(math.ceil(w0 / grid_px)), 1), max(int(math.ceil(h0 / grid_px)), 1)
+    on_tissue = _grid_tissue(np.asarray(tissue, dtype=bool), tissue_downsample, (gh, gw), grid_px)
+
+    gx = np.floor((l0_x + 0.5) / grid_px).astype(np.int64)
+    gy = np.floor((l0_y + 0.5) / grid_px).astype(np.int64)
+    ok = (gx >= 0) & (gx < gw) & (gy >= 0) & (gy < gh)
+    index = gy[ok] * gw + gx[ok]
+    big = (nucleus_area_um2[ok] >= p.min_nucleus_area_um2).astype(np.float32)
+    counts = np.bincount(index, weights=big, minlength=gw * gh).astype(np.float32).reshape(gh, gw)
+    counts_all = np.bincount(index, minlength=gw * gh).astype(np.float32).reshape(gh, gw)
+
+    cell_mm2 = (p.grid_um * 1e-3) ** 2
+    frac = on_tissue.astype(np.float32)
+    sigma = p.smoothing_um / p.grid_um
+    if sigma > 0:
+        ksize = 2 * int(math.ceil(3.0 * sigma)) + 1
+        counts = cv2.GaussianBlur(counts, (ksize, ksize), sigma, borderType=cv2.BORDER_CONSTANT)
+        counts_all = cv2.GaussianBlur(counts_all, (ksize, ksize), sigma, borderType=cv2.BORDER_CONSTANT)
+        frac = cv2.GaussianBlur(frac, (ksize, ksize), sigma, borderType=cv2.BORDER_CONSTANT)
+    density = np.zeros_like(counts)
+    enough = frac >= p.min_tissue_fraction
+    density[enough] = counts[enough] / (frac[enough] * cell_mm2)
+
+    threshold = p.min_density_per_mm2
+    if p.otsu and on_tissue.any():
+        threshold = float(np.clip(_otsu(density[on_tissue]), p.min_density_per_mm2, p.max_density_per_mm2))
+
+    fraction = np.zeros_like(counts)
+    some = counts_all > 1e-6
+    fraction[some] = np.minimum(counts[some] / counts_all[some], 1.0)
+    mask = (density >= threshold) & (fraction >= p.min_tumour_fraction) & on_tissue
+    if p.close_um > 0:
+        mask = cv2.morphologyEx(mask.view(np.uint8), cv2.MORPH_CLOSE, _disc(p.close_um / p.grid_um)).view(bool)
+        mask &= on_tissue
+    if p.open_um > 0:
+        mask = cv2.morphologyEx(mask.view(np.uint8), cv2.MORPH_OPEN, _disc(p.open_um / p.grid_um)).view(bool)
+    if p.max_hole_mm2 > 0:
+        mask = _fill_holes(mask, p.max_hole_mm2 / cell_mm2)
+    mask = _remove_small(mask, max(p.min_area_mm2 / cell_mm2, 1.0))
+    return TumourMap(grid_px, on_tissue, density, fraction, threshold, mask)
+
+
+def _polygons(mask: np.ndarray, grid_px: float, simplify_px: float) -> list[Polygon]:
+    """Outlines of the pieces of a grid mask as polygons in level-0 px (step 7)."""
+    contours, hierarchy = cv2.findContours(mask.view(np.uint8), cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
+    if not contours:
+        return []
+    hierarchy = hierarchy[0]
+
+    def ring(c: np.ndarray) -> np.ndarray:
+        return (c[:, 0, :].astype(np.float64) + 0.5) * grid_px - 0.5
+
+    polys = []
+    for k, c in enumerate(contours):
+        if hierarchy[k][3] != -1:
+            continue
+        holes = []
+        child = hierarchy[k][2]
+        while child != -1:
+            if len(contours[child]) >= 3:
+                holes.append(ring(contours[child]))
+            child = hierarchy[child][0]
+        shell = ring(c)
+        if len(shell) >= 3:
+            poly = Polygon(shell, holes)
+        else:
+            poly = shapely.Point(shell.mean(axis=0))
+        poly = shapely.make_valid(poly).buffer(0.5 * grid_px, join_style="mitre")
+        if simplify_px > 0:
+            poly = poly.simplify(simplify_px, preserve_topology=True)
+        for part in getattr(poly, "geoms", [poly]):
+            if isinstance(part, Polygon) and not part.is_empty:
+                polys.append(part)
+    return polys
+
+
+def find_metastases(
+    l0_x: np.ndarray,
+    l0_y: np.ndarray,
+    nucleus_area_um2: np.ndarray,
+    *,
+    tissue: np.ndarray,
+    tissue_downsample: float,
+    mpp_um: float,
+    l0_size: tuple[int, int],
+    params: AutoRegionParams = AutoRegionParams(),
+) -> tuple[Region, ...]:
+    """Metastases of a slide found from its nuclei (method in the module docstring).
+
+    Parameters
+    ----------
+    l0_x, l0_y : ndarray, shape (n,)
+        Nucleus centroids, level-0 px (pixel centres at integer coordinates).
+    nucleus_area_um2 : ndarray, shape (n,)
+        Nucleus areas, um^2.
+    tissue : ndarray of bool, (h, w)
+        Tissue mask of the slide.
+    tissue_downsample : float
+        Level-0 px per tissue-mask pixel.
+    mpp_um : float
+        Level-0 pixel size, um/px.
+    l0_size : (int, int)
+        Level-0 ``(width, height)``.
+    params : AutoRegionParams
+
+    Returns
+    -------
+    tuple of Region
+        ``auto-1``, ``auto-2``, ... in reading order of their centroids
+        (row ``round(cy / g)``, then column ``round(cx / g)``, ``g`` the grid
+        cell in level-0 px); geometry a valid Polygon (holes allowed) in
+        level-0 px; ``source="auto"``, ``classification="Tumor"``. Empty when
+        no part of the tissue is dense enough.
+
+    Raises
+    ------
+    ValueError
+        Arrays of unequal length, or a non-positive pixel size, downsample or
+        slide size.
+    """
+    tmap = tumour_map(
+        l0_x, l0_y, nucleus_area_um2, tissue=tissue, tissue_downsample=tissue_downsample,
+        mpp_um=mpp_um, l0_size=l0_size, params=params,
+    )
+    polys = _polygons(tmap.mask, tmap.grid_px, params.simplify_um / mpp_um)
+    g = tmap.grid_px
+    keyed = sorted(
+        ((round(p.centroid.y / g), round(p.centroid.x / g)), i) for i, p in enumerate(polys)
+    )
+    return tuple(
+        Region(name=f"auto-{n}", geometry=polys[i], source="auto", classification="Tumor")
+        for n, (_, i) in enumerate(keyed, start=1)
+    )

@@ -1,0 +1,164 @@
+"""The truth of a synthetic slide: per-cell records, per-region totals, outlines (pure).
+
+:func:`build_truth` merges the per-cell measurements of the rendered blocks
+with the layout into the truth dict written beside a slide; :func:`dump`
+formats it as JSON with one line per cell. Coordinates are level-0 px,
+areas um^2, OD base-10.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+
+import numpy as np
+
+from ihc_score.synthetic import outlines as ol
+from ihc_score.synthetic import tissue_types as tt
+from ihc_score.synthetic.layout import SlideLayout
+from ihc_score.synthetic.spec import CELL_EXPANSION_UM, CLASS_THRESHOLDS, GENERATOR_VERSION, SynthSpec
+
+__all__ = ["build_truth", "dump", "totals"]
+
+#: Kinds of cell written into the truth (debris is drawn but never counted).
+_COUNTED = (tt.KIND_TUMOUR, tt.KIND_STROMA, tt.KIND_GLIA, tt.KIND_NEURON)
+
+
+def totals(classes: list[int]) -> dict:
+    """Cell counts per class, H-score and percent positive of a list of classes (None when empty)."""
+    counts = [sum(1 for c in classes if c == k) for k in range(4)]
+    n = sum(counts)
+    return {
+        "n_cells": n,
+        "n_class": {"0": counts[0], "1+": counts[1], "2+": counts[2], "3+": counts[3]},
+        "h_score": (counts[1] + 2 * counts[2] + 3 * counts[3]) / n * 100 if n else None,
+        "percent_positive": (counts[1] + counts[2] + counts[3]) / n * 100 if n else None,
+    }
+
+
+def _merge(stats: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    merged = {k: np.concatenate([s[k] for s in stats]) for k in stats[0]} if stats else {}
+    order = np.argsort(merged.get("index", np.empty(0, np.int64)), kind="stable")
+    return {k: v[order] for k, v in merged.items()}
+
+
+def build_truth(layout: SlideLayout, stats: list[dict[str, np.ndarray]]) -> dict:
+    """The truth dict of a rendered slide.
+
+    Parameters
+    ----------
+    layout : SlideLayout
+    stats : list of dict
+        ``RenderedRegion.stats`` of blocks that tile the slide.
+
+    Returns
+    -------
+    dict
+        See :func:`ihc_score.synthetic.make_slide`.
+
+    Raises
+    ------
+    RuntimeError
+        When a tumour cell's measured class differs from its designed class
+        (a generator defect).
+    """
+    spec = layout.spec
+    cells = layout.cells
+    merged = _merge(stats)
+    idx = merged.get("index", np.empty(0, np.int64))
+    present = np.flatnonzero(merged.get("nucleus_px", np.empty(0)) > 0)
+    present = present[np.isin(cells.kind[idx[present]], _COUNTED)]
+    cx, cy = (merged["l0_x"][present], merged["l0_y"][present]) if present.size else (np.empty(0), np.empty(0))
+    member = np.full(present.size, -1, np.int64)
+    for k in range(len(layout.outlines) - 1, -1, -1):
+        member[ol.inside(layout.outlines[k], cx, cy)] = k
+    um2 = spec.mpp_um**2
+    rows: dict[str, list[dict]] = {"tumour": [], "host": []}
+    for n, j in enumerate(present):
+        i = int(idx[j])
+        tumour = bool(cells.kind[i] == tt.KIND_TUMOUR)
+        klass = int(np.searchsorted(CLASS_THRESHOLDS, merged["dab_cell_mean"][j], side="right"))
+        if tumour and klass != int(cells.klass[i]):
+            raise RuntimeError(
+                f"cell {i} designed as class {int(cells.klass[i])} measures {merged['dab_cell_mean'][j]:.3f}")
+        row = {
+            "id": i,
+            "l0_x": round(float(merged["l0_x"][j]), 2),
+            "l0_y": round(float(merged["l0_y"][j]), 2),
+            "nucleus_area_um2": round(float(merged["nucleus_px"][j]) * um2, 2),
+            "cell_area_um2": round(float(merged["cell_px"][j]) * um2, 2),
+            "class": klass,
+            "dab_cell_mean": round(float(merged["dab_cell_mean"][j]), 4),
+            "dab_nucleus_mean": round(float(merged["dab_nucleus_mean"][j]), 4),
+            "dab_cytoplasm_mean": round(float(merged["dab_cytoplasm_mean"][j]), 4),
+            "tumour": tumour,
+        }
+        if tumour:
+            row["region"] = spec.regions[int(cells.region[i])].name
+        else:
+            row["kind"] = tt.KIND_NAMES[int(cells.kind[i])]
+            row["region"] = spec.regions[int(member[n])].name if member[n] >= 0 else None
+        rows["tumour" if tumour else "host"].append(row)
+
+    regions = []
+    for k, reg in enumerate(spec.regions):
+        g = layout.outlines[k] if k < len(layout.outlines) else ol.Polygon()
+        regions.append({
+            "name": reg.name,
+            "class_proportions": list(reg.class_proportions),
+            "outline": ol.geometry_dict(g),
+            "area_um2": round(float(g.area) * um2, 2),
+            **totals([c["class"] for c in rows["tumour"] if c["region"] == reg.name]),
+            "n_host_cells": sum(1 for c in rows["host"] if c["region"] == reg.name),
+        })
+    necroses = [{"name": nec.name, "outline": ol.geometry_dict(g), "area_um2": round(float(g.area) * um2, 2),
+                 "dab_od": spec.necrosis_dab_od} for nec, g in zip(spec.necroses, layout.necrosis_outlines)]
+    st = spec.render_stains
+    return {
+        "generator": "ihc_score.synthetic",
+        "generator_version": GENERATOR_VERSION,
+        "seed": spec.seed,
+        "width": spec.width,
+        "height": spec.height,
+        "mpp_um": spec.mpp_um,
+        "background": list(spec.background),
+        "stains": {"hematoxylin": list(st.hematoxylin), "dab": list(st.dab), "residual": list(st.residual)},
+        "compartment": "cell",
+        "cell_expansion_um": CELL_EXPANSION_UM,
+        "thresholds": list(CLASS_THRESHOLDS),
+        "class_bands": [list(b) for b in spec.class_bands],
+        "host_tissue": spec.host_tissue,
+        "totals": totals([c["class"] for c in rows["tumour"]]),
+        "regions": regions,
+        "necroses": necroses,
+        "spec": spec_dict(spec),
+        "cells": rows["tumour"],
+        "stromal_cells": rows["host"],
+    }
+
+
+def spec_dict(spec: SynthSpec) -> dict:
+    """The spec as plain JSON values."""
+    d = asdict(spec)
+    d["stains"] = {"hematoxylin": list(spec.stains.hematoxylin), "dab": list(spec.stains.dab)}
+    return json.loads(json.dumps(d))
+
+
+def dump(truth: dict) -> str:
+    """The truth as JSON text: header indented, one line per cell."""
+    head = {k: v for k, v in truth.items() if k not in ("cells", "stromal_cells")}
+    compact: dict[str, str] = {}
+    for key in ("regions", "necroses"):
+        items = []
+        for item in head.get(key, []):
+            token = f"@outline{len(compact)}@"
+            compact[f'"{token}"'] = json.dumps(item["outline"], separators=(",", ":"))
+            items.append({**item, "outline": token})
+        head[key] = items
+    text = json.dumps(head, indent=1)[:-2]
+    for token, value in compact.items():
+        text = text.replace(token, value, 1)
+    for key in ("cells", "stromal_cells"):
+        lines = ",\n  ".join(json.dumps(c, separators=(",", ":")) for c in truth[key])
+        text += f',\n "{key}": [\n  {lines}\n ]' if lines else f',\n "{key}": []'
+    return text + "\n}\n"
