@@ -6,7 +6,8 @@ Run from the repository root::
 
 Writes synthetic SVS slides (cached under ``benchmarks/cache/``) of brain
 parenchyma with two or three metastases (one DAB-positive, one negative) and
-a necrosis inside or beside one of them, detects the cells with the default
+a necrosis inside or beside one of them (and one slide with parenchyma and a
+necrosis but no metastasis), detects the cells with the default
 model through the same ``score_slide`` the CLI runs, and finds the metastases
 with :func:`ihc_score.autoregions.find_metastases` from the detected
 centroids and nucleus areas and the slide's tissue mask. For every true
@@ -57,6 +58,7 @@ CASES: dict[str, tuple[str, dict]] = {
         "necroses": (NecrosisRegion(center=(0.84, 0.30), radii=(0.05, 0.08), name="necrosis-beside"),),
     }),
     "dense parenchyma 1200/mm2": ("multi-met", {"stroma_density_per_mm2": 1200.0}),
+    "no metastasis, necrosis": ("multi-met", {"regions": ()}),
 }
 
 
@@ -88,7 +90,7 @@ def main() -> None:
         for seed in range(1, args.seeds + 1):
             path, spec = slide_for(name, seed)
             lay = make_layout(spec)
-            result = score_slide(path, model)
+            result = score_slide(path, model, region_mode="tissue")
             plan = plan_slide(path, model)
             ds = result.analysis_mpp_um / result.mpp_um
             l0_x = (result.cells.a_x.astype(np.float64) + 0.5) * ds - 0.5

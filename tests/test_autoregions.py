@@ -205,6 +205,15 @@ def test_params_reject_bad_values_naming_the_field(field: str, value: float) -> 
         AutoRegionParams(**{field: value})
 
 
+def test_no_cells_or_no_tissue_gives_no_region() -> None:
+    empty = np.zeros(0)
+    assert find_metastases(empty, empty, empty, tissue=np.ones((40, 60), bool), tissue_downsample=16.0,
+                           mpp_um=0.5, l0_size=(960, 640)) == ()
+    rng = np.random.default_rng(9)
+    s = _slide(rng, [Point(2000, 1500).buffer(500, 64)], mpp_um=0.5)
+    assert find_metastases(**{**s, "tissue": np.zeros_like(s["tissue"])}) == ()
+
+
 def test_unequal_arrays_are_refused() -> None:
     with pytest.raises(ValueError, match="equal length"):
         find_metastases(np.zeros(3), np.zeros(2), np.zeros(3), tissue=np.ones((4, 4), bool),
@@ -218,40 +227,30 @@ def test_unequal_arrays_are_refused() -> None:
 def detected_slide(tmp_path_factory: pytest.TempPathFactory) -> dict:
     from ihc_score.model import default_model
     from ihc_score.pipeline import plan_slide, score_slide
-    from ihc_score.synthetic import SynthSpec, TumourRegion, make_layout, make_slide
+    from ihc_score.synthetic import make_layout, make_slide, preset
 
-    spec = SynthSpec(
-        width=6000, height=4500, seed=3, tissue_pieces=1, tissue_fraction=0.3,
-        regions=(
-            TumourRegion(center=(0.3, 0.35), radii=(0.17, 0.2), class_proportions=(0.1, 0.2, 0.3, 0.4), name="pos"),
-            TumourRegion(center=(0.7, 0.65), radii=(0.15, 0.22), angle_deg=30.0,
-                         class_proportions=(0.9, 0.1, 0.0, 0.0), name="neg"),
-        ),
-    )
-    path = tmp_path_factory.mktemp("auto") / "two-mets.svs"
+    # brain parenchyma, a DAB-positive metastasis with a necrosis (0.043 mm^2) in its upper part,
+    # a DAB-negative metastasis lower right
+    spec = preset("multi-met", width=6000, height=4500, seed=0)
+    path = tmp_path_factory.mktemp("auto") / "multi-met.svs"
     make_slide(path, spec)
     model = default_model()
-    result = score_slide(path, model)
+    result = score_slide(path, model, region_mode="tissue")
     plan = plan_slide(path, model)
     return dict(spec=spec, layout=make_layout(spec), result=result, plan=plan)
 
 
-def test_detected_cells_find_both_metastases(detected_slide: dict) -> None:
-    from scipy import ndimage
-
+def test_detected_cells_find_both_metastases_and_leave_the_necrosis_out(detected_slide: dict) -> None:
     spec, lay, r, plan = (detected_slide[k] for k in ("spec", "layout", "result", "plan"))
     ds = r.analysis_mpp_um / r.mpp_um
     l0_x = (r.cells.a_x.astype(np.float64) + 0.5) * ds - 0.5
     l0_y = (r.cells.a_y.astype(np.float64) + 0.5) * ds - 0.5
     regions = find_metastases(l0_x, l0_y, r.cells.nucleus_area_um2, tissue=plan.tissue,
                               tissue_downsample=plan.tissue_downsample, mpp_um=r.mpp_um, l0_size=r.l0_size)
+    assert [reg.name for reg in spec.regions] == ["met-positive", "met-negative"]
     assert len(regions) == 2
-    # truth: each metastasis's field > 0 on tissue, sampled every 4 um
-    step = 4.0 / spec.mpp_um
-    gx, gy = np.meshgrid(np.arange(0, spec.width, step), np.arange(0, spec.height, step))
-    coords = np.stack([gy.ravel() / lay.field_step_px, gx.ravel() / lay.field_step_px])
-    on_tissue = ndimage.map_coordinates(lay.tissue_um, coords, order=1, mode="nearest") > 0
-    for k, region in enumerate(regions):           # "pos" (upper left) is auto-1, "neg" auto-2
-        truth = on_tissue & (ndimage.map_coordinates(lay.tumour_um[k], coords, order=1, mode="nearest") > 0)
-        found = shapely.contains_xy(region.geometry, gx.ravel(), gy.ravel())
-        assert (truth & found).sum() / (truth | found).sum() >= 0.8
+    # met-positive (upper left) is auto-1, met-negative auto-2; truth outlines have the necrosis cut out
+    for region, outline in zip(regions, lay.outlines):
+        assert _iou(region.geometry, outline) >= 0.8
+    (necrosis,) = lay.necrosis_outlines
+    assert necrosis.intersection(regions[0].geometry).area < 0.25 * necrosis.area

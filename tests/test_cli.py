@@ -184,6 +184,13 @@ def test_unreachable_scheduler_is_a_clear_error(tmp_path):
     assert res.exit_code == 1 and "cannot reach the Dask scheduler" in res.output
 
 
+def test_synth_offers_every_preset():
+    from ihc_score.cli import SYNTH_PRESETS
+    from ihc_score.synthetic import PRESETS
+
+    assert set(SYNTH_PRESETS) == set(PRESETS)
+
+
 def test_synth_writes_a_slide_and_its_truth(tmp_path):
     res = CliRunner().invoke(main, ["synth", str(tmp_path / "s.svs"), "--width", "1024", "--height", "768", "--seed", "3",
                                     "--class-proportions", "0,0,0,1", "--background", "240,235,215"])

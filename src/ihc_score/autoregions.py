@@ -5,7 +5,9 @@ the parts of its tissue crowded with large nuclei. Brain metastases are
 carcinoma or melanoma sheets: thousands of nuclei per mm^2, most of them
 larger than the small glial nuclei of the brain parenchyma around them
 (about 1000 per mm^2 in grey matter, mostly 5-7 um across); necrosis has
-(almost) no nuclei; glass has none.
+no living cells, only debris (many small fragments of nuclear dust among
+a few large, pale ghost cells); glass has none. Tissue pieces are never
+joined: every step keeps to the tissue mask.
 
 Method
 ------
@@ -65,11 +67,28 @@ Limits
   lymphocyte size and may fall under ``min_nucleus_area_um2``; lower it in the
   model for such cases, or draw the regions.
 - A metastasis cut in two by a large necrosis or a tear becomes two regions;
-  two metastases closer than about ``close_um`` become one.
+  two metastases closer than about 2 x ``close_um`` become one.
 - The outline is as good as the grid and the smoothing: about
   ``grid_um`` + ``smoothing_um`` / 2 at the edges, and scattered tumour cells
   infiltrating the parenchyma lie outside it.
 - The detection uses nuclei only: DAB staining does not change it.
+- The defaults were set on the synthetic generator's brain slides
+  (``multi-met`` and variants, ``benchmarks/autoregions_iou.py``), not on
+  real brain metastases; the density bounds and the nucleus-area cut assume
+  0.25-0.5 um/px scans measured by this tool's detector.
+
+Parameters
+----------
+:class:`AutoRegionParams` (model section ``auto_regions``), defaults:
+``grid_um`` 8 (the tissue mask's resolution), ``min_nucleus_area_um2`` 40
+(above most glial nuclei, below most carcinoma nuclei),
+``smoothing_um`` 20 (a neighbourhood of about 12 tumour cells),
+``otsu`` true with ``min_density_per_mm2`` 1500 and
+``max_density_per_mm2`` 4000 (tumour sheets hold 3000-10000 nuclei per
+mm^2, parenchyma a few hundred tumour-sized ones), ``min_tissue_fraction``
+0.2, ``min_tumour_fraction`` 0.5, ``close_um`` 50, ``open_um`` 20,
+``max_hole_mm2`` 0.02 (a disc of 160 um), ``min_area_mm2`` 0.05 (a disc of
+250 um), ``simplify_um`` 8.
 """
 
 from __future__ import annotations
@@ -142,7 +161,7 @@ class AutoRegionParams:
     open_um: float = 20.0
     max_hole_mm2: float = 0.02
     min_area_mm2: float = 0.05
-    simplify_um: float = 10.0
+    simplify_um: float = 8.0
 
     def __post_init__(self) -> None:
         if not 1.0 <= self.grid_um <= 100.0:
@@ -337,11 +356,9 @@ def _polygons(mask: np.ndarray, grid_px: float, simplify_px: float) -> list[Poly
                 holes.append(ring(contours[child]))
             child = hierarchy[child][0]
         shell = ring(c)
-        if len(shell) >= 3:
-            poly = Polygon(shell, holes)
-        else:
-            poly = shapely.Point(shell.mean(axis=0))
-        poly = shapely.make_valid(poly).buffer(0.5 * grid_px, join_style="mitre")
+        # a piece one cell wide traces a degenerate ring: buffering its line (square caps) still covers its cells
+        seed = shapely.make_valid(Polygon(shell, holes)) if len(shell) >= 3 else shapely.MultiPoint(shell)
+        poly = seed.buffer(0.5 * grid_px, cap_style="square", join_style="mitre")
         if simplify_px > 0:
             poly = poly.simplify(simplify_px, preserve_topology=True)
         for part in getattr(poly, "geoms", [poly]):

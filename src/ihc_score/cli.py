@@ -11,6 +11,9 @@ from . import __version__
 
 __all__ = ["main"]
 
+#: Names of ihc_score.synthetic.PRESETS, spelled out so --help needs no numpy.
+SYNTH_PRESETS = ("default", "shifted-stains", "negative", "strong", "multi-met")
+
 
 def _floats(text: str | None, option: str) -> tuple[float, ...] | None:
     if text is None:
@@ -208,7 +211,7 @@ class _Reporter:
 @main.command()
 @click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--preset", "preset_name", default="default", show_default=True,
-              type=click.Choice(["default", "shifted-stains", "negative", "strong"]), help="Starting point; the options below change single values.")
+              type=click.Choice(SYNTH_PRESETS), help="Starting point; the options below change single values.")
 @click.option("--seed", type=int, help="Random seed (the same seed gives the same file).")
 @click.option("--width", type=click.IntRange(256, 200_000), help="Level-0 width in px.")
 @click.option("--height", type=click.IntRange(256, 200_000), help="Level-0 height in px.")
@@ -219,7 +222,8 @@ class _Reporter:
 @click.option("--jpeg-quality", type=click.IntRange(30, 100), help="JPEG quality of the tiles.")
 @click.option("--tumour-density", "tumour_density_per_mm2", type=click.FloatRange(100, 20_000), help="Tumour cells per mm^2.")
 @click.option("--tissue-fraction", type=click.FloatRange(0.05, 0.95), help="Fraction of the slide covered by tissue.")
-def synth(out: Path, preset_name: str, **options: object) -> None:
+@click.option("--annotations", is_flag=True, help="Also write the true metastases and necroses as QuPath GeoJSON (OUT stem + .geojson).")
+def synth(out: Path, preset_name: str, annotations: bool, **options: object) -> None:
     """Write a synthetic S100A9 slide OUT (.svs) with its ground truth (OUT.truth.json)."""
     from .errors import IhcScoreError
     from .stain import DEFAULT_STAINS
@@ -237,7 +241,7 @@ def synth(out: Path, preset_name: str, **options: object) -> None:
         if proportions is not None:
             fields["regions"] = (TumourRegion(class_proportions=proportions),)
         spec = preset(preset_name, **fields)
-        truth = make_slide(out, spec)
+        truth = make_slide(out, spec, annotations=annotations)
     except ValueError as err:
         raise click.UsageError(str(err)) from None
     except IhcScoreError as err:

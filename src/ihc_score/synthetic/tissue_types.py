@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import ndimage, special
 
 __all__ = [
     "KIND_TUMOUR",
@@ -180,8 +181,6 @@ def neuropil_texture(rng: np.random.Generator, size_px: int, mpp_um: float) -> n
     Thin (~0.5 um), short (~5 um), wavy fibrils in all directions over a
     faint granular ground: ridges of warped anisotropic noise.
     """
-    from scipy import ndimage, special
-
     s = 1.0 / mpp_um
 
     def band(sig: tuple[float, float]) -> np.ndarray:
