@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import math
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 import shapely
+from shapely import affinity
 from shapely.geometry import Point, Polygon
 
 from ihc_score.autoregions import AutoRegionParams, find_metastases, tumour_map
@@ -64,7 +64,7 @@ def _iou(a: shapely.Geometry, b: shapely.Geometry) -> float:
 
 
 def _ellipse(cx: float, cy: float, a: float, b: float, angle_deg: float = 0.0) -> shapely.Geometry:
-    return shapely.affinity.rotate(shapely.affinity.scale(Point(cx, cy).buffer(1.0, 64), a, b), angle_deg)
+    return affinity.rotate(affinity.scale(Point(cx, cy).buffer(1.0, 64), a, b), angle_deg)
 
 
 @pytest.mark.parametrize("mpp_um", [0.25, 0.5])
@@ -97,7 +97,8 @@ def test_outline_follows_grid_cells_exactly_in_level0_pixels() -> None:
     mpp = 0.5
     cx, cy = np.meshgrid(np.arange(12, 30) * 10.0 + 5.0, np.arange(7, 16) * 10.0 + 5.0)   # um, cell centres
     l0_x, l0_y = cx.ravel() / mpp - 0.5, cy.ravel() / mpp - 0.5
-    params = AutoRegionParams(grid_um=10.0, smoothing_um=0.0, close_um=0.0, open_um=0.0, simplify_um=0.0, min_area_mm2=0.001)
+    params = AutoRegionParams(grid_um=10.0, smoothing_um=0.0, close_um=0.0, open_um=0.0, simplify_um=0.0,
+                              min_area_mm2=0.001)
     regions = find_metastases(l0_x, l0_y, np.full(l0_x.size, 60.0), tissue=np.ones((40, 60), bool),
                               tissue_downsample=16.0, mpp_um=mpp, l0_size=(960, 640), params=params)
     assert len(regions) == 1
@@ -198,7 +199,8 @@ def test_one_million_cells_in_under_two_seconds() -> None:
 @pytest.mark.parametrize(
     "field, value",
     [("grid_um", 0.0), ("min_density_per_mm2", 0.0), ("max_density_per_mm2", 100.0),
-     ("min_tissue_fraction", 0.0), ("min_tumour_fraction", 1.5), ("close_um", -1.0), ("max_hole_mm2", -1.0), ("min_area_mm2", -0.1)],
+     ("min_tissue_fraction", 0.0), ("min_tumour_fraction", 1.5), ("close_um", -1.0), ("max_hole_mm2", -1.0),
+     ("min_area_mm2", -0.1)],
 )
 def test_params_reject_bad_values_naming_the_field(field: str, value: float) -> None:
     with pytest.raises(ValueError, match=field):
