@@ -1,7 +1,10 @@
 """OpenSlide backend of :mod:`ihc_score.slide` (private).
 
 Reads the pyramid only: ``associated_images`` (label, macro, thumbnail) is never
-touched, and only whitelisted properties are copied out of the file.
+touched, and only whitelisted properties are copied out of the file. Levels
+made of plain JPEG tiles (Aperio SVS, generic tiled TIFF) are decoded directly
+by :mod:`ihc_score._jpeg_tiles`, with the same pixels as OpenSlide's;
+``IHC_SCORE_READER=openslide`` turns that off.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any
 import numpy as np
 import openslide
 
+from ihc_score._jpeg_tiles import JpegTileReader, open_jpeg_tile_reader
 from ihc_score._pixels import dpi_is_placeholder, over_white
 from ihc_score.errors import SlideReadError
 from ihc_score.slide import BackendRefusal, Slide
@@ -105,6 +109,9 @@ class OpenSlideSlide(Slide):
         self._extra = {"objective_power": objective, "scanner_model": model}
         self._failure: str | None = None
         self._lock = threading.Lock()
+        self._fast: JpegTileReader | None = open_jpeg_tile_reader(
+            path, vendor=vendor, level_dimensions=dims, level_downsamples=downsamples, properties=props
+        )
 
     def _extra_metadata(self) -> dict[str, Any]:
         return {k: v for k, v in self._extra.items() if v is not None}
@@ -112,6 +119,10 @@ class OpenSlideSlide(Slide):
     def _read_level(self, level: int, x: int, y: int, w: int, h: int) -> np.ndarray:
         if self._failure is not None:
             raise SlideReadError(self._failure)
+        if self._fast is not None:
+            rgb = self._fast.read(level, x, y, w, h)
+            if rgb is not None:
+                return rgb
         ds = self._os_downsamples[level]
         l0_xy = (round(x * ds), round(y * ds))
         try:
@@ -128,4 +139,6 @@ class OpenSlideSlide(Slide):
         return over_white(rgba[..., :3], rgba[..., 3], premultiplied=False)
 
     def _close(self) -> None:
+        if self._fast is not None:
+            self._fast.close()
         self._osr.close()

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 from shapely.geometry import MultiPolygon, Polygon, mapping
 
 from .annotations_io import is_excluded
+from .fileio import atomic_write
 
 __all__ = ["geojson_bytes", "imagescope_xml_bytes", "asap_xml_bytes", "write_geojson", "write_imagescope_xml",
            "write_asap_xml", "class_color"]
@@ -180,7 +181,6 @@ def asap_xml_bytes(regions: Sequence[Shape], *, excluded: Sequence[Shape] = ()) 
 
 
 def _write(path: str | Path, data: bytes) -> None:
-    from .export import atomic_write  # export imports the pipeline; imported here to keep regions a lower layer
 
     atomic_write(Path(path), data)
 

@@ -9,11 +9,12 @@ unless ``force``.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from .export import (
     SLIDE_COLUMNS,
     case_rows,
     check_writable,
+    safe_name,
     metastasis_rows,
     slide_rows,
     write_csv,
@@ -34,6 +36,7 @@ from .model import Model
 from .pipeline import SlidePlan, SlideResult, TileResult, failed_result, finish_slide, plan_slide, score_tiles, tile_tasks
 from .provenance import run_record
 from .regions import find_annotation_file
+from .slide_outputs import write_slide_outputs
 from .store import file_fingerprint, load_result, save_result
 
 __all__ = [
@@ -43,6 +46,7 @@ __all__ = [
     "Progress",
     "discover_slides",
     "case_of",
+    "output_stems",
     "run_batch",
 ]
 
@@ -73,6 +77,12 @@ class BatchOptions:
         Slide file name -> (case, metastasis label), from ``--manifest``.
     case_pattern : re.Pattern, optional
         Regular expression with a group ``case``, from ``--case-pattern``.
+    detections : {"geojson", "geojson.gz", "none"}
+        Whether and how to write ``detections/<slide>.geojson``.
+    cells_csv : bool
+        Also write ``cells/<slide>.csv.gz``.
+    qc : bool
+        Write the QC pictures ``qc/<slide>.png`` and the zooms.
     """
 
     mpp: float | None = None
@@ -82,6 +92,18 @@ class BatchOptions:
     region_mode: str = "auto"
     manifest: dict[str, tuple[str, str]] | None = None
     case_pattern: re.Pattern[str] | None = None
+    detections: str = "geojson"
+    cells_csv: bool = False
+    qc: bool = True
+
+    def __post_init__(self) -> None:
+        if self.detections not in ("geojson", "geojson.gz", "none"):
+            raise ValueError(f"detections must be geojson, geojson.gz or none, got {self.detections!r}")
+
+    @property
+    def outlines(self) -> bool:
+        """Whether workers trace cell outlines (for detections and QC zooms)."""
+        return self.detections != "none" or self.qc
 
 
 @dataclass
@@ -133,6 +155,23 @@ def discover_slides(paths: Iterable[str | Path], *, exclude: Path | None = None)
         else:
             found.add(p.resolve())
     return sorted(found, key=lambda f: (f.name, str(f)))
+
+
+def output_stems(slides: Sequence[Path]) -> dict[Path, str]:
+    """A readable, unique file-name stem per slide for ``qc/``, ``detections/`` and ``cells/``.
+
+    The slide's name without its ending, made safe; when two slides of the
+    batch share it (same name in two folders), each gets a short hash of its
+    path appended.
+    """
+    stems = {p: safe_name(case_of(p)) for p in slides}
+    seen: dict[str, int] = {}
+    for stem in stems.values():
+        seen[stem] = seen.get(stem, 0) + 1
+    return {
+        p: stem if seen[stem] == 1 else f"{stem}-{hashlib.sha256(str(p.resolve()).encode()).hexdigest()[:8]}"
+        for p, stem in stems.items()
+    }
 
 
 def case_of(slide: Path) -> str:
@@ -205,7 +244,7 @@ def run_batch(
         if path in results:
             progress.on_slide(results[path], path.name in reused)
 
-    _score(todo, out_dir, model, executor, options, progress, results, keys)
+    _score(todo, out_dir, model, executor, options, progress, results, keys, output_stems(slides))
 
     ordered = tuple(
         (assign_case(p, case_of(p), manifest=options.manifest, pattern=options.case_pattern), results[p]) for p in slides
@@ -254,8 +293,9 @@ def _score(
     progress: Progress,
     results: dict[Path, SlideResult],
     keys: dict[Path, dict[str, Any]],
+    stems: dict[Path, str],
 ) -> None:
-    """Plan every slide, then score their tile chunks as plans come in."""
+    """Plan every slide, then score their tile chunks as plans come in; write each slide's outputs when done."""
     started = {p: time.perf_counter() for p in todo}
     plans: dict[Future, Path] = {
         executor.submit(
@@ -269,9 +309,10 @@ def _score(
     tiles_done = tiles_total = 0
 
     def finish(path: Path, result: SlideResult) -> None:
-        results[path] = result
         if result.status != "failed":
+            result = write_slide_outputs(out_dir, result, stems[path], options, model)
             save_result(out_dir, result, key=keys[path])
+        results[path] = replace(result, detail=None)  # per-cell detail is written; free it
         progress.on_slide(result, False)
 
     while pending:
@@ -284,7 +325,9 @@ def _score(
                 except Exception as err:  # noqa: BLE001 - any failure of one slide is recorded, never fatal
                     finish(path, failed_result(path, err, seconds=time.perf_counter() - started[path]))
                     continue
-                tasks = tile_tasks(plan, model, mpp=options.mpp, tiles_per_task=options.tiles_per_task)
+                tasks = tile_tasks(
+                    plan, model, mpp=options.mpp, tiles_per_task=options.tiles_per_task, outlines=options.outlines
+                )
                 work[path] = _SlideWork(plan, len(tasks), started[path])
                 tiles_total += len(plan.grid.tiles)
                 progress.on_tiles(tiles_done, tiles_total)

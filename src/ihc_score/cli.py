@@ -42,6 +42,9 @@ def main() -> None:
 @click.option("--regions", "region_mode", type=click.Choice(["auto", "tissue"]), default="auto", show_default=True, help="Regions of a slide without annotation file: metastases found automatically, or all tissue as one region.")
 @click.option("--manifest", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="CSV with columns slide, case and optional metastasis: which case each slide belongs to.")
 @click.option("--case-pattern", help="Regular expression with a group (?P<case>...) matched on file names to find each slide's case.")
+@click.option("--detections", type=click.Choice(["geojson", "geojson.gz", "none"]), default="geojson", show_default=True, help="Cells and regions for QuPath (File > Import objects) in detections/.")
+@click.option("--cells", "cells_csv", is_flag=True, help="Also write every cell's measurements to cells/<slide>.csv.gz.")
+@click.option("--no-qc", is_flag=True, help="Skip the QC pictures in qc/ (faster).")
 @click.option("--workers", type=click.IntRange(1, 512), help="Worker processes [default: all cores].")
 @click.option("--scheduler", help="Dask scheduler address (tcp://host:8786) to run on an existing cluster.")
 @click.option("--force", is_flag=True, help="Score again slides whose stored result is still valid.")
@@ -58,6 +61,9 @@ def score(
     region_mode: str,
     manifest: Path | None,
     case_pattern: str | None,
+    detections: str,
+    cells_csv: bool,
+    no_qc: bool,
     workers: int | None,
     scheduler: str | None,
     force: bool,
@@ -94,6 +100,9 @@ def score(
             region_mode=region_mode,
             manifest=read_manifest(manifest) if manifest else None,
             case_pattern=compile_case_pattern(case_pattern) if case_pattern else None,
+            detections=detections,
+            cells_csv=cells_csv,
+            qc=not no_qc,
         )
     except IhcScoreError as err:
         raise click.UsageError(str(err)) from None

@@ -9,18 +9,15 @@ fixed number of decimals, so the same input gives byte-identical CSVs.
 from __future__ import annotations
 
 import csv
-import errno
 import io
 import json
 import math
-import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from .cases import CaseAssignment, CaseResult
-from .errors import OutputError
+from .fileio import atomic_open, atomic_write, check_writable, safe_name
 from .model import Model
 from .pipeline import SlideResult
 from .score import allred_intensity_score, allred_proportion_score
@@ -30,7 +27,9 @@ __all__ = [
     "METASTASIS_COLUMNS",
     "CASE_COLUMNS",
     "case_rows",
+    "atomic_open",
     "atomic_write",
+    "safe_name",
     "check_writable",
     "slide_rows",
     "metastasis_rows",
@@ -58,57 +57,6 @@ CASE_COLUMNS = (
     "pooled_h_score", "pooled_pct_positive", "max_metastasis_h_score", "call", "call_reason", "metastasis_calls",
     "case_rule", "model_id", "model_version", "model_sha256", "model_overrides",
 )  # fmt: skip
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename.
-
-    Raises
-    ------
-    OutputError
-        The folder is not writable or the disk is full; ``path`` is unchanged.
-    """
-    path = Path(path)
-    tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        tmp = None
-    except OSError as err:
-        raise OutputError(f"cannot write {path}: {_os_reason(err)}") from err
-    finally:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-
-
-def _os_reason(err: OSError) -> str:
-    if err.errno == errno.ENOSPC:
-        return "the disk is full; free space or choose another --out folder"
-    if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return "permission denied; choose a writable --out folder"
-    return err.strerror or str(err)
-
-
-def check_writable(folder: Path) -> None:
-    """Fail early, before any work, when the output folder cannot be written.
-
-    Raises
-    ------
-    OutputError
-    """
-    atomic_write(Path(folder) / ".write-test", b"")
-    try:
-        (Path(folder) / ".write-test").unlink()
-    except OSError as err:
-        raise OutputError(f"cannot write in {folder}: {_os_reason(err)}") from err
 
 
 def write_csv(path: Path, columns: Sequence[str], rows: Iterable[dict[str, Any]]) -> None:

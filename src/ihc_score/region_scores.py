@@ -19,7 +19,11 @@ from .confidence import Interval, IntervalParams, block_counts, bootstrap_interv
 from .regions import Region, region_membership
 from .score import Call, ClassCounts, PositivityRule, call_region
 
-__all__ = ["RegionResult", "score_region", "score_regions"]
+__all__ = ["RegionResult", "HISTOGRAM_EDGES", "score_region", "score_regions"]
+
+#: Bin edges (OD) of each region's histogram of the graded measurement:
+#: 0.05 OD bins from 0 to 1.5; values outside fall in the first or last bin.
+HISTOGRAM_EDGES: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(31))
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,8 @@ class RegionResult:
         QC flags of the region (repaired outline, overlaps, ...).
     wkt : str
         Outline in level-0 px as WKT; empty for ``tissue``.
+    histogram : tuple of int
+        Cells per bin of :data:`HISTOGRAM_EDGES` of the graded measurement.
     """
 
     name: str
@@ -54,6 +60,14 @@ class RegionResult:
     pct_interval: Interval = Interval()
     flags: tuple[str, ...] = ()
     wkt: str = ""
+    histogram: tuple[int, ...] = ()
+
+
+def histogram(values: np.ndarray) -> tuple[int, ...]:
+    """Cells per bin of :data:`HISTOGRAM_EDGES`; out-of-range values clipped into the end bins, NaN dropped."""
+    v = np.asarray(values, np.float64)
+    v = np.clip(v[np.isfinite(v)], HISTOGRAM_EDGES[0], HISTOGRAM_EDGES[-1] - 1e-9)
+    return tuple(int(c) for c in np.histogram(v, bins=np.asarray(HISTOGRAM_EDGES))[0])
 
 
 def score_region(
@@ -62,6 +76,7 @@ def score_region(
     l0_x: np.ndarray,
     l0_y: np.ndarray,
     *,
+    values: np.ndarray,
     mpp_um: float,
     area_mm2: float,
     rule: PositivityRule,
@@ -78,6 +93,8 @@ def score_region(
         Class (0-3) of each cell of the region.
     l0_x, l0_y : ndarray
         Their centroids, level-0 px (for the spatial blocks).
+    values : ndarray
+        Their graded measurement (DAB OD), for the histogram.
     mpp_um : float
         Level-0 pixel size, um/px.
     """
@@ -86,7 +103,7 @@ def score_region(
     h_iv, pct_iv = bootstrap_intervals(blocks, intervals)
     metric_iv = h_iv if rule.metric == "h_score" else pct_iv
     call: Call = call_region(counts, rule, interval=metric_iv if intervals.indeterminate_if_crossing else None)
-    return RegionResult(name, counts, call, area_mm2, source, h_iv, pct_iv, flags, wkt)
+    return RegionResult(name, counts, call, area_mm2, source, h_iv, pct_iv, flags, wkt, histogram(values))
 
 
 def score_regions(
@@ -95,9 +112,11 @@ def score_regions(
     l0_x: np.ndarray,
     l0_y: np.ndarray,
     *,
+    values: np.ndarray,
     mpp_um: float,
     rule: PositivityRule,
     intervals: IntervalParams,
+    membership: np.ndarray | None = None,
 ) -> tuple[RegionResult, ...]:
     """Score every region from the slide's classified cells.
 
@@ -105,8 +124,10 @@ def score_regions(
     ----------
     regions : sequence of Region
         Outlines in level-0 px.
-    classes, l0_x, l0_y : ndarray
-        Class and centroid (level-0 px) of every cell of the slide.
+    classes, l0_x, l0_y, values : ndarray
+        Class, centroid (level-0 px) and graded measurement of every cell of the slide.
+    membership : ndarray of bool, optional
+        ``(n_regions, n_cells)`` from :func:`~ihc_score.regions.region_membership`, if already computed.
 
     Returns
     -------
@@ -115,7 +136,7 @@ def score_regions(
     """
     if not regions:
         return ()
-    inside = region_membership(regions, l0_x, l0_y)
+    inside = region_membership(regions, l0_x, l0_y) if membership is None else membership
     mm2_per_px = (mpp_um / 1000.0) ** 2
     results = []
     for region, member in zip(regions, inside):
@@ -125,6 +146,7 @@ def score_regions(
                 classes[member],
                 l0_x[member],
                 l0_y[member],
+                values=values[member],
                 mpp_um=mpp_um,
                 area_mm2=float(region.geometry.area) * mm2_per_px,
                 rule=rule,

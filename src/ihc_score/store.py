@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .export import atomic_write
+from .fileio import atomic_write
 from .confidence import Interval
 from .pipeline import SlideResult
 from .region_scores import RegionResult
@@ -23,7 +23,7 @@ from .stain import StainVectors
 
 __all__ = ["STORE_FORMAT", "file_fingerprint", "store_path", "save_result", "load_result"]
 
-STORE_FORMAT = "ihc-score-slide-result/2"
+STORE_FORMAT = "ihc-score-slide-result/3"
 _EDGE = 1 << 20
 
 
@@ -103,6 +103,7 @@ def _to_json(r: SlideResult) -> dict[str, Any]:
                 "pct_interval": [g.pct_interval.low, g.pct_interval.high],
                 "flags": list(g.flags),
                 "wkt": g.wkt,
+                "histogram": list(g.histogram),
             }
             for g in r.regions
         ],
@@ -131,6 +132,7 @@ def _from_json(d: dict[str, Any]) -> SlideResult:
             pct_interval=Interval(*g["pct_interval"]),
             flags=tuple(g["flags"]),
             wkt=g["wkt"],
+            histogram=tuple(g["histogram"]),
         )
         for g in d["regions"]
     )

@@ -1,0 +1,244 @@
+"""Plan a slide before scoring its tiles: tissue, regions, stains, tile grid.
+
+:func:`plan_slide` opens the slide once in the process that plans it, finds
+its tissue at low resolution, reads its annotation file, estimates its stain
+vectors from tissue at analysis resolution, and lays the tile grid over the
+tissue to be scored. The plan is small and picklable.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .errors import NotBrightfieldError
+from .model import Model
+from .regions import Annotation, Region, build_regions, find_annotation_file, read_annotations
+from .slide import Slide, open_slide
+from .stain import StainVectors, estimate_stains
+from .tiles import TileGrid, tile_grid
+from .tissue import detect_tissue
+
+__all__ = ["REGION_MODES", "SlidePlan", "plan_slide", "as_regions"]
+
+#: How a slide without an annotation file is divided into scored regions:
+#: ``auto`` finds the metastases from the cells, ``tissue`` scores all tissue
+#: as one region (for fields that are all tumour, or a quick overview).
+REGION_MODES = ("auto", "tissue")
+
+#: Tissue tiles sampled to estimate the slide's stain vectors, and the side
+#: (analysis px) of the patch read from the centre of each: at analysis
+#: resolution pixels are pure enough for Macenko's extremes, and 8 patches of
+#: 512 px give the ~2 Mpx the estimator wants.
+_STAIN_SAMPLE_TILES = 8
+_STAIN_SAMPLE_PX = 512
+
+
+@dataclass(frozen=True)
+class SlidePlan:
+    """What is known about a slide before its tiles are scored.
+
+    Attributes
+    ----------
+    path : str
+        Absolute path of the slide file.
+    vendor : str
+        Reader's name for the format.
+    mpp_um, mpp_source : float, str
+        Level-0 pixel size and where it came from (``slide`` / ``option``).
+    l0_size : tuple of 2 int
+        Level-0 ``(width, height)``.
+    analysis_mpp_um : float
+        Pixel size the cells are analysed at.
+    grid : TileGrid
+        Tiles over tissue.
+    tissue : ndarray of bool
+        Mask of what is scored at ``tissue_downsample`` level-0 px per pixel:
+        tissue, within the annotated regions when there are any, without
+        excluded areas.
+    stains : StainVectors
+        Vectors and background used for this slide.
+    tissue_area_mm2 : float
+    flags : tuple of str
+        QC flags (tissue and stain estimation).
+    regions : tuple of Region or None
+        Regions drawn in the slide's annotation file, excluded areas cut out;
+        ``None`` when there is no file (regions are then found from the cells,
+        or the whole tissue is scored, by ``region_mode``).
+    region_mode : str
+        One of :data:`REGION_MODES`.
+    annotation_file : str
+        Name of the annotation file used, or empty.
+    tissue_all : ndarray of bool or None
+        The whole tissue mask, for pictures (``tissue`` when None).
+    exclusions : tuple of Annotation
+        Excluded shapes of the annotation file (necrosis, artefacts): no cell
+        in them counts. When the file holds only these, regions are found as
+        without a file and the exclusions are cut out of them.
+    """
+
+    path: str
+    vendor: str
+    mpp_um: float
+    mpp_source: str
+    l0_size: tuple[int, int]
+    analysis_mpp_um: float
+    grid: TileGrid
+    tissue: np.ndarray
+    tissue_downsample: float
+    stains: StainVectors
+    tissue_area_mm2: float
+    flags: tuple[str, ...]
+    regions: tuple[Region, ...] | None = None
+    region_mode: str = "auto"
+    annotation_file: str = ""
+    exclusions: tuple[Annotation, ...] = ()
+    tissue_all: np.ndarray | None = None
+
+
+def plan_slide(
+    path: str | Path,
+    model: Model,
+    *,
+    mpp: float | None = None,
+    annotations_dir: str | Path | None = None,
+    region_mode: str = "auto",
+) -> SlidePlan:
+    """Open a slide, find its tissue and regions, estimate its stains and lay its tiles.
+
+    Parameters
+    ----------
+    path : str or Path
+    model : Model
+    mpp : float, optional
+        Level-0 pixel size (um/px) used when the slide stores none.
+    annotations_dir : str or Path, optional
+        Folder searched for the slide's annotation file, besides the slide's own folder.
+    region_mode : {"auto", "tissue"}
+        Regions of a slide without annotation file.
+
+    Raises
+    ------
+    IhcScoreError
+        The slide cannot be opened, has no pixel size, is not brightfield,
+        or its annotation file is unusable.
+    """
+    if region_mode not in REGION_MODES:
+        raise ValueError(f"region_mode must be one of {REGION_MODES}, got {region_mode!r}")
+    path = Path(path).resolve()
+    ann_file = find_annotation_file(path, Path(annotations_dir) if annotations_dir else None)
+    with open_slide(path, mpp=mpp) as slide:
+        thumb, thumb_ds = slide.thumbnail(_tissue_mpp(slide, model.tissue.mpp_um))
+        tissue = detect_tissue(thumb, downsample=thumb_ds, mpp_um=slide.mpp, params=model.tissue)
+        if "not_brightfield" in tissue.flags:
+            raise NotBrightfieldError(
+                f"{path.name}: not a brightfield slide (dark background, fluorescence?); no H-score is given"
+            )
+        regions: tuple[Region, ...] | None = None
+        exclusions: tuple[Annotation, ...] = ()
+        scored = tissue.mask
+        if ann_file is not None:
+            shapes = read_annotations(ann_file)
+            exclusions = tuple(a for a in shapes if a.excluded)
+            regions = build_regions(shapes, slide_size=slide.dimensions, origin=ann_file.name) or None
+            if regions is not None:
+                scored = scored & _raster(regions, tissue.mask.shape, tissue.downsample)
+            elif exclusions:
+                scored = scored & ~_raster(as_regions(exclusions), tissue.mask.shape, tissue.downsample)
+        analysis_mpp = max(model.analysis.mpp_um, slide.mpp)
+        downsample = analysis_mpp / slide.mpp
+        grid = tile_grid(
+            slide.dimensions,
+            downsample=downsample,
+            tile_px=max(16, int(round(model.analysis.tile_um / analysis_mpp))),
+            margin_px=int(math.ceil(model.analysis.margin_um / analysis_mpp)),
+            tissue=scored,
+            tissue_downsample=tissue.downsample,
+        )
+        defaults = model.stains.defaults(tissue.background)
+        stains = defaults
+        if model.stains.estimate and grid.tiles:
+            pixels = _stain_sample(slide, grid, scored, tissue.downsample)
+            stains = estimate_stains(
+                pixels, background=tissue.background, defaults=defaults, params=model.stains.estimation
+            )
+        return SlidePlan(
+            path=str(path),
+            vendor=slide.vendor,
+            mpp_um=slide.mpp,
+            mpp_source=slide.mpp_source,
+            l0_size=slide.dimensions,
+            analysis_mpp_um=analysis_mpp,
+            grid=grid,
+            tissue=scored,
+            tissue_downsample=tissue.downsample,
+            stains=stains,
+            tissue_area_mm2=tissue.area_mm2,
+            flags=tuple(tissue.flags) + tuple(stains.flags),
+            regions=regions,
+            region_mode=region_mode,
+            annotation_file=ann_file.name if ann_file else "",
+            exclusions=exclusions,
+            tissue_all=tissue.mask,
+        )
+
+
+def as_regions(shapes: tuple[Annotation, ...]) -> tuple[Region, ...]:
+    """Excluded shapes as (repaired) regions, to draw them or test cells against them."""
+    return tuple(Region(a.name, a.geometry.buffer(0), "annotation") for a in shapes)
+
+
+def _raster(regions: tuple[Region, ...], shape: tuple[int, int], downsample: float) -> np.ndarray:
+    """Union of region outlines drawn on a mask grid (``downsample`` level-0 px per pixel), borders included."""
+    out = np.zeros(shape, np.uint8)
+    for region in regions:
+        for poly in getattr(region.geometry, "geoms", [region.geometry]):
+            if poly.is_empty:
+                continue
+            rings = [np.asarray(poly.exterior.coords) / downsample] + [np.asarray(r.coords) / downsample for r in poly.interiors]
+            pts = [np.round(r - 0.5).astype(np.int32) for r in rings]
+            cv2.fillPoly(out, pts[:1], 1)
+            cv2.polylines(out, pts[:1], True, 1)  # keep thin regions that fall between pixel centres
+            for hole in pts[1:]:
+                cv2.fillPoly(out, [hole], 0)
+    return out.astype(bool)
+
+
+#: Fewest pixels on the long side of the tissue mask: a camera field of a few
+#: hundred um would otherwise give a mask of a few dozen pixels.
+_MIN_MASK_PX = 1024
+
+
+def _tissue_mpp(slide: Slide, mpp_um: float) -> float:
+    """Pixel size of the tissue mask: the model's, or finer for a small image (never finer than level 0)."""
+    long_um = max(slide.dimensions) * slide.mpp
+    return max(slide.mpp, min(mpp_um, long_um / _MIN_MASK_PX))
+
+
+def _stain_sample(slide: Slide, grid: TileGrid, tissue: np.ndarray, tissue_ds: float) -> np.ndarray:
+    """Tissue pixels (N, 3) uint8 from tiles spread evenly over the tissue, at analysis resolution."""
+    tiles = grid.tiles
+    pick = np.unique(np.linspace(0, len(tiles) - 1, min(_STAIN_SAMPLE_TILES, len(tiles))).round().astype(int))
+    chunks = []
+    for t in (tiles[i] for i in pick):
+        x, y, w, h = t.a_core
+        pw, ph = min(w, _STAIN_SAMPLE_PX), min(h, _STAIN_SAMPLE_PX)
+        l0_xy, l0_size = grid.l0_rect((x + (w - pw) // 2, y + (h - ph) // 2, pw, ph))
+        rgb = slide.read_scaled(l0_xy, l0_size, grid.downsample)
+        inside = _tissue_at(tissue, tissue_ds, rgb.shape[:2], l0_xy, grid.downsample)
+        chunks.append(rgb[inside])
+    return np.concatenate(chunks) if chunks else np.zeros((0, 3), np.uint8)
+
+
+def _tissue_at(tissue: np.ndarray, tissue_ds: float, shape: tuple[int, int], l0_xy: tuple[int, int], ds: float) -> np.ndarray:
+    """Tissue mask resampled (nearest) onto an image of ``shape`` read at ``l0_xy`` with downsample ``ds``."""
+    h, w = shape
+    my = ((l0_xy[1] + (np.arange(h) + 0.5) * ds) / tissue_ds).astype(np.int64)
+    mx = ((l0_xy[0] + (np.arange(w) + 0.5) * ds) / tissue_ds).astype(np.int64)
+    my = np.clip(my, 0, tissue.shape[0] - 1)
+    mx = np.clip(mx, 0, tissue.shape[1] - 1)
+    return tissue[my[:, None], mx[None, :]]

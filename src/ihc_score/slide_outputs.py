@@ -1,0 +1,73 @@
+"""Per-slide evidence written as each slide finishes: detections, cell table, QC pictures.
+
+Written from the slide's per-cell detail (:class:`~ihc_score.pipeline.SlideDetail`)
+while it is in memory; the stored result that a rerun reuses does not keep
+that detail, so these files are written once, when the slide is scored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .errors import IhcScoreError, OutputError
+from .model import Model
+from .pipeline import SlideResult
+
+if TYPE_CHECKING:
+    from .batch import BatchOptions
+
+__all__ = ["write_slide_outputs"]
+
+
+def write_slide_outputs(
+    out_dir: Path, result: SlideResult, stem: str, options: BatchOptions, model: Model
+) -> SlideResult:
+    """Write a scored slide's detections, cell table and QC pictures.
+
+    Parameters
+    ----------
+    out_dir : Path
+        Batch output folder.
+    result : SlideResult
+        A scored slide with its ``detail``.
+    stem : str
+        Safe, unique file stem of the slide in this batch.
+    options : BatchOptions
+    model : Model
+        Named in the pictures; its graded measurement ranks the zoom windows.
+
+    Returns
+    -------
+    SlideResult
+        ``result``, with a ``qc_failed`` flag when the slide could not be
+        read again for its pictures.
+
+    Raises
+    ------
+    OutputError
+        A file cannot be written (permissions, full disk): the batch stops.
+    """
+    from .detections import write_cells_csv, write_detections_geojson
+
+    if result.detail is None:
+        return result
+    if options.detections != "none":
+        gz = options.detections == "geojson.gz"
+        write_detections_geojson(out_dir / "detections" / f"{stem}.{options.detections}", result, gzip=gz)
+    if options.cells_csv:
+        write_cells_csv(out_dir / "cells" / f"{stem}.csv.gz", result, gzip=True)
+    if options.qc:
+        from .qc import write_slide_qc, write_zooms
+        from .slide import open_slide
+
+        try:
+            with open_slide(result.path, mpp=result.mpp_um) as slide:
+                write_slide_qc(out_dir / "qc" / f"{stem}.png", result, slide, model_id=model.id)
+                write_zooms(out_dir / "qc", result, slide, stem=stem, measurement=model.classification.measurement)
+        except OutputError:
+            raise
+        except IhcScoreError as err:
+            return replace(result, flags=result.flags + (f"qc_failed:{str(err)[:80]}",))
+    return result
