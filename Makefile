@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench clean browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,16 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 demo: $(VENV)/.installed
 	$(BIN)/ihc-score score sample_slides --out results
 
-test: $(VENV)/.installed-test
+# Chromium for the report's browser test; where it cannot be installed (no root, no apt-get) that test is skipped.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing chromium for the report's browser test"; \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+	      || echo "could not install chromium: the report's browser test will be skipped"; \
+	  else echo "chromium not installed (needs root and apt-get): the report's browser test will be skipped"; fi; }
+
+test: $(VENV)/.installed-test browser
 	$(BIN)/python -m pytest -q
 
 bench: $(VENV)/.installed-test

@@ -36,6 +36,7 @@ from .model import Model
 from .pipeline import SlidePlan, SlideResult, TileResult, failed_result, finish_slide, plan_slide, score_tiles, tile_tasks
 from .provenance import run_record
 from .regions import find_annotation_file
+from .report import build_report
 from .slide_outputs import write_slide_outputs
 from .store import file_fingerprint, load_result, save_result
 
@@ -254,6 +255,7 @@ def run_batch(
     write_csv(out_dir / "metastases.csv", METASTASIS_COLUMNS, metastasis_rows(ordered, model))
     write_csv(out_dir / "cases.csv", CASE_COLUMNS, case_rows(cases, model))
     write_json(out_dir / "run.json", run_record(ordered, reused, model, options, argv, executor_name, started))
+    build_report(out_dir)
     return BatchSummary(ordered, tuple(reused), out_dir)
 
 

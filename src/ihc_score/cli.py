@@ -261,3 +261,20 @@ def synth(out: Path, preset_name: str, annotations: bool, **options: object) -> 
         f"{out}: {spec.width}x{spec.height} px at {spec.mpp_um} um/px, {t['n_cells']} tumour cells "
         f"(0: {n['0']}, 1+: {n['1+']}, 2+: {n['2+']}, 3+: {n['3+']}), H-score {t['h_score']:.1f}"
     )
+
+
+@main.command()
+@click.argument("results_dir", metavar="DIR", type=click.Path(exists=True, file_okay=False, path_type=Path))
+def report(results_dir: Path) -> None:
+    """Rebuild DIR/report.html from the results folder DIR (the --out of score), without scoring again.
+
+    Exit status: 0 written, 1 DIR is not a results folder or cannot be written.
+    """
+    from .errors import IhcScoreError
+    from .report import build_report
+
+    try:
+        path = build_report(results_dir)
+    except IhcScoreError as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(f"report written: {path}")

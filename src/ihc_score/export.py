@@ -38,17 +38,17 @@ __all__ = [
 ]
 
 SLIDE_COLUMNS = (
-    "slide", "case", "case_source", "status", "error", "annotation_file", "n_regions", "vendor", "mpp_um", "mpp_source", "analysis_mpp_um",
-    "width_px", "height_px", "tissue_area_mm2", "n_tiles", "n_cells", "stain_source",
+    "slide", "case", "case_source", "status", "error", "annotation_file", "n_regions", "vendor", "mpp_um",
+    "mpp_source", "analysis_mpp_um", "width_px", "height_px", "tissue_area_mm2", "n_tiles", "n_cells", "stain_source",
     "stain_h_r", "stain_h_g", "stain_h_b", "stain_dab_r", "stain_dab_g", "stain_dab_b",
-    "background_r", "background_g", "background_b", "qc_flags",
+    "background_r", "background_g", "background_b", "qc_flags", "qc_picture",
 )  # fmt: skip
 
 METASTASIS_COLUMNS = (
     "case", "slide", "region", "metastasis", "region_source", "region_area_mm2", "n_cells", "n_0", "n_1plus",
     "n_2plus", "n_3plus", "h_score", "h_score_low", "h_score_high", "pct_positive", "pct_positive_low",
     "pct_positive_high", "allred", "allred_proportion", "allred_intensity", "call", "call_reason", "region_flags",
-    "metric", "cutoff", "borderline", "min_cells", "compartment", "statistic",
+    "qc_zoom", "metric", "cutoff", "borderline", "min_cells", "compartment", "statistic",
     "thresholds", "model_id", "model_version", "model_sha256", "model_overrides",
 )  # fmt: skip
 
@@ -112,6 +112,7 @@ def slide_rows(results: Sequence[tuple[CaseAssignment, SlideResult]]) -> list[di
             "n_cells": sum(g.counts.n for g in r.regions) if r.status != "failed" else "",
             "stain_source": st.source if st else "",
             "qc_flags": ";".join(sorted(set(r.flags) | set(case.flags))),
+            "qc_picture": r.qc_picture,
         }
         for prefix, vec in (("stain_h", st.hematoxylin if st else None), ("stain_dab", st.dab if st else None)):
             for ch, v in zip("rgb", vec or ("", "", "")):
@@ -138,7 +139,7 @@ def metastasis_rows(results: Sequence[tuple[CaseAssignment, SlideResult]], model
     for case, r in results:
         if r.status == "failed":
             continue
-        for g in r.regions:
+        for i, g in enumerate(r.regions):
             c = g.counts
             rows.append(
                 {
@@ -165,6 +166,7 @@ def metastasis_rows(results: Sequence[tuple[CaseAssignment, SlideResult]], model
                     "call": g.call.call,
                     "call_reason": g.call.reason,
                     "region_flags": ";".join(sorted(set(g.flags))),
+                    "qc_zoom": r.qc_zooms[i] if i < len(r.qc_zooms) else "",
                     "metric": pos.metric,
                     "cutoff": _fixed(pos.cutoff, 2),
                     "borderline": _fixed(pos.borderline, 2),

@@ -132,6 +132,8 @@ class SlideResult:
     regions: tuple[RegionResult, ...] = ()
     annotation_file: str = ""
     seconds: float = 0.0
+    qc_picture: str = ""
+    qc_zooms: tuple[str, ...] = ()
     detail: SlideDetail | None = field(default=None, compare=False, repr=False)
 
     @property

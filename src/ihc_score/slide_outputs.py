@@ -41,8 +41,9 @@ def write_slide_outputs(
     Returns
     -------
     SlideResult
-        ``result``, with a ``qc_failed`` flag when the slide could not be
-        read again for its pictures.
+        ``result`` with the paths of its QC pictures (relative to
+        ``out_dir``), or a ``qc_failed`` flag when the slide could not be read
+        again for them.
 
     Raises
     ------
@@ -65,7 +66,8 @@ def write_slide_outputs(
         try:
             with open_slide(result.path, mpp=result.mpp_um) as slide:
                 write_slide_qc(out_dir / "qc" / f"{stem}.png", result, slide, model_id=model.id)
-                write_zooms(out_dir / "qc", result, slide, stem=stem, measurement=model.classification.measurement)
+                zooms = write_zooms(out_dir / "qc", result, slide, stem=stem, measurement=model.classification.measurement)
+            result = replace(result, qc_picture=f"qc/{stem}.png", qc_zooms=tuple(f"qc/{p.name}" for p in zooms))
         except OutputError:
             raise
         except IhcScoreError as err:

@@ -23,7 +23,7 @@ from .stain import StainVectors
 
 __all__ = ["STORE_FORMAT", "file_fingerprint", "store_path", "save_result", "load_result"]
 
-STORE_FORMAT = "ihc-score-slide-result/3"
+STORE_FORMAT = "ihc-score-slide-result/4"
 _EDGE = 1 << 20
 
 
@@ -108,6 +108,8 @@ def _to_json(r: SlideResult) -> dict[str, Any]:
             for g in r.regions
         ],
         "annotation_file": r.annotation_file,
+        "qc_picture": r.qc_picture,
+        "qc_zooms": list(r.qc_zooms),
         "seconds": r.seconds,
     }
 
@@ -152,5 +154,7 @@ def _from_json(d: dict[str, Any]) -> SlideResult:
         n_tiles=d["n_tiles"],
         regions=regions,
         annotation_file=d["annotation_file"],
+        qc_picture=d["qc_picture"],
+        qc_zooms=tuple(d["qc_zooms"]),
         seconds=d["seconds"],
     )
