@@ -116,3 +116,37 @@ def test_case_of_two_slides_and_three_metastases(multi, tmp_path):
     assert p1["call"] == "positive"  # met-positive of P1-A
     assert cases["patient-2"]["call"] == "positive" and cases["patient-2"]["n_metastases"] == "1"
     assert json.loads((out / "run.json").read_text())["options"]["manifest"] is True
+
+
+def test_detections_match_the_metastasis_table(multi, tmp_path):
+    """Cells in detections/<slide>.geojson per region and class equal metastases.csv; QuPath object types only."""
+    path, _ = multi
+    d = tmp_path / "in"
+    d.mkdir()
+    shutil.copy(path, d / "m.svs")
+    shutil.copy(path.with_suffix(".geojson"), d / "m.geojson")
+    out = tmp_path / "out"
+    res = CliRunner().invoke(main, ["score", str(d), "--out", str(out), "--workers", "1", "--cells"])
+    assert res.exit_code == 0, res.output
+    collection = json.loads((out / "detections" / "m.geojson").read_text())
+    assert collection["type"] == "FeatureCollection"
+    kinds = {f["properties"]["objectType"] for f in collection["features"]}
+    assert kinds == {"annotation", "cell"}
+    names = {"Negative": "n_0", "1+": "n_1plus", "2+": "n_2plus", "3+": "n_3plus"}
+    counted: dict[tuple[str, str], int] = {}
+    for f in collection["features"]:
+        assert shape(f["geometry"]).is_valid
+        if f["properties"]["objectType"] != "cell":
+            continue
+        nucleus = shape(f["nucleusGeometry"])  # inside its cell, but for 0.01 px rounding of the coordinates
+        assert nucleus.difference(shape(f["geometry"])).area <= 1e-3 * nucleus.area
+        for region in f["properties"]["regions"]:
+            key = (region, names[f["properties"]["classification"]["name"]])
+            counted[key] = counted.get(key, 0) + 1
+    with open(out / "metastases.csv", newline="") as fh:
+        mets = list(csv.DictReader(fh))
+    for m in mets:
+        for column in names.values():
+            assert counted.get((m["region"], column), 0) == int(m[column]), (m["region"], column)
+        assert (out / m["qc_zoom"]).is_file()
+    assert (out / "cells" / "m.csv.gz").is_file() and (out / "report.html").is_file()
