@@ -35,9 +35,11 @@ from .export import (
 from .model import Model
 from .pipeline import SlidePlan, SlideResult, TileResult, failed_result, finish_slide, plan_slide, score_tiles, tile_tasks
 from .provenance import run_record
+from .pseudonym import Pseudonymizer
 from .regions import find_annotation_file
 from .report import build_report
 from .slide_outputs import write_slide_outputs
+from .pseudonym import save_key_file
 from .store import file_fingerprint, load_result, save_result
 
 __all__ = [
@@ -84,6 +86,9 @@ class BatchOptions:
         Also write ``cells/<slide>.csv.gz``.
     qc : bool
         Write the QC pictures ``qc/<slide>.png`` and the zooms.
+    pseudonymizer : Pseudonymizer, optional
+        From ``--pseudonymize``: every output names slides and cases by keyed
+        pseudonyms only.
     """
 
     mpp: float | None = None
@@ -96,6 +101,7 @@ class BatchOptions:
     detections: str = "geojson"
     cells_csv: bool = False
     qc: bool = True
+    pseudonymizer: Pseudonymizer | None = None
 
     def __post_init__(self) -> None:
         if self.detections not in ("geojson", "geojson.gz", "none"):
@@ -158,14 +164,14 @@ def discover_slides(paths: Iterable[str | Path], *, exclude: Path | None = None)
     return sorted(found, key=lambda f: (f.name, str(f)))
 
 
-def output_stems(slides: Sequence[Path]) -> dict[Path, str]:
+def output_stems(slides: Sequence[Path], names: dict[Path, str] | None = None) -> dict[Path, str]:
     """A readable, unique file-name stem per slide for ``qc/``, ``detections/`` and ``cells/``.
 
-    The slide's name without its ending, made safe; when two slides of the
-    batch share it (same name in two folders), each gets a short hash of its
-    path appended.
+    The slide's name (``names[path]``, default its file name) without its
+    ending, made safe; when two slides of the batch share it (same name in
+    two folders), each gets a short hash of its path appended.
     """
-    stems = {p: safe_name(case_of(p)) for p in slides}
+    stems = {p: safe_name(case_of(Path(names[p] if names else p.name))) for p in slides}
     seen: dict[str, int] = {}
     for stem in stems.values():
         seen[stem] = seen.get(stem, 0) + 1
@@ -224,6 +230,8 @@ def run_batch(
     started = datetime.now(timezone.utc)
     out_dir = Path(out_dir)
     check_writable(out_dir)
+    pz = options.pseudonymizer
+    names = {p: pz.slide(p.name) if pz else p.name for p in slides}
     results: dict[Path, SlideResult] = {}
     keys: dict[Path, dict[str, Any]] = {}
     reused: list[str] = []
@@ -232,31 +240,47 @@ def run_batch(
         try:
             keys[path] = _result_key(path, model, options)
         except OSError as err:
-            results[path] = failed_result(path, f"{path.name}: cannot read the file ({err.strerror or err})")
+            failed = failed_result(path, f"{path.name}: cannot read the file ({err.strerror or err})")
+            results[path] = public_result(failed, path, names[path], pz)
             continue
-        cached = None if options.force else load_result(out_dir, path, key=keys[path])
+        cached = None if options.force else load_result(out_dir, path, names[path], key=keys[path])
         if cached is not None:
             results[path] = cached
-            reused.append(path.name)
+            reused.append(names[path])
         else:
             todo.append(path)
     progress.on_start(len(slides), len(reused))
     for path in slides:
         if path in results:
-            progress.on_slide(results[path], path.name in reused)
+            progress.on_slide(results[path], names[path] in reused)
 
-    _score(todo, out_dir, model, executor, options, progress, results, keys, output_stems(slides))
+    _score(todo, out_dir, model, executor, options, progress, results, keys, names, output_stems(slides, names))
 
-    ordered = tuple(
-        (assign_case(p, case_of(p), manifest=options.manifest, pattern=options.case_pattern), results[p]) for p in slides
-    )
+    ordered = tuple((_case(p, options), results[p]) for p in slides)
     cases = aggregate_cases([(a.case, r) for a, r in ordered], case_rule=model.case_rule)
     write_csv(out_dir / "slides.csv", SLIDE_COLUMNS, slide_rows(ordered))
     write_csv(out_dir / "metastases.csv", METASTASIS_COLUMNS, metastasis_rows(ordered, model))
     write_csv(out_dir / "cases.csv", CASE_COLUMNS, case_rows(cases, model))
     write_json(out_dir / "run.json", run_record(ordered, reused, model, options, argv, executor_name, started))
     build_report(out_dir)
+    if pz is not None:
+        save_key_file(pz)
     return BatchSummary(ordered, tuple(reused), out_dir)
+
+
+def _case(path: Path, options: BatchOptions) -> CaseAssignment:
+    """The case of a slide, by its pseudonym when pseudonymizing."""
+    case = assign_case(path, case_of(path), manifest=options.manifest, pattern=options.case_pattern)
+    pz = options.pseudonymizer
+    return replace(case, case=pz.case(case.case)) if pz else case
+
+
+def public_result(result: SlideResult, path: Path, name: str, pz: Pseudonymizer | None) -> SlideResult:
+    """A result as the outputs may show it: named ``name``, and without real names when pseudonymizing."""
+    if pz is None:
+        return replace(result, slide=name)
+    annotation = pz.slide(result.annotation_file) if result.annotation_file else ""
+    return replace(result, slide=name, error=pz.scrub(result.error, path, name), annotation_file=annotation)
 
 
 def _result_key(path: Path, model: Model, options: BatchOptions) -> dict[str, Any]:
@@ -268,7 +292,10 @@ def _result_key(path: Path, model: Model, options: BatchOptions) -> dict[str, An
         The slide (or its annotation file) cannot be read.
     """
     annotation = find_annotation_file(path, options.annotations_dir)
+    pz = options.pseudonymizer
     return {
+        # a store written with real names is never reused under pseudonyms, nor the other way round
+        "pseudonyms": pz.fingerprint if pz else None,
         "file": file_fingerprint(path),
         "annotation": file_fingerprint(annotation) if annotation else None,
         "model": model.fingerprint,
@@ -295,6 +322,7 @@ def _score(
     progress: Progress,
     results: dict[Path, SlideResult],
     keys: dict[Path, dict[str, Any]],
+    names: dict[Path, str],
     stems: dict[Path, str],
 ) -> None:
     """Plan every slide, then score their tile chunks as plans come in; write each slide's outputs when done."""
@@ -311,9 +339,10 @@ def _score(
     tiles_done = tiles_total = 0
 
     def finish(path: Path, result: SlideResult) -> None:
+        result = public_result(result, path, names[path], options.pseudonymizer)
         if result.status != "failed":
             result = write_slide_outputs(out_dir, result, stems[path], options, model)
-            save_result(out_dir, result, key=keys[path])
+            save_result(out_dir, path, result, key=keys[path])
         results[path] = replace(result, detail=None)  # per-cell detail is written; free it
         progress.on_slide(result, False)
 

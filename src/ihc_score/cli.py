@@ -45,6 +45,7 @@ def main() -> None:
 @click.option("--detections", type=click.Choice(["geojson", "geojson.gz", "none"]), default="geojson", show_default=True, help="Cells and regions for QuPath (File > Import objects) in detections/.")
 @click.option("--cells", "cells_csv", is_flag=True, help="Also write every cell's measurements to cells/<slide>.csv.gz.")
 @click.option("--no-qc", is_flag=True, help="Skip the QC pictures in qc/ (faster).")
+@click.option("--pseudonymize", "key_file", type=click.Path(dir_okay=False, path_type=Path), help="Name slides and cases in every output by keyed hashes; the key and the mapping back are kept only in this file (created if absent; keep it outside --out).")
 @click.option("--workers", type=click.IntRange(1, 512), help="Worker processes [default: all cores].")
 @click.option("--scheduler", help="Dask scheduler address (tcp://host:8786) to run on an existing cluster.")
 @click.option("--force", is_flag=True, help="Score again slides whose stored result is still valid.")
@@ -64,6 +65,7 @@ def score(
     detections: str,
     cells_csv: bool,
     no_qc: bool,
+    key_file: Path | None,
     workers: int | None,
     scheduler: str | None,
     force: bool,
@@ -81,6 +83,7 @@ def score(
     from .errors import IhcScoreError, ModelError
     from .executors import make_executor
     from .model import load_model
+    from .pseudonym import load_key_file
 
     try:
         model = load_model(model_path).with_overrides(
@@ -92,6 +95,8 @@ def score(
         )
     except ModelError as err:
         raise click.UsageError(str(err)) from None
+    if key_file is not None and out_dir.resolve() in key_file.resolve().parents:
+        raise click.UsageError("--pseudonymize: keep the key file outside the --out folder, or the mapping leaks with the results")
     try:
         options = BatchOptions(
             mpp=mpp,
@@ -103,6 +108,7 @@ def score(
             detections=detections,
             cells_csv=cells_csv,
             qc=not no_qc,
+            pseudonymizer=load_key_file(key_file) if key_file else None,
         )
     except IhcScoreError as err:
         raise click.UsageError(str(err)) from None
@@ -124,7 +130,7 @@ def score(
                 executor=executor,
                 options=options,
                 progress=reporter.progress(),
-                argv=_command_line(click.get_current_context()),
+                argv=_command_line(click.get_current_context(), hide_inputs=key_file is not None),
                 executor_name=name,
             )
     except IhcScoreError as err:
@@ -133,13 +139,20 @@ def score(
     sys.exit(summary.exit_code)
 
 
-def _command_line(ctx: click.Context) -> list[str]:
-    """The command as given, rebuilt from the parsed parameters (for run.json)."""
+def _command_line(ctx: click.Context, *, hide_inputs: bool = False) -> list[str]:
+    """The command as given, rebuilt from the parsed parameters (for run.json).
+
+    ``hide_inputs`` replaces the input paths, manifest and key file by
+    placeholders: folder and file names can name patients.
+    """
+    hidden = {"paths", "manifest", "key_file", "annotations_dir", "case_pattern"} if hide_inputs else set()
     words = ["ihc-score", ctx.info_name or "score"]
     for param in ctx.command.params:
         value = ctx.params.get(param.name)
         if value is None or value is False or value == ():
             continue
+        if param.name in hidden:
+            value = ("<hidden>",) if isinstance(param, click.Argument) else "<hidden>"
         if isinstance(param, click.Argument):
             words += [str(v) for v in value]
         elif value is True:

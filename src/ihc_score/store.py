@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .fileio import atomic_write
+from .fileio import atomic_write, safe_name
 from .confidence import Interval
 from .pipeline import SlideResult
 from .region_scores import RegionResult
@@ -23,7 +23,7 @@ from .stain import StainVectors
 
 __all__ = ["STORE_FORMAT", "file_fingerprint", "store_path", "save_result", "load_result"]
 
-STORE_FORMAT = "ihc-score-slide-result/4"
+STORE_FORMAT = "ihc-score-slide-result/5"
 _EDGE = 1 << 20
 
 
@@ -43,34 +43,36 @@ def file_fingerprint(path: Path) -> str:
     return h.hexdigest()
 
 
-def store_path(out_dir: Path, slide_path: Path) -> Path:
-    """Store file of a slide: readable name plus a hash of its absolute path (names may repeat across folders)."""
+def store_path(out_dir: Path, slide_path: Path, name: str) -> Path:
+    """Store file of a slide: its public name (made safe) and a hash of its absolute path (names may repeat)."""
     key = hashlib.sha256(str(Path(slide_path).resolve()).encode()).hexdigest()[:12]
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(slide_path).name)[:80]
-    return Path(out_dir) / "store" / f"{safe}-{key}.json"
+    return Path(out_dir) / "store" / f"{safe_name(name, max_len=80)}-{key}.json"
 
 
-def save_result(out_dir: Path, result: SlideResult, *, key: dict[str, Any]) -> None:
-    """Store a finished slide's result with the key it is valid for."""
+def save_result(out_dir: Path, slide_path: Path, result: SlideResult, *, key: dict[str, Any]) -> None:
+    """Store a finished slide's result with the key it is valid for.
+
+    The slide's path is not stored (it may name a patient); ``result.slide``
+    is the name the outputs show.
+    """
     data = {"format": STORE_FORMAT, "key": key, "result": _to_json(result)}
-    atomic_write(store_path(out_dir, Path(result.path)), json.dumps(data, sort_keys=True).encode())
+    atomic_write(store_path(out_dir, slide_path, result.slide), json.dumps(data, sort_keys=True).encode())
 
 
-def load_result(out_dir: Path, slide_path: Path, *, key: dict[str, Any]) -> SlideResult | None:
-    """The stored result of a slide if it is valid for ``key``, else ``None``."""
-    p = store_path(out_dir, slide_path)
+def load_result(out_dir: Path, slide_path: Path, name: str, *, key: dict[str, Any]) -> SlideResult | None:
+    """The stored result of the slide at ``slide_path`` shown as ``name``, if it is valid for ``key``, else ``None``."""
+    p = store_path(out_dir, slide_path, name)
     try:
         data = json.loads(p.read_text())
         if data.get("format") != STORE_FORMAT or data.get("key") != key:
             return None
-        return _from_json(data["result"])
+        return _from_json(data["result"], Path(slide_path).resolve())
     except (OSError, ValueError, KeyError, TypeError):
         return None  # absent, unreadable or from another version: score again
 
 
 def _to_json(r: SlideResult) -> dict[str, Any]:
     return {
-        "path": r.path,
         "slide": r.slide,
         "status": r.status,
         "error": r.error,
@@ -114,7 +116,7 @@ def _to_json(r: SlideResult) -> dict[str, Any]:
     }
 
 
-def _from_json(d: dict[str, Any]) -> SlideResult:
+def _from_json(d: dict[str, Any], path: Path) -> SlideResult:
     st = d["stains"]
     stains = (
         None
@@ -139,7 +141,7 @@ def _from_json(d: dict[str, Any]) -> SlideResult:
         for g in d["regions"]
     )
     return SlideResult(
-        path=d["path"],
+        path=str(path),
         slide=d["slide"],
         status=d["status"],
         error=d["error"],
