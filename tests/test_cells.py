@@ -290,3 +290,98 @@ def test_tile_with_margin_reproduces_core_cells_of_whole_field(shared_data: Path
     assert len(expected) > 20
     assert got.shape == expected.shape
     np.testing.assert_allclose(got, expected, atol=1e-4)
+
+
+# The fast paths of detection must give exactly what their plain definitions
+# give; each test below builds the plain version and compares bit for bit.
+
+
+def _bumpy(shape: tuple[int, int], seed: int) -> np.ndarray:
+    """Smooth random float32 image with plateaus (quantised) and many maxima."""
+    rng = np.random.default_rng(seed)
+    img = cv2.GaussianBlur(rng.random(shape, dtype=np.float32), (0, 0), 2.0)
+    return np.round(img * 200.0).astype(np.float32) / 200.0
+
+
+@pytest.mark.parametrize("radius_px", [1.0, 2.0, 3.4, 6.0])
+def test_maxima_equal_plain_dilation(radius_px):
+    from ihc_score.cells import _disk, _maxima
+
+    score = _bumpy((90, 110), seed=int(radius_px * 10))
+    mask = score > np.quantile(score, 0.3)
+    plain = (score >= cv2.dilate(score, _disk(radius_px))) & mask
+    got = _maxima(mask, score, radius_px)
+    assert plain.sum() > 10
+    np.testing.assert_array_equal(got, plain)
+
+
+def test_partition_in_box_equals_whole_image():
+    """Nuclei in one corner of a large field: the box path gives the whole-image labels."""
+    from ihc_score.cells import _partition, _partition_box
+
+    score = np.zeros((400, 500), dtype=np.float32)
+    score[37:137, 251:371] = _bumpy((100, 120), seed=3)
+    mask = score > 0.45
+    peaks = (score >= cv2.dilate(score, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (13, 13)))) & mask
+    idx, lab, n = _partition(mask, score, peaks, 0.5)
+    whole = _partition_box(mask, score, peaks, 0.5, np.inf)
+    assert whole is not None and len(np.unique(whole[1])) > 3
+    np.testing.assert_array_equal(idx, whole[0])
+    np.testing.assert_array_equal(lab, whole[1])
+    assert n == whole[2]
+
+
+def test_small_holes_filled_border_and_large_holes_kept():
+    from ihc_score.cells import _fill_small_holes
+
+    mask = np.zeros((120, 200), dtype=bool)
+    mask[20:40, 130:160] = True
+    mask[25:28, 140:145] = False  # 15 px hole: filled
+    mask[60:100, 100:150] = True
+    mask[65:95, 105:145] = False  # 1200 px hole: kept
+    mask[100:120, 0:30] = True
+    mask[110:120, 10:15] = False  # 50 px notch open to the image border: kept
+    out = _fill_small_holes(mask, 100.0)
+    expected = mask.copy()
+    expected[25:28, 140:145] = True
+    np.testing.assert_array_equal(out, expected)
+    assert not mask[25:28, 140:145].any()  # input untouched
+
+
+def test_expansion_of_few_nuclei_in_a_large_field_equals_whole_field_transform():
+    nuclei = np.zeros((300, 420), dtype=np.int32)
+    nuclei[200:206, 300:307] = 1
+    nuclei[203:209, 311:316] = 2
+    nuclei[290:300, 410:420] = 3  # against the image corner
+    params = DetectionParams(cell_expansion_um=5.0)
+    got = expand_cells(nuclei, mpp_um=MPP, params=params)
+    inside = nuclei != 0
+    dist, near = cv2.distanceTransformWithLabels((~inside).view(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL)
+    plain = np.concatenate([[0], nuclei[inside]]).astype(np.int32)[near]
+    plain[dist > 5.0 / MPP] = 0
+    np.testing.assert_array_equal(got, plain)
+    assert set(np.unique(got)) == {0, 1, 2, 3}
+
+
+def test_glass_with_noise_has_no_nuclei_but_one_faint_nucleus_is_found():
+    rng = np.random.default_rng(7)
+    glass = np.zeros((200, 200, 3), dtype=np.float32)
+    glass[..., 0] = rng.normal(0.0, 0.005, (200, 200))
+    table, nuclei, _ = detect_cells(glass, mpp_um=MPP)
+    assert len(table) == 0 and nuclei.shape == (200, 200) and nuclei.dtype == np.int32
+    faint = glass.copy()
+    yy, xx = np.mgrid[0:200, 0:200]
+    faint[..., 0] += np.where(np.hypot(xx - 100, yy - 100) <= 8, 0.12, 0.0).astype(np.float32)
+    table, _, _ = detect_cells(faint, mpp_um=MPP)
+    assert len(table) == 1
+    assert table.a_x[0] == pytest.approx(100.0, abs=1.0) and table.a_y[0] == pytest.approx(100.0, abs=1.0)
+
+
+def test_measurement_of_channel_views_equals_contiguous_copies(scene):
+    """Channels given as views of an (H, W, 3) array are measured as their copies."""
+    _, nuclei, cells = scene
+    conc = _draw(SIZE_UM, MPP, SCENE)
+    a = measure_cells(nuclei, cells, conc[..., 0], conc[..., 1], mpp_um=MPP)
+    b = measure_cells(nuclei, cells, conc[..., 0].copy(), conc[..., 1].copy(), mpp_um=MPP)
+    for name in ("a_x", "hematoxylin_od_mean", "dab_cytoplasm_mean", "dab_cell_max"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))

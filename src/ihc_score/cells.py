@@ -81,6 +81,11 @@ _EDGE_FRACTION = 0.45
 #: Holes in the foreground smaller than this fraction of ``max_area_um2`` are
 #: filled (pale nuclear centres, vesicular chromatin).
 _HOLE_FRACTION = 0.25
+#: Margin (px) of the box around the foreground that :func:`_partition`
+#: works in, and the largest fraction of the image the box may cover for
+#: the box to be used.
+_BOX_MARGIN_PX = 32
+_BOX_MAX_FRACTION = 0.8
 
 
 @dataclass(frozen=True)
@@ -215,53 +220,196 @@ def _subtract_background(image: np.ndarray, radius_px: float) -> np.ndarray:
     kernel = _disk(radius_px / passes)
     background = cv2.erode(image, kernel, iterations=passes, borderType=cv2.BORDER_REPLICATE)
     background = cv2.dilate(background, kernel, iterations=passes, borderType=cv2.BORDER_REPLICATE)
-    return image - background
+    return cv2.subtract(image, background, dst=background)
+
+
+def _surely_empty(image: np.ndarray, radius_px: float, threshold_od: float) -> bool:
+    """True when no pixel can pass the threshold (glass): no need to look further.
+
+    The background is a grey opening of the image, so it is no lower than
+    the image's minimum and the subtracted image is at most its range (at
+    most its maximum without background subtraction); the Gaussian, a
+    weighted mean, does not raise that bound. 1 % and 1e-6 OD cover rounding.
+    """
+    if image.size == 0:
+        return True
+    low, high, _, _ = cv2.minMaxLoc(image)
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return False
+    bound = high - low if radius_px >= 1 else high
+    return bound * 1.01 + 1e-6 < threshold_od
+
+
+def _smooth(image: np.ndarray, sigma_px: float) -> np.ndarray:
+    """Gaussian smoothing (OpenCV kernel, replicated border); identity for sigma 0."""
+    if sigma_px <= 0:
+        return image
+    return cv2.GaussianBlur(image, (0, 0), sigma_px, borderType=cv2.BORDER_REPLICATE)
 
 
 def _fill_small_holes(mask: np.ndarray, max_hole_px: float) -> np.ndarray:
-    """Fill background components smaller than ``max_hole_px`` not touching the border."""
-    n, lab, stats, _ = cv2.connectedComponentsWithStats((~mask).view(np.uint8), connectivity=4)
+    """Fill background components smaller than ``max_hole_px`` not touching the border.
+
+    Works in the box around the foreground widened by one pixel: outside it
+    the background reaches the image border, so a component that touches
+    the box's edge touches the border, and the others (the holes) lie whole
+    inside the box.
+    """
+    h, w = mask.shape
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return mask
+    cols = np.flatnonzero(mask.any(axis=0))
+    y0, y1 = max(0, int(rows[0]) - 1), min(h, int(rows[-1]) + 2)
+    x0, x1 = max(0, int(cols[0]) - 1), min(w, int(cols[-1]) + 2)
+    box = mask[y0:y1, x0:x1]
+    background = np.ascontiguousarray(~box).view(np.uint8)
+    n, lab = cv2.connectedComponents(background, connectivity=4, ltype=cv2.CV_32S)
     if n <= 1:
         return mask
-    h, w = mask.shape
-    x, y, bw, bh, area = (stats[:, i] for i in range(5))
-    inner = (x > 0) & (y > 0) & (x + bw < w) & (y + bh < h)
-    fill = inner & (area <= max_hole_px)
+    area = np.bincount(lab.ravel(), minlength=n)
+    border = np.zeros(n, dtype=bool)
+    for edge in (lab[0], lab[-1], lab[:, 0], lab[:, -1]):
+        border[edge] = True
+    fill = ~border & (area <= max_hole_px)
     fill[0] = False
     if not fill.any():
         return mask
-    return mask | fill[lab]
+    filled = mask.copy()
+    filled[y0:y1, x0:x1] |= fill[lab]
+    return filled
 
 
-def _partition(mask: np.ndarray, score: np.ndarray, min_distance_px: float, core_fraction: float) -> np.ndarray:
+def _foreground(image: np.ndarray, threshold_od: float, max_hole_px: float) -> np.ndarray:
+    """Pixels above ``threshold_od``, small holes filled (bool, shape of ``image``)."""
+    return _fill_small_holes(image > threshold_od, max_hole_px)
+
+
+def _kernel_offsets(kernel: np.ndarray, row_stride: int) -> np.ndarray:
+    """Flat offsets of the set pixels of a centred structuring element."""
+    r_y, r_x = kernel.shape[0] // 2, kernel.shape[1] // 2
+    dy, dx = np.nonzero(kernel)
+    return ((dy - r_y) * row_stride + (dx - r_x)).astype(np.intp)
+
+
+def _maxima(mask: np.ndarray, score: np.ndarray, min_distance_px: float) -> np.ndarray:
+    """Foreground pixels where ``score`` reaches the maximum of its disk (bool).
+
+    Same as ``(score >= cv2.dilate(score, disk)) & mask`` (outside the image
+    ignored): a pixel must first be a maximum of the disk's central 3 x 3
+    pixels, and only those few candidates are compared with the whole disk.
+    """
+    kernel = _disk(min_distance_px)
+    r = kernel.shape[0] // 2
+    inner = np.ascontiguousarray(kernel[r - 1 : r + 2, r - 1 : r + 2])
+    local = score >= cv2.dilate(score, inner, borderType=cv2.BORDER_CONSTANT, borderValue=-np.inf)
+    cand = np.flatnonzero(local & mask)
+    peaks = np.zeros(mask.shape, dtype=bool)
+    if cand.size == 0:
+        return peaks
+    h, w = score.shape
+    padded = cv2.copyMakeBorder(score, r, r, r, r, cv2.BORDER_CONSTANT, value=-np.inf)
+    offsets = _kernel_offsets(kernel, w + 2 * r)
+    pos = (cand // w + r) * (w + 2 * r) + (cand % w + r)
+    flat = padded.ravel()
+    best = np.full(cand.size, -np.inf, dtype=np.float32)
+    for off in offsets:
+        np.maximum(best, flat[pos + off], out=best)
+    peaks.ravel()[cand[flat[pos] >= best]] = True
+    return peaks
+
+
+def _partition(
+    mask: np.ndarray, score: np.ndarray, peaks: np.ndarray, core_fraction: float
+) -> tuple[np.ndarray, np.ndarray, int]:
     """Label the foreground, one object per maximum of ``score``.
 
-    Markers are the maxima of ``score`` within ``min_distance_px`` (plateaus
-    merged). Each marker grows into its core, the pixels around it where
-    ``score`` reaches ``core_fraction`` of the marker's value, and every
-    foreground pixel then goes to the nearest core: a fast stand-in for a
-    marker-controlled watershed that cuts touching nuclei along the valley
-    between their cores. A blob never takes pixels from another blob.
+    Markers are the 8-connected groups of ``peaks`` (maxima of ``score``,
+    plateaus merged). Each marker grows into its core, the pixels around it
+    where ``score`` reaches ``core_fraction`` of the marker's value, and
+    every foreground pixel then goes to the nearest core: a fast stand-in
+    for a marker-controlled watershed that cuts touching nuclei along the
+    valley between their cores. A blob never takes pixels from another
+    blob.
+
+    Only the box around the foreground, widened by ``_BOX_MARGIN_PX``, is
+    processed when it is clearly smaller than the image. The result is the
+    same as on the whole image: every marker, core and blob lies in the
+    box; a path of the distance transforms that leaves the box costs at
+    least twice the margin, more than the distance of any foreground pixel
+    to its marker and core (checked, else the whole image is processed);
+    and the box starts on even rows and columns, so OpenCV's block-wise
+    connected components number the blobs and markers in the same order.
+
+    Returns
+    -------
+    fg_idx : ndarray, intp
+        Flat indices of the foreground pixels (raster order).
+    fg_label : ndarray, int32
+        Their labels (0 = none), numbered 1..n_labels - 1.
+    n_labels : int
+        One more than the largest possible label.
+    """
+    h, w = mask.shape
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.int32), 1
+    cols = np.flatnonzero(mask.any(axis=0))
+    m = _BOX_MARGIN_PX
+    y0, x0 = max(0, int(rows[0]) - m) & ~1, max(0, int(cols[0]) - m) & ~1
+    y1, x1 = min(h, int(rows[-1]) + m + 1), min(w, int(cols[-1]) + m + 1)
+    if (y1 - y0) * (x1 - x0) < _BOX_MAX_FRACTION * h * w:
+        box = (slice(y0, y1), slice(x0, x1))
+        fg_idx, fg_label, n_labels, fits = _partition_box(
+            np.ascontiguousarray(mask[box]),
+            np.ascontiguousarray(score[box]),
+            np.ascontiguousarray(peaks[box]),
+            core_fraction,
+            2.0 * m - 1.0,
+        )
+        if fits:
+            row, col = np.divmod(fg_idx, x1 - x0)
+            return (row + y0) * w + (col + x0), fg_label, n_labels
+    fg_idx, fg_label, n_labels, _ = _partition_box(mask, score, peaks, core_fraction, np.inf)
+    return fg_idx, fg_label, n_labels
+
+
+def _partition_box(
+    mask: np.ndarray, score: np.ndarray, peaks: np.ndarray, core_fraction: float, max_dist_px: float
+) -> tuple[np.ndarray, np.ndarray, int, bool]:
+    """:func:`_partition` on one contiguous image.
+
+    The last item is False (and the labels are not computed) when a
+    foreground pixel lies ``max_dist_px`` or more from its nearest peak or
+    core.
     """
     fg = mask.view(np.uint8)
-    n_comp, comp = cv2.connectedComponents(fg, connectivity=8)
-    if n_comp <= 1:
-        return np.zeros(mask.shape, dtype=np.int32)
-    peaks = (score >= cv2.dilate(score, _disk(min_distance_px))) & mask
-    n_mark, markers = cv2.connectedComponents(peaks.view(np.uint8), connectivity=8)
-    if n_mark <= 2:
-        return comp.astype(np.int32, copy=False)
-    peak_value = np.zeros(n_mark, dtype=np.float32)
-    np.maximum.at(peak_value, markers[peaks], score[peaks])
-    # Work on the foreground pixels only (flat indices), a quarter of a tile.
     fg_idx = np.flatnonzero(mask)
-    peak_marker = np.concatenate([np.zeros(1, dtype=np.int32), markers[peaks]])
-    _, near = cv2.distanceTransformWithLabels((~peaks).view(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL)
-    fg_marker = peak_marker[near.ravel()[fg_idx]]
-    in_core = score.ravel()[fg_idx] >= core_fraction * peak_value[fg_marker]
-    cores = np.zeros(mask.size, dtype=np.uint8)
-    cores[fg_idx[in_core]] = 1
-    _, near2 = cv2.distanceTransformWithLabels(1 - cores.reshape(mask.shape), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL)
+    n_comp, comp = cv2.connectedComponents(fg, connectivity=8, ltype=cv2.CV_32S)
+    if n_comp <= 1:
+        return fg_idx, np.zeros(0, dtype=np.int32), 1, True
+    fg_comp = comp.ravel()[fg_idx]
+    peak_idx = np.flatnonzero(peaks)
+    if peak_idx.size == 0:
+        return fg_idx, fg_comp, n_comp, True
+    n_mark, markers = cv2.connectedComponents(peaks.view(np.uint8), connectivity=8, ltype=cv2.CV_32S)
+    if n_mark <= 2:
+        return fg_idx, fg_comp, n_comp, True
+    peak_marker = markers.ravel()[peak_idx]
+    score_flat = score.ravel()
+    peak_value = np.zeros(n_mark, dtype=np.float32)
+    np.maximum.at(peak_value, peak_marker, score_flat[peak_idx])
+    dist, near = cv2.distanceTransformWithLabels((~peaks).view(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL)
+    if max_dist_px < np.inf and dist.ravel()[fg_idx].max() >= max_dist_px:
+        return fg_idx, fg_comp, n_comp, False
+    fg_marker = np.concatenate([np.zeros(1, dtype=np.int32), peak_marker])[near.ravel()[fg_idx]]
+    fg_score = score_flat[fg_idx]
+    in_core = fg_score >= np.float32(core_fraction) * peak_value[fg_marker]
+    cores = np.ones(mask.shape, dtype=np.uint8)
+    cores.ravel()[fg_idx[in_core]] = 0
+    dist, near2 = cv2.distanceTransformWithLabels(cores, cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL)
+    if max_dist_px < np.inf and dist.ravel()[fg_idx].max() >= max_dist_px:
+        return fg_idx, fg_comp, n_comp, False
     core_marker = np.concatenate([np.zeros(1, dtype=np.int32), fg_marker[in_core]])
     fg_label = core_marker[near2.ravel()[fg_idx]]
     # A pixel nearer to a core of another blob is dropped; a blob without a
@@ -269,25 +417,45 @@ def _partition(mask: np.ndarray, score: np.ndarray, min_distance_px: float, core
     # one nucleus. Both rules look only at the blob, so the result does not
     # depend on how far the image extends beyond it.
     marker_comp = np.zeros(n_mark, dtype=np.int32)
-    marker_comp[markers[peaks]] = comp[peaks]
+    marker_comp[peak_marker] = comp.ravel()[peak_idx]
     has_marker = np.zeros(n_comp, dtype=bool)
     has_marker[marker_comp[1:]] = True
-    fg_comp = comp.ravel()[fg_idx]
-    wrong = marker_comp[fg_label] != fg_comp
+    wrong = np.flatnonzero(marker_comp[fg_label] != fg_comp)
     wrong_comp = fg_comp[wrong]
     fg_label[wrong] = np.where(has_marker[wrong_comp], 0, n_mark - 1 + wrong_comp)
-    labels = np.zeros(mask.size, dtype=np.int32)
-    labels[fg_idx] = fg_label
-    return labels.reshape(mask.shape)
+    return fg_idx, fg_label, n_mark + n_comp - 1, True
 
 
-def _relabel(labels: np.ndarray, keep: np.ndarray) -> np.ndarray:
-    """Keep labels where ``keep[label]`` and renumber them 1..n in order."""
-    keep = keep.copy()
+def _trim(
+    shape: tuple[int, int],
+    fg_idx: np.ndarray,
+    fg_label: np.ndarray,
+    n_labels: int,
+    image: np.ndarray,
+    min_area_px: float,
+    max_area_px: float,
+) -> np.ndarray:
+    """Cut each object at ``_EDGE_FRACTION`` of its peak, drop it outside the area limits, number 1..n.
+
+    Returns the int32 label image; the numbering keeps the order of the
+    labels given.
+    """
+    labels = np.zeros(shape, dtype=np.int32)
+    if fg_label.size == 0:
+        return labels
+    # Label 0 (foreground left unlabelled) rides along and is dropped below.
+    fg_label = fg_label.astype(np.intp)
+    value = image.ravel()[fg_idx]
+    peak = np.zeros(n_labels, dtype=np.float32)
+    np.maximum.at(peak, fg_label, value)
+    lab = np.where(value >= np.float32(_EDGE_FRACTION) * peak[fg_label], fg_label, 0)
+    area_px = np.bincount(lab, minlength=1)
+    keep = (area_px >= min_area_px) & (area_px <= max_area_px)
     keep[0] = False
     lut = np.zeros(len(keep), dtype=np.int32)
     lut[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
-    return lut[labels]
+    labels.ravel()[fg_idx] = lut[lab]
+    return labels
 
 
 def detection_image(deconvolved: np.ndarray, channel: Channel = "hematoxylin") -> np.ndarray:
@@ -335,26 +503,26 @@ def detect_nuclei(image_od: np.ndarray, *, mpp_um: float, params: DetectionParam
     if image_od.ndim != 2:
         raise ValueError(f"image_od must be two-dimensional, got shape {image_od.shape}")
     image = np.ascontiguousarray(image_od, dtype=np.float32)
+    if _surely_empty(image, params.background_radius_um / mpp_um, params.threshold_od):
+        return np.zeros(image.shape, dtype=np.int32)
     image = _subtract_background(image, params.background_radius_um / mpp_um)
-    sigma_px = params.sigma_um / mpp_um
-    if sigma_px > 0:
-        image = cv2.GaussianBlur(image, (0, 0), sigma_px, borderType=cv2.BORDER_REPLICATE)
+    image = _smooth(image, params.sigma_um / mpp_um)
     px_area_um2 = mpp_um * mpp_um
-    mask = image > params.threshold_od
-    mask = _fill_small_holes(mask, _HOLE_FRACTION * params.max_area_um2 / px_area_um2)
+    mask = _foreground(image, params.threshold_od, _HOLE_FRACTION * params.max_area_um2 / px_area_um2)
     score = image
     if params.split_by_shape:
         score = image * cv2.distanceTransform(mask.view(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
-    labels = _partition(mask, score, _SPLIT_MIN_DISTANCE_UM / mpp_um, _CORE_FRACTION)
-    flat = labels.ravel()
-    idx = np.flatnonzero(flat)
-    lab, value = flat[idx], image.ravel()[idx]
-    peak = np.zeros(int(labels.max()) + 1, dtype=np.float32)
-    np.maximum.at(peak, lab, value)
-    flat[idx[value < _EDGE_FRACTION * peak[lab]]] = 0
-    area_px = np.bincount(labels.ravel())
-    keep = (area_px >= params.min_area_um2 / px_area_um2) & (area_px <= params.max_area_um2 / px_area_um2)
-    return _relabel(labels, keep)
+    peaks = _maxima(mask, score, _SPLIT_MIN_DISTANCE_UM / mpp_um)
+    fg_idx, fg_label, n_labels = _partition(mask, score, peaks, _CORE_FRACTION)
+    return _trim(
+        image.shape,
+        fg_idx,
+        fg_label,
+        n_labels,
+        image,
+        params.min_area_um2 / px_area_um2,
+        params.max_area_um2 / px_area_um2,
+    )
 
 
 def expand_cells(nuclei: np.ndarray, *, mpp_um: float, params: DetectionParams = DetectionParams()) -> np.ndarray:
@@ -383,12 +551,26 @@ def expand_cells(nuclei: np.ndarray, *, mpp_um: float, params: DetectionParams =
     radius_px = params.cell_expansion_um / mpp_um
     if radius_px <= 0 or not inside.any():
         return labels.copy()
+    # Only the box around the nuclei, widened by more than the radius, can
+    # hold cell pixels. A path of the distance transform that leaves the box
+    # costs more than the radius, so inside it every pixel within the radius
+    # gets the same distance and the same nucleus as on the whole image.
+    rows, cols = np.flatnonzero(inside.any(axis=1)), np.flatnonzero(inside.any(axis=0))
+    pad = int(np.ceil(radius_px)) + 3
+    y0, y1 = max(0, rows[0] - pad), min(labels.shape[0], rows[-1] + pad + 1)
+    x0, x1 = max(0, cols[0] - pad), min(labels.shape[1], cols[-1] + pad + 1)
+    box = labels[y0:y1, x0:x1]
+    box_inside = np.ascontiguousarray(inside[y0:y1, x0:x1])
     dist, near = cv2.distanceTransformWithLabels(
-        (~inside).view(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL
+        (~box_inside).view(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL
     )
-    lut = np.concatenate([np.zeros(1, dtype=np.int32), labels[inside]])
-    cells = lut[near]
-    cells[dist > radius_px] = 0
+    lut = np.concatenate([np.zeros(1, dtype=np.int32), box[box_inside]])
+    grown = lut[near]
+    grown[dist > radius_px] = 0
+    if box.shape == labels.shape:
+        return grown
+    cells = np.zeros_like(labels)
+    cells[y0:y1, x0:x1] = grown
     return cells
 
 

@@ -142,33 +142,37 @@ def measure_cells(
     shape = nuclei.shape
     if cells.shape != shape or hematoxylin_od.shape != shape or dab_od.shape != shape:
         raise ValueError("nuclei, cells, hematoxylin_od and dab_od must have the same shape")
-    n = int(max(nuclei.max(initial=0), cells.max(initial=0)))
+    nuc = np.ascontiguousarray(nuclei).ravel()
+    cel = np.ascontiguousarray(cells).ravel()
+    n = int(max(nuc.max(initial=0), cel.max(initial=0)))
     if n == 0:
         return CellTable.empty()
-    nuc = nuclei.ravel()
-    cel = cells.ravel()
-    idx_n = np.flatnonzero(nuc)
-    lab_n = nuc[idx_n]
-    idx_c = np.flatnonzero(cel)
-    lab_c = cel[idx_c]
-    h = hematoxylin_od.ravel()
-    d = dab_od.ravel()
-    dab_n = d[idx_n].astype(np.float64)
-    dab_c = d[idx_c].astype(np.float64)
-    width = shape[1]
+    # Flat indices of labelled pixels (raster order, from boolean masks: much
+    # faster than np.flatnonzero on int32) and their labels as intp (what
+    # np.bincount casts to), reused for every sum; np.bincount sums each
+    # label's pixels in that order in float64.
+    idx_n = np.flatnonzero(nuc != 0)
+    lab_n = nuc[idx_n].astype(np.intp)
+    idx_c = np.flatnonzero(cel != 0)
+    lab_c = cel[idx_c].astype(np.intp)
+    # reshape, not ravel: a channel of an (H, W, 3) array is viewed, not copied.
+    h = hematoxylin_od.reshape(-1)
+    d = dab_od.reshape(-1)
+    dab_n = d[idx_n]
+    dab_c = d[idx_c]
+    row, col = np.divmod(idx_n, shape[1])
     area_n = np.bincount(lab_n, minlength=n + 1)[1:].astype(np.float64)
     area_c = np.bincount(lab_c, minlength=n + 1)[1:].astype(np.float64)
-    sum_x = np.bincount(lab_n, idx_n % width, minlength=n + 1)[1:]
-    sum_y = np.bincount(lab_n, idx_n // width, minlength=n + 1)[1:]
+    sum_x = np.bincount(lab_n, col, minlength=n + 1)[1:]
+    sum_y = np.bincount(lab_n, row, minlength=n + 1)[1:]
     sum_h = np.bincount(lab_n, h[idx_n], minlength=n + 1)[1:]
     sum_dn = np.bincount(lab_n, dab_n, minlength=n + 1)[1:]
     sum_dc = np.bincount(lab_c, dab_c, minlength=n + 1)[1:]
     # Grouped maxima: nucleus pixels in groups 1..n, cytoplasm pixels in n+1..2n.
     cyto = nuc[idx_c] == 0
-    group = np.concatenate([lab_n, lab_c[cyto] + n])
-    values = np.concatenate([d[idx_n], d[idx_c[cyto]]]).astype(np.float32)
     maxima = np.full(2 * n + 1, -np.inf, dtype=np.float32)
-    np.maximum.at(maxima, group, values)
+    np.maximum.at(maxima, lab_n, dab_n.astype(np.float32, copy=False))
+    np.maximum.at(maxima, lab_c[cyto] + n, dab_c[cyto].astype(np.float32, copy=False))
     area_cyto = area_c - area_n
     with np.errstate(invalid="ignore", divide="ignore"):
         nan_n = np.where(area_n > 0, 1.0, np.nan)
