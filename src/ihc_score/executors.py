@@ -6,8 +6,13 @@ plain functions, so results do not depend on where they ran.
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import logging
+import threading
 from collections.abc import Callable
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures import wait as futures_wait
 from typing import Any
 
 from .errors import IhcScoreError
@@ -49,7 +54,20 @@ def make_executor(workers: int, scheduler: str | None = None) -> tuple[Executor,
 
 
 class _DaskExecutor(Executor):
-    """``Client(address).get_executor()`` that also closes its client on shutdown."""
+    """``Client(address).get_executor()`` that turns a lost cluster into one-line errors, never a hang.
+
+    Dask moves the tasks of a worker that died to another worker by itself
+    (``distributed.scheduler.allowed-failures``, default 3, then
+    ``KilledWorker``); task errors are not retried, since scoring is
+    deterministic and a slide that fails once fails again. When the
+    scheduler goes away, the client cancels its futures and may leave some
+    waiting for good (a result being fetched at that moment); a watchdog
+    then fails every outstanding future with :class:`IhcScoreError`, so the
+    batch records its slides as failed and ends.
+    """
+
+    #: Seconds between two looks of the watchdog at the client's connection.
+    WATCH_INTERVAL_S = 0.5
 
     def __init__(self, address: str) -> None:
         try:
@@ -58,16 +76,125 @@ class _DaskExecutor(Executor):
             self._client = Client(address, timeout="10s", set_as_default=False)
         except (OSError, TimeoutError, ValueError) as err:
             raise IhcScoreError(f"cannot reach the Dask scheduler at {address}: {err}; check --scheduler") from err
-        # Tasks are independent tiles: keep Dask from retrying elsewhere on our errors, but let it
-        # reschedule the work of a worker that died.
+        self._address = address
         self._executor = self._client.get_executor(pure=False)
+        self._lock = threading.Lock()
+        self._outstanding: set[Future] = set()
+        self._lost: str | None = None
+        self._stop = threading.Event()
+        self._watchdog = threading.Thread(target=self._watch, name="ihc-score-dask-watchdog", daemon=True)
+        self._watchdog.start()
+        self._quiet = _QuietLostConnection(self)
+        for name in _NOISY_LOGGERS:
+            logging.getLogger(name).addFilter(self._quiet)
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
-        return self._executor.submit(fn, *args, **kwargs)
+        outer: Future = Future()
+        with self._lock:
+            self._outstanding.add(outer)
+            lost = self._lost is not None
+        if lost:
+            self._declare_lost()
+            return outer
+        try:
+            inner = self._executor.submit(fn, *args, **kwargs)
+        except Exception:
+            if self._client.status == "running":
+                with self._lock:
+                    self._outstanding.discard(outer)
+                raise
+            self._declare_lost()
+            return outer
+        inner.add_done_callback(functools.partial(self._relay, outer))
+        if self._client.status != "running":
+            self._declare_lost()
+        return outer
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        self._executor.shutdown(wait=wait)
-        self._client.close()
+        if wait and not cancel_futures:
+            with self._lock:
+                pending = list(self._outstanding)
+            futures_wait(pending)  # bounded: the watchdog fails them if the scheduler goes away
+        self._stop.set()
+        # Closing releases (cancels) whatever is left; after a lost scheduler it only stops the client.
+        with contextlib.suppress(Exception):
+            self._client.close(timeout=5)
+        for name in _NOISY_LOGGERS:
+            logging.getLogger(name).removeFilter(self._quiet)
+
+    def _relay(self, outer: Future, inner: Future) -> None:
+        """Hand the outcome of Dask's future to ours, with the cluster's failures in one line."""
+        from distributed import KilledWorker
+
+        if inner.cancelled():
+            self._declare_lost()
+            return
+        err = inner.exception()
+        if err is None:
+            self._settle(outer, result=inner.result())
+        elif isinstance(err, KilledWorker):
+            self._settle(
+                outer,
+                error=IhcScoreError(
+                    f"Dask workers died {err.allowed_failures + 1} time(s) while running a task of this slide "
+                    "(out of memory? see the worker logs); score it again"
+                ),
+            )
+        else:
+            self._settle(outer, error=err)
+
+    def _settle(self, outer: Future, *, result: Any = None, error: BaseException | None = None) -> None:
+        """Complete ``outer`` once, whichever of the relay and the watchdog comes first."""
+        with self._lock:
+            if outer not in self._outstanding:
+                return
+            self._outstanding.discard(outer)
+        if error is None:
+            outer.set_result(result)
+        else:
+            outer.set_exception(error)
+
+    def _declare_lost(self) -> None:
+        """Fail every outstanding future: the scheduler is gone and so is the work it held."""
+        with self._lock:
+            if self._lost is None:
+                self._lost = (
+                    f"lost the connection to the Dask scheduler at {self._address}; check that it runs and "
+                    "run the same command again (slides already scored are reused)"
+                )
+            pending = list(self._outstanding)
+        for outer in pending:
+            self._settle(outer, error=IhcScoreError(self._lost))
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.WATCH_INTERVAL_S):
+            if self._client.status != "running":
+                self._declare_lost()
+
+
+#: Loggers on which the Dask client reports a closed connection, with a traceback, as an error.
+_NOISY_LOGGERS = ("distributed.client", "distributed.utils", "tornado.application")
+
+
+class _QuietLostConnection(logging.Filter):
+    """Drop the client's tracebacks about a closed connection: the executor says it in one line.
+
+    A record is dropped once the scheduler is lost (or the client no longer
+    runs), and whenever it carries a closed-connection error (a result being
+    fetched from a worker that died, which Dask recovers by itself).
+    """
+
+    def __init__(self, executor: _DaskExecutor) -> None:
+        super().__init__()
+        self._executor = executor
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from distributed.comm.core import CommClosedError
+
+        if self._executor._lost is not None or self._executor._client.status != "running":
+            return False
+        err = record.exc_info[1] if record.exc_info else None
+        return not isinstance(err, CommClosedError)
 
 
 def _init_worker() -> None:
