@@ -39,7 +39,7 @@ CASES: dict[str, tuple[str, dict]] = {
     "strong": ("strong", {}),
     "shifted -10deg, yellow glass": ("shifted-stains", {}),
     "shifted +12deg, dim glass": ("default", {"stains": shift_stains(DEFAULT_STAINS, 12.0), "background": (215.0, 212.0, 205.0)}),
-    "shifted -20deg, dim yellow": ("default", {"stains": shift_stains(DEFAULT_STAINS, -20.0), "background": (225.0, 215.0, 190.0)}),
+    "shifted +20deg, dim yellow": ("default", {"stains": shift_stains(DEFAULT_STAINS, 20.0), "background": (225.0, 215.0, 190.0)}),
     "jpeg q60": ("default", {"jpeg_quality": 60}),
     "dense tumour": ("strong", {"tumour_density_per_mm2": 7000.0}),
 }

@@ -45,7 +45,7 @@ def test_drifted_stains_are_recovered(tmp_path, model):
     from ihc_score.stain import DEFAULT_STAINS
     from ihc_score.synthetic import shift_stains
 
-    spec = preset("default", width=3000, height=2400, seed=11, stains=shift_stains(DEFAULT_STAINS, -20.0),
+    spec = preset("default", width=3000, height=2400, seed=11, stains=shift_stains(DEFAULT_STAINS, 20.0),
                   background=(225.0, 215.0, 190.0))
     truth = make_slide(tmp_path / "drift.svs", spec)
     want = truth_counts(truth)

@@ -14,6 +14,7 @@ __all__ = [
     "SlideReadError",
     "MissingPixelSizeError",
     "NotBrightfieldError",
+    "NotDabStainError",
     "ModelError",
     "OutputError",
     "AnnotationError",
@@ -38,6 +39,10 @@ class MissingPixelSizeError(IhcScoreError, ValueError):
 
 class NotBrightfieldError(IhcScoreError, ValueError):
     """The slide is not a brightfield H-DAB slide (fluorescence, no DAB), so no H-score is given."""
+
+
+class NotDabStainError(IhcScoreError, ValueError):
+    """The slide is brightfield but not stained with DAB (H&E, a red chromogen only), so no H-score is given."""
 
 
 class ModelError(IhcScoreError, ValueError):

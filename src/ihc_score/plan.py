@@ -19,7 +19,7 @@ from .errors import NotBrightfieldError
 from .model import Model
 from .regions import Annotation, Region, build_regions, find_annotation_file, read_annotations
 from .slide import Slide, open_slide
-from .stain import StainVectors, estimate_stains
+from .stain import StainVectors, estimate_stains, require_dab
 from .tiles import TileGrid, tile_grid
 from .tissue import detect_tissue
 
@@ -125,7 +125,8 @@ def plan_slide(
     ------
     IhcScoreError
         The slide cannot be opened, has no pixel size, is not brightfield,
-        or its annotation file is unusable.
+        is not stained with DAB (``NotDabStainError``: H&E), or its
+        annotation file is unusable.
     """
     if region_mode not in REGION_MODES:
         raise ValueError(f"region_mode must be one of {REGION_MODES}, got {region_mode!r}")
@@ -161,11 +162,13 @@ def plan_slide(
         )
         defaults = model.stains.defaults(tissue.background)
         stains = defaults
-        if model.stains.estimate and grid.tiles:
+        if grid.tiles:
             pixels = _stain_sample(slide, grid, scored, tissue.downsample)
-            stains = estimate_stains(
-                pixels, background=tissue.background, defaults=defaults, params=model.stains.estimation
-            )
+            if model.stains.estimate:
+                stains = estimate_stains(
+                    pixels, background=tissue.background, defaults=defaults, params=model.stains.estimation
+                )
+            require_dab(pixels, background=tissue.background, slide_name=path.name, hematoxylin=stains.hematoxylin)
         return SlidePlan(
             path=str(path),
             vendor=slide.vendor,
