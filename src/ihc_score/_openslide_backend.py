@@ -20,7 +20,7 @@ import openslide
 
 from ihc_score._jpeg_tiles import JpegTileReader, open_jpeg_tile_reader
 from ihc_score._pixels import dpi_is_placeholder, over_white
-from ihc_score.errors import SlideReadError
+from ihc_score.errors import SlideOpenError, SlideReadError
 from ihc_score.slide import BackendRefusal, Slide
 
 __all__ = ["OpenSlideSlide", "detect_vendor", "open_openslide"]
@@ -28,6 +28,8 @@ __all__ = ["OpenSlideSlide", "detect_vendor", "open_openslide"]
 #: Properties naming the scanner model, by preference.
 _MODEL_KEYS = ("tiff.Model", "dicom.ManufacturerModelName", "leica.device-model")
 _MAX_TEXT = 64
+#: Largest tile (pixels) accepted; OpenSlide aborts the process when it cannot allocate a tile.
+_MAX_TILE_PX = 64 * 1024 * 1024
 
 
 def detect_vendor(path: Path) -> str | None:
@@ -96,6 +98,13 @@ class OpenSlideSlide(Slide):
             model = _short_text(props, _MODEL_KEYS)
         except openslide.OpenSlideError as err:
             raise BackendRefusal(str(err)) from err
+        for i in range(len(dims)):
+            tile = [_float(props, f"openslide.level[{i}].tile-{side}") or 0.0 for side in ("width", "height")]
+            if tile[0] * tile[1] > _MAX_TILE_PX:
+                raise SlideOpenError(
+                    f"{path.name}: level {i} has {tile[0]:.0f} x {tile[1]:.0f} px tiles, a corrupt header; "
+                    "re-scan or re-copy the slide"
+                )
         super().__init__(
             path,
             vendor=vendor,

@@ -21,7 +21,7 @@ import numpy as np
 import tifffile
 
 from ihc_score._pixels import dpi_is_placeholder, to_rgb
-from ihc_score.errors import SlideOpenError, SlideReadError
+from ihc_score.errors import MissingPixelSizeError, SlideOpenError, SlideReadError
 from ihc_score.slide import BackendRefusal, Slide
 
 __all__ = ["TiffSlide", "is_ome", "open_tiff"]
@@ -36,7 +36,8 @@ _TILE_CACHE_BYTES = 64 * 1024 * 1024
 _UM_PER_UNIT = {2: 25400.0, 3: 10000.0, 4: 1000.0, 5: 1.0}
 _UM_PER_OME_UNIT = {"µm": 1.0, "um": 1.0, "nm": 1e-3, "mm": 1e3, "cm": 1e4, "m": 1e6}
 _PHOTOMETRIC_OK = {0, 1, 2, 3, 6}  # min-is-white, min-is-black, RGB, palette, YCbCr
-_READ_ERRORS = (ValueError, RuntimeError, OSError, KeyError, IndexError, tifffile.TiffFileError)
+_READ_ERRORS = (ValueError, RuntimeError, OSError, KeyError, IndexError, TypeError, ZeroDivisionError, MemoryError,
+                tifffile.TiffFileError)
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ def is_ome(path: Path) -> bool:
     try:
         with tifffile.TiffFile(str(path)) as tif:
             return bool(tif.is_ome)
-    except (tifffile.TiffFileError, OSError, ValueError):
+    except Exception:  # noqa: BLE001 - tifffile raises many types on corrupt files
         return False
 
 
@@ -67,10 +68,16 @@ def open_tiff(path: Path, *, mpp_option: float | None) -> TiffSlide:
     """Open ``path`` with tifffile; raise :class:`BackendRefusal` if it is not a readable TIFF."""
     try:
         tif = tifffile.TiffFile(str(path))
-    except (tifffile.TiffFileError, OSError, ValueError, KeyError, IndexError) as err:
-        raise BackendRefusal(str(err) or type(err).__name__) from err
+    except Exception as err:  # noqa: BLE001 - tifffile raises many types on corrupt files
+        raise BackendRefusal(" ".join(str(err).split()) or type(err).__name__) from err
     try:
         return TiffSlide(path, tif, mpp_option=mpp_option)
+    except (SlideOpenError, BackendRefusal, MissingPixelSizeError):
+        tif.close()
+        raise
+    except _READ_ERRORS as err:  # tifffile parses pages lazily: a corrupt IFD fails here
+        tif.close()
+        raise BackendRefusal(f"corrupt TIFF structure ({type(err).__name__}: {' '.join(str(err).split())})") from err
     except BaseException:
         tif.close()
         raise
@@ -84,6 +91,9 @@ def _not_rgb(name: str, what: str) -> SlideOpenError:
 
 def _level(page: tifffile.TiffPage, name: str) -> _Level:
     """Describe ``page`` as a level, refusing layouts that are not RGB-like."""
+    sizes = (page.imagewidth, page.imagelength) + ((page.tilewidth, page.tilelength) if page.is_tiled else ())
+    if not all(isinstance(v, (int, np.integer)) and v > 0 for v in sizes):
+        raise BackendRefusal("invalid image or tile size in the TIFF header")
     if page.dtype is None or page.dtype.kind not in "bu":
         raise _not_rgb(name, f"sample format {page.sampleformat} {page.bitspersample}-bit")
     samples = int(page.samplesperpixel)
@@ -304,7 +314,10 @@ class TiffSlide(Slide):
     def _decode(self, lv: _Level, index: int, raw: bytes | np.ndarray | None) -> np.ndarray:
         """RGB of what :meth:`_fetch` returned; empty tiles are white."""
         if isinstance(raw, np.ndarray):
-            return self._rgb(lv, raw)
+            rgb = self._rgb(lv, raw)
+            if rgb.shape[:2] != (lv.height, lv.width):
+                raise ValueError(f"decoded {rgb.shape[1]}x{rgb.shape[0]} px, expected {lv.width}x{lv.height}")
+            return rgb
         if raw is None:
             return np.full((lv.page.tilelength, lv.page.tilewidth, 3), 255, np.uint8)
         segment, _, shape = lv.page.decode(raw, index, jpegtables=lv.page.jpegtables)
