@@ -32,6 +32,7 @@ from .export import (
     write_csv,
     write_json,
 )
+from .fileio import output_lock, remove_stale_temporaries
 from .model import Model
 from .pipeline import SlidePlan, SlideResult, TileResult, failed_result, finish_slide, plan_slide, score_tiles, tile_tasks
 from .provenance import run_record
@@ -190,6 +191,10 @@ def case_of(slide: Path) -> str:
     return slide.stem
 
 
+#: Subfolders of the output folder that a batch writes (temporary files of killed writes are removed there).
+OUTPUT_SUBFOLDERS = ("store", "qc", "detections", "cells")
+
+
 def run_batch(
     slides: Sequence[Path],
     out_dir: Path,
@@ -224,12 +229,33 @@ def run_batch(
     Raises
     ------
     OutputError
-        The output folder cannot be written; results already written stay.
+        The output folder cannot be written, or another batch is writing into
+        it; results already written stay. Work not yet started is cancelled.
     """
-    progress = progress or Progress()
-    started = datetime.now(timezone.utc)
     out_dir = Path(out_dir)
     check_writable(out_dir)
+    with output_lock(out_dir):
+        remove_stale_temporaries(out_dir, OUTPUT_SUBFOLDERS)
+        return _run_batch_locked(
+            slides, out_dir, model, executor=executor, options=options, progress=progress, argv=argv,
+            executor_name=executor_name,
+        )
+
+
+def _run_batch_locked(
+    slides: Sequence[Path],
+    out_dir: Path,
+    model: Model,
+    *,
+    executor: Executor,
+    options: BatchOptions,
+    progress: Progress | None,
+    argv: Sequence[str],
+    executor_name: str,
+) -> BatchSummary:
+    """:func:`run_batch` once the output folder is held and cleaned of stale temporary files."""
+    progress = progress or Progress()
+    started = datetime.now(timezone.utc)
     pz = options.pseudonymizer
     names = {p: pz.slide(p.name) if pz else p.name for p in slides}
     results: dict[Path, SlideResult] = {}
@@ -346,44 +372,54 @@ def _score(
         results[path] = replace(result, detail=None)  # per-cell detail is written; free it
         progress.on_slide(result, False)
 
-    while pending:
-        done, pending = wait(pending, return_when=FIRST_COMPLETED)
-        for fut in sorted(done, key=lambda f: str(plans.get(f) or chunks.get(f))):
-            if fut in plans:
-                path = plans.pop(fut)
-                try:
-                    plan = fut.result()
-                except Exception as err:  # noqa: BLE001 - any failure of one slide is recorded, never fatal
-                    finish(path, failed_result(path, err, seconds=time.perf_counter() - started[path]))
-                    continue
-                tasks = tile_tasks(
-                    plan, model, mpp=options.mpp, tiles_per_task=options.tiles_per_task, outlines=options.outlines
-                )
-                work[path] = _SlideWork(plan, len(tasks), started[path])
-                tiles_total += len(plan.grid.tiles)
-                progress.on_tiles(tiles_done, tiles_total)
-                if not tasks:
-                    finish(path, finish_slide(plan, [], model, seconds=time.perf_counter() - started[path]))
-                for task in tasks:
-                    f = executor.submit(score_tiles, task)
-                    chunks[f] = path
-                    pending.add(f)
-            else:
-                path = chunks.pop(fut)
-                w = work[path]
-                w.remaining -= 1
-                try:
-                    chunk = fut.result()
-                except Exception as err:  # noqa: BLE001
-                    if not w.failed:
-                        w.failed = True
-                        finish(path, failed_result(path, err, seconds=time.perf_counter() - w.started))
-                    chunk = None
-                if chunk is not None:
-                    tiles_done += len(chunk.tile_indices)
+    try:
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in sorted(done, key=lambda f: str(plans.get(f) or chunks.get(f))):
+                if fut in plans:
+                    path = plans.pop(fut)
+                    try:
+                        plan = fut.result()
+                    except Exception as err:  # noqa: BLE001 - any failure of one slide is recorded, never fatal
+                        finish(path, failed_result(path, err, seconds=time.perf_counter() - started[path]))
+                        continue
+                    tasks = tile_tasks(
+                        plan,
+                        model,
+                        mpp=options.mpp,
+                        tiles_per_task=options.tiles_per_task,
+                        outlines=options.outlines,
+                    )
+                    work[path] = _SlideWork(plan, len(tasks), started[path])
+                    tiles_total += len(plan.grid.tiles)
                     progress.on_tiles(tiles_done, tiles_total)
-                    w.chunks.append(chunk)
-                if w.remaining == 0 and not w.failed:
-                    finish(path, finish_slide(w.plan, w.chunks, model, seconds=time.perf_counter() - w.started))
-                if w.remaining == 0:
-                    del work[path]
+                    if not tasks:
+                        finish(path, finish_slide(plan, [], model, seconds=time.perf_counter() - started[path]))
+                    for task in tasks:
+                        f = executor.submit(score_tiles, task)
+                        chunks[f] = path
+                        pending.add(f)
+                else:
+                    path = chunks.pop(fut)
+                    w = work[path]
+                    w.remaining -= 1
+                    try:
+                        chunk = fut.result()
+                    except Exception as err:  # noqa: BLE001
+                        if not w.failed:
+                            w.failed = True
+                            finish(path, failed_result(path, err, seconds=time.perf_counter() - w.started))
+                        chunk = None
+                    if chunk is not None:
+                        tiles_done += len(chunk.tile_indices)
+                        progress.on_tiles(tiles_done, tiles_total)
+                        w.chunks.append(chunk)
+                    if w.remaining == 0 and not w.failed:
+                        finish(path, finish_slide(w.plan, w.chunks, model, seconds=time.perf_counter() - w.started))
+                    if w.remaining == 0:
+                        del work[path]
+    except BaseException:
+        # a write failed (full disk) or the user interrupted: stop now, not after the queued tiles
+        for fut in pending:
+            fut.cancel()
+        raise

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +18,10 @@ from typing import BinaryIO
 
 from .errors import OutputError
 
-__all__ = ["atomic_open", "atomic_write", "check_writable", "safe_name"]
+__all__ = ["atomic_open", "atomic_write", "check_writable", "output_lock", "remove_stale_temporaries", "safe_name"]
+
+#: Name of a temporary file of :func:`atomic_open`: ``.<name>.<8 random characters>.tmp`` (``tempfile.mkstemp``).
+_TEMPORARY = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
 
 
 def _current_umask() -> int:
@@ -77,8 +82,10 @@ def atomic_write(path: Path, data: bytes) -> None:
 
 
 def _os_reason(err: OSError) -> str:
-    if err.errno == errno.ENOSPC:
-        return "the disk is full; free space or choose another --out folder"
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "the disk is full (or the quota used up); free space or choose another --out folder"
+    if err.errno == errno.EFBIG:
+        return "the file is larger than this system allows (file size limit); choose another --out folder"
     if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return "permission denied; choose a writable --out folder"
     return err.strerror or str(err)
@@ -107,3 +114,62 @@ def check_writable(folder: Path) -> None:
         (Path(folder) / ".write-test").unlink()
     except OSError as err:
         raise OutputError(f"cannot write in {folder}: {_os_reason(err)}") from err
+
+
+@contextlib.contextmanager
+def output_lock(folder: Path) -> Iterator[None]:
+    """Hold ``folder`` for one batch, so that a second batch writing into it stops at once.
+
+    The lock is an ``flock`` on ``<folder>/.ihc-score.lock``, held by the
+    kernel for this process: a batch killed at any moment releases it.
+
+    Raises
+    ------
+    OutputError
+        Another batch is writing into ``folder``, or the folder cannot be written.
+    """
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(folder / ".ihc-score.lock", os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
+    except OSError as err:
+        raise OutputError(f"cannot write in {folder}: {_os_reason(err)}") from err
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise OutputError(
+                f"another ihc-score batch is writing into {folder}; wait for it to end or choose another --out folder"
+            ) from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def remove_stale_temporaries(folder: Path, subfolders: tuple[str, ...] = ()) -> list[Path]:
+    """Remove the temporary files that writes killed half-way left in ``folder`` and its ``subfolders``.
+
+    Call only while holding :func:`output_lock`, so that no live write's
+    temporary file is taken.
+
+    Returns
+    -------
+    list of Path
+        The files removed.
+    """
+    removed = []
+    for d in (Path(folder), *(Path(folder) / s for s in subfolders)):
+        try:
+            entries = list(os.scandir(d))
+        except OSError:
+            continue
+        for e in entries:
+            if _TEMPORARY.fullmatch(e.name) and e.is_file(follow_symlinks=False):
+                try:
+                    os.unlink(e.path)
+                    removed.append(Path(e.path))
+                except FileNotFoundError:
+                    pass
+                except OSError as err:
+                    raise OutputError(f"cannot remove {e.path}: {_os_reason(err)}") from err
+    return removed
