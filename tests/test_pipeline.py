@@ -121,3 +121,36 @@ def test_blank_slide_scores_no_cells(shared_data, model):
     assert region.counts.n == 0 and region.call.call == "indeterminate"
     auto = score_slide(shared_data / "wsi" / "openslide-python" / "small.svs", model, mpp=0.5)
     assert auto.regions == () and "no_metastasis_found" in auto.flags
+
+
+def corrupt_tiles(src: Path, dst: Path, fraction: float, seed: int = 0) -> int:
+    """Copy a slide and overwrite the middle of a share of its level-0 JPEG tiles with random bytes."""
+    import shutil
+
+    import tifffile
+
+    shutil.copy(src, dst)
+    with tifffile.TiffFile(dst) as tif:
+        page = tif.pages[0]
+        spans = [(o, n) for o, n in zip(page.dataoffsets, page.databytecounts) if n > 2000]
+    rng = np.random.default_rng(seed)
+    chosen = rng.choice(len(spans), max(1, int(round(fraction * len(spans)))), replace=False)
+    with open(dst, "r+b") as fh:
+        for i in chosen:
+            offset, n = spans[i]
+            fh.seek(offset + n // 3)
+            fh.write(rng.integers(0, 256, n // 3, dtype=np.uint8).tobytes())
+    return len(chosen)
+
+
+def test_a_few_corrupt_tiles_are_skipped_and_reported(tmp_path, model):
+    bad = tmp_path / "bad.svs"
+    corrupt_tiles(SAMPLES / "synthetic-positive.svs", bad, 0.02)
+    good = score_slide(SAMPLES / "synthetic-positive.svs", model, region_mode="tissue")
+    few = score_slide(bad, model.with_overrides(**{"analysis.max_failed_tile_fraction": 0.5}), region_mode="tissue")
+    assert few.status == "ok" and 0 < few.failed_tile_fraction <= 0.5
+    assert any(f.startswith("failed_tiles:") for f in few.flags)
+    assert 0 < few.regions[0].counts.n < good.regions[0].counts.n  # the skipped tiles' cells are missing, not invented
+    strict = score_slide(bad, model.with_overrides(**{"analysis.max_failed_tile_fraction": 0.0}), region_mode="tissue")
+    assert strict.status == "incomplete" and strict.regions == ()
+    assert "could not be decoded" in strict.error and "bad.svs" in strict.error

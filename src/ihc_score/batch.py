@@ -133,7 +133,7 @@ class BatchSummary:
 
     @property
     def n_failed(self) -> int:
-        return sum(r.status == "failed" for _, r in self.results)
+        return sum(r.status != "ok" for _, r in self.results)
 
     @property
     def exit_code(self) -> int:
@@ -366,7 +366,7 @@ def _score(
 
     def finish(path: Path, result: SlideResult) -> None:
         result = public_result(result, path, names[path], options.pseudonymizer)
-        if result.status != "failed":
+        if result.status == "ok":
             result = write_slide_outputs(out_dir, result, stems[path], options, model)
             save_result(out_dir, path, result, key=keys[path])
         results[path] = replace(result, detail=None)  # per-cell detail is written; free it

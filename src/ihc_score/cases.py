@@ -146,8 +146,8 @@ def aggregate_cases(results: Sequence[tuple[str, SlideResult]], *, case_rule: st
     out = []
     for case in sorted(by_case):
         slides = by_case[case]
-        failed = sorted(r.slide for r in slides if r.status == "failed")
-        regions = [(r.slide, g) for r in slides if r.status != "failed" for g in r.regions]
+        failed = sorted(r.slide for r in slides if r.status != "ok")  # failed or incomplete
+        regions = [(r.slide, g) for r in slides if r.status == "ok" for g in r.regions]
         counts = sum((g.counts for _, g in regions), ClassCounts())
         h = [g.counts.h_score for _, g in regions if g.counts.n]
         calls = sorted(f"{s}/{g.name}={g.call.call}" for s, g in regions)

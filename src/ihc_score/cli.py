@@ -73,8 +73,8 @@ def score(
 ) -> None:
     """Score every slide under PATHS and write the CSVs and run.json into --out.
 
-    Exit status: 0 all slides scored, 1 some failed (the rest are written),
-    2 usage error.
+    Exit status: 0 all slides scored, 1 some failed or were incomplete (the
+    rest are written), 2 usage error.
     """
     import os
 
@@ -208,8 +208,8 @@ class _Reporter:
             return
         rows = [("slide", "region", "cells", "H-score", "95% CI", "% pos", "call")]
         for _, r in summary.results:
-            if r.status == "failed":
-                rows.append((r.slide, "-", "-", "-", "-", "-", "FAILED"))
+            if r.status != "ok":
+                rows.append((r.slide, "-", "-", "-", "-", "-", r.status.upper()))
             elif not r.regions:
                 rows.append((r.slide, "-", "0", "-", "-", "-", "no region"))
             for g in r.regions:
@@ -226,7 +226,7 @@ class _Reporter:
         n = len(summary.results)
         click.echo(
             f"\n{n - summary.n_failed}/{n} slides scored ({len(summary.reused)} reused), "
-            f"{summary.n_failed} failed. Results in {summary.out_dir}/"
+            f"{summary.n_failed} failed or incomplete. Results in {summary.out_dir}/"
         )
 
 

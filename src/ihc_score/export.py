@@ -109,7 +109,8 @@ def slide_rows(results: Sequence[tuple[CaseAssignment, SlideResult]]) -> list[di
             "height_px": r.l0_size[1] if r.status != "failed" else "",
             "tissue_area_mm2": _fixed(r.tissue_area_mm2, 4),
             "n_tiles": r.n_tiles if r.status != "failed" else "",
-            "n_cells": sum(g.counts.n for g in r.regions) if r.status != "failed" else "",
+            "failed_tile_fraction": _fixed(r.failed_tile_fraction, 4) if r.status != "failed" else "",
+            "n_cells": sum(g.counts.n for g in r.regions) if r.status == "ok" else "",
             "stain_source": st.source if st else "",
             "qc_flags": ";".join(sorted(set(r.flags) | set(case.flags))),
             "qc_picture": r.qc_picture,
@@ -137,7 +138,7 @@ def metastasis_rows(results: Sequence[tuple[CaseAssignment, SlideResult]], model
     cls, pos = model.classification, model.positivity
     rows = []
     for case, r in results:
-        if r.status == "failed":
+        if r.status != "ok":
             continue
         for i, g in enumerate(r.regions):
             c = g.counts

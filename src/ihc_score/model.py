@@ -57,11 +57,15 @@ class AnalysisParams:
     margin_um : float
         Context read on each side of a core, um; wider than two cells so that
         cells on a core's edge are measured whole.
+    max_failed_tile_fraction : float
+        Largest fraction of a slide's tiles that may fail to decode (and be
+        skipped, with a flag) before the slide is ``incomplete`` and not scored.
     """
 
     mpp_um: float = 0.5
     tile_um: float = 512.0
     margin_um: float = 32.0
+    max_failed_tile_fraction: float = 0.05
 
     def __post_init__(self) -> None:
         if not 0.05 <= self.mpp_um <= 4.0:
@@ -70,6 +74,8 @@ class AnalysisParams:
             raise ValueError(f"tile_um must be >= 32 um, got {self.tile_um!r}")
         if not 0.0 <= self.margin_um <= self.tile_um:
             raise ValueError(f"margin_um must be within 0 and tile_um, got {self.margin_um!r}")
+        if not 0.0 <= self.max_failed_tile_fraction < 1.0:
+            raise ValueError(f"max_failed_tile_fraction must be within 0 and 1, got {self.max_failed_tile_fraction!r}")
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ import shapely
 
 from .autoregions import find_metastases
 from .cells import CellTable, detect_cells
-from .errors import IhcScoreError
+from .errors import IhcScoreError, SlideReadError
 from .model import Model
 from .plan import REGION_MODES, SlidePlan, as_regions, plan_slide
 from .region_scores import RegionResult, score_region, score_regions
@@ -69,11 +69,16 @@ class TileTask:
 
 @dataclass(frozen=True)
 class TileResult:
-    """Cells found in the cores of a chunk's tiles, in the slide's analysis frame."""
+    """Cells found in the cores of a chunk's tiles, in the slide's analysis frame.
+
+    ``failed_tiles`` lists the tiles whose pixels could not be decoded, even
+    on a second try: they hold no cells, and the slide reports them.
+    """
 
     tile_indices: tuple[int, ...]
     cells: CellTable
     outlines: CellOutlines | None = None
+    failed_tiles: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, eq=False)
@@ -132,6 +137,7 @@ class SlideResult:
     regions: tuple[RegionResult, ...] = ()
     annotation_file: str = ""
     seconds: float = 0.0
+    failed_tile_fraction: float = 0.0
     qc_picture: str = ""
     qc_zooms: tuple[str, ...] = ()
     detail: SlideDetail | None = field(default=None, compare=False, repr=False)
@@ -187,22 +193,29 @@ def score_tiles(task: TileTask) -> TileResult:
 
     Opens the slide from its path (no handle crosses a process). Keeps the
     cells whose centroid lies in a tile's core and on tissue, with their
-    coordinates moved into the slide's analysis frame.
+    coordinates moved into the slide's analysis frame. A tile whose pixels
+    cannot be decoded is read once more from a freshly opened slide (a
+    reader that failed once refuses every later read), then skipped and
+    listed in ``failed_tiles``.
 
     Raises
     ------
     IhcScoreError
-        The slide cannot be opened or a tile cannot be decoded.
+        The slide cannot be opened.
     """
-    tables, traced = [], []
+    tables, traced, failed = [], [], []
     detection = task.model.detection
     ds = task.downsample
-    with open_slide(task.path, mpp=task.mpp_um) as slide:
+    reader = _Reader(task.path, task.mpp_um)
+    try:
         for tile, crop in zip(task.tiles, task.tissue_crops):
             (rx, ry, rw, rh) = tile.a_read
             l0_xy = (int(round(rx * task.downsample)), int(round(ry * task.downsample)))
             l0_size = (int(round((rx + rw) * task.downsample)) - l0_xy[0], int(round((ry + rh) * task.downsample)) - l0_xy[1])
-            rgb = slide.read_scaled(l0_xy, l0_size, task.downsample)
+            rgb = reader.read(l0_xy, l0_size, task.downsample)
+            if rgb is None:
+                failed.append(tile.index)
+                continue
             conc = deconvolve(rgb, task.stains)
             cells, nuclei, grown = detect_cells(conc, mpp_um=task.analysis_mpp_um, params=detection)
             a_x = cells.a_x + np.float32(rx)
@@ -214,9 +227,34 @@ def score_tiles(task: TileTask) -> TileResult:
 
                 ids = np.flatnonzero(keep) + 1
                 traced.append(trace_outlines(nuclei, grown, ids).transform(ds, (rx + 0.5) * ds - 0.5, (ry + 0.5) * ds - 0.5))
+    finally:
+        reader.close()
     cells = CellTable.concat(tables) if tables else CellTable.empty()
     outlines = _concat_outlines(traced)
-    return TileResult(tuple(t.index for t in task.tiles), cells, outlines)
+    return TileResult(tuple(t.index for t in task.tiles), cells, outlines, tuple(failed))
+
+
+class _Reader:
+    """A slide opened from its path, reopened after a read error; a region that fails twice is given up."""
+
+    def __init__(self, path: str, mpp_um: float | None) -> None:
+        self.path, self.mpp_um = path, mpp_um
+        self.slide = open_slide(path, mpp=mpp_um)
+
+    def _reopen(self) -> None:
+        self.slide.close()
+        self.slide = open_slide(self.path, mpp=self.mpp_um)
+
+    def read(self, l0_xy: tuple[int, int], l0_size: tuple[int, int], downsample: float) -> np.ndarray | None:
+        for attempt in range(2):
+            try:
+                return self.slide.read_scaled(l0_xy, l0_size, downsample)
+            except SlideReadError:
+                self._reopen()  # the first failure may be passing (I/O); a corrupt tile fails again
+        return None
+
+    def close(self) -> None:
+        self.slide.close()
 
 
 def _concat_outlines(parts: list[CellOutlines]) -> CellOutlines | None:
@@ -242,9 +280,38 @@ def finish_slide(plan: SlidePlan, results: list[TileResult], model: Model, *, se
     Chunks are put back in tile order first, so the cell table does not
     depend on which worker finished first. Regions come from the annotation
     file, else are found from the cells (``auto``), else the whole tissue is
-    one region (``tissue``).
+    one region (``tissue``). Tiles that could not be decoded are reported as
+    ``failed_tile_fraction`` and a ``failed_tiles:<n>`` flag; past the model's
+    ``analysis.max_failed_tile_fraction`` the slide is ``incomplete``, with no
+    regions and no score.
     """
     ordered = sorted(results, key=lambda r: r.tile_indices[0] if r.tile_indices else -1)
+    n_failed = sum(len(r.failed_tiles) for r in ordered)
+    n_tiles = len(plan.grid.tiles)
+    failed_fraction = n_failed / n_tiles if n_tiles else 0.0
+    common = {
+        "path": plan.path,
+        "slide": Path(plan.path).name,
+        "vendor": plan.vendor,
+        "mpp_um": plan.mpp_um,
+        "mpp_source": plan.mpp_source,
+        "analysis_mpp_um": plan.analysis_mpp_um,
+        "l0_size": plan.l0_size,
+        "tissue_area_mm2": plan.tissue_area_mm2,
+        "stains": plan.stains,
+        "n_tiles": n_tiles,
+        "annotation_file": plan.annotation_file,
+        "seconds": seconds,
+        "failed_tile_fraction": failed_fraction,
+    }
+    tile_flags = (f"failed_tiles:{n_failed}",) if n_failed else ()
+    if failed_fraction > model.analysis.max_failed_tile_fraction:
+        limit = model.analysis.max_failed_tile_fraction
+        error = (
+            f"{common['slide']}: {n_failed} of {n_tiles} tiles could not be decoded ({100 * failed_fraction:.1f} %), "
+            f"more than the model's limit of {100 * limit:g} %; the slide is not scored (corrupt file? scan it again)"
+        )
+        return SlideResult(status="incomplete", error=error, flags=plan.flags + tile_flags, **common)
     cells = CellTable.concat([r.cells for r in ordered]) if ordered else CellTable.empty()
     classes = classify(getattr(cells, model.classification.measurement), model.classification.thresholds)
     ds = plan.grid.downsample
@@ -278,21 +345,10 @@ def finish_slide(plan: SlidePlan, results: list[TileResult], model: Model, *, se
         membership = region_membership(regions, l0_x, l0_y) if regions else np.zeros((0, len(classes)), dtype=bool)
         region_results = score_regions(regions, classes, l0_x, l0_y, membership=membership, **score_args)
     return SlideResult(
-        path=plan.path,
-        slide=Path(plan.path).name,
         status="ok",
-        vendor=plan.vendor,
-        mpp_um=plan.mpp_um,
-        mpp_source=plan.mpp_source,
-        analysis_mpp_um=plan.analysis_mpp_um,
-        l0_size=plan.l0_size,
-        tissue_area_mm2=plan.tissue_area_mm2,
-        stains=plan.stains,
-        flags=flags,
-        n_tiles=len(plan.grid.tiles),
+        flags=flags + tile_flags,
         regions=region_results,
-        annotation_file=plan.annotation_file,
-        seconds=seconds,
+        **common,
         detail=SlideDetail(
             cells=cells,
             l0_x=l0_x,

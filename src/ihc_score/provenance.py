@@ -52,9 +52,10 @@ def run_record(
         },
         "slides": {
             "total": len(results),
-            "scored": sum(r.status != "failed" for _, r in results) - len(reused),
+            "scored": sum(r.status == "ok" for _, r in results) - len(reused),
             "reused": sorted(reused),
             "failed": sorted(r.slide for _, r in results if r.status == "failed"),
+            "incomplete": sorted(r.slide for _, r in results if r.status == "incomplete"),
             "seconds": {r.slide: round(r.seconds, 3) for _, r in results},
         },
         "environment": _environment(),

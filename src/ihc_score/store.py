@@ -23,7 +23,7 @@ from .stain import StainVectors
 
 __all__ = ["STORE_FORMAT", "file_fingerprint", "store_path", "save_result", "load_result"]
 
-STORE_FORMAT = "ihc-score-slide-result/5"
+STORE_FORMAT = "ihc-score-slide-result/6"
 _EDGE = 1 << 20
 
 
@@ -110,6 +110,7 @@ def _to_json(r: SlideResult) -> dict[str, Any]:
             for g in r.regions
         ],
         "annotation_file": r.annotation_file,
+        "failed_tile_fraction": r.failed_tile_fraction,
         "qc_picture": r.qc_picture,
         "qc_zooms": list(r.qc_zooms),
         "seconds": r.seconds,
@@ -156,6 +157,7 @@ def _from_json(d: dict[str, Any], path: Path) -> SlideResult:
         n_tiles=d["n_tiles"],
         regions=regions,
         annotation_file=d["annotation_file"],
+        failed_tile_fraction=d["failed_tile_fraction"],
         qc_picture=d["qc_picture"],
         qc_zooms=tuple(d["qc_zooms"]),
         seconds=d["seconds"],
