@@ -39,7 +39,8 @@ __all__ = [
 
 SLIDE_COLUMNS = (
     "slide", "case", "case_source", "status", "error", "annotation_file", "n_regions", "vendor", "mpp_um",
-    "mpp_source", "analysis_mpp_um", "width_px", "height_px", "tissue_area_mm2", "n_tiles", "n_cells", "stain_source",
+    "mpp_source", "analysis_mpp_um", "width_px", "height_px", "tissue_area_mm2", "n_tiles", "failed_tile_fraction",
+    "n_cells", "stain_source",
     "stain_h_r", "stain_h_g", "stain_h_b", "stain_dab_r", "stain_dab_g", "stain_dab_b",
     "background_r", "background_g", "background_b", "qc_flags", "qc_picture",
 )  # fmt: skip
