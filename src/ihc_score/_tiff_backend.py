@@ -145,6 +145,7 @@ def _pyramid(tif: tifffile.TiffFile, name: str) -> list[_Level]:
     page0 = base.keyframe
     if math.prod(base.shape) != math.prod(page0.shape):
         raise _not_rgb(name, f"{math.prod(base.shape) // math.prod(page0.shape)} image planes")
+    _check_complete(tif, page0, name)
     levels = [_level(page0, name)]
     for lvl in series.levels[1:]:
         page = lvl.keyframe
@@ -159,6 +160,16 @@ def _pyramid(tif: tifffile.TiffFile, name: str) -> list[_Level]:
         except (SlideOpenError, BackendRefusal):
             break
     return levels
+
+
+def _check_complete(tif: tifffile.TiffFile, page: tifffile.TiffPage, name: str) -> None:
+    """Refuse a file whose level-0 pixel data runs past its end: a copy cut short."""
+    ends = [o + n for o, n in zip(page.dataoffsets, page.databytecounts) if n]
+    size = tif.filehandle.size
+    if ends and max(ends) > size:
+        raise SlideOpenError(
+            f"{name}: the file is truncated ({size} bytes, its pixel data needs {max(ends)}); copy it again"
+        )
 
 
 def _ome_mpp(tif: tifffile.TiffFile) -> tuple[float, float] | None:

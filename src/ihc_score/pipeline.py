@@ -23,13 +23,13 @@ import shapely
 
 from .autoregions import find_metastases
 from .cells import CellTable, detect_cells
-from .errors import IhcScoreError, SlideReadError
+from .errors import IhcScoreError
 from .model import Model
-from .plan import REGION_MODES, SlidePlan, as_regions, plan_slide
+from .plan import REGION_MODES, SlidePlan, TileReader, as_regions, plan_slide
 from .region_scores import RegionResult, score_region, score_regions
 from .regions import Annotation, build_regions, region_membership
 from .score import classify
-from .slide import open_slide
+
 from .stain import StainVectors, deconvolve
 from .tiles import Tile, in_core
 
@@ -206,7 +206,7 @@ def score_tiles(task: TileTask) -> TileResult:
     tables, traced, failed = [], [], []
     detection = task.model.detection
     ds = task.downsample
-    reader = _Reader(task.path, task.mpp_um)
+    reader = TileReader(task.path, task.mpp_um)
     try:
         for tile, crop in zip(task.tiles, task.tissue_crops):
             (rx, ry, rw, rh) = tile.a_read
@@ -232,29 +232,6 @@ def score_tiles(task: TileTask) -> TileResult:
     cells = CellTable.concat(tables) if tables else CellTable.empty()
     outlines = _concat_outlines(traced)
     return TileResult(tuple(t.index for t in task.tiles), cells, outlines, tuple(failed))
-
-
-class _Reader:
-    """A slide opened from its path, reopened after a read error; a region that fails twice is given up."""
-
-    def __init__(self, path: str, mpp_um: float | None) -> None:
-        self.path, self.mpp_um = path, mpp_um
-        self.slide = open_slide(path, mpp=mpp_um)
-
-    def _reopen(self) -> None:
-        self.slide.close()
-        self.slide = open_slide(self.path, mpp=self.mpp_um)
-
-    def read(self, l0_xy: tuple[int, int], l0_size: tuple[int, int], downsample: float) -> np.ndarray | None:
-        for attempt in range(2):
-            try:
-                return self.slide.read_scaled(l0_xy, l0_size, downsample)
-            except SlideReadError:
-                self._reopen()  # the first failure may be passing (I/O); a corrupt tile fails again
-        return None
-
-    def close(self) -> None:
-        self.slide.close()
 
 
 def _concat_outlines(parts: list[CellOutlines]) -> CellOutlines | None:
@@ -369,6 +346,9 @@ def failed_result(path: str | Path, error: BaseException | str, *, seconds: floa
     if not isinstance(error, (IhcScoreError, str)):
         message = f"{type(error).__name__}: {message}"
     p = Path(path)
+    for full in (str(p.resolve()), str(p)):  # folder names can name patients: keep only the file name
+        if full != p.name:
+            message = message.replace(full, p.name)
     return SlideResult(path=str(p.resolve()), slide=p.name, status="failed", error=message, seconds=seconds)
 
 

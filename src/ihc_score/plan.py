@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .errors import NotBrightfieldError
+from .errors import NotBrightfieldError, NotDabStainError, SlideReadError
 from .model import Model
 from .regions import Annotation, Region, build_regions, find_annotation_file, read_annotations
 from .slide import Slide, open_slide
@@ -23,7 +23,7 @@ from .stain import StainVectors, estimate_stains, require_dab
 from .tiles import TileGrid, tile_grid
 from .tissue import detect_tissue
 
-__all__ = ["REGION_MODES", "SlidePlan", "plan_slide", "as_regions"]
+__all__ = ["REGION_MODES", "SlidePlan", "TileReader", "plan_slide", "as_regions"]
 
 #: How a slide without an annotation file is divided into scored regions:
 #: ``auto`` finds the metastases from the cells, ``tissue`` scores all tissue
@@ -163,11 +163,12 @@ def plan_slide(
         defaults = model.stains.defaults(tissue.background)
         stains = defaults
         if grid.tiles:
-            pixels = _stain_sample(slide, grid, scored, tissue.downsample)
+            pixels = _stain_sample(path, mpp, grid, scored, tissue.downsample)
             if model.stains.estimate:
                 stains = estimate_stains(
                     pixels, background=tissue.background, defaults=defaults, params=model.stains.estimation
                 )
+            _require_colour(pixels, path.name)
             require_dab(pixels, background=tissue.background, slide_name=path.name, hematoxylin=stains.hematoxylin)
         return SlidePlan(
             path=str(path),
@@ -216,25 +217,81 @@ def _raster(regions: tuple[Region, ...], shape: tuple[int, int], downsample: flo
 _MIN_MASK_PX = 1024
 
 
+#: A tissue pixel is grey when its channels differ by at most this many
+#: grey levels; an image whose tissue is grey almost everywhere has no colour
+#: to tell DAB from hematoxylin.
+_GREY_SPREAD = 3
+_GREY_FRACTION = 0.99
+
+
+def _require_colour(pixels: np.ndarray, name: str) -> None:
+    """Refuse a greyscale image: scoring it would call every slide negative.
+
+    Raises
+    ------
+    NotDabStainError
+    """
+    if len(pixels) == 0:
+        return
+    spread = pixels.max(axis=1).astype(np.int16) - pixels.min(axis=1)
+    if np.mean(spread <= _GREY_SPREAD) >= _GREY_FRACTION:
+        raise NotDabStainError(
+            f"{name}: a greyscale image, so DAB cannot be told from hematoxylin; no H-score is given (scan in colour)"
+        )
+
+
 def _tissue_mpp(slide: Slide, mpp_um: float) -> float:
     """Pixel size of the tissue mask: the model's, or finer for a small image (never finer than level 0)."""
     long_um = max(slide.dimensions) * slide.mpp
     return max(slide.mpp, min(mpp_um, long_um / _MIN_MASK_PX))
 
 
-def _stain_sample(slide: Slide, grid: TileGrid, tissue: np.ndarray, tissue_ds: float) -> np.ndarray:
-    """Tissue pixels (N, 3) uint8 from tiles spread evenly over the tissue, at analysis resolution."""
+def _stain_sample(
+    path: Path, mpp: float | None, grid: TileGrid, tissue: np.ndarray, tissue_ds: float
+) -> np.ndarray:
+    """Tissue pixels (N, 3) uint8 from tiles spread evenly over the tissue, at analysis resolution.
+
+    A patch that cannot be decoded is left out (the tile scoring reports it).
+    """
     tiles = grid.tiles
     pick = np.unique(np.linspace(0, len(tiles) - 1, min(_STAIN_SAMPLE_TILES, len(tiles))).round().astype(int))
     chunks = []
-    for t in (tiles[i] for i in pick):
-        x, y, w, h = t.a_core
-        pw, ph = min(w, _STAIN_SAMPLE_PX), min(h, _STAIN_SAMPLE_PX)
-        l0_xy, l0_size = grid.l0_rect((x + (w - pw) // 2, y + (h - ph) // 2, pw, ph))
-        rgb = slide.read_scaled(l0_xy, l0_size, grid.downsample)
-        inside = _tissue_at(tissue, tissue_ds, rgb.shape[:2], l0_xy, grid.downsample)
-        chunks.append(rgb[inside])
+    reader = TileReader(str(path), mpp)
+    try:
+        for t in (tiles[i] for i in pick):
+            x, y, w, h = t.a_core
+            pw, ph = min(w, _STAIN_SAMPLE_PX), min(h, _STAIN_SAMPLE_PX)
+            l0_xy, l0_size = grid.l0_rect((x + (w - pw) // 2, y + (h - ph) // 2, pw, ph))
+            rgb = reader.read(l0_xy, l0_size, grid.downsample)
+            if rgb is not None:
+                inside = _tissue_at(tissue, tissue_ds, rgb.shape[:2], l0_xy, grid.downsample)
+                chunks.append(rgb[inside])
+    finally:
+        reader.close()
     return np.concatenate(chunks) if chunks else np.zeros((0, 3), np.uint8)
+
+
+class TileReader:
+    """A slide opened from its path, reopened after a read error; a region that fails twice is given up."""
+
+    def __init__(self, path: str, mpp_um: float | None) -> None:
+        self.path, self.mpp_um = path, mpp_um
+        self.slide = open_slide(path, mpp=mpp_um)
+
+    def _reopen(self) -> None:
+        self.slide.close()
+        self.slide = open_slide(self.path, mpp=self.mpp_um)
+
+    def read(self, l0_xy: tuple[int, int], l0_size: tuple[int, int], downsample: float) -> np.ndarray | None:
+        for attempt in range(2):
+            try:
+                return self.slide.read_scaled(l0_xy, l0_size, downsample)
+            except SlideReadError:
+                self._reopen()  # the first failure may be passing (I/O); a corrupt tile fails again
+        return None
+
+    def close(self) -> None:
+        self.slide.close()
 
 
 def _tissue_at(tissue: np.ndarray, tissue_ds: float, shape: tuple[int, int], l0_xy: tuple[int, int], ds: float) -> np.ndarray:

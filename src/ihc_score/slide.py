@@ -47,6 +47,11 @@ class BackendRefusal(Exception):
     """Raised by a backend that cannot open a file; the message is the bare reason."""
 
 
+#: Most pixels read from one level to draw a slide's overview (2 Gpx):
+#: real pyramids offer a level far smaller; a larger read means no pyramid.
+_MAX_THUMBNAIL_SOURCE_PX = 1 << 31
+
+
 class Slide(ABC):
     """An open whole-slide image (or plain image) read as RGB.
 
@@ -273,6 +278,14 @@ class Slide(ABC):
             raise ValueError(f"max_mpp_um must be a positive number, got {max_mpp_um}")
         ds = max(1.0, float(max_mpp_um) / self.mpp)
         w, h = self.dimensions
+        level = self.best_level(ds)
+        lw, lh = self.level_dimensions[level]
+        if lw * lh > _MAX_THUMBNAIL_SOURCE_PX:
+            # A slide without a usable pyramid would be read whole to draw its overview.
+            raise SlideOpenError(
+                f"{self.path.name}: {w}x{h} px with no pyramid level near {max_mpp_um:g} um/px; "
+                "convert it to a tiled pyramidal TIFF"
+            )
         rgb = self.read_scaled((0, 0), (w, h), ds)
         return rgb, (w / rgb.shape[1] + h / rgb.shape[0]) / 2.0
 
