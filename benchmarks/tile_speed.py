@@ -40,6 +40,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ihc_score import _nuclei as N
 from ihc_score import cells as C
 from ihc_score.stain import DEFAULT_STAINS, deconvolve
 from ihc_score.synthetic import TumourRegion, make_layout, preset, render_region
@@ -90,18 +91,18 @@ def stages(rgb: np.ndarray, params: C.DetectionParams) -> list[tuple[str, Callab
 
     def background(s: dict) -> None:
         radius = params.background_radius_um / mpp
-        s["empty"] = C._surely_empty(s["image"], radius, params.threshold_od)
+        s["empty"] = N._surely_empty(s["image"], radius, params.threshold_od)
         if not s["empty"]:
-            s["image"] = C._subtract_background(s["image"], radius)
+            s["image"] = N._subtract_background(s["image"], radius)
 
     def smooth(s: dict) -> None:
         if not s["empty"]:
-            s["image"] = C._smooth(s["image"], params.sigma_um / mpp)
+            s["image"] = N._smooth(s["image"], params.sigma_um / mpp)
 
     def threshold(s: dict) -> None:
         if s["empty"]:
             return
-        s["mask"] = C._foreground(s["image"], params.threshold_od, C._HOLE_FRACTION * params.max_area_um2 / px_area)
+        s["mask"] = N._foreground(s["image"], params.threshold_od, N._HOLE_FRACTION * params.max_area_um2 / px_area)
         s["score"] = s["image"]
         if params.split_by_shape:
             dist = cv2.distanceTransform(s["mask"].view(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
@@ -109,17 +110,17 @@ def stages(rgb: np.ndarray, params: C.DetectionParams) -> list[tuple[str, Callab
 
     def maxima(s: dict) -> None:
         if not s["empty"]:
-            s["peaks"] = C._maxima(s["mask"], s["score"], C._SPLIT_MIN_DISTANCE_UM / mpp)
+            s["peaks"] = N._maxima(s["mask"], s["score"], N._SPLIT_MIN_DISTANCE_UM / mpp)
 
     def assign(s: dict) -> None:
         if not s["empty"]:
-            s["part"] = C._partition(s["mask"], s["score"], s["peaks"], C._CORE_FRACTION)
+            s["part"] = N._partition(s["mask"], s["score"], s["peaks"], N._CORE_FRACTION)
 
     def trim(s: dict) -> None:
         if s["empty"]:
             s["nuclei"] = np.zeros(s["image"].shape, dtype=np.int32)
             return
-        s["nuclei"] = C._trim(s["image"].shape, *s["part"], s["image"], params.min_area_um2 / px_area,
+        s["nuclei"] = N._trim(s["image"].shape, *s["part"], s["image"], params.min_area_um2 / px_area,
                               params.max_area_um2 / px_area)
 
     def expand(s: dict) -> None:

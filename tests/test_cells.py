@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from ihc_score import stain
+from ihc_score import stain, stain_estimate
 from ihc_score.cells import (
     CellTable,
     DetectionParams,
@@ -253,7 +253,7 @@ def test_real_ki67_lung_field(shared_data: Path):
     assert [len(p) for p in truth_xy] == [truth["num_pos"], truth["num_neg"]]
     truth_xy = np.concatenate(truth_xy) * (307 / 512)  # 0.3 -> 0.5 um/px
     a_rgb = cv2.resize(np.ascontiguousarray(panels[:, :512]), (307, 307), interpolation=cv2.INTER_AREA)
-    stains = stain.StainVectors(background=stain.estimate_background(a_rgb))
+    stains = stain.StainVectors(background=stain_estimate.estimate_background(a_rgb))
     table, _, _ = detect_cells(stain.deconvolve(a_rgb, stains), mpp_um=MPP)
     # Each truth nucleus has one of our centroids within 4 um (8 px) for most nuclei.
     ours = np.column_stack([table.a_x, table.a_y])
@@ -305,7 +305,7 @@ def _bumpy(shape: tuple[int, int], seed: int) -> np.ndarray:
 
 @pytest.mark.parametrize("radius_px", [1.0, 2.0, 3.4, 6.0])
 def test_maxima_equal_plain_dilation(radius_px):
-    from ihc_score.cells import _disk, _maxima
+    from ihc_score._nuclei import _disk, _maxima
 
     score = _bumpy((90, 110), seed=int(radius_px * 10))
     mask = score > np.quantile(score, 0.3)
@@ -317,7 +317,7 @@ def test_maxima_equal_plain_dilation(radius_px):
 
 def test_partition_in_box_equals_whole_image():
     """Nuclei in one corner of a large field: the box path gives the whole-image labels."""
-    from ihc_score.cells import _partition, _partition_box
+    from ihc_score._nuclei import _partition, _partition_box
 
     score = np.zeros((400, 500), dtype=np.float32)
     score[37:137, 251:371] = _bumpy((100, 120), seed=3)
@@ -332,7 +332,7 @@ def test_partition_in_box_equals_whole_image():
 
 
 def test_small_holes_filled_border_and_large_holes_kept():
-    from ihc_score.cells import _fill_small_holes
+    from ihc_score._nuclei import _fill_small_holes
 
     mask = np.zeros((120, 200), dtype=bool)
     mask[20:40, 130:160] = True

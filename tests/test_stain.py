@@ -13,16 +13,14 @@ from ihc_score.stain import (
     DEFAULT_STAINS,
     RUIFROK_DAB,
     RUIFROK_HEMATOXYLIN,
-    StainEstimationParams,
     StainVectors,
     angle_deg,
     compose_rgb,
     deconvolve,
-    estimate_background,
-    estimate_stains,
     od_lut,
     optical_density,
 )
+from ihc_score.stain_estimate import StainEstimationParams, estimate_background, estimate_stains
 
 YELLOWISH_DIM = (232.0, 222.0, 196.0)
 

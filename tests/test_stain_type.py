@@ -1,4 +1,4 @@
-"""Tests of ihc_score.stain.identify_stain / require_dab: H&E and other non-DAB slides get no H-score."""
+"""Tests of ihc_score.stain_type.identify_stain / require_dab: H&E and other non-DAB slides get no H-score."""
 
 from __future__ import annotations
 
@@ -14,20 +14,15 @@ from ihc_score.model import default_model
 from ihc_score.pipeline import score_slide
 from ihc_score.plan import plan_slide
 from ihc_score.stain import (
-    EOSIN_QUPATH,
     RUIFROK_DAB,
     RUIFROK_HEMATOXYLIN,
-    StainIdentity,
-    StainTypeParams,
     StainVectors,
     angle_deg,
     compose_rgb,
     deconvolve,
-    estimate_background,
-    estimate_stains,
-    identify_stain,
-    require_dab,
 )
+from ihc_score.stain_estimate import estimate_background, estimate_stains
+from ihc_score.stain_type import EOSIN_QUPATH, StainIdentity, StainTypeParams, identify_stain, require_dab
 from ihc_score.synthetic import make_layout, make_slide, preset, render_region
 
 WHITE = (255.0, 255.0, 255.0)

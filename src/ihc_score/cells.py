@@ -55,6 +55,18 @@ from typing import Literal
 import cv2
 import numpy as np
 
+from ._nuclei import (
+    _CORE_FRACTION,
+    _HOLE_FRACTION,
+    _SPLIT_MIN_DISTANCE_UM,
+    _foreground,
+    _maxima,
+    _partition,
+    _smooth,
+    _subtract_background,
+    _surely_empty,
+    _trim,
+)
 from .measure import CellTable, _check_mpp, measure_cells
 
 __all__ = [
@@ -69,23 +81,6 @@ __all__ = [
 ]
 
 Channel = Literal["hematoxylin", "hematoxylin_dab"]
-
-#: Two maxima of the smoothed image closer than this (um) mark one nucleus.
-_SPLIT_MIN_DISTANCE_UM = 3.0
-#: A marker's core: pixels reaching this fraction of the marker's value.
-_CORE_FRACTION = 0.5
-#: A nucleus ends where the smoothed channel falls below this fraction of
-#: its peak (about the half maximum; 0.45 makes up for the curvature of a
-#: smoothed round edge), so its area does not grow with its stain intensity.
-_EDGE_FRACTION = 0.45
-#: Holes in the foreground smaller than this fraction of ``max_area_um2`` are
-#: filled (pale nuclear centres, vesicular chromatin).
-_HOLE_FRACTION = 0.25
-#: Margin (px) of the box around the foreground that :func:`_partition`
-#: works in, and the largest fraction of the image the box may cover for
-#: the box to be used.
-_BOX_MARGIN_PX = 32
-_BOX_MAX_FRACTION = 0.8
 
 
 @dataclass(frozen=True)
@@ -197,265 +192,6 @@ def tile_margin_um(params: DetectionParams = DetectionParams()) -> float:
         + nucleus_um
         + params.cell_expansion_um
     )
-
-
-def _disk(radius_px: float) -> np.ndarray:
-    r = max(1, int(round(radius_px)))
-    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
-
-
-def _subtract_background(image: np.ndarray, radius_px: float) -> np.ndarray:
-    """Image minus its grey opening by a disk (a rolling-ball-like background).
-
-    The disk of radius r is applied as n passes of a disk of radius r / n
-    (about 4 px; the Minkowski sum of disks is a disk), three times faster
-    than one wide kernel and within 0.002 OD of it on average. Computed at
-    full resolution, so the result at a pixel depends only on the image
-    within two radii of it, and a tile with a margin reproduces the whole
-    image whatever its origin.
-    """
-    if radius_px < 1:
-        return image
-    passes = max(1, int(round(radius_px / 4.0)))
-    kernel = _disk(radius_px / passes)
-    background = cv2.erode(image, kernel, iterations=passes, borderType=cv2.BORDER_REPLICATE)
-    background = cv2.dilate(background, kernel, iterations=passes, borderType=cv2.BORDER_REPLICATE)
-    return cv2.subtract(image, background, dst=background)
-
-
-def _surely_empty(image: np.ndarray, radius_px: float, threshold_od: float) -> bool:
-    """True when no pixel can pass the threshold (glass): no need to look further.
-
-    The background is a grey opening of the image, so it is no lower than
-    the image's minimum and the subtracted image is at most its range (at
-    most its maximum without background subtraction); the Gaussian, a
-    weighted mean, does not raise that bound. 1 % and 1e-6 OD cover rounding.
-    """
-    if image.size == 0:
-        return True
-    low, high, _, _ = cv2.minMaxLoc(image)
-    if not (np.isfinite(low) and np.isfinite(high)):
-        return False
-    bound = high - low if radius_px >= 1 else high
-    return bound * 1.01 + 1e-6 < threshold_od
-
-
-def _smooth(image: np.ndarray, sigma_px: float) -> np.ndarray:
-    """Gaussian smoothing (OpenCV kernel, replicated border); identity for sigma 0."""
-    if sigma_px <= 0:
-        return image
-    return cv2.GaussianBlur(image, (0, 0), sigma_px, borderType=cv2.BORDER_REPLICATE)
-
-
-def _fill_small_holes(mask: np.ndarray, max_hole_px: float) -> np.ndarray:
-    """Fill background components smaller than ``max_hole_px`` not touching the border.
-
-    Works in the box around the foreground widened by one pixel: outside it
-    the background reaches the image border, so a component that touches
-    the box's edge touches the border, and the others (the holes) lie whole
-    inside the box.
-    """
-    h, w = mask.shape
-    rows = np.flatnonzero(mask.any(axis=1))
-    if rows.size == 0:
-        return mask
-    cols = np.flatnonzero(mask.any(axis=0))
-    y0, y1 = max(0, int(rows[0]) - 1), min(h, int(rows[-1]) + 2)
-    x0, x1 = max(0, int(cols[0]) - 1), min(w, int(cols[-1]) + 2)
-    box = mask[y0:y1, x0:x1]
-    background = np.ascontiguousarray(~box).view(np.uint8)
-    n, lab = cv2.connectedComponents(background, connectivity=4, ltype=cv2.CV_32S)
-    if n <= 1:
-        return mask
-    area = np.bincount(lab.ravel(), minlength=n)
-    border = np.zeros(n, dtype=bool)
-    for edge in (lab[0], lab[-1], lab[:, 0], lab[:, -1]):
-        border[edge] = True
-    fill = ~border & (area <= max_hole_px)
-    fill[0] = False
-    if not fill.any():
-        return mask
-    filled = mask.copy()
-    filled[y0:y1, x0:x1] |= fill[lab]
-    return filled
-
-
-def _foreground(image: np.ndarray, threshold_od: float, max_hole_px: float) -> np.ndarray:
-    """Pixels above ``threshold_od``, small holes filled (bool, shape of ``image``)."""
-    return _fill_small_holes(image > threshold_od, max_hole_px)
-
-
-def _kernel_offsets(kernel: np.ndarray, row_stride: int) -> np.ndarray:
-    """Flat offsets of the set pixels of a centred structuring element."""
-    r_y, r_x = kernel.shape[0] // 2, kernel.shape[1] // 2
-    dy, dx = np.nonzero(kernel)
-    return ((dy - r_y) * row_stride + (dx - r_x)).astype(np.intp)
-
-
-def _maxima(mask: np.ndarray, score: np.ndarray, min_distance_px: float) -> np.ndarray:
-    """Foreground pixels where ``score`` reaches the maximum of its disk (bool).
-
-    Same as ``(score >= cv2.dilate(score, disk)) & mask`` (outside the image
-    ignored): a pixel must first be a maximum of the disk's central 3 x 3
-    pixels, and only those few candidates are compared with the whole disk.
-    """
-    kernel = _disk(min_distance_px)
-    r = kernel.shape[0] // 2
-    inner = np.ascontiguousarray(kernel[r - 1 : r + 2, r - 1 : r + 2])
-    local = score >= cv2.dilate(score, inner, borderType=cv2.BORDER_CONSTANT, borderValue=-np.inf)
-    cand = np.flatnonzero(local & mask)
-    peaks = np.zeros(mask.shape, dtype=bool)
-    if cand.size == 0:
-        return peaks
-    h, w = score.shape
-    padded = cv2.copyMakeBorder(score, r, r, r, r, cv2.BORDER_CONSTANT, value=-np.inf)
-    offsets = _kernel_offsets(kernel, w + 2 * r)
-    pos = (cand // w + r) * (w + 2 * r) + (cand % w + r)
-    flat = padded.ravel()
-    best = np.full(cand.size, -np.inf, dtype=np.float32)
-    for off in offsets:
-        np.maximum(best, flat[pos + off], out=best)
-    peaks.ravel()[cand[flat[pos] >= best]] = True
-    return peaks
-
-
-def _partition(
-    mask: np.ndarray, score: np.ndarray, peaks: np.ndarray, core_fraction: float
-) -> tuple[np.ndarray, np.ndarray, int]:
-    """Label the foreground, one object per maximum of ``score``.
-
-    Markers are the 8-connected groups of ``peaks`` (maxima of ``score``,
-    plateaus merged). Each marker grows into its core, the pixels around it
-    where ``score`` reaches ``core_fraction`` of the marker's value, and
-    every foreground pixel then goes to the nearest core: a fast stand-in
-    for a marker-controlled watershed that cuts touching nuclei along the
-    valley between their cores. A blob never takes pixels from another
-    blob.
-
-    Only the box around the foreground, widened by ``_BOX_MARGIN_PX``, is
-    processed when it is clearly smaller than the image. The result is the
-    same as on the whole image: every marker, core and blob lies in the
-    box; a path of the distance transforms that leaves the box costs at
-    least twice the margin, more than the distance of any foreground pixel
-    to its marker and core (checked, else the whole image is processed);
-    and the box starts on even rows and columns, so OpenCV's block-wise
-    connected components number the blobs and markers in the same order.
-
-    Returns
-    -------
-    fg_idx : ndarray, intp
-        Flat indices of the foreground pixels (raster order).
-    fg_label : ndarray, int32
-        Their labels (0 = none), numbered 1..n_labels - 1.
-    n_labels : int
-        One more than the largest possible label.
-    """
-    h, w = mask.shape
-    rows = np.flatnonzero(mask.any(axis=1))
-    if rows.size == 0:
-        return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.int32), 1
-    cols = np.flatnonzero(mask.any(axis=0))
-    m = _BOX_MARGIN_PX
-    y0, x0 = max(0, int(rows[0]) - m) & ~1, max(0, int(cols[0]) - m) & ~1
-    y1, x1 = min(h, int(rows[-1]) + m + 1), min(w, int(cols[-1]) + m + 1)
-    if (y1 - y0) * (x1 - x0) < _BOX_MAX_FRACTION * h * w:
-        box = (slice(y0, y1), slice(x0, x1))
-        fg_idx, fg_label, n_labels, fits = _partition_box(
-            np.ascontiguousarray(mask[box]),
-            np.ascontiguousarray(score[box]),
-            np.ascontiguousarray(peaks[box]),
-            core_fraction,
-            2.0 * m - 1.0,
-        )
-        if fits:
-            row, col = np.divmod(fg_idx, x1 - x0)
-            return (row + y0) * w + (col + x0), fg_label, n_labels
-    fg_idx, fg_label, n_labels, _ = _partition_box(mask, score, peaks, core_fraction, np.inf)
-    return fg_idx, fg_label, n_labels
-
-
-def _partition_box(
-    mask: np.ndarray, score: np.ndarray, peaks: np.ndarray, core_fraction: float, max_dist_px: float
-) -> tuple[np.ndarray, np.ndarray, int, bool]:
-    """:func:`_partition` on one contiguous image.
-
-    The last item is False (and the labels are not computed) when a
-    foreground pixel lies ``max_dist_px`` or more from its nearest peak or
-    core.
-    """
-    fg = mask.view(np.uint8)
-    fg_idx = np.flatnonzero(mask)
-    n_comp, comp = cv2.connectedComponents(fg, connectivity=8, ltype=cv2.CV_32S)
-    if n_comp <= 1:
-        return fg_idx, np.zeros(0, dtype=np.int32), 1, True
-    fg_comp = comp.ravel()[fg_idx]
-    peak_idx = np.flatnonzero(peaks)
-    if peak_idx.size == 0:
-        return fg_idx, fg_comp, n_comp, True
-    n_mark, markers = cv2.connectedComponents(peaks.view(np.uint8), connectivity=8, ltype=cv2.CV_32S)
-    if n_mark <= 2:
-        return fg_idx, fg_comp, n_comp, True
-    peak_marker = markers.ravel()[peak_idx]
-    score_flat = score.ravel()
-    peak_value = np.zeros(n_mark, dtype=np.float32)
-    np.maximum.at(peak_value, peak_marker, score_flat[peak_idx])
-    dist, near = cv2.distanceTransformWithLabels((~peaks).view(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL)
-    if max_dist_px < np.inf and dist.ravel()[fg_idx].max() >= max_dist_px:
-        return fg_idx, fg_comp, n_comp, False
-    fg_marker = np.concatenate([np.zeros(1, dtype=np.int32), peak_marker])[near.ravel()[fg_idx]]
-    fg_score = score_flat[fg_idx]
-    in_core = fg_score >= np.float32(core_fraction) * peak_value[fg_marker]
-    cores = np.ones(mask.shape, dtype=np.uint8)
-    cores.ravel()[fg_idx[in_core]] = 0
-    dist, near2 = cv2.distanceTransformWithLabels(cores, cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL)
-    if max_dist_px < np.inf and dist.ravel()[fg_idx].max() >= max_dist_px:
-        return fg_idx, fg_comp, n_comp, False
-    core_marker = np.concatenate([np.zeros(1, dtype=np.int32), fg_marker[in_core]])
-    fg_label = core_marker[near2.ravel()[fg_idx]]
-    # A pixel nearer to a core of another blob is dropped; a blob without a
-    # marker of its own (a maximum dominated from across a narrow gap) is
-    # one nucleus. Both rules look only at the blob, so the result does not
-    # depend on how far the image extends beyond it.
-    marker_comp = np.zeros(n_mark, dtype=np.int32)
-    marker_comp[peak_marker] = comp.ravel()[peak_idx]
-    has_marker = np.zeros(n_comp, dtype=bool)
-    has_marker[marker_comp[1:]] = True
-    wrong = np.flatnonzero(marker_comp[fg_label] != fg_comp)
-    wrong_comp = fg_comp[wrong]
-    fg_label[wrong] = np.where(has_marker[wrong_comp], 0, n_mark - 1 + wrong_comp)
-    return fg_idx, fg_label, n_mark + n_comp - 1, True
-
-
-def _trim(
-    shape: tuple[int, int],
-    fg_idx: np.ndarray,
-    fg_label: np.ndarray,
-    n_labels: int,
-    image: np.ndarray,
-    min_area_px: float,
-    max_area_px: float,
-) -> np.ndarray:
-    """Cut each object at ``_EDGE_FRACTION`` of its peak, drop it outside the area limits, number 1..n.
-
-    Returns the int32 label image; the numbering keeps the order of the
-    labels given.
-    """
-    labels = np.zeros(shape, dtype=np.int32)
-    if fg_label.size == 0:
-        return labels
-    # Label 0 (foreground left unlabelled) rides along and is dropped below.
-    fg_label = fg_label.astype(np.intp)
-    value = image.ravel()[fg_idx]
-    peak = np.zeros(n_labels, dtype=np.float32)
-    np.maximum.at(peak, fg_label, value)
-    lab = np.where(value >= np.float32(_EDGE_FRACTION) * peak[fg_label], fg_label, 0)
-    area_px = np.bincount(lab, minlength=1)
-    keep = (area_px >= min_area_px) & (area_px <= max_area_px)
-    keep[0] = False
-    lut = np.zeros(len(keep), dtype=np.int32)
-    lut[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
-    labels.ravel()[fg_idx] = lut[lab]
-    return labels
 
 
 def detection_image(deconvolved: np.ndarray, channel: Channel = "hematoxylin") -> np.ndarray:

@@ -23,7 +23,8 @@ from .cells import DetectionParams
 from .confidence import IntervalParams
 from .errors import ModelError
 from .score import ClassifyParams, PositivityRule
-from .stain import RUIFROK_DAB, RUIFROK_HEMATOXYLIN, StainEstimationParams, StainVectors
+from .stain import RUIFROK_DAB, RUIFROK_HEMATOXYLIN, StainVectors
+from .stain_estimate import StainEstimationParams
 from .tissue import TissueParams
 
 __all__ = [

@@ -19,7 +19,9 @@ from .errors import NotBrightfieldError, NotDabStainError, SlideReadError
 from .model import Model
 from .regions import Annotation, Region, build_regions, find_annotation_file, read_annotations
 from .slide import Slide, open_slide
-from .stain import StainVectors, estimate_stains, require_dab
+from .stain import StainVectors
+from .stain_estimate import estimate_stains
+from .stain_type import require_dab
 from .tiles import TileGrid, tile_grid
 from .tissue import detect_tissue
 

@@ -29,7 +29,8 @@ import cv2
 import numpy as np
 
 from ihc_score.errors import NotBrightfieldError
-from ihc_score.stain import MIN_BRIGHTFIELD_BACKGROUND, estimate_background, od_lut
+from ihc_score.stain import od_lut
+from ihc_score.stain_estimate import MIN_BRIGHTFIELD_BACKGROUND, estimate_background
 
 __all__ = [
     "TissueParams",
@@ -159,7 +160,7 @@ def is_brightfield(thumb: np.ndarray) -> bool:
     """Whether a thumbnail looks like a brightfield slide.
 
     Brightfield: the brightest 2 % of pixels (the glass) average at least
-    :data:`ihc_score.stain.MIN_BRIGHTFIELD_BACKGROUND` over R, G, B, and the
+    :data:`ihc_score.stain_estimate.MIN_BRIGHTFIELD_BACKGROUND` over R, G, B, and the
     median pixel is not dark (mean of R, G, B at least half that). A
     fluorescence slide has a black background and fails both.
 
