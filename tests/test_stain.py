@@ -21,20 +21,9 @@ from ihc_score.stain import (
     optical_density,
 )
 from ihc_score.stain_estimate import StainEstimationParams, estimate_background, estimate_stains
+from vectors import rotate
 
 YELLOWISH_DIM = (232.0, 222.0, 196.0)
-
-
-def rotate(v: tuple[float, float, float], toward: tuple[float, float, float], deg: float) -> tuple[float, float, float]:
-    """``v`` turned by ``deg`` degrees in the plane it spans with ``toward``."""
-    u = np.asarray(v, dtype=np.float64)
-    u = u / np.linalg.norm(u)
-    p = np.asarray(toward, dtype=np.float64)
-    p = p - (p @ u) * u
-    p /= np.linalg.norm(p)
-    t = np.radians(deg)
-    out = np.cos(t) * u + np.sin(t) * p
-    return (float(out[0]), float(out[1]), float(out[2]))
 
 
 # Slide-like vectors 8-12 degrees off the defaults, all components positive.

@@ -24,23 +24,13 @@ from ihc_score.stain import (
 from ihc_score.stain_estimate import estimate_background, estimate_stains
 from ihc_score.stain_type import EOSIN_QUPATH, StainIdentity, StainTypeParams, identify_stain, require_dab
 from ihc_score.synthetic import make_layout, make_slide, preset, render_region
+from vectors import rotate
 
 WHITE = (255.0, 255.0, 255.0)
 #: Ruifrok & Johnston's eosin and Fast Red (unit OD vectors, R, G, B).
 EOSIN_RUIFROK = (0.07200, 0.99000, 0.10500)
 FAST_RED = (0.21393, 0.85112, 0.47934)
 SAMPLES = Path(__file__).resolve().parents[1] / "sample_slides"
-
-
-def rotate(v: tuple[float, float, float], toward: tuple[float, float, float], deg: float) -> tuple[float, float, float]:
-    """``v`` turned by ``deg`` degrees in the plane it spans with ``toward``."""
-    u = np.asarray(v, dtype=np.float64)
-    u = u / np.linalg.norm(u)
-    p = np.asarray(toward, dtype=np.float64)
-    p = p - (p @ u) * u
-    p /= np.linalg.norm(p)
-    t = np.radians(deg)
-    return tuple(float(x) for x in np.cos(t) * u + np.sin(t) * p)  # type: ignore[return-value]
 
 
 def draw(

@@ -47,6 +47,14 @@ def _check_proportions(p: tuple[float, ...], name: str) -> tuple[float, ...]:
     return tuple(float(x) for x in a)
 
 
+def _check_ellipse(center: tuple[float, float], radii: tuple[float, float]) -> None:
+    """Validate an ellipse given as fractions of the slide."""
+    if not all(0.0 <= c <= 1.0 for c in center):
+        raise ValueError(f"center must be fractions of the slide in 0-1, got {center!r}")
+    if not all(0.0 < r <= 1.0 for r in radii):
+        raise ValueError(f"radii must be fractions of the slide in (0, 1], got {radii!r}")
+
+
 @dataclass(frozen=True)
 class TumourRegion:
     """One metastasis: a sheet of tumour cells inside a noisy ellipse.
@@ -72,10 +80,7 @@ class TumourRegion:
     name: str = "met1"
 
     def __post_init__(self) -> None:
-        if not all(0.0 <= c <= 1.0 for c in self.center):
-            raise ValueError(f"center must be fractions of the slide in 0-1, got {self.center!r}")
-        if not all(0.0 < r <= 1.0 for r in self.radii):
-            raise ValueError(f"radii must be fractions of the slide in (0, 1], got {self.radii!r}")
+        _check_ellipse(self.center, self.radii)
         object.__setattr__(self, "class_proportions", _check_proportions(self.class_proportions, "class_proportions"))
 
 
@@ -104,10 +109,7 @@ class NecrosisRegion:
     name: str = "necrosis1"
 
     def __post_init__(self) -> None:
-        if not all(0.0 <= c <= 1.0 for c in self.center):
-            raise ValueError(f"center must be fractions of the slide in 0-1, got {self.center!r}")
-        if not all(0.0 < r <= 1.0 for r in self.radii):
-            raise ValueError(f"radii must be fractions of the slide in (0, 1], got {self.radii!r}")
+        _check_ellipse(self.center, self.radii)
 
 
 @dataclass(frozen=True)
