@@ -50,6 +50,12 @@ def make_executor(workers: int, scheduler: str | None = None) -> tuple[Executor,
     pool = ProcessPoolExecutor(
         max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker
     )
+    # A spawned pool starts a worker per submit while none is idle, so the
+    # second worker would otherwise start (and import for about a second)
+    # only when the first slide's tiles arrive; start them all now, while the
+    # first slide is being planned.
+    for _ in range(workers):
+        pool.submit(_ready)
     return pool, f"processes:{workers}"
 
 
@@ -198,8 +204,13 @@ class _QuietLostConnection(logging.Filter):
 
 
 def _init_worker() -> None:
-    """One thread per worker process: the pool, not OpenCV, spreads work over the cores."""
+    """One thread per worker process (the pool, not OpenCV, spreads work over the cores); import the pipeline now."""
     import cv2
 
     cv2.setNumThreads(1)
+    from . import pipeline  # noqa: F401 - imported once at start-up, not inside the first task
+
+
+def _ready() -> None:
+    """A task that does nothing, to make the pool start a worker."""
 
