@@ -125,7 +125,7 @@ def _fill_small_holes(mask: np.ndarray, max_hole_px: float) -> np.ndarray:
     if not fill.any():
         return mask
     filled = mask.copy()
-    filled[y0:y1, x0:x1] |= fill[lab]
+    filled[y0:y1, x0:x1] |= np.take(fill, lab)
     return filled
 
 
@@ -237,7 +237,8 @@ def _partition_box(
     n_comp, comp = cv2.connectedComponents(fg, connectivity=8, ltype=cv2.CV_32S)
     if n_comp <= 1:
         return fg_idx, np.zeros(0, dtype=np.int32), 1, True
-    fg_comp = comp.ravel()[fg_idx]
+    # np.take: gathers here are about twice as fast as fancy indexing.
+    fg_comp = np.take(comp.ravel(), fg_idx)
     peak_idx = np.flatnonzero(peaks)
     if peak_idx.size == 0:
         return fg_idx, fg_comp, n_comp, True
@@ -249,18 +250,18 @@ def _partition_box(
     peak_value = np.zeros(n_mark, dtype=np.float32)
     np.maximum.at(peak_value, peak_marker, score_flat[peak_idx])
     dist, near = cv2.distanceTransformWithLabels((~peaks).view(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL)
-    if max_dist_px < np.inf and dist.ravel()[fg_idx].max() >= max_dist_px:
+    if max_dist_px < np.inf and cv2.minMaxLoc(dist, mask=fg)[1] >= max_dist_px:
         return fg_idx, fg_comp, n_comp, False
-    fg_marker = np.concatenate([np.zeros(1, dtype=np.int32), peak_marker])[near.ravel()[fg_idx]]
-    fg_score = score_flat[fg_idx]
-    in_core = fg_score >= np.float32(core_fraction) * peak_value[fg_marker]
+    fg_marker = np.take(np.concatenate([np.zeros(1, dtype=np.int32), peak_marker]), np.take(near.ravel(), fg_idx))
+    fg_score = np.take(score_flat, fg_idx)
+    in_core = fg_score >= np.float32(core_fraction) * np.take(peak_value, fg_marker)
     cores = np.ones(mask.shape, dtype=np.uint8)
     cores.ravel()[fg_idx[in_core]] = 0
     dist, near2 = cv2.distanceTransformWithLabels(cores, cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL)
-    if max_dist_px < np.inf and dist.ravel()[fg_idx].max() >= max_dist_px:
+    if max_dist_px < np.inf and cv2.minMaxLoc(dist, mask=fg)[1] >= max_dist_px:
         return fg_idx, fg_comp, n_comp, False
     core_marker = np.concatenate([np.zeros(1, dtype=np.int32), fg_marker[in_core]])
-    fg_label = core_marker[near2.ravel()[fg_idx]]
+    fg_label = np.take(core_marker, np.take(near2.ravel(), fg_idx))
     # A pixel nearer to a core of another blob is dropped; a blob without a
     # marker of its own (a maximum dominated from across a narrow gap) is
     # one nucleus. Both rules look only at the blob, so the result does not
@@ -269,7 +270,7 @@ def _partition_box(
     marker_comp[peak_marker] = comp.ravel()[peak_idx]
     has_marker = np.zeros(n_comp, dtype=bool)
     has_marker[marker_comp[1:]] = True
-    wrong = np.flatnonzero(marker_comp[fg_label] != fg_comp)
+    wrong = np.flatnonzero(np.take(marker_comp, fg_label) != fg_comp)
     wrong_comp = fg_comp[wrong]
     fg_label[wrong] = np.where(has_marker[wrong_comp], 0, n_mark - 1 + wrong_comp)
     return fg_idx, fg_label, n_mark + n_comp - 1, True
@@ -294,14 +295,14 @@ def _trim(
         return labels
     # Label 0 (foreground left unlabelled) rides along and is dropped below.
     fg_label = fg_label.astype(np.intp)
-    value = image.ravel()[fg_idx]
+    value = np.take(image.ravel(), fg_idx)
     peak = np.zeros(n_labels, dtype=np.float32)
     np.maximum.at(peak, fg_label, value)
-    lab = np.where(value >= np.float32(_EDGE_FRACTION) * peak[fg_label], fg_label, 0)
+    lab = np.where(value >= np.float32(_EDGE_FRACTION) * np.take(peak, fg_label), fg_label, 0)
     area_px = np.bincount(lab, minlength=1)
     keep = (area_px >= min_area_px) & (area_px <= max_area_px)
     keep[0] = False
     lut = np.zeros(len(keep), dtype=np.int32)
     lut[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
-    labels.ravel()[fg_idx] = lut[lab]
+    labels.ravel()[fg_idx] = np.take(lut, lab)
     return labels

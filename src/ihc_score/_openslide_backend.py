@@ -147,6 +147,11 @@ class OpenSlideSlide(Slide):
         # openslide-python returns straight (un-premultiplied) RGBA.
         return over_white(rgba[..., :3], rgba[..., 3], premultiplied=False)
 
+    def _read_level_halved(self, level: int, x: int, y: int, w: int, h: int) -> np.ndarray | None:
+        if self._failure is not None or self._fast is None:
+            return None
+        return self._fast.read(level, x, y, w, h, halved=True)
+
     def _close(self) -> None:
         if self._fast is not None:
             self._fast.close()

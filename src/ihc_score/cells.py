@@ -301,7 +301,7 @@ def expand_cells(nuclei: np.ndarray, *, mpp_um: float, params: DetectionParams =
         (~box_inside).view(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL
     )
     lut = np.concatenate([np.zeros(1, dtype=np.int32), box[box_inside]])
-    grown = lut[near]
+    grown = np.take(lut, near)
     grown[dist > radius_px] = 0
     if box.shape == labels.shape:
         return grown

@@ -129,6 +129,16 @@ class Slide(ABC):
     def _close(self) -> None:
         """Release the backend's file handles."""
 
+    def _read_level_halved(self, level: int, x: int, y: int, w: int, h: int) -> np.ndarray | None:
+        """(h / 2, w / 2, 3) uint8 RGB of an even rectangle inside ``level``, reduced 2x, or None.
+
+        Optional: a backend that can give exactly what ``cv2.resize`` with
+        ``cv2.INTER_AREA`` makes of :meth:`_read_level` (each 2 x 2 block
+        averaged), faster than that, overrides this. None reads the full
+        rectangle and resizes it.
+        """
+        return None
+
     def _extra_metadata(self) -> dict[str, Any]:
         """Backend-specific whitelisted metadata (objective power, scanner model)."""
         return {}
@@ -216,7 +226,9 @@ class Slide(ABC):
         The best pyramid level (largest downsample <= ``downsample`` * 1.01) is
         read and resized with ``cv2.INTER_AREA``. Large regions are read in
         bands of about 16 Mpx, cut where possible at rows that keep the result
-        identical to a single resize.
+        identical to a single resize. An exact 2x reduction aligned on even
+        level pixels is taken, where the backend can, from tiles it reduced
+        once and cached (the same bytes).
 
         Parameters
         ----------
@@ -250,6 +262,10 @@ class Slide(ABC):
         bh = max(1, math.ceil((y0 + h) / sy - _EPS) - by0)
         if (bw, bh) == (out_w, out_h):
             return self._read_box(level, bx0, by0, bw, bh)
+        if (bw, bh) == (2 * out_w, 2 * out_h) and bx0 % 2 == 0 and by0 % 2 == 0:
+            halved = self._read_box_halved(level, bx0, by0, bw, bh)
+            if halved is not None:
+                return halved
         out = np.empty((out_h, out_w, 3), np.uint8)
         for ly0, ly1, oy0, oy1 in _bands(bh, out_h, max(1, _CHUNK_PX // bw)):
             block = self._read_box(level, bx0, by0 + ly0, bw, ly1 - ly0)
@@ -326,6 +342,27 @@ class Slide(ABC):
             return inside
         out = np.full((h, w, 3), 255, np.uint8)
         out[iy0 - y : iy1 - y, ix0 - x : ix1 - x] = inside
+        return out
+
+    def _read_box_halved(self, level: int, x: int, y: int, w: int, h: int) -> np.ndarray | None:
+        """:meth:`_read_box` of an even rectangle reduced 2x (INTER_AREA), or None if the backend declines.
+
+        White outside the level stays white (a block of 255 averages to 255);
+        the part inside must have even bounds, so that no 2 x 2 block mixes
+        image and padding.
+        """
+        lw, lh = self.level_dimensions[level]
+        ix0, iy0 = max(x, 0), max(y, 0)
+        ix1, iy1 = min(x + w, lw), min(y + h, lh)
+        if ix0 >= ix1 or iy0 >= iy1:
+            return np.full((h // 2, w // 2, 3), 255, np.uint8)
+        if (ix1 - ix0) % 2 or (iy1 - iy0) % 2:
+            return None
+        inside = self._read_level_halved(level, ix0, iy0, ix1 - ix0, iy1 - iy0)
+        if inside is None or (ix0, iy0, ix1, iy1) == (x, y, x + w, y + h):
+            return inside
+        out = np.full((h // 2, w // 2, 3), 255, np.uint8)
+        out[(iy0 - y) // 2 : (iy1 - y) // 2, (ix0 - x) // 2 : (ix1 - x) // 2] = inside
         return out
 
 
