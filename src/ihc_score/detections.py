@@ -42,7 +42,6 @@ Conventions
 from __future__ import annotations
 
 import gzip as gzip_module
-import io
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -53,11 +52,14 @@ import numpy as np
 import shapely
 from shapely.geometry import mapping
 
+from ._json_text import fixed_strings as _fixed_strings
+from ._json_text import ring_texts
 from .fileio import atomic_open
 from .palette import CLASS_COLOURS_RGB, CLASS_NAMES, EXCLUSION_COLOUR_RGB, REGION_COLOUR_RGB
 from .score import CLASS_LABELS, allred_intensity_score, allred_proportion_score
 
 if TYPE_CHECKING:
+    from .measure import CellTable
     from .pipeline import SlideDetail, SlideResult
     from .region_scores import RegionResult
 
@@ -133,11 +135,11 @@ def _region_patterns(detail: SlideDetail, names: list[str]) -> tuple[np.ndarray,
 
 
 @contextmanager
-def _atomic_text(path: Path, *, compress: bool) -> Iterator[IO[str]]:
-    """A UTF-8 text stream into :func:`~ihc_score.export.atomic_open`.
+def _atomic_stream(path: Path, *, compress: bool) -> Iterator[IO[bytes]]:
+    """A binary stream into :func:`~ihc_score.export.atomic_open` (callers write UTF-8).
 
     With ``compress``, gzip with ``mtime = 0`` and no file name in the header
-    (the same text gives the same bytes).
+    (the same text gives the same bytes, however it is cut into writes).
 
     Raises
     ------
@@ -145,15 +147,13 @@ def _atomic_text(path: Path, *, compress: bool) -> Iterator[IO[str]]:
         The folder cannot be written or the disk is full.
     """
     with atomic_open(path) as raw:
-        zipped = None
-        if compress:
-            zipped = gzip_module.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=_GZIP_LEVEL, mtime=0)
-        text = io.TextIOWrapper(zipped if zipped is not None else raw, encoding="utf-8", newline="\n")
-        yield text
-        text.flush()
-        text.detach()
-        if zipped is not None:
-            zipped.close()
+        if not compress:
+            yield raw
+            return
+        zipped = gzip_module.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=_GZIP_LEVEL, mtime=0)
+        yield zipped
+        zipped.flush()  # a sync-flush marker before the end, as files written so far have
+        zipped.close()
 
 
 # ---------------------------------------------------------------- GeoJSON
@@ -161,6 +161,10 @@ def _atomic_text(path: Path, *, compress: bool) -> Iterator[IO[str]]:
 
 def _dumps(obj: object) -> str:
     return json.dumps(obj, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
+def _utf8(obj: object) -> bytes:
+    return _dumps(obj).encode("utf-8")
 
 
 def _round_geometry(geom: shapely.Geometry) -> dict:
@@ -224,121 +228,75 @@ def _exclusion_feature(wkt: str, k: int) -> dict:
     }
 
 
-def _fixed_strings(values: np.ndarray, decimals: int) -> list[str]:
-    """Each value with fixed decimals; NaN and infinities as ``""``."""
-    v = np.asarray(values, dtype=np.float64)
-    text = (f"%.{decimals}f\x00" * len(v) % tuple(v.tolist())).split("\x00")[:-1]
-    bad = np.flatnonzero(~np.isfinite(v))
-    for i in bad:
-        text[i] = ""
-    return text
-
-
-def _digits(values: np.ndarray) -> np.ndarray:
-    """Number of decimal digits of non-negative integers (1 for 0)."""
-    n = np.ones(values.shape, dtype=np.int64)
-    top = int(values.max(initial=0))
-    k = 1
-    while 10**k <= top:
-        n += values >= 10**k
-        k += 1
-    return n
-
-
-def _put_fixed(buf: np.ndarray, pos: np.ndarray, hundredths: np.ndarray) -> np.ndarray:
-    """Write integers counted in hundredths as ``[-]d.dd`` ASCII into ``buf`` at ``pos``; return the lengths.
-
-    The last byte of ``buf`` is scratch space (digits a number does not have go there).
-    """
-    neg = hundredths < 0
-    a = np.abs(hundredths)
-    whole, frac = a // 100, a % 100
-    nd = _digits(whole)
-    buf[pos[neg]] = ord("-")
-    first = pos + neg
-    last_digit = first + nd - 1
-    scratch = len(buf) - 1
-    rest = whole
-    for k in range(int(nd.max(initial=1))):
-        buf[np.where(nd > k, last_digit - k, scratch)] = rest % 10 + 48
-        rest = rest // 10
-    buf[first + nd] = ord(".")
-    buf[first + nd + 1] = frac // 10 + 48
-    buf[first + nd + 2] = frac % 10 + 48
-    return neg + nd + 3
+#: One cell with outlines (``%s``: cell ring, nucleus ring, class, measurements, regions).
+_CELL_POLYGON = (
+    b'{"type":"Feature","geometry":{"type":"Polygon","coordinates":[[%s]]},'
+    b'"nucleusGeometry":{"type":"Polygon","coordinates":[[%s]]},'
+    b'"properties":{"objectType":"cell","classification":%s,"measurements":{%s},"regions":%s}}'
+)
+#: One cell without outlines (``%s``: x, y, class, measurements, regions).
+_CELL_POINT = (
+    b'{"type":"Feature","geometry":{"type":"Point","coordinates":[%s,%s]},'
+    b'"properties":{"objectType":"cell","classification":%s,"measurements":{%s},"regions":%s}}'
+)
 
 
 def _ring_strings(xy: np.ndarray, offsets: np.ndarray, rows: np.ndarray) -> list[str]:
-    """Closed GeoJSON rings ``[[x,y],...,[x0,y0]]`` of the outlines ``rows``, 0.01 px.
-
-    Formatted for all rings at once: the digits are computed with numpy into
-    one ASCII buffer, which is then cut into one string per ring.
-    """
-    starts = offsets[rows]
-    lengths = offsets[rows + 1] - starts + 1  # the first vertex again, closing the ring
-    ring_first = np.cumsum(lengths) - lengths
-    total = int(lengths.sum())
-    gather = np.repeat(starts - ring_first, lengths) + np.arange(total)
-    gather[ring_first + lengths - 1] = starts
-    v = np.round(xy[gather] * 100.0).astype(np.int64)
-    is_first = np.zeros(total, dtype=bool)
-    is_first[ring_first] = True
-    is_last = np.zeros(total, dtype=bool)
-    is_last[ring_first + lengths - 1] = True
-    x_len = (v[:, 0] < 0) + _digits(np.abs(v[:, 0]) // 100) + 3
-    y_len = (v[:, 1] < 0) + _digits(np.abs(v[:, 1]) // 100) + 3
-    vertex_len = is_first + 1 + x_len + 1 + y_len + 2  # "[" "[x" "," "y]" then "," or "]"
-    vertex_end = np.cumsum(vertex_len)
-    vertex_start = vertex_end - vertex_len
-    buf = np.empty(int(vertex_end[-1]) + 1, dtype=np.uint8)  # + scratch byte
-    buf[vertex_start[is_first]] = ord("[")
-    x_pos = vertex_start + is_first + 1
-    buf[x_pos - 1] = ord("[")
-    _put_fixed(buf, x_pos, v[:, 0])
-    buf[x_pos + x_len] = ord(",")
-    y_pos = x_pos + x_len + 1
-    _put_fixed(buf, y_pos, v[:, 1])
-    buf[y_pos + y_len] = ord("]")
-    buf[vertex_end - 1] = np.where(is_last, ord("]"), ord(","))
-    text = buf[:-1].tobytes().decode("ascii")
-    return [text[a:b] for a, b in zip(vertex_start[ring_first].tolist(), vertex_end[ring_first + lengths - 1].tolist())]
+    """Closed GeoJSON rings ``[[x,y],...,[x0,y0]]`` of the outlines ``rows``, 0.01 px (:func:`ring_texts`)."""
+    return [f"[{t.decode('ascii')}]" for t in ring_texts(xy, offsets, rows)]
 
 
-def _cell_features(detail: SlideDetail, order: np.ndarray, region_names: list[str]) -> Iterator[str]:
-    """One JSON text per cell, in ``order``."""
-    pattern, sets = _region_patterns(detail, region_names)
-    region_json = [_dumps(list(s)) for s in sets]
-    class_json = [
-        _dumps({"name": name, "color": list(rgb)}) for name, rgb in zip(CLASS_NAMES, CLASS_COLOURS_RGB)
-    ]
+def _measurement_texts(cells: CellTable, rows: np.ndarray) -> list[bytes]:
+    """Per cell, the inside of its ``measurements`` object (UTF-8); undefined (NaN) measurements left out."""
+    values = np.stack([np.asarray(getattr(cells, col), np.float64)[rows] for _, col, _ in CELL_MEASUREMENTS], axis=1)
     names = [_dumps(name) for name, _, _ in CELL_MEASUREMENTS]
+    decimals = [dec for _, _, dec in CELL_MEASUREMENTS]
+    finite = np.isfinite(values)
+    complete = finite.all(axis=1)
+    template = (",".join(f"{n.replace('%', '%%')}:%.{dec}f" for n, dec in zip(names, decimals)) + "\x00").encode()
+    n_complete = int(complete.sum())
+    texts = (template * n_complete % tuple(values[complete].ravel().tolist())).split(b"\x00")[:-1]
+    if n_complete == len(rows):
+        return texts
+    out = [b""] * len(rows)
+    for i, text in zip(np.flatnonzero(complete).tolist(), texts):
+        out[i] = text
+    for i in np.flatnonzero(~complete).tolist():  # a few cells walled in by their neighbours
+        out[i] = ",".join(
+            f"{n}:" + f"%.{dec}f" % v for n, dec, v, ok in zip(names, decimals, values[i].tolist(), finite[i]) if ok
+        ).encode()
+    return out
+
+
+def _cell_features(detail: SlideDetail, order: np.ndarray, region_names: list[str]) -> Iterator[bytes]:
+    """The cells' JSON texts (UTF-8) in ``order``, joined by ``",\\n"``, a chunk of cells at a time."""
+    pattern, sets = _region_patterns(detail, region_names)
+    region_json = np.array([_utf8(list(s)) for s in sets], dtype=object)
+    class_json = np.array(
+        [_utf8({"name": name, "color": list(rgb)}) for name, rgb in zip(CLASS_NAMES, CLASS_COLOURS_RGB)], dtype=object
+    )
     outlines = detail.outlines
-    cells = detail.cells
     for start in range(0, len(order), _CHUNK):
         rows = order[start : start + _CHUNK]
-        columns = [_fixed_strings(getattr(cells, col)[rows], dec) for _, col, dec in CELL_MEASUREMENTS]
         if outlines is not None:
-            cell_rings = _ring_strings(outlines.cell_xy, outlines.cell_offsets, rows)
-            nucleus_rings = _ring_strings(outlines.nucleus_xy, outlines.nucleus_offsets, rows)
+            template = _CELL_POLYGON
+            geometry = [
+                ring_texts(outlines.cell_xy, outlines.cell_offsets, rows),
+                ring_texts(outlines.nucleus_xy, outlines.nucleus_offsets, rows),
+            ]
         else:
-            xs = _fixed_strings(detail.l0_x[rows], 2)
-            ys = _fixed_strings(detail.l0_y[rows], 2)
-        classes = detail.classes[rows].tolist()
-        patterns = pattern[rows].tolist()
-        for j in range(len(rows)):
-            measurements = ",".join(f"{n}:{col[j]}" for n, col in zip(names, columns) if col[j])
-            if outlines is not None:
-                geometry = (
-                    f'"geometry":{{"type":"Polygon","coordinates":[{cell_rings[j]}]}},'
-                    f'"nucleusGeometry":{{"type":"Polygon","coordinates":[{nucleus_rings[j]}]}}'
-                )
-            else:
-                geometry = f'"geometry":{{"type":"Point","coordinates":[{xs[j]},{ys[j]}]}}'
-            yield (
-                f'{{"type":"Feature",{geometry},"properties":{{"objectType":"cell",'
-                f'"classification":{class_json[classes[j]]},"measurements":{{{measurements}}},'
-                f'"regions":{region_json[patterns[j]]}}}}}'
-            )
+            template = _CELL_POINT
+            geometry = [[s.encode() for s in _fixed_strings(values[rows], 2)] for values in (detail.l0_x, detail.l0_y)]
+        fields = [
+            *geometry,
+            class_json[detail.classes[rows]].tolist(),
+            _measurement_texts(detail.cells, rows),
+            region_json[pattern[rows]].tolist(),
+        ]
+        args: list[bytes] = [b""] * (len(fields) * len(rows))
+        for k, column in enumerate(fields):  # interleaved: the arguments of one cell after another
+            args[k :: len(fields)] = column
+        yield ((template + b",\n") * len(rows) % tuple(args))[:-2]
 
 
 def write_detections_geojson(path: str | Path, result: SlideResult, *, gzip: bool = False) -> None:
@@ -364,20 +322,20 @@ def write_detections_geojson(path: str | Path, result: SlideResult, *, gzip: boo
     detail = _detail(result)
     region_names = [r.name for r in result.regions]
     order = _cell_order(detail)
-    with _atomic_text(Path(path), compress=gzip) as out:
-        out.write('{"type":"FeatureCollection","features":[')
-        sep = "\n"
+    with _atomic_stream(Path(path), compress=gzip) as out:
+        out.write(b'{"type":"FeatureCollection","features":[')
+        sep = b"\n"
         for region in result.regions:
             if region.wkt:
-                out.write(sep + _dumps(_region_feature(region)))
-                sep = ",\n"
+                out.write(sep + _utf8(_region_feature(region)))
+                sep = b",\n"
         for k, wkt in enumerate(detail.exclusions, start=1):
-            out.write(sep + _dumps(_exclusion_feature(wkt, k)))
-            sep = ",\n"
+            out.write(sep + _utf8(_exclusion_feature(wkt, k)))
+            sep = b",\n"
         for text in _cell_features(detail, order, region_names):
             out.write(sep + text)
-            sep = ",\n"
-        out.write("\n]}\n")
+            sep = b",\n"
+        out.write(b"\n]}\n")
 
 
 # ---------------------------------------------------------------- CSV
@@ -406,8 +364,8 @@ def write_cells_csv(path: str | Path, result: SlideResult, *, gzip: bool = True)
     pattern, sets = _region_patterns(detail, [r.name for r in result.regions])
     region_text = [_csv_field(";".join(s)) for s in sets]
     sources = {"l0_x": detail.l0_x, "l0_y": detail.l0_y}
-    with _atomic_text(Path(path), compress=gzip) as out:
-        out.write(",".join(name for name, _ in CELL_COLUMNS) + "\n")
+    with _atomic_stream(Path(path), compress=gzip) as out:
+        out.write((",".join(name for name, _ in CELL_COLUMNS) + "\n").encode())
         for start in range(0, len(order), _CHUNK):
             rows = order[start : start + _CHUNK]
             columns = [[str(i) for i in range(start + 1, start + len(rows) + 1)]]
@@ -416,7 +374,7 @@ def write_cells_csv(path: str | Path, result: SlideResult, *, gzip: bool = True)
                 columns.append(_fixed_strings(values, decimals))
             columns.append([CLASS_LABELS[c] for c in detail.classes[rows].tolist()])
             columns.append([region_text[p] for p in pattern[rows].tolist()])
-            out.write("".join(",".join(fields) + "\n" for fields in zip(*columns)))
+            out.write("".join(",".join(fields) + "\n" for fields in zip(*columns)).encode("utf-8"))
 
 
 def _csv_field(text: str) -> str:

@@ -60,7 +60,7 @@ def _take_rings(xy: np.ndarray, offsets: np.ndarray, index: np.ndarray) -> tuple
     new_offsets = np.zeros(len(index) + 1, dtype=np.int64)
     np.cumsum(lengths, out=new_offsets[1:])
     gather = np.repeat(starts - new_offsets[:-1], lengths) + np.arange(new_offsets[-1], dtype=np.int64)
-    return xy[gather], new_offsets
+    return xy.take(gather, axis=0), new_offsets  # take: several times faster than xy[gather] on rows
 
 
 @dataclass(frozen=True)
@@ -303,6 +303,9 @@ def _corner_table() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.
 
 
 _N_EDGES, _FIRST_EDGE, _LAST_EDGE, _CORNER_DX, _CORNER_DY = _corner_table()
+#: Offset (x, y) of the left-hand 4-neighbour of a step, by the step's code (direction code - 1).
+_SIDE_DX = np.roll(_DIRECTIONS[:, 0], 1)
+_SIDE_DY = np.roll(_DIRECTIONS[:, 1], 1)
 
 #: An outline that passes a pixel corner twice (two pixels of the label
 #: joined at that corner only) would touch itself: each visit is cut by a
@@ -322,48 +325,53 @@ def _to_pixel_edges(pts: np.ndarray, offsets: np.ndarray, labels: np.ndarray) ->
     outline runs the same way (no turn there). Returns float64 vertices,
     packed, one per turn of the outline.
     """
-    x = np.ascontiguousarray(pts[:, 0], dtype=np.int64)
-    y = np.ascontiguousarray(pts[:, 1], dtype=np.int64)
+    x = pts[:, 0].astype(np.int64)
+    y = pts[:, 1].astype(np.int64)
     prev, nxt = _ring_neighbours(offsets)
-    d_out = _STEP_CODE[(x[nxt] - x) * 3 + (y[nxt] - y) + 4]
-    d_in = d_out[prev]
+    # ndarray.take throughout: several times faster than indexing with an array.
+    d_out = _STEP_CODE.take((x.take(nxt) - x) * 3 + (y.take(nxt) - y) + 4)
+    d_in = d_out.take(prev)
     combo = d_in * 8 + d_out  # 8 * 8 + 8 for a one-pixel ring: mapped to row 64 below
     combo[d_in == 8] = 64
-    n_edges = _N_EDGES[combo]
+    n_edges = _N_EDGES.take(combo)
     # The outline's previous edge belongs to the nearest earlier pixel with
     # edges: the previous pixel, except after a concave corner (pixels
     # without edges, a few in a row at most).
     before = prev.copy()
-    todo = np.flatnonzero(n_edges[before] == 0)
+    todo = np.flatnonzero(n_edges.take(before) == 0)
     while todo.size:
-        before[todo] = prev[before[todo]]
-        todo = todo[n_edges[before[todo]] == 0]
-    skip = (_FIRST_EDGE[combo] == _LAST_EDGE[combo[before]]) & (combo != 64)
-    counts = np.where(n_edges > 0, n_edges - skip, 0)
+        before[todo] = prev.take(before[todo])
+        todo = todo[n_edges.take(before[todo]) == 0]
+    skip = (_FIRST_EDGE.take(combo) == _LAST_EDGE.take(combo.take(before))) & (combo != 64)
+    counts = n_edges - skip
+    counts[n_edges == 0] = 0
     end = np.cumsum(counts)
     total = int(end[-1]) if len(end) else 0
+    first_out = end - counts
     owner = np.repeat(np.arange(len(x)), counts)
-    row = (combo * 5 + skip - (end - counts))[owner] + np.arange(total)
+    row = (combo * 5 + skip - first_out).take(owner) + np.arange(total)
     xy = np.empty((total, 2), dtype=np.float64)
-    xy[:, 0] = x[owner] + _CORNER_DX[row]
-    xy[:, 1] = y[owner] + _CORNER_DY[row]
+    np.add(x.take(owner), _CORNER_DX.take(row), out=xy[:, 0])
+    np.add(y.take(owner), _CORNER_DY.take(row), out=xy[:, 1])
     ring_end = np.zeros(len(offsets), dtype=np.int64)
     ring_end[1:] = end[offsets[1:] - 1]
     # A diagonal step whose left-hand 4-neighbour is outside too joins two
     # pixels at a corner only: the outline passes that corner twice; the
     # corner is the first one the step's next pixel contributes.
     h, w = labels.shape
-    diag = np.flatnonzero(d_out % 2 == 1)
-    side = (d_out[diag] - 1) % 8
-    lx = x[diag] + _DIRECTIONS[side, 0]
-    ly = y[diag] + _DIRECTIONS[side, 1]
+    diag = np.flatnonzero(d_out & 1)
+    side = d_out.take(diag)
+    xd, yd = x.take(diag), y.take(diag)
+    lx = xd + _SIDE_DX.take(side)
+    ly = yd + _SIDE_DY.take(side)
     inside = (lx >= 0) & (lx < w) & (ly >= 0) & (ly < h)
+    flat = labels.ravel()
     left_in = np.zeros(len(diag), dtype=bool)
-    left_in[inside] = labels[ly[inside], lx[inside]] == labels[y[diag[inside]], x[diag[inside]]]
-    pinch_px = nxt[diag[~left_in]]
+    left_in[inside] = flat.take(ly[inside] * w + lx[inside]) == flat.take(yd[inside] * w + xd[inside])
+    pinch_px = nxt.take(diag[~left_in])
     if pinch_px.size:
         pinch = np.zeros(total, dtype=bool)
-        pinch[(end - counts)[pinch_px]] = True
+        pinch[first_out.take(pinch_px)] = True
         xy, ring_end = _chamfer(xy, ring_end, pinch)
     return xy, ring_end
 
