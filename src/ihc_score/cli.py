@@ -12,7 +12,7 @@ from . import __version__
 __all__ = ["main"]
 
 #: Names of ihc_score.synthetic.PRESETS, spelled out so --help needs no numpy.
-SYNTH_PRESETS = ("default", "shifted-stains", "negative", "strong", "multi-met")
+SYNTH_PRESETS = ("default", "shifted-stains", "negative", "strong", "multi-met", "artefacts", "melanoma")
 
 
 def _floats(text: str | None, option: str) -> tuple[float, ...] | None:

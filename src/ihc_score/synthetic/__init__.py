@@ -42,11 +42,18 @@ Modules
 :mod:`.layout`
     Tissue, tumour and necrosis fields, outlines, textures and cell
     placement: :class:`SlideLayout`, :func:`make_layout`.
+:mod:`.artefacts`
+    Slide artefacts (:class:`Fold`, :class:`AirBubble`, :class:`BlurPatch`,
+    :class:`PenStroke`), their outlines and their drawing.
 :mod:`.outlines`
     Outline polygons of metastases and necroses.
 :mod:`.tissue_types`
     :class:`Cells` and the cells of each kind (tumour, stroma, glia,
-    neurons, nuclear dust, ghost cells); the neuropil texture.
+    neurons, nuclear dust, ghost cells, hemosiderin-laden macrophages); the
+    neuropil texture.
+:mod:`.pigments`
+    Melanin and hemosiderin: their OD vectors (power law at effective RGB
+    wavelengths), the granules of pigmented cells and their drawing.
 :mod:`.render`
     :class:`RenderedRegion` and :func:`render_region`.
 :mod:`.truth`
@@ -60,6 +67,7 @@ from __future__ import annotations
 
 from ihc_score.synthetic.layout import SlideLayout, make_layout
 from ihc_score.synthetic.tissue_types import Cells
+from ihc_score.synthetic.pigments import HEMOSIDERIN_OD, MELANIN_OD
 from ihc_score.synthetic.render import RenderedRegion, render_region
 from ihc_score.synthetic.spec import (
     CELL_EXPANSION_UM,
@@ -67,6 +75,7 @@ from ihc_score.synthetic.spec import (
     CLASS_THRESHOLDS,
     GENERATOR_VERSION,
     HOST_TISSUES,
+    PIGMENT_FIELDS,
     PRESETS,
     NecrosisRegion,
     SynthSpec,
@@ -74,6 +83,7 @@ from ihc_score.synthetic.spec import (
     preset,
     shift_stains,
 )
+from ihc_score.synthetic.artefacts import AirBubble, BlurPatch, Fold, PenStroke
 from ihc_score.synthetic.svs import annotation_path, make_case, make_slide, truth_path, write_annotations
 
 __all__ = [
@@ -84,7 +94,14 @@ __all__ = [
     "TumourRegion",
     "NecrosisRegion",
     "HOST_TISSUES",
+    "PIGMENT_FIELDS",
+    "MELANIN_OD",
+    "HEMOSIDERIN_OD",
     "SynthSpec",
+    "Fold",
+    "AirBubble",
+    "BlurPatch",
+    "PenStroke",
     "Cells",
     "SlideLayout",
     "RenderedRegion",

@@ -12,19 +12,24 @@ their metastasis outline, at least :data:`TUMOUR_MARGIN_UM` from its
 boundary (metastases are solid sheets: no host cell is placed inside an
 outline nor within 8 um of it); no tumour or host cell inside a necrosis
 (host cells keep 4 um away from it); glia keep 22 um from neuron centres;
-nuclear dust and ghost cells only inside necroses.
+nuclear dust and ghost cells only inside necroses; hemosiderin-laden
+macrophages 15-150 um outside a metastasis outline, 10 um clear of glia and
+22 um of neurons. Pigment (melanosomes, macrophages, granules) comes from
+random streams of its own, so a slide without it is drawn as before.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import shapely
 from scipy import ndimage, special
+from scipy.spatial import cKDTree
 
 from ihc_score.synthetic import outlines as ol
+from ihc_score.synthetic import pigments as pg
 from ihc_score.synthetic import tissue_types as tt
 from ihc_score.synthetic.spec import CELL_EXPANSION_UM, SynthSpec
 from ihc_score.synthetic.tissue_types import Cells
@@ -51,7 +56,8 @@ class SlideLayout:
     tumour region (level-0 px, necroses cut out), ``necrosis_outlines``
     that of each necrosis, in spec order. ``textures`` is (P, P, 5) float32
     in 0-1, periodic, indexed by level-0 coordinates modulo P: chromatin,
-    granules, fibres, edges, neuropil.
+    granules, fibres, edges, neuropil. ``granules`` holds the pigment blobs
+    (None when no cell is pigmented).
     """
 
     spec: SynthSpec
@@ -64,6 +70,7 @@ class SlideLayout:
     necrosis_um: np.ndarray | None = None
     outlines: tuple[ol.Outline, ...] = ()
     necrosis_outlines: tuple[ol.Outline, ...] = ()
+    granules: pg.Granules | None = None
 
 
 def _uniform_texture(rng: np.random.Generator, sigma_px: tuple[float, float]) -> np.ndarray:
@@ -216,7 +223,7 @@ def _place_cells(spec: SynthSpec, rng: np.random.Generator, step_px: float, tiss
         c = spec.class_clustering
         patches = _smooth_noise(rng, tumour[k].shape, 50.0 / _FIELD_STEP_UM)
         latent = c * _sample_field(patches, step_px, x, y) + math.sqrt(1 - c * c) * rng.standard_normal(x.size)
-        tables.append(_tumour_cells(rng, spec, x, y, k, latent))
+        tables.append(_melanin_laden(spec, k, _tumour_cells(rng, spec, x, y, k, latent)))
     extra = np.random.default_rng(np.random.SeedSequence([spec.seed, 5]))
     nx, ny = np.empty(0), np.empty(0)
     if spec.host_tissue == "brain" and spec.neuron_density_per_mm2 > 0:
@@ -233,6 +240,7 @@ def _place_cells(spec: SynthSpec, rng: np.random.Generator, step_px: float, tiss
         keep &= ~shapely.contains_xy(shapely.buffer(shapely.multipoints(np.stack([nx, ny], 1)), _NEURON_CLEAR_UM * um),
                                      x, y)
     tables.append(tt.host_cells(rng, x[keep], y[keep], host_tissue=spec.host_tissue, mpp_um=spec.mpp_um))
+    glia_xy, neuron_xy = np.stack([x[keep], y[keep]], 1), np.stack([nx, ny], 1)
     if nx.size:
         tables.append(tt.neuron_cells(extra, nx, ny, mpp_um=spec.mpp_um))
     for g in necroses:
@@ -243,7 +251,40 @@ def _place_cells(spec: SynthSpec, rng: np.random.Generator, step_px: float, tiss
             keep = ol.inside(g, x, y, margin_px=(6.0 if kind == tt.KIND_GHOST else 1.0) * um)
             tables.append(tt.debris_cells(extra, x[keep], y[keep], kind=kind, mpp_um=spec.mpp_um,
                                           dab_od=spec.necrosis_dab_od))
+    if spec.hemosiderin_density_per_mm2 > 0:
+        tables.append(_macrophages(spec, step_px, tissue, tumour, outlines, necroses, glia_xy, neuron_xy))
     return Cells.concat(tables)
+
+
+def _melanin_laden(spec: SynthSpec, region: int, cells: Cells) -> Cells:
+    """Mark round(pigmented_fraction * n) tumour cells of a region, at random, as melanin-laden."""
+    frac = spec.regions[region].pigmented_fraction
+    if frac <= 0 or len(cells) == 0:
+        return cells
+    rng = np.random.default_rng(np.random.SeedSequence([spec.seed, 6, region]))
+    pick = rng.permutation(len(cells))[: int(round(frac * len(cells)))]
+    pigment = cells.pigment.copy()
+    pigment[pick] = tt.PIGMENT_MELANIN
+    return replace(cells, pigment=pigment)
+
+
+def _macrophages(spec: SynthSpec, step_px: float, tissue: np.ndarray, tumour: np.ndarray,
+                 outlines: tuple[ol.Outline, ...], necroses: tuple[ol.Outline, ...], glia_xy: np.ndarray,
+                 neuron_xy: np.ndarray) -> Cells:
+    """Hemosiderin-laden macrophages in the host tissue 15-150 um around the metastases."""
+    rng = np.random.default_rng(np.random.SeedSequence([spec.seed, 7]))
+    um = 1.0 / spec.mpp_um
+    x, y = _poisson(rng, spec, spec.hemosiderin_density_per_mm2, (0, 0, spec.width, spec.height))
+    near = np.full(x.shape, -1e4)
+    for k in range(len(spec.regions)):
+        near = np.maximum(near, _sample_field(tumour[k], step_px, x, y))
+    keep = (_sample_field(tissue, step_px, x, y) > 10.0) & (near > -150.0) & (near < -15.0)
+    keep &= _away(outlines, x, y, 15.0 * um) & _away(necroses, x, y, 10.0 * um)
+    for xy, clear_um in ((glia_xy, 10.0), (neuron_xy, _NEURON_CLEAR_UM)):
+        if xy.shape[0] and keep.any():
+            keep[keep] = cKDTree(xy).query(np.stack([x[keep], y[keep]], 1))[0] > clear_um * um
+    x, y = x[keep], y[keep]
+    return tt.macrophage_cells(rng, x, y, mpp_um=spec.mpp_um)
 
 
 def _outlines(spec: SynthSpec, step_px: float, tissue: np.ndarray, tumour: np.ndarray,
@@ -288,4 +329,4 @@ def make_layout(spec: SynthSpec, cells: Cells | None = None) -> SlideLayout:
         rmax = float(np.max(cells.radius_a * (1.0 + cells.harm2 + cells.harm3)))
         grow = max(grow, float(np.max(cells.cytoplasm_px)))
     return SlideLayout(spec, step_px, tissue, tumour, _textures(spec.seed, spec.mpp_um), cells, rmax + grow + 2.0,
-                       necrosis_um, outlines, necroses)
+                       necrosis_um, outlines, necroses, pg.make_granules(spec, cells))

@@ -17,6 +17,8 @@ import cv2
 import numpy as np
 
 from ihc_score.stain import compose_rgb
+from ihc_score.synthetic import artefacts as art
+from ihc_score.synthetic import pigments as pg
 from ihc_score.synthetic.layout import _TEXTURE_PX, Cells, SlideLayout
 from ihc_score.synthetic.spec import CELL_EXPANSION_UM, SynthSpec
 
@@ -33,7 +35,13 @@ class RenderedRegion:
     ``stats`` per-cell measurements of the cells whose designed centre lies
     in the rectangle: ``index`` (into the layout's cells), ``l0_x``,
     ``l0_y`` (nucleus centroid), ``nucleus_px``, ``cell_px``,
-    ``dab_cell_mean``, ``dab_nucleus_mean``, ``dab_cytoplasm_mean``.
+    ``dab_cell_mean``, ``dab_nucleus_mean``, ``dab_cytoplasm_mean``, and
+    on a layout with pigment ``pigment_px`` (pixels of pigment in the cell)
+    and ``dab_pigment_cell_mean`` (the cell's mean DAB OD with the
+    pigment's projection on the DAB channel added: what counting pigment as
+    DAB measures). ``concentrations`` holds the stains only; ``pigment``
+    (h, w, 2) float32 the melanin and hemosiderin OD along their own
+    vectors before blur (None on a layout without pigment), drawn on top.
     """
 
     l0_xy: tuple[int, int]
@@ -42,6 +50,7 @@ class RenderedRegion:
     nucleus_labels: np.ndarray
     cell_labels: np.ndarray
     stats: dict[str, np.ndarray]
+    pigment: np.ndarray | None = None
 
 
 def _interp_matrix(start: int, n: int, step_px: float, nodes: int) -> np.ndarray:
@@ -162,14 +171,30 @@ def _blank_region(layout: SlideLayout, l0_xy: tuple[int, int], size: tuple[int, 
     w, h = size
     rgb = np.empty((h, w, 3), np.uint8)
     rgb[:] = compose_rgb(np.zeros((1, 3)), layout.spec.render_stains)[0]
-    empty = {k: np.empty(0, np.int64 if k == "index" else np.float64) for k in _STAT_KEYS}
+    keys = _STAT_KEYS if layout.granules is None else _STAT_KEYS + _PIGMENT_KEYS
+    empty = {k: np.empty(0, np.int64 if k == "index" else np.float64) for k in keys}
     zeros = np.zeros((h, w), np.int32)
+    pigment = None if layout.granules is None else np.zeros((h, w, 2), np.float32)
     return RenderedRegion(l0_xy, np.zeros((h, w, 3), np.float32), _add_noise(rgb, layout.spec, noise_key),
-                          zeros, zeros, empty)
+                          zeros, zeros, empty, pigment)
 
 
 _STAT_KEYS = ("index", "l0_x", "l0_y", "nucleus_px", "cell_px", "dab_cell_mean", "dab_nucleus_mean",
               "dab_cytoplasm_mean")
+_PIGMENT_KEYS = ("pigment_px", "dab_pigment_cell_mean")
+
+
+def _pigment(layout: SlideLayout, sel: np.ndarray, cell_o: np.ndarray, in_cell: np.ndarray, x0: int, y0: int
+             ) -> np.ndarray:
+    """Pigment OD (h, w, 2) of the extended block: granules of the selected cells, in their own territory."""
+    g = layout.granules
+    if sel.size == 0:
+        return np.zeros((*cell_o.shape, 2), np.float32)
+    pos = np.clip(np.searchsorted(sel, g.cell), 0, sel.size - 1)
+    ok = sel[pos] == g.cell
+    local = g.take(ok)
+    local = pg.Granules(**{**local.__dict__, "cell": pos[ok].astype(np.int64) + 1})
+    return pg.splat_granules(local, cell_o, in_cell, x0, y0)
 
 
 def render_region(layout: SlideLayout, l0_xy: tuple[int, int], size: tuple[int, int], *,
@@ -198,13 +223,17 @@ def render_region(layout: SlideLayout, l0_xy: tuple[int, int], size: tuple[int, 
     w, h = int(size[0]), int(size[1])
     blur_px = spec.blur_sigma_um / spec.mpp_um
     m = int(math.ceil(2 * layout.reach_px + 3 * blur_px + 2))
+    if spec.artefacts:  # the artefacts' blurs reach farther; no artefact, same margin and bytes
+        m += art.margin_px(spec.artefacts, spec.mpp_um)
     ex0, ey0, ew, eh = x0 - m, y0 - m, w + 2 * m, h + 2 * m
     cells = layout.cells
     r = layout.reach_px
     sel = np.flatnonzero((cells.l0_x >= ex0 - r) & (cells.l0_x < ex0 + ew + r) &
                          (cells.l0_y >= ey0 - r) & (cells.l0_y < ey0 + eh + r))
     sub = cells.take(sel)
-    if len(sub) == 0 and _field_max(layout, ex0, ey0, ew, eh) < -8.0:
+    on_glass = bool(spec.artefacts) and art.touches(spec.artefacts, (spec.width, spec.height), spec.mpp_um,
+                                                    (ex0, ey0, ew, eh))
+    if len(sub) == 0 and _field_max(layout, ex0, ey0, ew, eh) < -8.0 and not on_glass:
         return _blank_region(layout, (x0, y0), (w, h), noise_key)
     ys = np.arange(ey0, ey0 + eh) % _TEXTURE_PX
     xs = np.arange(ex0, ex0 + ew) % _TEXTURE_PX
@@ -234,10 +263,19 @@ def render_region(layout: SlideLayout, l0_xy: tuple[int, int], size: tuple[int, 
     hema = np.where(body & ~is_nuc, cyto_h[owner] * (0.7 + 0.6 * tex[..., 1]), stroma_h) + nuc_h
     resid = alpha * 0.01 * (tex[..., 1] - 0.5)
     conc = np.stack([hema, dab, resid], axis=-1).astype(np.float32)
+    pig = None if layout.granules is None else _pigment(layout, sel, cell_o, in_cell, ex0, ey0)
+    # pigment adds its own OD term: p * OD_pig = (p * c_pig) @ M in the stain basis
+    drawn = conc if pig is None else conc + pig @ pg.pigment_concentrations(spec.render_stains)
+    where = {"size": (spec.width, spec.height), "mpp_um": spec.mpp_um, "stains_matrix": spec.render_stains.matrix,
+             "l0_xy": (ex0, ey0)}
+    if spec.artefacts:  # folds and ink absorb; the per-cell stats below keep the designed values
+        drawn = art.apply_absorbers(drawn, spec.artefacts, **where)
     if blur_px > 0:
-        conc_b = cv2.GaussianBlur(conc, (0, 0), blur_px)
+        conc_b = cv2.GaussianBlur(drawn, (0, 0), blur_px)
     else:
-        conc_b = conc
+        conc_b = drawn
+    if spec.artefacts:
+        conc_b = art.apply_optics(drawn, conc_b, spec.artefacts, base_sigma_px=blur_px, **where)
     core = (slice(m, m + h), slice(m, m + w))
     rgb = compose_rgb(conc_b[core], spec.render_stains)
     rgb = _add_noise(rgb, spec, noise_key)
@@ -260,5 +298,12 @@ def render_region(layout: SlideLayout, l0_xy: tuple[int, int], size: tuple[int, 
         "dab_nucleus_mean": (s_nuc / np.maximum(n_nuc, 1))[mine],
         "dab_cytoplasm_mean": ((s_cell - s_nuc) / np.maximum(n_cyt, 1))[mine],
     }
+    if pig is not None:
+        flat_o = cell_o.ravel()
+        stats["pigment_px"] = np.bincount(flat_o, weights=(pig.max(axis=-1) > 0).ravel(), minlength=k)[mine]
+        pig_dab = (pig @ pg.pigment_concentrations(spec.render_stains)[:, 1]).ravel()
+        s_pig = np.bincount(flat_o, weights=pig_dab, minlength=k)
+        stats["dab_pigment_cell_mean"] = ((s_cell + s_pig) / np.maximum(n_cell, 1))[mine]
     to_global = np.concatenate([[0], sel + 1]).astype(np.int32)
-    return RenderedRegion((x0, y0), conc[core], rgb, to_global[nuc[core]], to_global[cell_o[core]], stats)
+    return RenderedRegion((x0, y0), conc[core], rgb, to_global[nuc[core]], to_global[cell_o[core]], stats,
+                          None if pig is None else pig[core])

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ihc_score.stain import DEFAULT_STAINS, StainVectors
+from ihc_score.synthetic.artefacts import AirBubble, Artefact, BlurPatch, Fold, PenStroke
 
 __all__ = [
     "GENERATOR_VERSION",
@@ -23,6 +24,7 @@ __all__ = [
     "TumourRegion",
     "NecrosisRegion",
     "HOST_TISSUES",
+    "PIGMENT_FIELDS",
     "SynthSpec",
     "shift_stains",
     "PRESETS",
@@ -38,6 +40,9 @@ CLASS_BANDS: tuple[tuple[float, float], ...] = ((0.0, 0.13), (0.25, 0.35), (0.45
 CELL_EXPANSION_UM = 5.0
 #: Kinds of non-tumour tissue around the metastases.
 HOST_TISSUES: tuple[str, ...] = ("stroma", "brain")
+#: SynthSpec fields of brown pigment, left out of the truth's spec when no pigment is drawn.
+PIGMENT_FIELDS: tuple[str, ...] = ("hemosiderin_density_per_mm2", "melanin_od", "melanin_cover", "hemosiderin_od",
+                                   "hemosiderin_cover")
 
 
 def _check_proportions(p: tuple[float, ...], name: str) -> tuple[float, ...]:
@@ -45,6 +50,14 @@ def _check_proportions(p: tuple[float, ...], name: str) -> tuple[float, ...]:
     if a.shape != (4,) or np.any(a < 0) or not math.isclose(float(a.sum()), 1.0, abs_tol=1e-6):
         raise ValueError(f"{name} must be 4 non-negative fractions of classes 0, 1+, 2+, 3+ summing to 1, got {p!r}")
     return tuple(float(x) for x in a)
+
+
+def _check_range(value: tuple[float, float], lo: float, hi: float, name: str) -> tuple[float, float]:
+    """Validate a (min, max) pair inside [lo, hi]."""
+    a, b = (float(x) for x in value)
+    if not lo <= a <= b <= hi:
+        raise ValueError(f"{name} must be (min, max) within {lo:g}-{hi:g}, got {value!r}")
+    return a, b
 
 
 def _check_ellipse(center: tuple[float, float], radii: tuple[float, float]) -> None:
@@ -71,6 +84,10 @@ class TumourRegion:
         Expected fractions of tumour cells in classes 0, 1+, 2+, 3+.
     name : str
         Stable region name written into the truth.
+    pigmented_fraction : float
+        Fraction of its tumour cells laden with melanin granules (0-1; the
+        count is this fraction of the cells, rounded), chosen independently
+        of their DAB class.
     """
 
     center: tuple[float, float] = (0.5, 0.5)
@@ -78,10 +95,13 @@ class TumourRegion:
     angle_deg: float = 0.0
     class_proportions: tuple[float, float, float, float] = (0.4, 0.3, 0.2, 0.1)
     name: str = "met1"
+    pigmented_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         _check_ellipse(self.center, self.radii)
         object.__setattr__(self, "class_proportions", _check_proportions(self.class_proportions, "class_proportions"))
+        if not 0.0 <= self.pigmented_fraction <= 1.0:
+            raise ValueError(f"pigmented_fraction must be in 0-1, got {self.pigmented_fraction!r}")
 
 
 @dataclass(frozen=True)
@@ -176,6 +196,20 @@ class SynthSpec:
         Range of the designed cell DAB OD mean of classes 0, 1+, 2+, 3+;
         each inside its class's interval of :data:`CLASS_THRESHOLDS`
         (narrow margins make harder slides).
+    artefacts : tuple of Fold, AirBubble, BlurPatch, PenStroke
+        Slide artefacts drawn over the tissue
+        (:mod:`ihc_score.synthetic.artefacts`); their names are distinct
+        from each other and from the regions and necroses.
+    hemosiderin_density_per_mm2 : float
+        Hemosiderin-laden macrophages per mm^2 of host tissue 15-150 um
+        from a metastasis (0 = none): DAB-negative host cells, class 0,
+        holding coarse golden-brown clumps.
+    melanin_od, hemosiderin_od : (float, float)
+        Range of the peak OD of a melanin granule / hemosiderin clump along
+        its own unit OD vector (:mod:`ihc_score.synthetic.pigments`).
+    melanin_cover, hemosiderin_cover : (float, float)
+        Range of the expected fraction of a pigmented cell's cytoplasm
+        covered by granules / clumps.
     """
 
     width: int = 4096
@@ -202,6 +236,12 @@ class SynthSpec:
     stroma_dab_od: float = 0.015
     class_clustering: float = 0.7
     class_bands: tuple[tuple[float, float], ...] = CLASS_BANDS
+    artefacts: tuple[Artefact, ...] = ()
+    hemosiderin_density_per_mm2: float = 0.0
+    melanin_od: tuple[float, float] = (1.2, 2.6)
+    melanin_cover: tuple[float, float] = (0.45, 0.85)
+    hemosiderin_od: tuple[float, float] = (0.7, 1.6)
+    hemosiderin_cover: tuple[float, float] = (0.4, 0.75)
 
     def __post_init__(self) -> None:
         for name in ("width", "height"):
@@ -260,6 +300,23 @@ class SynthSpec:
             raise ValueError(f"class_clustering must be in 0-1, got {self.class_clustering!r}")
         if not 0.0 <= self.stroma_dab_od <= 0.1:
             raise ValueError(f"stroma_dab_od must be in 0-0.1, got {self.stroma_dab_od!r}")
+        if not isinstance(self.artefacts, tuple) or not all(
+                isinstance(a, (Fold, AirBubble, BlurPatch, PenStroke)) for a in self.artefacts):
+            raise ValueError("artefacts must be a tuple of Fold, AirBubble, BlurPatch or PenStroke")
+        if len({a.name for a in self.artefacts} | set(names)) != len(self.artefacts) + len(names):
+            raise ValueError("artefacts must have names distinct from each other and from the regions and necroses")
+        if not 0.0 <= self.hemosiderin_density_per_mm2 <= 2000.0:
+            raise ValueError(
+                f"hemosiderin_density_per_mm2 must be in 0-2000, got {self.hemosiderin_density_per_mm2!r}")
+        for name in ("melanin_od", "hemosiderin_od"):
+            object.__setattr__(self, name, _check_range(getattr(self, name), 0.2, 3.0, name))
+        for name in ("melanin_cover", "hemosiderin_cover"):
+            object.__setattr__(self, name, _check_range(getattr(self, name), 0.01, 0.9, name))
+
+    @property
+    def has_pigment(self) -> bool:
+        """True when melanin or hemosiderin is drawn."""
+        return self.hemosiderin_density_per_mm2 > 0 or any(r.pigmented_fraction > 0 for r in self.regions)
 
     @property
     def render_stains(self) -> StainVectors:
@@ -317,6 +374,36 @@ PRESETS: dict[str, dict] = {
         ),
         "necroses": (NecrosisRegion(center=(0.30, 0.32), radii=(0.08, 0.10), angle_deg=30.0, name="necrosis-1"),),
     },
+    "artefacts": {
+        "width": 6000, "height": 4500, "host_tissue": "brain", "stroma_density_per_mm2": 600.0,
+        "tissue_fraction": 0.7, "tissue_pieces": 1,
+        "regions": (
+            TumourRegion(center=(0.36, 0.45), radii=(0.2, 0.28), angle_deg=15.0,
+                         class_proportions=(0.10, 0.20, 0.40, 0.30), name="met-positive"),
+            TumourRegion(center=(0.74, 0.58), radii=(0.15, 0.22), angle_deg=-20.0,
+                         class_proportions=(0.60, 0.25, 0.10, 0.05), name="met-negative"),
+        ),
+        "artefacts": (
+            Fold(center=(0.36, 0.48), length=0.38, width=0.05, angle_deg=35.0, name="fold-1"),
+            AirBubble(center=(0.44, 0.25), radius=0.055, name="bubble-1"),
+            BlurPatch(center=(0.74, 0.60), radii=(0.09, 0.12), angle_deg=20.0, sigma_um=2.0, name="blur-1"),
+            PenStroke(points=((0.20, 0.74), (0.30, 0.82), (0.42, 0.86)), width_um=100.0, colour="blue",
+                      name="ink-blue"),
+            PenStroke(points=((0.55, 0.90), (0.70, 0.97)), width_um=120.0, colour="green", name="ink-green"),
+            PenStroke(points=((0.90, 0.44), (0.99, 0.54)), width_um=120.0, colour="black", name="ink-black"),
+        ),
+    },
+    "melanoma": {
+        "width": 6000, "height": 4500, "host_tissue": "brain", "stroma_density_per_mm2": 600.0,
+        "tissue_fraction": 0.7, "tissue_pieces": 1, "tumour_density_per_mm2": 3500.0,
+        "hemosiderin_density_per_mm2": 300.0,
+        "regions": (
+            TumourRegion(center=(0.30, 0.45), radii=(0.19, 0.27), angle_deg=10.0,
+                         class_proportions=(0.55, 0.30, 0.10, 0.05), name="met-melanotic", pigmented_fraction=0.3),
+            TumourRegion(center=(0.75, 0.55), radii=(0.15, 0.22), angle_deg=-20.0,
+                         class_proportions=(0.12, 0.25, 0.33, 0.30), name="met-amelanotic"),
+        ),
+    },
 }
 
 
@@ -334,7 +421,21 @@ def preset(name: str, **overrides: object) -> SynthSpec:
         px of brain parenchyma with two metastases: ``met-positive``
         0.10/0.20/0.40/0.30, H-score 190, with the necrosis ``necrosis-1``
         in its upper part, and ``met-negative`` 0.80/0.15/0.05/0, H-score
-        25; glial nuclei 600/mm^2).
+        25; glial nuclei 600/mm^2), or ``melanoma`` (6000 x 4500 px of
+        brain parenchyma: ``met-melanotic`` 0.55/0.30/0.10/0.05, H-score 65
+        over its unpigmented cells, S100A9-negative, with 30 % of its
+        tumour cells laden with melanin granules that push the H-score over
+        100 when counted as DAB; ``met-amelanotic`` 0.12/0.25/0.33/0.30,
+        H-score 181, no pigment; hemosiderin-laden macrophages, 300/mm^2,
+        in the parenchyma 15-150 um around both).
+        ``artefacts`` (6000 x 4500 px of brain parenchyma, ``met-positive``
+        0.10/0.20/0.40/0.30 and ``met-negative`` 0.60/0.25/0.10/0.05, with
+        the fold ``fold-1`` (95 x 570 um) across ``met-positive``, the air
+        bubble ``bubble-1`` (r = 83 um) over its upper part, the
+        out-of-focus patch ``blur-1`` (sigma 2 um) in ``met-negative``, a
+        blue pen stroke in the tissue and a green and a black one at its
+        edge; the truth lists each artefact and the counts of the cells
+        still scored).
     **overrides
         Fields of :class:`SynthSpec` to replace (``width``, ``seed``, ...).
 

@@ -10,7 +10,7 @@ are level-0 px unless named ``_um``; OD base-10.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import ndimage, special
@@ -22,19 +22,26 @@ __all__ = [
     "KIND_NEURON",
     "KIND_DUST",
     "KIND_GHOST",
+    "KIND_MACROPHAGE",
     "KIND_NAMES",
+    "PIGMENT_NONE",
+    "PIGMENT_MELANIN",
+    "PIGMENT_HEMOSIDERIN",
     "Cells",
     "make_cells",
     "host_cells",
     "neuron_cells",
     "debris_cells",
+    "macrophage_cells",
     "debris_density_per_mm2",
     "neuropil_texture",
 ]
 
-KIND_TUMOUR, KIND_STROMA, KIND_GLIA, KIND_NEURON, KIND_DUST, KIND_GHOST = range(6)
+KIND_TUMOUR, KIND_STROMA, KIND_GLIA, KIND_NEURON, KIND_DUST, KIND_GHOST, KIND_MACROPHAGE = range(7)
 #: Name of each kind, as written in the truth.
-KIND_NAMES: tuple[str, ...] = ("tumour", "stroma", "glia", "neuron", "dust", "ghost")
+KIND_NAMES: tuple[str, ...] = ("tumour", "stroma", "glia", "neuron", "dust", "ghost", "macrophage")
+#: Pigment a cell carries (``Cells.pigment``).
+PIGMENT_NONE, PIGMENT_MELANIN, PIGMENT_HEMOSIDERIN = range(3)
 #: Nuclear dust fragments per mm^2 of necrosis.
 DUST_DENSITY_PER_MM2 = 12000.0
 #: Ghost cells (pale outlines of dead tumour cells) per mm^2 of necrosis.
@@ -49,7 +56,7 @@ class Cells:
     designed class (0-3), ``region`` the index of its tumour region (-1 for
     other cells), ``dab_target`` the designed cell DAB OD mean, ``kind``
     one of the ``KIND_*`` constants (default: tumour where ``tumour``, else
-    stroma).
+    stroma), ``pigment`` one of the ``PIGMENT_*`` constants (default none).
     """
 
     l0_x: np.ndarray
@@ -70,10 +77,13 @@ class Cells:
     tumour: np.ndarray
     region: np.ndarray
     kind: np.ndarray | None = None
+    pigment: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.kind is None:
             object.__setattr__(self, "kind", np.where(self.tumour, KIND_TUMOUR, KIND_STROMA).astype(np.int8))
+        if self.pigment is None:
+            object.__setattr__(self, "pigment", np.zeros(self.l0_x.shape[0], np.int8))
 
     def __len__(self) -> int:
         return int(self.l0_x.shape[0])
@@ -168,6 +178,22 @@ def debris_cells(rng: np.random.Generator, x: np.ndarray, y: np.ndarray, *, kind
     return make_cells(rng, x, y, kind=kind, mpp_um=mpp_um, diameter_um=d, aspect=aspect, harm=harm,
                       nucleus_h_od=h, cytoplasm_px=z, cytoplasm_h_od=z, cytoplasm_ratio=np.ones(n), klass=z,
                       dab_target=dab)
+
+
+def macrophage_cells(rng: np.random.Generator, x: np.ndarray, y: np.ndarray, *, mpp_um: float) -> Cells:
+    """Hemosiderin-laden macrophages, class 0, no DAB.
+
+    Oval to bean-shaped pale nuclei (6-9 um, aspect 1.1-1.6, H OD
+    0.28-0.42) in an abundant pale cytoplasm 4.5-6 um wide; the
+    hemosiderin clumps are added by :mod:`ihc_score.synthetic.pigments`.
+    """
+    n = x.shape[0]
+    z = np.zeros(n)
+    cells = make_cells(rng, x, y, kind=KIND_MACROPHAGE, mpp_um=mpp_um, diameter_um=rng.uniform(6.0, 9.0, n),
+                       aspect=rng.uniform(1.1, 1.6, n), harm=(0.1, 0.06), nucleus_h_od=rng.uniform(0.28, 0.42, n),
+                       cytoplasm_px=rng.uniform(4.5, 6.0, n) / mpp_um, cytoplasm_h_od=rng.uniform(0.04, 0.08, n),
+                       cytoplasm_ratio=np.ones(n), klass=z, dab_target=z)
+    return replace(cells, pigment=np.full(n, PIGMENT_HEMOSIDERIN, np.int8))
 
 
 def debris_density_per_mm2(kind: int) -> float:

@@ -13,15 +13,25 @@ from dataclasses import asdict
 
 import numpy as np
 
+import shapely
+
+from ihc_score.synthetic import artefacts as art
 from ihc_score.synthetic import outlines as ol
+from ihc_score.synthetic import pigments as pg
 from ihc_score.synthetic import tissue_types as tt
 from ihc_score.synthetic.layout import SlideLayout
-from ihc_score.synthetic.spec import CELL_EXPANSION_UM, CLASS_THRESHOLDS, GENERATOR_VERSION, SynthSpec
+from ihc_score.synthetic.spec import (
+    CELL_EXPANSION_UM,
+    CLASS_THRESHOLDS,
+    GENERATOR_VERSION,
+    PIGMENT_FIELDS,
+    SynthSpec,
+)
 
 __all__ = ["build_truth", "dump", "totals"]
 
 #: Kinds of cell written into the truth (debris is drawn but never counted).
-_COUNTED = (tt.KIND_TUMOUR, tt.KIND_STROMA, tt.KIND_GLIA, tt.KIND_NEURON)
+_COUNTED = (tt.KIND_TUMOUR, tt.KIND_STROMA, tt.KIND_GLIA, tt.KIND_NEURON, tt.KIND_MACROPHAGE)
 
 
 def totals(classes: list[int]) -> dict:
@@ -73,6 +83,7 @@ def build_truth(layout: SlideLayout, stats: list[dict[str, np.ndarray]]) -> dict
     for k in range(len(layout.outlines) - 1, -1, -1):
         member[ol.inside(layout.outlines[k], cx, cy)] = k
     um2 = spec.mpp_um**2
+    free = ~shapely.contains_xy(_artefact_union(layout), cx, cy) if spec.artefacts else None
     rows: dict[str, list[dict]] = {"tumour": [], "host": []}
     for n, j in enumerate(present):
         i = int(idx[j])
@@ -93,6 +104,13 @@ def build_truth(layout: SlideLayout, stats: list[dict[str, np.ndarray]]) -> dict
             "dab_cytoplasm_mean": round(float(merged["dab_cytoplasm_mean"][j]), 4),
             "tumour": tumour,
         }
+        if spec.artefacts:  # scored: the centre is under no artefact
+            row["scored"] = bool(free[n])
+        if spec.has_pigment:
+            row["pigmented"] = bool(cells.pigment[i] != tt.PIGMENT_NONE)
+            row["pigment_area_um2"] = round(float(merged["pigment_px"][j]) * um2, 2)
+            row["class_pigment_as_dab"] = int(
+                np.searchsorted(CLASS_THRESHOLDS, merged["dab_pigment_cell_mean"][j], side="right"))
         if tumour:
             row["region"] = spec.regions[int(cells.region[i])].name
         else:
@@ -110,6 +128,9 @@ def build_truth(layout: SlideLayout, stats: list[dict[str, np.ndarray]]) -> dict
             "area_um2": round(float(g.area) * um2, 2),
             **totals([c["class"] for c in rows["tumour"] if c["region"] == reg.name]),
             "n_host_cells": sum(1 for c in rows["host"] if c["region"] == reg.name),
+            **({"scored": totals([c["class"] for c in rows["tumour"] if c["region"] == reg.name and c["scored"]])}
+               if spec.artefacts else {}),
+            **(_region_pigment([c for c in rows["tumour"] if c["region"] == reg.name]) if spec.has_pigment else {}),
         })
     necroses = [{"name": nec.name, "outline": ol.geometry_dict(g), "area_um2": round(float(g.area) * um2, 2),
                  "dab_od": spec.necrosis_dab_od} for nec, g in zip(spec.necroses, layout.necrosis_outlines)]
@@ -134,13 +155,68 @@ def build_truth(layout: SlideLayout, stats: list[dict[str, np.ndarray]]) -> dict
         "spec": spec_dict(spec),
         "cells": rows["tumour"],
         "stromal_cells": rows["host"],
+        **(_artefact_truth(layout, rows) if spec.artefacts else {}),
+        **({"pigment": _slide_pigment(rows)} if spec.has_pigment else {}),
     }
 
 
+def _region_pigment(rows: list[dict]) -> dict:
+    """Pigment truth of a metastasis: what the tool should report, and what counting pigment as DAB gives."""
+    return {
+        "n_pigmented": sum(1 for c in rows if c["pigmented"]),
+        "pigment_area_mm2": round(sum(c["pigment_area_um2"] for c in rows) * 1e-6, 6),
+        "unpigmented": totals([c["class"] for c in rows if not c["pigmented"]]),
+        "pigment_as_dab": totals([c["class_pigment_as_dab"] for c in rows]),
+    }
+
+
+def _slide_pigment(rows: dict[str, list[dict]]) -> dict:
+    """Slide-wide pigment truth: OD vectors, pigmented cells and areas (mm^2) of melanin and hemosiderin."""
+    mel = [c for c in rows["tumour"] if c["pigmented"]]
+    hem = [c for c in rows["host"] if c["pigmented"]]
+    return {
+        "melanin_od_vector": list(pg.MELANIN_OD),
+        "hemosiderin_od_vector": list(pg.HEMOSIDERIN_OD),
+        "n_melanin_cells": len(mel),
+        "n_hemosiderin_cells": len(hem),
+        "melanin_area_mm2": round(sum(c["pigment_area_um2"] for c in mel) * 1e-6, 6),
+        "hemosiderin_area_mm2": round(sum(c["pigment_area_um2"] for c in hem) * 1e-6, 6),
+    }
+
+
+def _artefact_union(layout: SlideLayout) -> shapely.Geometry:
+    """Union of the artefacts' outlines (level-0 px)."""
+    spec = layout.spec
+    return shapely.union_all([art.outline(a, (spec.width, spec.height), spec.mpp_um) for a in spec.artefacts])
+
+
+def _artefact_truth(layout: SlideLayout, rows: dict[str, list[dict]]) -> dict:
+    """Each artefact's outline and area on tissue (mm^2), and the totals of the tumour cells still scored."""
+    spec = layout.spec
+    tissue = ol.field_outline(layout.tissue_um, layout.field_step_px, size=(spec.width, spec.height))
+    mm2 = (spec.mpp_um / 1000.0) ** 2
+    items = []
+    for a in spec.artefacts:
+        g = ol.clean(art.outline(a, (spec.width, spec.height), spec.mpp_um))
+        items.append({"name": a.name, "kind": a.kind, "outline": ol.geometry_dict(g),
+                      "area_mm2": round(float(shapely.intersection(g, tissue).area) * mm2, 6),
+                      "area_total_mm2": round(float(g.area) * mm2, 6)})
+    return {"artefacts": items, "scored_totals": totals([c["class"] for c in rows["tumour"] if c["scored"]])}
+
+
 def spec_dict(spec: SynthSpec) -> dict:
-    """The spec as plain JSON values."""
+    """The spec as plain JSON values (pigment fields only when pigment is drawn)."""
     d = asdict(spec)
     d["stains"] = {"hematoxylin": list(spec.stains.hematoxylin), "dab": list(spec.stains.dab)}
+    if spec.artefacts:
+        d["artefacts"] = [{"kind": a.kind, **asdict(a)} for a in spec.artefacts]
+    else:  # slides without artefacts keep the truth they had before artefacts existed
+        d.pop("artefacts")
+    if not spec.has_pigment:
+        for key in PIGMENT_FIELDS:
+            d.pop(key)
+        for region in d["regions"]:
+            region.pop("pigmented_fraction")
     return json.loads(json.dumps(d))
 
 
@@ -148,7 +224,7 @@ def dump(truth: dict) -> str:
     """The truth as JSON text: header indented, one line per cell."""
     head = {k: v for k, v in truth.items() if k not in ("cells", "stromal_cells")}
     compact: dict[str, str] = {}
-    for key in ("regions", "necroses"):
+    for key in [k for k in ("regions", "necroses", "artefacts") if k in head]:
         items = []
         for item in head.get(key, []):
             token = f"@outline{len(compact)}@"

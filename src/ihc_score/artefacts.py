@@ -1,0 +1,568 @@
+"""Slide artefacts to leave out of the scored area: tissue folds, air bubbles, out-of-focus areas.
+
+Pure functions over numpy arrays (OpenCV does the filtering and the
+connected components). Pen ink is found by :func:`ihc_score.tissue.detect_pen_ink`.
+
+* :func:`find_thumbnail_artefacts` works on the tissue thumbnail (about
+  8 um/px) that :func:`ihc_score.tissue.detect_tissue` was given.
+
+  - **Fold**: tissue folded over itself is two layers, so its OD is about
+    twice that of the tissue around it, for both stains. The OD sum is
+    compared with a *local* reference: its median over a window
+    (``fold_window_um``) much wider than a fold, glass first filled with the
+    nearest tissue value. A fold is where the ratio lies in
+    ``[fold_min_ratio, fold_max_ratio]``, hematoxylin OD rises by at least
+    ``fold_min_ratio`` too (DAB as well where the surroundings have DAB to
+    double), the OD sum is at least ``fold_min_od``, and the piece covers
+    ``fold_min_area_um2``. A dense or strongly DAB-positive metastasis wider
+    than half the window is its own reference (ratio about 1); at its
+    border the ratio to the host tissue is usually above ``fold_max_ratio``.
+  - **Air bubble**: the refraction rim is a thin, dark, achromatic ring.
+    Per RGB channel, the OD minus its morphological opening with a disc of
+    ``bubble_tophat_um`` (white top-hat) keeps thin ridges only; rim pixels
+    are ridges of OD sum >= ``bubble_min_rim_od`` whose ridge OD vector is
+    within ``bubble_max_rim_angle_deg`` of grey. A bubble is a hole of that
+    rim mask, closed, of ``bubble_min_area_um2``-``bubble_max_area_um2``,
+    convex enough (solidity >= ``bubble_min_solidity``), grown by
+    ``bubble_rim_um`` to take in the rim.
+
+* :func:`blurred_blocks` works on one analysis tile. Per block of
+  ``blur_block_um``: the fine-scale energy (4-neighbour Laplacian of the
+  grey OD on a grid of about ``blur_fine_um / 1.5`` um) over the energy of
+  all the block's structure (band ``blur_fine_um``-``blur_coarse_um`` plus
+  the variance of the grey OD smoothed at ``blur_fine_um``, on a 1 um
+  grid). The scales are in um, so the ratio depends neither on the stain's
+  contrast nor (within 0.25-1 um/px) on the pixel size; in focus it is
+  0.5-1.6 on synthetic tissue and 0.05-0.4 on the real Ki67 fields, out of
+  focus (Gaussian blur 1.5-3 um) 0.005-0.02, below ``blur_max_sharpness``.
+  Using the whole structure rather than the coarse band alone keeps a
+  strong blur (which flattens the coarse band too, leaving noise and JPEG
+  in the fine band) below the threshold. A block is judged only when at least
+  ``blur_min_tissue_fraction`` of it is tissue (grey OD >=
+  ``blur_tissue_od``) and its grey OD varies by at least
+  ``blur_min_contrast_od`` (standard deviation).
+
+Limits (measured on synthetic slides, see ``benchmarks/artefact_accuracy.py``):
+a fold over tissue that lies within half a window of a much denser tissue
+(e.g. the host tissue just beside a metastasis) is missed, because the
+reference there is the denser tissue; a fold wider than about a third of
+``fold_window_um`` is judged against itself. A metastasis or strand
+narrower than half the window with 1.5-2.6 times the OD of its
+surroundings *and* both stains scaled alike looks like a fold. Bubble rims
+under about 10 um (below one thumbnail pixel of contrast) or broken by
+more than a pixel, and bubbles crowded together, are missed; a closed,
+thin, grey pen circle narrower than ``bubble_tophat_um`` would be taken
+for a bubble. Blur detection needs structure: blocks of pale, smooth
+tissue are not judged, and at pixel sizes coarser than about 1 um a blur
+of 1.5 um cannot be seen at all.
+
+Conventions
+-----------
+OD is base 10 against the slide's background ``I0`` (``TissueMask.background``
+for the thumbnail, the ``background`` argument for a tile). Thumbnail pixels
+are ``downsample * mpp_um`` um; areas are reported in mm^2.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING
+
+import cv2
+import numpy as np
+
+from ihc_score.stain import DEFAULT_STAINS, StainVectors, deconvolve, od_lut
+
+if TYPE_CHECKING:
+    from ihc_score.tissue import TissueMask
+
+__all__ = [
+    "ArtefactParams",
+    "ThumbnailArtefacts",
+    "find_thumbnail_artefacts",
+    "find_folds",
+    "find_bubbles",
+    "BlockFocus",
+    "block_focus",
+    "blurred_blocks",
+    "blur_block_px",
+]
+
+
+@dataclass(frozen=True)
+class ArtefactParams:
+    """Options of the artefact detectors (all sizes in um / um^2, OD base 10).
+
+    Parameters
+    ----------
+    folds, bubbles, blur : bool
+        Look for tissue folds, air bubbles, out-of-focus areas.
+    fold_window_um : float
+        Side of the square window of the local median reference of a fold
+        (at least 2.5 times the widest fold to find).
+    fold_reach_um : float
+        Distance over which the reference takes the densest local median.
+    fold_min_ratio, fold_max_ratio : float
+        Hematoxylin OD of a fold over its local reference: a second layer
+        gives about 2 (1.5-1.9 on a thumbnail of textured tissue); above
+        ``fold_max_ratio`` it is a different tissue.
+    fold_grow_ratio : float
+        A fold grows from pixels of ``fold_min_ratio`` into connected pixels
+        whose hematoxylin ratio reaches this.
+    fold_min_od : float
+        Lowest OD sum (R + G + B) of a fold pixel.
+    fold_min_dab_od : float
+        Local DAB reference above which DAB must rise with hematoxylin.
+    fold_min_dab_ratio : float
+        Least DAB over its reference there (a thumbnail of dark DAB
+        saturates, so less than ``fold_min_ratio``).
+    fold_min_od_ratio : float
+        Least OD sum over its reference (saturates too).
+    fold_min_area_um2 : float
+        Smallest fold.
+    bubble_tophat_um : float
+        Diameter of the opening disc; rims must be narrower.
+    bubble_min_rim_od : float
+        Lowest ridge height of a rim pixel, OD sum.
+    bubble_max_rim_angle_deg : float
+        Largest angle between a rim pixel's ridge OD vector and grey.
+    bubble_min_rim_um : float
+        Pieces of rim shorter than this (counted in thumbnail pixels of
+        rim) are specks, not rim.
+    bubble_min_area_um2, bubble_max_area_um2 : float
+        Area of the inside of a bubble.
+    bubble_min_solidity : float
+        Inside area over its convex hull's area, 0-1.
+    bubble_min_rim_cover : float
+        Fraction of the ring around a hole (2 px wide) that must be rim
+        before gaps are bridged, 0-1.
+    bubble_rim_um : float
+        Rim width added around the inside.
+    blur_block_um : float
+        Side of a blur block.
+    blur_fine_um, blur_coarse_um : float
+        Scales of the fine band (grid of ``blur_fine_um / 1.5``) and of the
+        coarse band (Gaussian sigmas ``blur_fine_um``-``blur_coarse_um``).
+    blur_max_sharpness : float
+        Fine energy over structure energy below which a judged block is out
+        of focus.
+    blur_min_contrast_od : float
+        Standard deviation of the grey OD (smoothed at ``blur_fine_um``)
+        a block needs to be judged.
+    blur_tissue_od : float
+        Grey OD from which a pixel counts as tissue.
+    blur_min_tissue_fraction : float
+        Fraction of tissue pixels a block needs to be judged, 0-1.
+    """
+
+    folds: bool = True
+    bubbles: bool = True
+    blur: bool = True
+    fold_window_um: float = 320.0
+    fold_reach_um: float = 160.0
+    fold_min_ratio: float = 1.45
+    fold_grow_ratio: float = 1.25
+    fold_max_ratio: float = 2.6
+    fold_min_od: float = 0.15
+    fold_min_dab_od: float = 0.08
+    fold_min_dab_ratio: float = 1.0
+    fold_min_od_ratio: float = 1.05
+    fold_min_area_um2: float = 10_000.0
+    bubble_tophat_um: float = 64.0
+    bubble_min_rim_od: float = 0.25
+    bubble_max_rim_angle_deg: float = 8.0
+    bubble_min_rim_um: float = 96.0
+    bubble_min_area_um2: float = 2_000.0
+    bubble_max_area_um2: float = 4_000_000.0
+    bubble_min_solidity: float = 0.8
+    bubble_min_rim_cover: float = 0.5
+    bubble_rim_um: float = 16.0
+    blur_block_um: float = 64.0
+    blur_fine_um: float = 0.75
+    blur_coarse_um: float = 3.0
+    blur_max_sharpness: float = 0.03
+    blur_min_contrast_od: float = 0.03
+    blur_tissue_od: float = 0.04
+    blur_min_tissue_fraction: float = 0.5
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if f.type == "bool" or isinstance(v, bool):
+                continue
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+                raise ValueError(f"{f.name} must be a positive number, got {v!r}")
+        if not 1.0 < self.fold_grow_ratio <= self.fold_min_ratio < self.fold_max_ratio:
+            raise ValueError(f"fold ratios must satisfy 1 < fold_grow_ratio <= fold_min_ratio < fold_max_ratio, "
+                             f"got {self.fold_grow_ratio}, {self.fold_min_ratio}, {self.fold_max_ratio}")
+        if not self.bubble_min_area_um2 < self.bubble_max_area_um2:
+            raise ValueError(f"bubble_min_area_um2 must be < bubble_max_area_um2, "
+                             f"got {self.bubble_min_area_um2}, {self.bubble_max_area_um2}")
+        if not self.blur_fine_um < self.blur_coarse_um:
+            raise ValueError(f"blur_fine_um must be < blur_coarse_um, got {self.blur_fine_um}, {self.blur_coarse_um}")
+        for name in ("bubble_min_solidity", "bubble_min_rim_cover", "blur_min_tissue_fraction"):
+            if getattr(self, name) > 1:
+                raise ValueError(f"{name} must be in (0, 1], got {getattr(self, name)}")
+        if self.bubble_max_rim_angle_deg >= 90:
+            raise ValueError(f"bubble_max_rim_angle_deg must be < 90, got {self.bubble_max_rim_angle_deg}")
+
+
+@dataclass(frozen=True, eq=False)
+class ThumbnailArtefacts:
+    """Folds and air bubbles of one slide, on the tissue mask's grid.
+
+    Parameters
+    ----------
+    fold, bubble : ndarray of bool, shape (h, w)
+        Area to leave out (a bubble: its rim and inside, tissue or not).
+    fold_area_mm2, bubble_area_mm2 : float
+        Area of each mask on tissue, mm^2.
+    flags : tuple of str
+        ``"fold"``, ``"air_bubble"`` when the area is not 0.
+    """
+
+    fold: np.ndarray
+    bubble: np.ndarray
+    fold_area_mm2: float
+    bubble_area_mm2: float
+    flags: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for name in ("fold", "bubble"):
+            m = getattr(self, name)
+            if m.dtype != np.bool_ or m.ndim != 2:
+                raise ValueError(f"{name} must be a 2-D bool array, got {m.dtype} {m.shape}")
+        if self.fold.shape != self.bubble.shape:
+            raise ValueError(f"fold and bubble must have one shape, got {self.fold.shape}, {self.bubble.shape}")
+        if self.fold_area_mm2 < 0 or self.bubble_area_mm2 < 0:
+            raise ValueError("fold_area_mm2 and bubble_area_mm2 must be >= 0")
+        object.__setattr__(self, "flags", tuple(self.flags))
+
+    @property
+    def mask(self) -> np.ndarray:
+        """Union of the fold and bubble masks: the area to take out of the scored tissue."""
+        return self.fold | self.bubble
+
+
+def _disc(diameter_px: float) -> np.ndarray:
+    d = max(3, 2 * int(round(diameter_px / 2)) + 1)
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (d, d))
+
+
+def _fill_nearest(values: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """``values`` with every pixel outside ``known`` set to the value of the nearest known pixel."""
+    if known.all() or not known.any():
+        return values
+    _, lab = cv2.distanceTransformWithLabels((~known).view(np.uint8), cv2.DIST_L2, 3,
+                                             labelType=cv2.DIST_LABEL_PIXEL)
+    lut = np.concatenate([np.zeros(1, values.dtype), values[known]])
+    return lut[lab]
+
+
+def _local_median(values: np.ndarray, window_px: int, scale: float) -> np.ndarray:
+    """Median over a square window (OpenCV's O(1) 8-bit median; ``values`` quantised by ``scale``)."""
+    k = max(3, 2 * (window_px // 2) + 1)
+    q = np.clip(np.rint(values * scale), 0, 255).astype(np.uint8)
+    pad = k // 2
+    q = cv2.copyMakeBorder(q, pad, pad, pad, pad, cv2.BORDER_REFLECT)
+    return cv2.medianBlur(q, k)[pad:-pad, pad:-pad].astype(np.float32) / scale
+
+
+def _remove_small(mask: np.ndarray, min_px: float) -> np.ndarray:
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=8)
+    keep = stats[:, cv2.CC_STAT_AREA] >= min_px
+    keep[0] = False
+    return keep[labels]
+
+
+def _reference(values: np.ndarray, known: np.ndarray, win: int, reach: int, scale: float) -> np.ndarray:
+    """Local reference of a layer: median over ``win`` px of the ``known`` pixels (others take the
+    nearest known value), then its maximum within ``reach`` px, so that a pixel near denser tissue is
+    compared with that tissue rather than with what lies on its other side."""
+    if not known.any():
+        return np.full(values.shape, np.inf, np.float32)
+    med = _local_median(_fill_nearest(np.maximum(values, 0), known), win, scale)
+    return cv2.dilate(med, _disc(2 * reach + 1)) if reach > 0 else med
+
+
+def _hysteresis(strong: np.ndarray, weak: np.ndarray) -> np.ndarray:
+    """Pieces of ``weak`` (8-connected) that hold a pixel of ``strong``."""
+    n, labels = cv2.connectedComponents(weak.view(np.uint8), connectivity=8)
+    keep = np.zeros(n, bool)
+    keep[labels[strong & weak]] = True
+    keep[0] = False
+    return keep[labels]
+
+
+def find_folds(thumb: np.ndarray, tissue: np.ndarray, *, background: tuple[float, float, float], px_um: float,
+               params: ArtefactParams = ArtefactParams(), stains: StainVectors = DEFAULT_STAINS) -> np.ndarray:
+    """Tissue folds on a thumbnail (see the module docstring).
+
+    Parameters
+    ----------
+    thumb : ndarray, uint8, (h, w, 3)
+    tissue : ndarray of bool, (h, w)
+    background : 3 floats
+        ``I0``, 8-bit.
+    px_um : float
+        Thumbnail pixel size, um.
+    params : ArtefactParams
+    stains : StainVectors
+        Vectors to deconvolve with (their background is replaced by ``background``).
+
+    Returns
+    -------
+    ndarray of bool, (h, w)
+        True on a fold, within ``tissue``.
+    """
+    if not tissue.any():
+        return np.zeros(tissue.shape, bool)
+    st = StainVectors(stains.hematoxylin, stains.dab, background=background)
+    conc = cv2.GaussianBlur(deconvolve(thumb, st), (3, 3), 0)
+    od = cv2.GaussianBlur(cv2.LUT(np.ascontiguousarray(thumb), np.ascontiguousarray(
+        od_lut(background).T.reshape(1, 256, 3))), (3, 3), 0).sum(axis=2)
+    hema, dab = conc[..., 0], conc[..., 1]
+    win = int(round(params.fold_window_um / px_um))
+    reach = int(round(params.fold_reach_um / px_um))
+    fold = np.zeros(tissue.shape, bool)
+    for _ in range(2):  # the second pass leaves the first pass's folds out of the reference
+        known = tissue & ~fold
+        ratio_h = hema / np.maximum(_reference(hema, known, win, reach, 250.0), 1e-3)
+        ratio_od = od / np.maximum(_reference(od, known, win, reach, 80.0), 1e-3)
+        ref_d = _reference(dab, known, win, 0, 250.0)
+        weak = tissue & (od >= params.fold_min_od) & (ratio_h >= params.fold_grow_ratio)
+        # the OD sum and DAB of a thumbnail saturate and average in intensity: they need only not fall
+        weak &= (ratio_h <= params.fold_max_ratio) & (ratio_od >= params.fold_min_od_ratio)
+        weak &= (ref_d < params.fold_min_dab_od) | (dab >= params.fold_min_dab_ratio * ref_d)
+        fold = _hysteresis(weak & (ratio_h >= params.fold_min_ratio), weak)
+    fold = cv2.morphologyEx(fold.view(np.uint8), cv2.MORPH_OPEN, np.ones((2, 2), np.uint8)).view(bool)
+    return _remove_small(fold, params.fold_min_area_um2 / px_um**2) & tissue
+
+
+def find_bubbles(thumb: np.ndarray, *, background: tuple[float, float, float], px_um: float,
+                 params: ArtefactParams = ArtefactParams()) -> np.ndarray:
+    """Air bubbles on a thumbnail: inside and rim (see the module docstring).
+
+    Parameters
+    ----------
+    thumb : ndarray, uint8, (h, w, 3)
+    background : 3 floats
+        ``I0``, 8-bit.
+    px_um : float
+        Thumbnail pixel size, um.
+    params : ArtefactParams
+
+    Returns
+    -------
+    ndarray of bool, (h, w)
+    """
+    od = cv2.LUT(np.ascontiguousarray(thumb), np.ascontiguousarray(od_lut(background).T.reshape(1, 256, 3)))
+    ridge = od - cv2.morphologyEx(od, cv2.MORPH_OPEN, _disc(params.bubble_tophat_um / px_um))
+    height = ridge.sum(axis=2)
+    total = od.sum(axis=2)
+    cos = height / (math.sqrt(3.0) * np.maximum(np.linalg.norm(ridge, axis=2), 1e-6))
+    rim = (height >= params.bubble_min_rim_od) & (cos >= math.cos(math.radians(params.bubble_max_rim_angle_deg)))
+    # join a rim broken by a pixel, drop specks (nuclei, texture), then bridge the wider gaps
+    rim = cv2.morphologyEx(rim.view(np.uint8), cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8)).view(bool)
+    seen = _remove_small(rim, params.bubble_min_rim_um / px_um)
+    rim = cv2.morphologyEx(seen.view(np.uint8), cv2.MORPH_CLOSE, _disc(5)).view(bool)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats((~rim).view(np.uint8), connectivity=4)
+    area_px = stats[:, cv2.CC_STAT_AREA]
+    px2 = px_um**2
+    ok = (area_px * px2 >= params.bubble_min_area_um2) & (area_px * px2 <= params.bubble_max_area_um2)
+    border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    ok[border] = False
+    ok[0] = False  # label 0 is the rim itself
+    inside = np.zeros(rim.shape, bool)
+    for k in np.flatnonzero(ok):  # few candidates: one loop per closed ring, not per pixel
+        x, y, w, h = stats[k, :4]
+        piece = (labels[y:y + h, x:x + w] == k).view(np.uint8)
+        contours, _ = cv2.findContours(piece, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        hull = cv2.contourArea(cv2.convexHull(np.concatenate(contours)))
+        if hull <= 0 or area_px[k] / max(hull, area_px[k]) < params.bubble_min_solidity:
+            continue
+        # a thin rim, not a mass of specks joined by the closing: the ring around the hole was seen
+        # as rim, the band beyond it much less; and the inside is not darker than the outside
+        y0, x0 = max(y - 8, 0), max(x - 8, 0)
+        sl = (slice(y0, y + h + 8), slice(x0, x + w + 8))
+        hole = labels[sl] == k
+        ring = cv2.dilate(hole.view(np.uint8), _disc(5)).view(bool)
+        band = cv2.dilate(hole.view(np.uint8), _disc(13)).view(bool) & ~ring
+        ring &= ~hole
+        cover, beyond = seen[sl][ring].mean(), seen[sl][band].mean() if band.any() else 0.0
+        if cover >= params.bubble_min_rim_cover and cover - beyond >= params.bubble_min_rim_cover / 2 \
+                and np.median(total[sl][hole]) <= np.median(total[sl][band]) + 0.05:
+            inside[y:y + h, x:x + w] |= piece.view(bool)
+    if not inside.any():
+        return inside
+    return cv2.dilate(inside.view(np.uint8), _disc(2 * params.bubble_rim_um / px_um + 1)).view(bool)
+
+
+def find_thumbnail_artefacts(thumb: np.ndarray, tissue: TissueMask, *, mpp_um: float,
+                             params: ArtefactParams = ArtefactParams()) -> ThumbnailArtefacts:
+    """Folds and air bubbles of a slide, on its tissue thumbnail.
+
+    Parameters
+    ----------
+    thumb : ndarray, uint8, (h, w, 3)
+        The RGB thumbnail :func:`ihc_score.tissue.detect_tissue` was given.
+    tissue : TissueMask
+        Its result (mask, downsample, background ``I0``).
+    mpp_um : float
+        Level-0 pixel size, um/px; a thumbnail pixel is ``tissue.downsample * mpp_um`` um.
+    params : ArtefactParams
+
+    Returns
+    -------
+    ThumbnailArtefacts
+        Masks on the thumbnail's grid; areas counted on tissue.
+
+    Raises
+    ------
+    ValueError
+        When ``thumb`` and the mask differ in shape or ``mpp_um`` is not positive.
+    """
+    if thumb.dtype != np.uint8 or thumb.ndim != 3 or thumb.shape[:2] != tissue.mask.shape:
+        raise ValueError(f"thumb must be uint8 RGB of the tissue mask's shape {tissue.mask.shape}, "
+                         f"got {thumb.dtype} {thumb.shape}")
+    if not mpp_um > 0:
+        raise ValueError(f"mpp_um must be > 0, got {mpp_um}")
+    px_um = tissue.downsample * mpp_um
+    empty = np.zeros(tissue.mask.shape, bool)
+    bubble = find_bubbles(thumb, background=tissue.background, px_um=px_um, params=params) if params.bubbles \
+        else empty
+    fold = empty
+    if params.folds:
+        fold = find_folds(thumb, tissue.mask & ~bubble, background=tissue.background, px_um=px_um, params=params)
+    px_mm2 = (px_um / 1000.0) ** 2
+    fold_mm2 = float((fold & tissue.mask).sum() * px_mm2)
+    bubble_mm2 = float((bubble & tissue.mask).sum() * px_mm2)
+    flags = tuple(f for f, a in (("fold", fold_mm2), ("air_bubble", bubble_mm2)) if a > 0)
+    return ThumbnailArtefacts(fold, bubble, fold_mm2, bubble_mm2, flags)
+
+
+def blur_block_px(mpp_um: float, params: ArtefactParams = ArtefactParams()) -> int:
+    """Side of a blur block in pixels of size ``mpp_um``: ``max(1, round(blur_block_um / mpp_um))``."""
+    return max(1, int(round(params.blur_block_um / mpp_um)))
+
+
+def _block_mean(img: np.ndarray, b: int) -> np.ndarray:
+    """Mean of each ``b x b`` block (the last row/column of blocks may be partial)."""
+    h, w = img.shape
+    ph, pw = -h % b, -w % b
+    sums = cv2.integral(np.ascontiguousarray(img, dtype=np.float32), sdepth=cv2.CV_64F)
+    ys = np.minimum(np.arange(0, h + ph + 1, b), h)
+    xs = np.minimum(np.arange(0, w + pw + 1, b), w)
+    s = sums[ys][:, xs]
+    tot = s[1:, 1:] - s[:-1, 1:] - s[1:, :-1] + s[:-1, :-1]
+    n = np.diff(ys)[:, None] * np.diff(xs)[None, :]
+    return tot / np.maximum(n, 1)
+
+
+@dataclass(frozen=True, eq=False)
+class BlockFocus:
+    """Focus measurements of the blocks of one tile (arrays of shape (ceil(h/b), ceil(w/b))).
+
+    Parameters
+    ----------
+    sharpness : ndarray of float64
+        Fine-band energy over structure energy (0 where the block is flat).
+    contrast_od : ndarray of float64
+        Standard deviation of the grey OD (smoothed at ``blur_fine_um``) in the block.
+    tissue_fraction : ndarray of float64
+        Fraction of the block's pixels on tissue.
+    judged : ndarray of bool
+        Enough tissue and contrast to judge the focus.
+    blurred : ndarray of bool
+        Judged and out of focus.
+    """
+
+    sharpness: np.ndarray
+    contrast_od: np.ndarray
+    tissue_fraction: np.ndarray
+    judged: np.ndarray
+    blurred: np.ndarray
+
+
+def _largest_divisor(n: int, at_most: float) -> int:
+    """Largest divisor of ``n`` that is at most ``at_most`` (1 at least)."""
+    return max([d for d in range(1, max(int(at_most), 1) + 1) if n % d == 0])
+
+
+def _shrink(img: np.ndarray, k: int) -> np.ndarray:
+    """Mean of ``k x k`` pixel groups (shape divisible by ``k``)."""
+    if k == 1:
+        return img
+    return cv2.resize(img, (img.shape[1] // k, img.shape[0] // k), interpolation=cv2.INTER_AREA)
+
+
+def block_focus(rgb: np.ndarray, *, background: tuple[float, float, float], mpp_um: float,
+                params: ArtefactParams = ArtefactParams()) -> BlockFocus:
+    """Focus measurements of each block of a tile; arguments as :func:`blurred_blocks`.
+
+    The grey OD is averaged to a grid of about ``blur_fine_um / 1.5`` um for
+    the fine band (4-neighbour Laplacian) and of about 1 um for the coarse
+    band and the block statistics, so the cost is a few full-size passes.
+    """
+    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"rgb must be (h, w, 3) uint8, got {rgb.dtype} {rgb.shape}")
+    if not mpp_um > 0:
+        raise ValueError(f"mpp_um must be > 0, got {mpp_um}")
+    b = blur_block_px(mpp_um, params)
+    h, w = rgb.shape[:2]
+    nby, nbx = math.ceil(h / b), math.ceil(w / b)
+    if h == 0 or w == 0:
+        z = np.zeros((nby, nbx))
+        return BlockFocus(z, z, z, z.astype(bool), z.astype(bool))
+    grey = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
+    od = cv2.LUT(grey, od_lut((float(np.mean(background)),) * 3)[0])
+    # partial blocks at the right and bottom are mirrored to full size
+    od = cv2.copyMakeBorder(od, 0, nby * b - h, 0, nbx * b - w, cv2.BORDER_REFLECT)
+    kf = _largest_divisor(b, params.blur_fine_um / 1.5 / mpp_um)
+    kc = _largest_divisor(b, 1.0 / mpp_um)
+    fine = _shrink(od, kf)
+    lap = cv2.Laplacian(fine, cv2.CV_32F, ksize=1)
+    e_fine = _shrink(cv2.multiply(lap, lap), b // kf)
+    grid = _shrink(od, kc)
+    px = mpp_um * kc
+    g1 = cv2.GaussianBlur(grid, (0, 0), max(params.blur_fine_um / px, 0.5))
+    band = g1 - cv2.GaussianBlur(g1, (0, 0), max(params.blur_coarse_um / px, 1.0))
+    e_coarse = _shrink(cv2.multiply(band, band), b // kc)
+    # structure to judge at any scale up to the block (a strong blur flattens the coarse band too)
+    mean = _shrink(g1, b // kc)
+    spread = np.sqrt(np.maximum(_shrink(cv2.multiply(g1, g1), b // kc) - mean * mean, 0.0))
+    on_tissue = _shrink((grid >= params.blur_tissue_od).astype(np.float32), b // kc)
+    judged = (on_tissue >= params.blur_min_tissue_fraction) & (spread >= params.blur_min_contrast_od)
+    sharp = np.where(e_coarse > 0, e_fine / np.maximum(e_coarse + spread * spread, 1e-30), 0.0).astype(np.float64)
+    return BlockFocus(sharp, spread.astype(np.float64), on_tissue.astype(np.float64), judged,
+                      judged & (sharp < params.blur_max_sharpness))
+
+
+def blurred_blocks(rgb: np.ndarray, *, background: tuple[float, float, float], mpp_um: float,
+                   params: ArtefactParams = ArtefactParams()) -> np.ndarray:
+    """Out-of-focus blocks of one tile.
+
+    Parameters
+    ----------
+    rgb : ndarray, uint8, (h, w, 3)
+        One analysis tile at ``mpp_um`` (normally 0.5 um/px; 0.25-1 works).
+    background : 3 floats
+        Slide ``I0``, 8-bit; the grey OD is against their mean.
+    mpp_um : float
+        Pixel size of ``rgb``, um/px.
+    params : ArtefactParams
+
+    Returns
+    -------
+    ndarray of bool, (ceil(h/b), ceil(w/b)), ``b = blur_block_px(mpp_um, params)``
+        True where the block holds enough tissue structure to judge and is
+        out of focus; block ``(j, i)`` covers rows ``j*b:(j+1)*b`` and
+        columns ``i*b:(i+1)*b``. See :func:`block_focus` for the measurements.
+
+    Raises
+    ------
+    ValueError
+        When ``rgb`` is not uint8 RGB or ``mpp_um`` is not positive.
+    """
+    return block_focus(rgb, background=background, mpp_um=mpp_um, params=params).blurred

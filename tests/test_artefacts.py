@@ -1,0 +1,328 @@
+"""Folds, air bubbles, out-of-focus areas and pen ink: detectors against synthetic truth and real images."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import shapely
+
+from ihc_score.artefacts import ArtefactParams, block_focus, blur_block_px, blurred_blocks, find_thumbnail_artefacts
+from ihc_score.synthetic import AirBubble, BlurPatch, Fold, PenStroke, SynthSpec, TumourRegion, make_layout, preset
+from ihc_score.synthetic import render_region
+from ihc_score.synthetic.artefacts import outline
+from ihc_score.synthetic.truth import build_truth, dump
+from ihc_score.tissue import detect_tissue
+
+THUMB_UM = 8.0
+
+
+def half(spec: SynthSpec) -> SynthSpec:
+    """The same physical slide at 0.5 um/px (4x fewer pixels to render)."""
+    return replace(spec, width=spec.width // 2, height=spec.height // 2, mpp_um=spec.mpp_um * 2)
+
+
+ART = half(preset("artefacts"))
+CLEAN = {
+    "default": half(preset("default")),
+    "strong": half(preset("strong")),
+    "shifted-stains": half(preset("shifted-stains")),
+    "multi-met": half(preset("multi-met", width=5000, height=3750)),
+}
+
+
+def jpeg(rgb: np.ndarray, quality: int = 85) -> np.ndarray:
+    """Round trip through JPEG, as the tiles of a synthetic SVS."""
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+@functools.lru_cache(maxsize=2)
+def rendered(spec: SynthSpec) -> tuple[np.ndarray, dict]:
+    """Whole slide (level 0, after JPEG) and its truth."""
+    layout = make_layout(spec)
+    region = render_region(layout, (0, 0), (spec.width, spec.height))
+    return jpeg(region.rgb), build_truth(layout, [region.stats])
+
+
+def thumbnail(rgb: np.ndarray, spec: SynthSpec) -> tuple[np.ndarray, float]:
+    ds = THUMB_UM / spec.mpp_um
+    size = (int(spec.width // ds), int(spec.height // ds))
+    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA), ds
+
+
+def raster(geom: shapely.Geometry, shape: tuple[int, int], ds: float) -> np.ndarray:
+    """Pixels (of ``ds`` level-0 px) whose centre lies in a geometry."""
+    yy, xx = (np.mgrid[0 : shape[0], 0 : shape[1]] + 0.5) * ds
+    return shapely.contains_xy(geom, xx, yy)
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum() / max((a | b).sum(), 1))
+
+
+def block_cover(geom: shapely.Geometry, shape: tuple[int, int], b: int) -> np.ndarray:
+    """Fraction of each b x b block (level-0 px, partial blocks clipped to the image) inside a geometry."""
+    ny, nx = -(-shape[0] // b), -(-shape[1] // b)
+    y0, x0 = np.mgrid[0:ny, 0:nx] * b
+    boxes = shapely.box(x0, y0, np.minimum(x0 + b, shape[1]), np.minimum(y0 + b, shape[0]))
+    return shapely.area(shapely.intersection(boxes, geom)) / shapely.area(boxes)
+
+
+# --- parameters and synthetic artefacts ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        ({"fold_window_um": 0.0}, "fold_window_um"),
+        ({"fold_min_ratio": 3.0}, "fold ratios"),
+        ({"fold_grow_ratio": 1.6, "fold_min_ratio": 1.5}, "fold ratios"),
+        ({"bubble_min_area_um2": 5e6}, "bubble_min_area_um2"),
+        ({"blur_fine_um": 4.0}, "blur_fine_um"),
+        ({"blur_min_tissue_fraction": 1.5}, "blur_min_tissue_fraction"),
+        ({"bubble_max_rim_angle_deg": 95.0}, "bubble_max_rim_angle_deg"),
+        ({"blur_block_um": float("nan")}, "blur_block_um"),
+    ],
+)
+def test_artefact_params_validation_names_the_field(kwargs: dict, field: str) -> None:
+    with pytest.raises(ValueError, match=field):
+        ArtefactParams(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "make, field",
+    [
+        (lambda: Fold(width=0.2, length=0.1), "width and length"),
+        (lambda: Fold(od_factor=1.1), "od_factor"),
+        (lambda: Fold(center=(1.2, 0.5)), "center"),
+        (lambda: AirBubble(radius=0.0), "radius"),
+        (lambda: AirBubble(rim_um=2.0), "rim_um"),
+        (lambda: BlurPatch(sigma_um=0.3), "sigma_um"),
+        (lambda: BlurPatch(radii=(0.1,)), "radii"),
+        (lambda: PenStroke(points=((0.1, 0.1),)), "points"),
+        (lambda: PenStroke(colour="red"), "colour"),
+        (lambda: PenStroke(width_um=5.0), "width_um"),
+        (lambda: SynthSpec(artefacts=[Fold()]), "artefacts must be a tuple"),
+        (lambda: SynthSpec(artefacts=(Fold(name="met1"),)), "names distinct"),
+        (lambda: SynthSpec(artefacts=(Fold(), Fold())), "names distinct"),
+    ],
+)
+def test_synthetic_artefact_validation(make, field: str) -> None:
+    with pytest.raises(ValueError, match=field):
+        make()
+
+
+def test_artefact_outlines_have_their_designed_areas() -> None:
+    size, mpp = (4000, 3000), 0.25
+    fold = outline(Fold(center=(0.5, 0.5), length=0.5, width=0.05, angle_deg=30.0), size, mpp)
+    assert fold.area == pytest.approx(2000 * 200, rel=1e-9)
+    bubble = outline(AirBubble(radius=0.05, rim_um=16.0), size, mpp)
+    assert bubble.area == pytest.approx(np.pi * (200 + 32) ** 2, rel=2e-3)  # rim out to its outer edge
+    patch = outline(BlurPatch(radii=(0.1, 0.1)), size, mpp)
+    assert patch.area == pytest.approx(np.pi * 400 * 300, rel=2e-3)
+    stroke = outline(PenStroke(points=((0.1, 0.5), (0.6, 0.5)), width_um=100.0), size, mpp)
+    assert stroke.area == pytest.approx(2000 * 400 + np.pi * 200**2, rel=2e-3)
+
+
+def test_artefacts_far_away_change_no_pixel_and_free_slides_keep_their_truth() -> None:
+    spec = SynthSpec(width=1600, height=1200, seed=3, regions=(TumourRegion(center=(0.3, 0.5), radii=(0.25, 0.35)),))
+    far = replace(spec, artefacts=(Fold(center=(0.9, 0.5), length=0.1, width=0.05, name="f"),
+                                   BlurPatch(center=(0.9, 0.2), radii=(0.05, 0.05), name="b")))
+    rect = ((100, 300), (400, 400))
+    plain = render_region(make_layout(spec), *rect, noise_key=(1,))
+    with_far = render_region(make_layout(far), *rect, noise_key=(1,))
+    assert np.array_equal(plain.rgb, with_far.rgb)  # wider margin, same bytes
+    truth = build_truth(make_layout(spec), [plain.stats])
+    assert "artefacts" not in truth and "artefacts" not in truth["spec"] and "scored" not in truth["regions"][0]
+    assert '"artefacts"' not in dump(truth)
+
+
+def test_artefact_blocks_render_identically_across_seams() -> None:
+    spec = replace(ART, width=900, height=700, regions=(TumourRegion(center=(0.5, 0.5), radii=(0.4, 0.4)),),
+                   artefacts=(Fold(center=(0.4, 0.5), length=0.6, width=0.1, name="f"),
+                              AirBubble(center=(0.6, 0.4), radius=0.1, name="a"),
+                              BlurPatch(center=(0.5, 0.6), radii=(0.2, 0.2), name="b"),
+                              PenStroke(points=((0.1, 0.9), (0.9, 0.8)), width_um=40.0, name="p")))
+    layout = make_layout(spec)
+    whole = render_region(layout, (0, 0), (900, 700), noise_key=(0,)).rgb.astype(int)
+    spec0 = replace(spec, noise_sigma=0.0)
+    layout0 = make_layout(spec0)
+    a = render_region(layout0, (0, 0), (900, 700)).rgb
+    b = np.concatenate([render_region(layout0, (0, 0), (450, 700)).rgb,
+                        render_region(layout0, (450, 0), (450, 700)).rgb], axis=1)
+    assert np.array_equal(a, b)
+    # the artefacts are drawn: the fold darkens, the stroke is blue
+    fold_px = raster(outline(spec.artefacts[0], (900, 700), spec.mpp_um), (700, 900), 1.0)
+    assert whole[fold_px].sum(axis=1).mean() < 0.8 * whole[~fold_px].sum(axis=1).mean()
+
+
+# --- detection on the synthetic "artefacts" slide -------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def art_thumb() -> tuple[np.ndarray, float, object, object]:
+    rgb, truth = rendered(ART)
+    th, ds = thumbnail(rgb, ART)
+    tissue = detect_tissue(th, downsample=ds, mpp_um=ART.mpp_um)
+    return th, ds, tissue, find_thumbnail_artefacts(th, tissue, mpp_um=ART.mpp_um)
+
+
+@pytest.mark.parametrize("kind", ["fold", "bubble"])
+def test_fold_and_bubble_match_their_outlines_on_the_thumbnail(art_thumb, kind: str) -> None:
+    th, ds, tissue, found = art_thumb
+    a = next(x for x in ART.artefacts if isinstance(x, Fold if kind == "fold" else AirBubble))
+    true = raster(outline(a, (ART.width, ART.height), ART.mpp_um), th.shape[:2], ds)
+    if kind == "fold":  # a fold is only tissue; a bubble covers glass too
+        true &= tissue.mask
+    assert iou(getattr(found, kind), true) >= 0.7
+    assert {"fold", "air_bubble"} <= set(found.flags)
+    px_mm2 = (ds * ART.mpp_um / 1000) ** 2
+    assert getattr(found, f"{kind}_area_mm2") == pytest.approx((getattr(found, kind) & tissue.mask).sum() * px_mm2)
+
+
+def test_pen_ink_is_found_by_detect_tissue(art_thumb) -> None:
+    th, ds, tissue, _ = art_thumb
+    _, truth = rendered(ART)
+    strokes = [a for a in truth["artefacts"] if a["kind"] == "pen_ink"]
+    assert [a["name"] for a in strokes] == ["ink-blue", "ink-green", "ink-black"]
+    total = sum(a["area_total_mm2"] for a in strokes)  # ink on glass is dark enough to be a candidate too
+    assert "pen_ink" in tissue.flags
+    assert tissue.ink_area_mm2 == pytest.approx(total, rel=0.3)
+    ink = shapely.union_all([outline(a, (ART.width, ART.height), ART.mpp_um) for a in ART.artefacts
+                             if isinstance(a, PenStroke)])
+    core = raster(ink.buffer(-2 * ds), th.shape[:2], ds)
+    assert (tissue.mask & core).sum() <= 0.02 * core.sum()
+    assert all(a["area_mm2"] > 0 for a in strokes)  # each stroke touches tissue
+
+
+def test_blur_patch_blocks_are_found_and_in_focus_blocks_are_not() -> None:
+    rgb, _ = rendered(ART)
+    b = blur_block_px(ART.mpp_um)
+    focus = block_focus(rgb, background=ART.background, mpp_um=ART.mpp_um)
+    assert focus.blurred.shape == (-(-ART.height // b), -(-ART.width // b))
+    assert np.array_equal(focus.blurred, blurred_blocks(rgb, background=ART.background, mpp_um=ART.mpp_um))
+    size = (ART.width, ART.height)
+    patch = next(a for a in ART.artefacts if isinstance(a, BlurPatch))
+    others = shapely.union_all([outline(a, size, ART.mpp_um) for a in ART.artefacts if a is not patch])
+    inside = (block_cover(outline(patch, size, ART.mpp_um), rgb.shape[:2], b) == 1.0)
+    inside &= block_cover(others, rgb.shape[:2], b) == 0.0
+    clear = block_cover(shapely.union(others, outline(patch, size, ART.mpp_um)), rgb.shape[:2], b) == 0.0
+    tissue = focus.tissue_fraction >= 0.5
+    assert (inside & tissue).sum() >= 6
+    assert focus.blurred[inside & tissue].mean() >= 0.8
+    assert focus.judged[clear & tissue].mean() >= 0.5  # the test is not vacuous
+    assert focus.blurred[clear & tissue].mean() <= 0.02
+
+
+def test_truth_lists_artefacts_and_the_cells_still_scored() -> None:
+    _, truth = rendered(ART)
+    kinds = {a["name"]: a["kind"] for a in truth["artefacts"]}
+    assert kinds == {"fold-1": "fold", "bubble-1": "air_bubble", "blur-1": "blur", "ink-blue": "pen_ink",
+                     "ink-green": "pen_ink", "ink-black": "pen_ink"}
+    union = shapely.union_all([shapely.geometry.shape(a["outline"]) for a in truth["artefacts"]])
+    for reg in truth["regions"]:
+        cells = [c for c in truth["cells"] if c["region"] == reg["name"]]
+        free = [c for c in cells if not union.contains(shapely.Point(c["l0_x"], c["l0_y"]))]
+        assert reg["scored"]["n_cells"] == len(free) < len(cells)
+        n = [sum(1 for c in free if c["class"] == k) for k in range(4)]
+        assert reg["scored"]["h_score"] == pytest.approx((n[1] + 2 * n[2] + 3 * n[3]) / len(free) * 100)
+    assert truth["scored_totals"]["n_cells"] == sum(r["scored"]["n_cells"] for r in truth["regions"])
+    fold = next(a for a in truth["artefacts"] if a["kind"] == "fold")
+    assert 0.8 * fold["area_total_mm2"] <= fold["area_mm2"] <= fold["area_total_mm2"]
+
+
+@pytest.mark.parametrize("sigma_um, mpp_um", [(1.5, 0.5), (3.0, 0.5), (1.5, 0.25)])
+def test_blur_detector_finds_patches_of_1_5_um_at_two_pixel_sizes(sigma_um: float, mpp_um: float) -> None:
+    side = int(384 / mpp_um)  # 384 um of tumour, left part out of focus
+    spec = SynthSpec(width=side, height=side, mpp_um=mpp_um, seed=5, tissue_pieces=0,
+                     regions=(TumourRegion(center=(0.5, 0.5), radii=(0.6, 0.6)),),
+                     artefacts=(BlurPatch(center=(0.0, 0.5), radii=(0.45, 0.9), sigma_um=sigma_um),))
+    rgb = jpeg(render_region(make_layout(spec), (0, 0), (side, side)).rgb)
+    focus = block_focus(rgb, background=spec.background, mpp_um=mpp_um)
+    b = blur_block_px(mpp_um)
+    cover = block_cover(outline(spec.artefacts[0], (side, side), mpp_um), rgb.shape[:2], b)
+    tissue = focus.tissue_fraction >= 0.5
+    assert focus.blurred[(cover == 1.0) & tissue].mean() >= 0.8
+    assert focus.blurred[(cover == 0.0) & tissue].mean() <= 0.02
+
+
+# --- no false artefacts on clean slides -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(CLEAN))
+def test_clean_presets_have_no_artefacts(name: str) -> None:
+    spec = CLEAN[name]
+    rgb, _ = rendered(spec)
+    th, ds = thumbnail(rgb, spec)
+    tissue = detect_tissue(th, downsample=ds, mpp_um=spec.mpp_um)
+    found = find_thumbnail_artefacts(th, tissue, mpp_um=spec.mpp_um)
+    assert found.fold_area_mm2 + found.bubble_area_mm2 <= 0.005 * tissue.area_mm2
+    focus = block_focus(rgb, background=tissue.background, mpp_um=spec.mpp_um)
+    judged = focus.judged & (focus.tissue_fraction >= 0.5)
+    assert judged.sum() >= 10
+    assert focus.blurred.sum() <= 0.01 * judged.sum()
+
+
+def test_switches_turn_detectors_off(art_thumb) -> None:
+    th, _, tissue, _ = art_thumb
+    off = find_thumbnail_artefacts(th, tissue, mpp_um=ART.mpp_um, params=ArtefactParams(folds=False, bubbles=False))
+    assert not off.mask.any() and off.flags == ()
+    with pytest.raises(ValueError, match="shape"):
+        find_thumbnail_artefacts(th[:-1], tissue, mpp_um=ART.mpp_um)
+
+
+# --- real images ----------------------------------------------------------------------------------
+
+
+def _rgb(path: Path) -> np.ndarray:
+    return cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+def test_real_ihc_fields_are_in_focus(shared_data: Path) -> None:
+    """Fields with cell-level ground truth were annotated nucleus by nucleus: in focus."""
+    from ihc_score.stain_estimate import estimate_background
+
+    fields = [(p, 0.3, 512) for p in sorted((shared_data / "ihc/deepliif/val").glob("*.png"))]
+    fields += [(shared_data / "ihc/ki67-breast/503-05/base.png", 0.5, None), (shared_data / "ihc/skimage-ihc.png", 0.5, None)]
+    fields += [(p, 0.1, None) for p in sorted((shared_data / "ihc/ki67-glioma").glob("*/original.jpg"))]
+    judged_total = 0
+    for path, mpp, width in fields:
+        rgb = _rgb(path)[:, :width] if width else _rgb(path)
+        scale = mpp / 0.5  # to the analysis pixel size, never upsampled
+        rgb = cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else rgb
+        focus = block_focus(rgb, background=estimate_background(rgb), mpp_um=max(mpp, 0.5))
+        judged_total += int(focus.judged.sum())
+        print(f"{path.parent.name}/{path.name}: {int(focus.blurred.sum())} of {int(focus.judged.sum())} judged blocks blurred")
+        assert focus.blurred.sum() <= 0.05 * max(focus.judged.sum(), 1)
+    assert judged_total >= 40
+
+
+def test_real_slides_report_artefact_fractions(shared_data: Path) -> None:
+    """The README calls none of these slides artefact-free: report, and check the result is consistent."""
+    from ihc_score.errors import IhcScoreError
+    from ihc_score.slide import open_slide
+
+    opened = 0
+    for path in sorted((shared_data / "wsi").rglob("*")):
+        if path.suffix.lower() not in (".svs", ".tif", ".tiff", ".ndpi", ".dcm"):
+            continue
+        try:
+            with open_slide(path, mpp=0.5) as slide:
+                th, ds = slide.thumbnail(THUMB_UM)
+                mpp = slide.mpp
+        except IhcScoreError:
+            continue
+        tissue = detect_tissue(th, downsample=ds, mpp_um=mpp)
+        found = find_thumbnail_artefacts(th, tissue, mpp_um=mpp)
+        opened += 1
+        share = (found.fold_area_mm2 + found.bubble_area_mm2) / tissue.area_mm2 if tissue.area_mm2 else 0.0
+        print(f"{path.name}: tissue {tissue.area_mm2:.3f} mm2, fold {found.fold_area_mm2:.4f}, "
+              f"bubble {found.bubble_area_mm2:.4f} mm2 ({100 * share:.1f} %)")
+        assert found.fold.shape == tissue.mask.shape and 0.0 <= share <= 1.0
+        assert ("fold" in found.flags) == (found.fold_area_mm2 > 0)
+    assert opened >= 3
