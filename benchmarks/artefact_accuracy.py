@@ -13,9 +13,8 @@ slide with its truth and its metastasis outlines as QuPath GeoJSON. It prints:
   reports it, whose area counts ink on glass too, IoU of ``detect_pen_ink``);
 * per metastasis: the true H-score of the cells that should be scored
   (centre under no artefact), the true H-score of all its cells, and the
-  H-score ``score_slide`` reports with the annotation file. The pipeline
-  reports what it measures over the whole region: artefacts are not yet
-  taken out of it, so ``dH`` is the error *without exclusion*;
+  H-score ``score_slide`` reports with the annotation file (artefacts
+  left out), and ``dH``, its error against the cells that should be scored;
 * the cost of :func:`ihc_score.artefacts.blurred_blocks` relative to
   deconvolution plus :func:`ihc_score.cells.detect_cells` on a dense
   1024 x 1024 tile (target < 5 %).
@@ -138,12 +137,12 @@ def main() -> None:
             print(f"  {kind:22} {true_mm2:9.4f} {found_mm2:9.4f} {score:5.2f}")
         result = score_slide(path, model)
         ours = {r.name: r for r in result.regions}
-        print(f"  {'metastasis':14} {'H scored':>8} {'H all':>7} {'H reported':>10} {'dH (no exclusion)':>18}")
+        print(f"  {'metastasis':14} {'H scored':>8} {'H all':>7} {'H reported':>10} {'dH':>6}")
         for reg in truth["regions"]:
             got = ours.get(reg["name"])
             h = got.counts.h_score if got is not None else float("nan")
             print(f"  {reg['name']:14} {reg['scored']['h_score']:8.1f} {reg['h_score']:7.1f} {h:10.1f} "
-                  f"{h - reg['scored']['h_score']:18.1f}")
+                  f"{h - reg['scored']['h_score']:6.1f}")
     t_blur, t_cells = blur_cost(path, truth)
     print(f"\nblurred_blocks {1000 * t_blur:.1f} ms, deconvolve + detect_cells {1000 * t_cells:.0f} ms "
           f"on a dense 1024 x 1024 tile: {100 * t_blur / t_cells:.1f} % (target < 5 %)")

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import shapely
 
-from ihc_score.artefacts import ArtefactParams, block_focus, blur_block_px, blurred_blocks, find_thumbnail_artefacts
+from ihc_score.artefacts import ArtefactParams, block_focus, blur_block_px, blurred_blocks, find_bubbles
+from ihc_score.artefacts import find_thumbnail_artefacts
 from ihc_score.synthetic import AirBubble, BlurPatch, Fold, PenStroke, SynthSpec, TumourRegion, make_layout, preset
 from ihc_score.synthetic import render_region
 from ihc_score.synthetic.artefacts import outline
@@ -49,8 +50,8 @@ def rendered(spec: SynthSpec) -> tuple[np.ndarray, dict]:
     return jpeg(region.rgb), build_truth(layout, [region.stats])
 
 
-def thumbnail(rgb: np.ndarray, spec: SynthSpec) -> tuple[np.ndarray, float]:
-    ds = THUMB_UM / spec.mpp_um
+def thumbnail(rgb: np.ndarray, spec: SynthSpec, um: float = THUMB_UM) -> tuple[np.ndarray, float]:
+    ds = um / spec.mpp_um
     size = (int(spec.width // ds), int(spec.height // ds))
     return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA), ds
 
@@ -86,6 +87,9 @@ def block_cover(geom: shapely.Geometry, shape: tuple[int, int], b: int) -> np.nd
         ({"blur_fine_um": 4.0}, "blur_fine_um"),
         ({"blur_min_tissue_fraction": 1.5}, "blur_min_tissue_fraction"),
         ({"bubble_max_rim_angle_deg": 95.0}, "bubble_max_rim_angle_deg"),
+        ({"bubble_max_rim_angle_deg": 25.0}, "bubble_grow_rim_angle_deg"),
+        ({"bubble_grow_rim_od": 0.5}, "bubble_grow_rim_od"),
+        ({"bubble_flank_um": -1.0}, "bubble_flank_um"),
         ({"blur_block_um": float("nan")}, "blur_block_um"),
     ],
 )
@@ -185,6 +189,66 @@ def test_fold_and_bubble_match_their_outlines_on_the_thumbnail(art_thumb, kind: 
     assert getattr(found, f"{kind}_area_mm2") == pytest.approx((getattr(found, kind) & tissue.mask).sum() * px_mm2)
 
 
+@pytest.mark.parametrize("thumb_um", [2.0, 4.0])
+def test_bubble_is_found_on_finer_thumbnails(thumb_um: float) -> None:
+    """plan_slide reads a small slide's mask finer than 8 um/px (about 1.5 um/px for the artefacts preset)."""
+    rgb, _ = rendered(ART)
+    th, ds = thumbnail(rgb, ART, thumb_um)
+    tissue = detect_tissue(th, downsample=ds, mpp_um=ART.mpp_um)
+    found = find_bubbles(th, background=tissue.background, px_um=ds * ART.mpp_um)
+    a = next(x for x in ART.artefacts if isinstance(x, AirBubble))
+    true = raster(outline(a, (ART.width, ART.height), ART.mpp_um), th.shape[:2], ds)
+    assert iou(found, true) >= 0.8
+
+
+def _od_image(od_rgb: np.ndarray) -> np.ndarray:
+    """uint8 RGB of an OD image (base 10) on a background of 255."""
+    return np.clip(np.rint(255 * 10.0 ** -od_rgb), 0, 255).astype(np.uint8)
+
+
+def _ring(size: int, radius: float, width: float) -> np.ndarray:
+    yy, xx = np.mgrid[0:size, 0:size] - size / 2
+    return (np.abs(np.hypot(xx, yy) - radius) <= width / 2).astype(np.float32)
+
+
+@pytest.mark.parametrize(
+    "rim_od, found",
+    [
+        ((0.5, 0.5, 0.5), True),  # grey: a bubble's rim
+        ((0.2, 0.45, 0.62), False),  # DAB-brown (colour of the default DAB vector): a ring of positive cells
+        ((0.42, 0.45, 0.19), False),  # hematoxylin-blue
+    ],
+)
+def test_only_a_thin_grey_ring_darker_than_both_sides_is_a_bubble(rim_od, found: bool) -> None:
+    """A ring (8 um wide, radius 100 um) on a uniform light-brown tissue, 4 um/px; inside a paler disc."""
+    tissue_od = np.array([0.12, 0.2, 0.25], np.float32)
+    size, px = 96, 4.0
+    ring = _ring(size, 100 / px, 8 / px)
+    yy, xx = np.mgrid[0:size, 0:size] - size / 2
+    inside = (np.hypot(xx, yy) < 100 / px - 1)[..., None]
+    od = tissue_od * np.where(inside, 0.6, 1.0) + ring[..., None] * np.asarray(rim_od, np.float32)
+    mask = find_bubbles(_od_image(od), background=(255.0, 255.0, 255.0), px_um=px)
+    assert mask.any() == found
+    if found:  # inside and rim, out to the rim's outer edge (within a pixel or two)
+        true = np.hypot(xx, yy) <= (100 + 4) / px
+        assert mask[true].all() and iou(mask, true) >= 0.8
+
+
+def test_rim_contrast_scores_a_line_not_a_blob() -> None:
+    """A grey line (OD 0.5 per channel, 2 px wide) scores its OD sum; a grey disc of the same OD about 0."""
+    from ihc_score.artefacts import _rim_contrast
+
+    size = 64
+    yy, xx = np.mgrid[0:size, 0:size]
+    line = (np.abs(xx - 20) <= 0.5).astype(np.float32)
+    blob = (np.hypot(xx - 45, yy - 32) <= 2.5).astype(np.float32)
+    od = 0.1 + 0.5 * np.repeat((line + blob)[..., None], 3, axis=2)
+    contrast, excess = _rim_contrast(od.astype(np.float32), 4.0)
+    assert contrast[32, 20] == pytest.approx(1.5, abs=1e-4)
+    assert excess[32, 20] == pytest.approx([0.5, 0.5, 0.5], abs=1e-4)
+    assert contrast[32, 45] <= 0.0
+
+
 def test_pen_ink_is_found_by_detect_tissue(art_thumb) -> None:
     th, ds, tissue, _ = art_thumb
     _, truth = rendered(ART)
@@ -262,6 +326,9 @@ def test_clean_presets_have_no_artefacts(name: str) -> None:
     tissue = detect_tissue(th, downsample=ds, mpp_um=spec.mpp_um)
     found = find_thumbnail_artefacts(th, tissue, mpp_um=spec.mpp_um)
     assert found.fold_area_mm2 + found.bubble_area_mm2 <= 0.005 * tissue.area_mm2
+    fine, fine_ds = thumbnail(rgb, spec, 2.0)  # as plan_slide reads a small slide
+    fine_bg = detect_tissue(fine, downsample=fine_ds, mpp_um=spec.mpp_um).background
+    assert not find_bubbles(fine, background=fine_bg, px_um=fine_ds * spec.mpp_um).any()
     focus = block_focus(rgb, background=tissue.background, mpp_um=spec.mpp_um)
     judged = focus.judged & (focus.tissue_fraction >= 0.5)
     assert judged.sum() >= 10
@@ -326,3 +393,4 @@ def test_real_slides_report_artefact_fractions(shared_data: Path) -> None:
         assert found.fold.shape == tissue.mask.shape and 0.0 <= share <= 1.0
         assert ("fold" in found.flags) == (found.fold_area_mm2 > 0)
     assert opened >= 3
+

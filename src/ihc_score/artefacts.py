@@ -18,13 +18,23 @@ connected components). Pen ink is found by :func:`ihc_score.tissue.detect_pen_in
     than half the window is its own reference (ratio about 1); at its
     border the ratio to the host tissue is usually above ``fold_max_ratio``.
   - **Air bubble**: the refraction rim is a thin, dark, achromatic ring.
-    Per RGB channel, the OD minus its morphological opening with a disc of
-    ``bubble_tophat_um`` (white top-hat) keeps thin ridges only; rim pixels
-    are ridges of OD sum >= ``bubble_min_rim_od`` whose ridge OD vector is
-    within ``bubble_max_rim_angle_deg`` of grey. A bubble is a hole of that
-    rim mask, closed, of ``bubble_min_area_um2``-``bubble_max_area_um2``,
-    convex enough (solidity >= ``bubble_min_solidity``), grown by
-    ``bubble_rim_um`` to take in the rim.
+    A thumbnail finer than ``bubble_grid_um`` is first averaged down to it
+    (the texture of single cells fades, a rim stays). A rim pixel is darker
+    than the tissue on *both* sides of it: in its best of 8 directions, the
+    OD sum of the pixel and of its two neighbours ``bubble_flank_um`` along
+    the line exceeds that of the darker flank ``bubble_flank_um`` across it
+    by ``bubble_min_rim_od`` (a blob, such as a nucleus or a cell cluster,
+    has paler neighbours along any line and scores about 0); and what it
+    adds to that flank, its OD vector minus the flank's, lies within
+    ``bubble_max_rim_angle_deg`` of grey (hematoxylin or DAB texture adds
+    colour). The rim grows (hysteresis) into connected pixels passing
+    ``bubble_grow_rim_od`` and ``bubble_grow_rim_angle_deg``; pieces shorter
+    than ``bubble_min_rim_um`` are dropped. The rim is thickened by half of
+    ``bubble_gap_um`` to bridge its gaps; a bubble is a hole of it, grown
+    back as much, of ``bubble_min_area_um2``-``bubble_max_area_um2``, convex
+    enough (solidity >= ``bubble_min_solidity``), closely ringed by rim
+    (``bubble_min_rim_cover``) with little rim beyond, not darker inside
+    than outside, then grown by ``bubble_rim_um`` to take in the rim.
 
 * :func:`blurred_blocks` works on one analysis tile. Per block of
   ``blur_block_um``: the fine-scale energy (4-neighbour Laplacian of the
@@ -48,13 +58,16 @@ a fold over tissue that lies within half a window of a much denser tissue
 reference there is the denser tissue; a fold wider than about a third of
 ``fold_window_um`` is judged against itself. A metastasis or strand
 narrower than half the window with 1.5-2.6 times the OD of its
-surroundings *and* both stains scaled alike looks like a fold. Bubble rims
-under about 10 um (below one thumbnail pixel of contrast) or broken by
-more than a pixel, and bubbles crowded together, are missed; a closed,
-thin, grey pen circle narrower than ``bubble_tophat_um`` would be taken
-for a bubble. Blur detection needs structure: blocks of pale, smooth
-tissue are not judged, and at pixel sizes coarser than about 1 um a blur
-of 1.5 um cannot be seen at all.
+surroundings *and* both stains scaled alike looks like a fold. On
+thumbnails of 1.5-4 um/px, bubbles of 45-180 um radius with rims of 8-35 um
+and peak OD 0.4-1.2 per channel are found (IoU 0.75-0.96). At 8 um/px
+(the thumbnail of a large slide) the same holds for rims of at least
+about 15 um and 0.7 OD (IoU 0.84-0.97); a rim of 8-10 um or of 0.4-0.5
+OD averages into the tissue there and its bubble is missed. Bubbles
+crowded so that their rims touch are missed; a closed, thin, grey pen
+circle would be taken for a bubble. Blur detection needs structure:
+blocks of pale, smooth tissue are not judged, and at pixel sizes coarser
+than about 1 um a blur of 1.5 um cannot be seen at all.
 
 Conventions
 -----------
@@ -98,9 +111,17 @@ class ArtefactParams:
     ----------
     folds, bubbles, blur : bool
         Look for tissue folds, air bubbles, out-of-focus areas.
+    fold_grid_um : float
+        Folds are judged on the thumbnail averaged down to about this pixel
+        size when it is finer (a small slide), so that the cells' texture
+        does not dominate the references.
     fold_window_um : float
         Side of the square window of the local median reference of a fold
         (at least 2.5 times the widest fold to find).
+    fold_min_elongation : float
+        Length over width (minimum-area rectangle) a fold reaches: a compact
+        dense metastasis smaller than the window is darker than the tissue
+        around it like a fold, but round.
     fold_reach_um : float
         Distance over which the reference takes the densest local median.
     fold_min_ratio, fold_max_ratio : float
@@ -121,15 +142,30 @@ class ArtefactParams:
         Least OD sum over its reference (saturates too).
     fold_min_area_um2 : float
         Smallest fold.
-    bubble_tophat_um : float
-        Diameter of the opening disc; rims must be narrower.
+    bubble_grid_um : float
+        Pixel size the rim is looked for at: a finer thumbnail is averaged
+        down to it (cell texture fades, a rim stays); a coarser one is used
+        as it is.
+    bubble_flank_um : float
+        Distance from a rim pixel to the tissue it is compared with on each
+        side (and to its neighbours along the rim); more than half the
+        widest rim to find.
     bubble_min_rim_od : float
-        Lowest ridge height of a rim pixel, OD sum.
+        Least OD sum by which a rim pixel (and its two neighbours along the
+        rim) exceeds the darker flank, in its best direction.
+    bubble_grow_rim_od : float
+        A rim grows from pixels of ``bubble_min_rim_od`` into connected
+        pixels that exceed their flanks by this.
     bubble_max_rim_angle_deg : float
-        Largest angle between a rim pixel's ridge OD vector and grey.
+        Largest angle between grey and a rim pixel's OD vector minus its
+        darker flank's (the colour the rim adds).
+    bubble_grow_rim_angle_deg : float
+        The same for the pixels a rim grows into.
     bubble_min_rim_um : float
-        Pieces of rim shorter than this (counted in thumbnail pixels of
-        rim) are specks, not rim.
+        Pieces of rim shorter than this (counted in pixels of rim) are
+        specks, not rim.
+    bubble_gap_um : float
+        Gaps in a rim up to about this long are bridged.
     bubble_min_area_um2, bubble_max_area_um2 : float
         Area of the inside of a bubble.
     bubble_min_solidity : float
@@ -159,7 +195,9 @@ class ArtefactParams:
     folds: bool = True
     bubbles: bool = True
     blur: bool = True
+    fold_grid_um: float = 8.0
     fold_window_um: float = 320.0
+    fold_min_elongation: float = 2.0
     fold_reach_um: float = 160.0
     fold_min_ratio: float = 1.45
     fold_grow_ratio: float = 1.25
@@ -169,15 +207,19 @@ class ArtefactParams:
     fold_min_dab_ratio: float = 1.0
     fold_min_od_ratio: float = 1.05
     fold_min_area_um2: float = 10_000.0
-    bubble_tophat_um: float = 64.0
-    bubble_min_rim_od: float = 0.25
-    bubble_max_rim_angle_deg: float = 8.0
+    bubble_grid_um: float = 4.0
+    bubble_flank_um: float = 16.0
+    bubble_min_rim_od: float = 0.3
+    bubble_grow_rim_od: float = 0.15
+    bubble_max_rim_angle_deg: float = 12.0
+    bubble_grow_rim_angle_deg: float = 20.0
     bubble_min_rim_um: float = 96.0
+    bubble_gap_um: float = 64.0
     bubble_min_area_um2: float = 2_000.0
     bubble_max_area_um2: float = 4_000_000.0
     bubble_min_solidity: float = 0.8
     bubble_min_rim_cover: float = 0.5
-    bubble_rim_um: float = 16.0
+    bubble_rim_um: float = 12.0
     blur_block_um: float = 64.0
     blur_fine_um: float = 0.75
     blur_coarse_um: float = 3.0
@@ -204,8 +246,12 @@ class ArtefactParams:
         for name in ("bubble_min_solidity", "bubble_min_rim_cover", "blur_min_tissue_fraction"):
             if getattr(self, name) > 1:
                 raise ValueError(f"{name} must be in (0, 1], got {getattr(self, name)}")
-        if self.bubble_max_rim_angle_deg >= 90:
-            raise ValueError(f"bubble_max_rim_angle_deg must be < 90, got {self.bubble_max_rim_angle_deg}")
+        if not self.bubble_max_rim_angle_deg <= self.bubble_grow_rim_angle_deg < 90:
+            raise ValueError(f"bubble_max_rim_angle_deg <= bubble_grow_rim_angle_deg < 90 must hold, "
+                             f"got {self.bubble_max_rim_angle_deg}, {self.bubble_grow_rim_angle_deg}")
+        if not self.bubble_grow_rim_od <= self.bubble_min_rim_od:
+            raise ValueError(f"bubble_grow_rim_od must be <= bubble_min_rim_od, "
+                             f"got {self.bubble_grow_rim_od}, {self.bubble_min_rim_od}")
 
 
 @dataclass(frozen=True, eq=False)
@@ -260,13 +306,35 @@ def _fill_nearest(values: np.ndarray, known: np.ndarray) -> np.ndarray:
     return lut[lab]
 
 
+#: Largest median window OpenCV's 8-bit median filter takes in every build; wider
+#: windows are taken on a coarser grid.
+_MAX_MEDIAN_PX = 15
+
+
 def _local_median(values: np.ndarray, window_px: int, scale: float) -> np.ndarray:
-    """Median over a square window (OpenCV's O(1) 8-bit median; ``values`` quantised by ``scale``)."""
+    """Median over a square window (OpenCV's O(1) 8-bit median; ``values`` quantised by ``scale``).
+
+    A window wider than :data:`_MAX_MEDIAN_PX` (a thumbnail finer than a few
+    um/px: a small image) is taken on a grid coarsened by area averaging so
+    that it fits, and the result is brought back by linear interpolation.
+    """
     k = max(3, 2 * (window_px // 2) + 1)
     q = np.clip(np.rint(values * scale), 0, 255).astype(np.uint8)
+    h, w = q.shape
+    factor = -(-k // _MAX_MEDIAN_PX)
+    if factor > 1:
+        q = cv2.resize(q, (max(1, w // factor), max(1, h // factor)), interpolation=cv2.INTER_AREA)
+        k = max(3, 2 * ((k // factor) // 2) + 1)
     pad = k // 2
     q = cv2.copyMakeBorder(q, pad, pad, pad, pad, cv2.BORDER_REFLECT)
-    return cv2.medianBlur(q, k)[pad:-pad, pad:-pad].astype(np.float32) / scale
+    med = cv2.medianBlur(q, k)[pad:-pad, pad:-pad]
+    if factor > 1:
+        med = cv2.resize(med, (w, h), interpolation=cv2.INTER_LINEAR)
+    return med.astype(np.float32) / scale
+
+
+#: Largest reach (px) of the fold reference's dilation taken at the thumbnail's own resolution.
+_MAX_REACH_PX = 10
 
 
 def _remove_small(mask: np.ndarray, min_px: float) -> np.ndarray:
@@ -282,8 +350,17 @@ def _reference(values: np.ndarray, known: np.ndarray, win: int, reach: int, scal
     compared with that tissue rather than with what lies on its other side."""
     if not known.any():
         return np.full(values.shape, np.inf, np.float32)
-    med = _local_median(_fill_nearest(np.maximum(values, 0), known), win, scale)
-    return cv2.dilate(med, _disc(2 * reach + 1)) if reach > 0 else med
+    filled = _fill_nearest(np.maximum(values, 0), known)
+    factor = max(1, reach // _MAX_REACH_PX)
+    if factor == 1:
+        med = _local_median(filled, win, scale)
+        return cv2.dilate(med, _disc(2 * reach + 1)) if reach > 0 else med
+    # a fine thumbnail (a small slide): the reference is smooth at the scale of the reach, so it is
+    # taken on a grid coarsened to keep the dilation's disc small (seconds otherwise)
+    h, w = filled.shape
+    small = cv2.resize(filled, (max(1, w // factor), max(1, h // factor)), interpolation=cv2.INTER_AREA)
+    med = cv2.dilate(_local_median(small, max(1, win // factor), scale), _disc(2 * (reach // factor) + 1))
+    return cv2.resize(med, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
 def _hysteresis(strong: np.ndarray, weak: np.ndarray) -> np.ndarray:
@@ -337,7 +414,93 @@ def find_folds(thumb: np.ndarray, tissue: np.ndarray, *, background: tuple[float
         weak &= (ref_d < params.fold_min_dab_od) | (dab >= params.fold_min_dab_ratio * ref_d)
         fold = _hysteresis(weak & (ratio_h >= params.fold_min_ratio), weak)
     fold = cv2.morphologyEx(fold.view(np.uint8), cv2.MORPH_OPEN, np.ones((2, 2), np.uint8)).view(bool)
-    return _remove_small(fold, params.fold_min_area_um2 / px_um**2) & tissue
+    fold = _remove_small(fold, params.fold_min_area_um2 / px_um**2) & tissue
+    return _elongated(fold, params.fold_min_elongation)
+
+
+def _elongated(mask: np.ndarray, min_elongation: float) -> np.ndarray:
+    """Pieces of ``mask`` (8-connected) whose minimum-area rectangle is at least ``min_elongation`` times longer
+    than wide: a fold is a band, while a small, dense, compact metastasis in paler tissue looks like a second
+    layer to the OD ratios alone."""
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=8)
+    keep = np.zeros(n, bool)
+    for k in range(1, n):  # a few pieces per slide
+        x, y, w, h = stats[k, :4]
+        ys, xs = np.nonzero(labels[y : y + h, x : x + w] == k)
+        (_, _), (rw, rh), _ = cv2.minAreaRect(np.column_stack([xs, ys]).astype(np.float32))
+        keep[k] = max(rw, rh) + 1 >= min_elongation * (min(rw, rh) + 1)
+    return keep[labels]
+
+
+#: Directions (over 180 degrees) in which a rim pixel is compared with its flanks.
+_RIM_DIRECTIONS = 8
+
+
+def _shifted(img: np.ndarray, dx: float, dy: float) -> np.ndarray:
+    """``img`` sampled at ``(x + dx, y + dy)`` (bilinear; the edge repeated beyond the border)."""
+    m = np.float32([[1, 0, dx], [0, 1, dy]])
+    return cv2.warpAffine(img, m, (img.shape[1], img.shape[0]), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                          borderMode=cv2.BORDER_REPLICATE)
+
+
+def _rim_contrast(od: np.ndarray, flank_px: float) -> tuple[np.ndarray, np.ndarray]:
+    """How far each pixel stands out as a thin dark line, in its best direction.
+
+    For each of :data:`_RIM_DIRECTIONS` directions across a line: the least
+    OD sum of the pixel and its two neighbours ``flank_px`` along the line,
+    minus the OD sum of the darker of the two flanks ``flank_px`` across it
+    (per channel). A line scores its contrast; a blob (a nucleus, a cell
+    cluster) scores about 0, its neighbours along any line being paler.
+
+    Returns
+    -------
+    contrast : ndarray, float32, (h, w)
+        Best score, OD sum.
+    excess : ndarray, float32, (h, w, 3)
+        The pixel's OD minus its darker flank's in that direction: the
+        colour the line adds to what lies on either side.
+    """
+    total = od.sum(axis=2)
+    contrast = np.full(total.shape, -np.inf, np.float32)
+    excess = np.zeros_like(od)
+    for k in range(_RIM_DIRECTIONS):
+        cx, cy = math.cos(math.pi * k / _RIM_DIRECTIONS), math.sin(math.pi * k / _RIM_DIRECTIONS)
+        dx, dy = flank_px * cx, flank_px * cy
+        flank = np.maximum(_shifted(od, dx, dy), _shifted(od, -dx, -dy))
+        along = np.minimum(_shifted(total, -dy, dx), _shifted(total, dy, -dx))
+        score = np.minimum(total, along) - flank.sum(axis=2)
+        better = score > contrast
+        contrast[better] = score[better]
+        excess[better] = (od - flank)[better]
+    return contrast, excess
+
+
+def _rim_mask(od: np.ndarray, px_um: float, params: ArtefactParams) -> np.ndarray:
+    """Rim pixels on the grid of ``od`` (pixels of ``px_um``), specks left out."""
+    contrast, excess = _rim_contrast(od, max(1.5, params.bubble_flank_um / px_um))
+    cos = excess.sum(axis=2) / (math.sqrt(3.0) * np.maximum(np.linalg.norm(excess, axis=2), 1e-6))
+    strong = (contrast >= params.bubble_min_rim_od) & (cos >= math.cos(math.radians(params.bubble_max_rim_angle_deg)))
+    weak = (contrast >= params.bubble_grow_rim_od) & (cos >= math.cos(math.radians(params.bubble_grow_rim_angle_deg)))
+    # join a rim broken by a pixel, then drop specks (texture)
+    rim = cv2.morphologyEx(_hysteresis(strong, weak).view(np.uint8), cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8))
+    return _remove_small(rim.view(bool), params.bubble_min_rim_um / px_um)
+
+
+def _is_bubble(hole: np.ndarray, rim: np.ndarray, total: np.ndarray, params: ArtefactParams) -> bool:
+    """Whether a hole enclosed by ``rim`` (arrays of one window around it) is an air bubble.
+
+    The ring just around the hole was seen as rim, the band beyond it much
+    less (a thin rim, not a mass of specks), and the inside is not darker
+    than the tissue outside (upper quartiles: a bubble may lie half on glass).
+    """
+    ring = cv2.dilate(hole.view(np.uint8), _disc(5)).view(bool)
+    band = cv2.dilate(hole.view(np.uint8), _disc(13)).view(bool) & ~ring
+    ring &= ~hole
+    if not band.any():
+        return False
+    cover, beyond = rim[ring].mean(), rim[band].mean()
+    return bool(cover >= params.bubble_min_rim_cover and cover - beyond >= params.bubble_min_rim_cover / 2
+                and np.percentile(total[hole], 75) <= np.percentile(total[band], 75) + 0.05)
 
 
 def find_bubbles(thumb: np.ndarray, *, background: tuple[float, float, float], px_um: float,
@@ -357,45 +520,44 @@ def find_bubbles(thumb: np.ndarray, *, background: tuple[float, float, float], p
     -------
     ndarray of bool, (h, w)
     """
-    od = cv2.LUT(np.ascontiguousarray(thumb), np.ascontiguousarray(od_lut(background).T.reshape(1, 256, 3)))
-    ridge = od - cv2.morphologyEx(od, cv2.MORPH_OPEN, _disc(params.bubble_tophat_um / px_um))
-    height = ridge.sum(axis=2)
+    h0, w0 = thumb.shape[:2]
+    img = np.ascontiguousarray(thumb)
+    if params.bubble_grid_um > 1.25 * px_um:  # a fine thumbnail: average the cell texture away
+        f = params.bubble_grid_um / px_um
+        img = cv2.resize(img, (max(1, round(w0 / f)), max(1, round(h0 / f))), interpolation=cv2.INTER_AREA)
+    grid_um = px_um * w0 / img.shape[1]
+    od = cv2.LUT(img, np.ascontiguousarray(od_lut(background).T.reshape(1, 256, 3)))
     total = od.sum(axis=2)
-    cos = height / (math.sqrt(3.0) * np.maximum(np.linalg.norm(ridge, axis=2), 1e-6))
-    rim = (height >= params.bubble_min_rim_od) & (cos >= math.cos(math.radians(params.bubble_max_rim_angle_deg)))
-    # join a rim broken by a pixel, drop specks (nuclei, texture), then bridge the wider gaps
-    rim = cv2.morphologyEx(rim.view(np.uint8), cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8)).view(bool)
-    seen = _remove_small(rim, params.bubble_min_rim_um / px_um)
-    rim = cv2.morphologyEx(seen.view(np.uint8), cv2.MORPH_CLOSE, _disc(5)).view(bool)
-    n, labels, stats, _ = cv2.connectedComponentsWithStats((~rim).view(np.uint8), connectivity=4)
-    area_px = stats[:, cv2.CC_STAT_AREA]
-    px2 = px_um**2
-    ok = (area_px * px2 >= params.bubble_min_area_um2) & (area_px * px2 <= params.bubble_max_area_um2)
+    rim = _rim_mask(od, grid_um, params)
+    # gaps are bridged by thickening the rim by half a gap; each hole is then grown back by as much
+    # (a closing would not bridge a gap in a line one pixel wide)
+    reach = max(1, int(round(params.bubble_gap_um / 2 / grid_um)))
+    thick = cv2.dilate(rim.view(np.uint8), _disc(2 * reach + 1)).view(bool)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats((~thick).view(np.uint8), connectivity=4)
     border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    px2 = grid_um**2
+    ok = stats[:, cv2.CC_STAT_AREA] * px2 <= params.bubble_max_area_um2
     ok[border] = False
     ok[0] = False  # label 0 is the rim itself
     inside = np.zeros(rim.shape, bool)
+    pad = reach + 8
     for k in np.flatnonzero(ok):  # few candidates: one loop per closed ring, not per pixel
         x, y, w, h = stats[k, :4]
-        piece = (labels[y:y + h, x:x + w] == k).view(np.uint8)
-        contours, _ = cv2.findContours(piece, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-        hull = cv2.contourArea(cv2.convexHull(np.concatenate(contours)))
-        if hull <= 0 or area_px[k] / max(hull, area_px[k]) < params.bubble_min_solidity:
+        sl = (slice(max(y - pad, 0), y + h + pad), slice(max(x - pad, 0), x + w + pad))
+        hole = cv2.dilate((labels[sl] == k).view(np.uint8), _disc(2 * reach + 1))
+        contours, _ = cv2.findContours(hole, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        area = cv2.contourArea(contours[0]) if len(contours) == 1 else 0.0
+        hull = cv2.contourArea(cv2.convexHull(contours[0])) if area > 0 else 0.0
+        if not (params.bubble_min_area_um2 <= area * px2 <= params.bubble_max_area_um2
+                and area >= params.bubble_min_solidity * hull):
             continue
-        # a thin rim, not a mass of specks joined by the closing: the ring around the hole was seen
-        # as rim, the band beyond it much less; and the inside is not darker than the outside
-        y0, x0 = max(y - 8, 0), max(x - 8, 0)
-        sl = (slice(y0, y + h + 8), slice(x0, x + w + 8))
-        hole = labels[sl] == k
-        ring = cv2.dilate(hole.view(np.uint8), _disc(5)).view(bool)
-        band = cv2.dilate(hole.view(np.uint8), _disc(13)).view(bool) & ~ring
-        ring &= ~hole
-        cover, beyond = seen[sl][ring].mean(), seen[sl][band].mean() if band.any() else 0.0
-        if cover >= params.bubble_min_rim_cover and cover - beyond >= params.bubble_min_rim_cover / 2 \
-                and np.median(total[sl][hole]) <= np.median(total[sl][band]) + 0.05:
-            inside[y:y + h, x:x + w] |= piece.view(bool)
+        cv2.drawContours(hole, contours, -1, 1, cv2.FILLED)  # specks inside are bubble too
+        if _is_bubble(hole.view(bool), rim[sl], total[sl], params):
+            inside[sl] |= hole.view(bool)
     if not inside.any():
-        return inside
+        return np.zeros((h0, w0), bool)
+    if inside.shape != (h0, w0):
+        inside = cv2.resize(inside.view(np.uint8), (w0, h0), interpolation=cv2.INTER_LINEAR_EXACT).view(bool)
     return cv2.dilate(inside.view(np.uint8), _disc(2 * params.bubble_rim_um / px_um + 1)).view(bool)
 
 
@@ -434,12 +596,32 @@ def find_thumbnail_artefacts(thumb: np.ndarray, tissue: TissueMask, *, mpp_um: f
         else empty
     fold = empty
     if params.folds:
-        fold = find_folds(thumb, tissue.mask & ~bubble, background=tissue.background, px_um=px_um, params=params)
+        fold = _folds_on_grid(thumb, tissue.mask & ~bubble, background=tissue.background, px_um=px_um, params=params)
     px_mm2 = (px_um / 1000.0) ** 2
     fold_mm2 = float((fold & tissue.mask).sum() * px_mm2)
     bubble_mm2 = float((bubble & tissue.mask).sum() * px_mm2)
     flags = tuple(f for f, a in (("fold", fold_mm2), ("air_bubble", bubble_mm2)) if a > 0)
     return ThumbnailArtefacts(fold, bubble, fold_mm2, bubble_mm2, flags)
+
+
+def _folds_on_grid(thumb: np.ndarray, tissue: np.ndarray, *, background: tuple[float, float, float], px_um: float,
+                   params: ArtefactParams) -> np.ndarray:
+    """:func:`find_folds` on a thumbnail averaged down to about ``fold_grid_um`` when it is finer.
+
+    A fold is hundreds of um across; on a fine thumbnail (a small slide) the
+    cells' own texture would dominate the local references, so the fold is
+    judged where that texture is averaged away and its mask brought back
+    (nearest) onto the thumbnail's grid.
+    """
+    factor = int(params.fold_grid_um // px_um)
+    if factor < 2:
+        return find_folds(thumb, tissue, background=background, px_um=px_um, params=params)
+    h, w = tissue.shape
+    size = (max(1, w // factor), max(1, h // factor))
+    small = cv2.resize(thumb, size, interpolation=cv2.INTER_AREA)
+    known = cv2.resize(tissue.view(np.uint8), size, interpolation=cv2.INTER_AREA) > 0  # half or more tissue
+    fold = find_folds(small, known, background=background, px_um=px_um * w / size[0], params=params)
+    return cv2.resize(fold.view(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).view(bool) & tissue
 
 
 def blur_block_px(mpp_um: float, params: ArtefactParams = ArtefactParams()) -> int:

@@ -111,6 +111,14 @@ class PigmentParams:
     min_residual_od : float
         Residual OD of a core (colour off the DAB vector); 0 turns the
         colour condition off.
+    max_hematoxylin_ratio : float
+        Largest hematoxylin OD of a core as a fraction of its DAB OD:
+        pigment is brown. Near-black pixels, whose colour splits into both
+        stains at OD 2 and more (the darkest chromatin and DAB of strongly
+        stained nuclei on real slides, dark debris), are not pigment. On the
+        real Ki67 breast field such pixels made 8 points of its positive
+        nuclei "pigmented"; synthetic melanin and hemosiderin cores stay
+        below 0.3.
     edge_fraction : float
         A neighbour of a core is pigment when its DAB OD is at least this
         fraction of the core's (0-1) ...
@@ -124,6 +132,7 @@ class PigmentParams:
     min_dab_od: float = 1.0
     min_contrast_od: float = 0.6
     min_residual_od: float = 0.08
+    max_hematoxylin_ratio: float = 0.5
     edge_fraction: float = 0.2
     min_edge_contrast_od: float = 0.2
 
@@ -140,6 +149,8 @@ class PigmentParams:
                 raise ValueError(f"{name} must be an OD > 0, got {value!r}")
         if not (math.isfinite(self.min_residual_od) and 0.0 <= self.min_residual_od <= 1.0):
             raise ValueError(f"min_residual_od must be in 0-1, got {self.min_residual_od!r}")
+        if not (math.isfinite(self.max_hematoxylin_ratio) and self.max_hematoxylin_ratio > 0):
+            raise ValueError(f"max_hematoxylin_ratio must be > 0, got {self.max_hematoxylin_ratio!r}")
         if not 0.0 <= self.edge_fraction <= 1.0:
             raise ValueError(f"edge_fraction must be in 0-1, got {self.edge_fraction!r}")
         if not 0.0 <= self.min_edge_contrast_od <= self.min_contrast_od:
@@ -196,6 +207,8 @@ def pigment_mask(rgb: np.ndarray, conc: np.ndarray, *, mpp_um: float,
     res = np.ascontiguousarray(conc[..., 2], dtype=np.float32)
     core = cv2.bitwise_and(cv2.compare(d, params.min_dab_od, cv2.CMP_GE),
                            cv2.compare(res, params.min_residual_od, cv2.CMP_GE))
+    hema = np.ascontiguousarray(conc[..., 0], dtype=np.float32)
+    core = cv2.bitwise_and(core, cv2.compare(hema, d * np.float32(params.max_hematoxylin_ratio), cv2.CMP_LE))
     if not cv2.countNonZero(core):
         return np.zeros(d.shape, dtype=bool)
     contrast = granule_contrast(d, radius_px=max(1, int(round(params.granule_radius_um / mpp_um))))
