@@ -230,8 +230,10 @@ def evaluate_image(
     ix = np.clip(np.rint(own_x).astype(int), 0, w - 1)
     iy = np.clip(np.rint(own_y).astype(int), 0, h - 1)
     positive = classify(getattr(table, model.classification.measurement), model.classification.thresholds) > 0
+    pigmented = result.detail.pigmented if result.detail.pigmented is not None else np.zeros(len(table), bool)
+    graded = ~pigmented  # cells mostly covered by pigment are reported apart, not graded
     counts = result.regions[0].counts
-    if (counts.n, counts.n_positive) != (len(table), int(positive.sum())):
+    if (counts.n, counts.n_positive) != (int(graded.sum()), int(positive[graded].sum())):
         raise RuntimeError(f"{name}: region counts {counts} disagree with the cell table")
     in_region = truth.region[iy, ix] if truth.region is not None else np.ones(len(table), dtype=bool)
     scope = "region" if truth.region is not None else "field"
@@ -259,7 +261,7 @@ def evaluate_image(
     row = Row(
         image=name,
         truth_positive_pct=_pct(truth.positive),
-        our_positive_pct=_pct(positive[scored]),
+        our_positive_pct=_pct(positive[scored & graded]),
         truth_cells=n_truth,
         our_cells=int(scored.sum()),
         precision=precision,
@@ -268,7 +270,7 @@ def evaluate_image(
         positive_recall=positive_recall,
         call_agreement=call_agreement,
         scope=scope,
-        field_positive_pct=_pct(positive[in_region]),
+        field_positive_pct=_pct(positive[in_region & graded]),
         field_cells=int(in_region.sum()),
         seconds=time.perf_counter() - start,
     )

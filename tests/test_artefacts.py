@@ -394,3 +394,14 @@ def test_real_slides_report_artefact_fractions(shared_data: Path) -> None:
         assert ("fold" in found.flags) == (found.fold_area_mm2 > 0)
     assert opened >= 3
 
+
+def test_a_small_dense_metastasis_is_not_a_fold(tmp_path):
+    """A 3+ metastasis a few hundred um across in paler parenchyma is twice as dark as the tissue around it,
+    like a fold, but round: it must be scored, not left out."""
+    from ihc_score.model import default_model
+    from ihc_score.plan import plan_slide
+    from ihc_score.synthetic import make_slide
+
+    path = tmp_path / "small multi-met.svs"
+    make_slide(path, preset("multi-met", width=3000, height=2400))
+    assert plan_slide(path, default_model()).excluded.fold_mm2 == 0.0

@@ -160,7 +160,7 @@ def test_class_map_and_legend_match_the_counts(scored):
     only_first = replace(result.detail, membership=result.detail.membership[:1])
     first = replace(result, regions=result.regions[:1], detail=only_first)
     c0 = result.regions[0].counts
-    assert qc.legend_counts(first) == (c0.n0, c0.n1, c0.n2, c0.n3, result.regions[1].counts.n)
+    assert qc.legend_counts(first) == (c0.n0, c0.n1, c0.n2, c0.n3, result.regions[1].counts.n, 0)
     with open_slide(path) as slide:
         image, layout = qc.slide_qc_image(result, slide)
     assert layout.dots  # 3000 x 2400 px: cells are farther apart than map pixels
@@ -182,7 +182,8 @@ def test_dense_cells_give_a_majority_map(scored):
     y = rng.uniform(0, 10, n)
     classes = np.where(x < 5, 3, 0).astype(np.int8)  # left half 3+, right half negative
     cells = d.cells.take(np.zeros(n, int))
-    dense = replace(d, l0_x=x, l0_y=y, classes=classes, membership=np.ones((1, n), bool), cells=cells)
+    dense = replace(d, l0_x=x, l0_y=y, classes=classes, membership=np.ones((1, n), bool), cells=cells,
+                    pigmented=None)
     canvas, dots = qc._class_map(dense, (30, 30), (1.0, 1.0))
     assert not dots
     assert tuple(canvas[5, 2]) == CLASS_COLOURS_RGB[3] and tuple(canvas[5, 8]) == CLASS_COLOURS_RGB[0]

@@ -14,7 +14,8 @@ QuPath's source is the reference):
   class for areas left out of analysis);
 * every cell is a ``cell``: ``geometry`` is the cell outline,
   ``nucleusGeometry`` the nucleus outline, ``classification`` its class
-  (``Negative``, ``1+``, ``2+``, ``3+``, colours of :mod:`ihc_score.palette`),
+  (``Negative``, ``1+``, ``2+``, ``3+``, or ``Pigment`` for a cell left
+  ungraded because brown pigment covers it; colours of :mod:`ihc_score.palette`),
   ``measurements`` a flat object of QuPath's own measurement names
   (``"Nucleus: DAB OD mean"``, ...) and ``regions`` the list of the names of
   the scored regions its centroid lies in (a property QuPath ignores).
@@ -55,7 +56,7 @@ from shapely.geometry import mapping
 from ._json_text import fixed_strings as _fixed_strings
 from ._json_text import ring_texts
 from .fileio import atomic_open
-from .palette import CLASS_COLOURS_RGB, CLASS_NAMES, EXCLUSION_COLOUR_RGB, REGION_COLOUR_RGB
+from .palette import CLASS_COLOURS_RGB, CLASS_NAMES, EXCLUSION_COLOUR_RGB, PIGMENT_COLOUR_RGB, REGION_COLOUR_RGB
 from .score import CLASS_LABELS, allred_intensity_score, allred_proportion_score
 
 if TYPE_CHECKING:
@@ -98,6 +99,9 @@ CELL_COLUMNS: tuple[tuple[str, int | None], ...] = (
     ("class", None),
     ("regions", None),
 )
+
+#: QuPath class of a cell left ungraded because pigment covers it.
+PIGMENT_CLASS = "Pigment"
 
 #: Cells formatted at a time (bounds the memory of the text being built).
 _CHUNK = 8192
@@ -272,9 +276,12 @@ def _cell_features(detail: SlideDetail, order: np.ndarray, region_names: list[st
     """The cells' JSON texts (UTF-8) in ``order``, joined by ``",\\n"``, a chunk of cells at a time."""
     pattern, sets = _region_patterns(detail, region_names)
     region_json = np.array([_utf8(list(s)) for s in sets], dtype=object)
+    names = (*CLASS_NAMES, PIGMENT_CLASS)
     class_json = np.array(
-        [_utf8({"name": name, "color": list(rgb)}) for name, rgb in zip(CLASS_NAMES, CLASS_COLOURS_RGB)], dtype=object
+        [_utf8({"name": name, "color": list(rgb)}) for name, rgb in zip(names, (*CLASS_COLOURS_RGB, PIGMENT_COLOUR_RGB))],
+        dtype=object,
     )
+    shown = _shown_classes(detail)
     outlines = detail.outlines
     for start in range(0, len(order), _CHUNK):
         rows = order[start : start + _CHUNK]
@@ -289,7 +296,7 @@ def _cell_features(detail: SlideDetail, order: np.ndarray, region_names: list[st
             geometry = [[s.encode() for s in _fixed_strings(values[rows], 2)] for values in (detail.l0_x, detail.l0_y)]
         fields = [
             *geometry,
-            class_json[detail.classes[rows]].tolist(),
+            class_json[shown[rows]].tolist(),
             _measurement_texts(detail.cells, rows),
             region_json[pattern[rows]].tolist(),
         ]
@@ -348,9 +355,9 @@ def write_cells_csv(path: str | Path, result: SlideResult, *, gzip: bool = True)
     order written (by centroid row, then column), ``l0_x``, ``l0_y`` are the
     centroid in level-0 px, ``a_x``, ``a_y`` in the slide's analysis frame,
     then every :class:`~ihc_score.measure.CellTable` measurement, ``class``
-    (``0``, ``1+``, ``2+``, ``3+``) and ``regions`` (names of the scored
-    regions holding the centroid, joined by ``;``; empty for none). NaN is
-    written as an empty field.
+    (``0``, ``1+``, ``2+``, ``3+``, or ``pigment`` for a cell left ungraded)
+    and ``regions`` (names of the scored regions holding the centroid,
+    joined by ``;``; empty for none). NaN is written as an empty field.
 
     Raises
     ------
@@ -372,9 +379,16 @@ def write_cells_csv(path: str | Path, result: SlideResult, *, gzip: bool = True)
             for name, decimals in CELL_COLUMNS[1:-2]:
                 values = sources[name][rows] if name in sources else getattr(detail.cells, name)[rows]
                 columns.append(_fixed_strings(values, decimals))
-            columns.append([CLASS_LABELS[c] for c in detail.classes[rows].tolist()])
+            labels = (*CLASS_LABELS, "pigment")
+            columns.append([labels[c] for c in _shown_classes(detail)[rows].tolist()])
             columns.append([region_text[p] for p in pattern[rows].tolist()])
             out.write("".join(",".join(fields) + "\n" for fields in zip(*columns)).encode("utf-8"))
+
+
+def _shown_classes(detail: SlideDetail) -> np.ndarray:
+    """Each cell's class 0-3, or 4 for a cell left ungraded because pigment covers it."""
+    classes = np.asarray(detail.classes, np.int64)
+    return classes if detail.pigmented is None else np.where(detail.pigmented, 4, classes)
 
 
 def _csv_field(text: str) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib
 import logging
 import threading
 from collections.abc import Callable
@@ -208,7 +209,7 @@ def _init_worker() -> None:
     import cv2
 
     cv2.setNumThreads(1)
-    from . import pipeline  # noqa: F401 - imported once at start-up, not inside the first task
+    importlib.import_module(f"{__package__}.pipeline")  # at start-up, not inside the first task
 
 
 def _ready() -> None:

@@ -40,14 +40,15 @@ __all__ = [
 SLIDE_COLUMNS = (
     "slide", "case", "case_source", "status", "error", "annotation_file", "n_regions", "vendor", "mpp_um",
     "mpp_source", "analysis_mpp_um", "width_px", "height_px", "tissue_area_mm2", "n_tiles", "failed_tile_fraction",
-    "n_cells", "stain_source",
+    "n_cells", "n_pigmented", "ink_area_mm2", "fold_area_mm2", "bubble_area_mm2", "blur_area_mm2", "pigment_area_mm2",
+    "stain_source",
     "stain_h_r", "stain_h_g", "stain_h_b", "stain_dab_r", "stain_dab_g", "stain_dab_b",
     "background_r", "background_g", "background_b", "qc_flags", "qc_picture",
 )  # fmt: skip
 
 METASTASIS_COLUMNS = (
     "case", "slide", "region", "metastasis", "region_source", "region_area_mm2", "n_cells", "n_0", "n_1plus",
-    "n_2plus", "n_3plus", "h_score", "h_score_low", "h_score_high", "pct_positive", "pct_positive_low",
+    "n_2plus", "n_3plus", "n_pigmented", "h_score", "h_score_low", "h_score_high", "pct_positive", "pct_positive_low",
     "pct_positive_high", "allred", "allred_proportion", "allred_intensity", "call", "call_reason", "region_flags",
     "qc_zoom", "metric", "cutoff", "borderline", "min_cells", "compartment", "statistic",
     "thresholds", "model_id", "model_version", "model_sha256", "model_overrides",
@@ -112,10 +113,19 @@ def slide_rows(results: Sequence[tuple[CaseAssignment, SlideResult]]) -> list[di
             "n_tiles": r.n_tiles if r.status != "failed" else "",
             "failed_tile_fraction": _fixed(r.failed_tile_fraction, 4) if r.status != "failed" else "",
             "n_cells": sum(g.counts.n for g in r.regions) if r.status == "ok" else "",
+            "n_pigmented": r.excluded.n_pigmented if r.status == "ok" else "",
             "stain_source": st.source if st else "",
             "qc_flags": ";".join(sorted(set(r.flags) | set(case.flags))),
             "qc_picture": r.qc_picture,
         }
+        for column, area in (
+            ("ink_area_mm2", r.excluded.ink_mm2),
+            ("fold_area_mm2", r.excluded.fold_mm2),
+            ("bubble_area_mm2", r.excluded.bubble_mm2),
+            ("blur_area_mm2", r.excluded.blur_mm2),
+            ("pigment_area_mm2", r.excluded.pigment_mm2),
+        ):
+            row[column] = _fixed(area, 4) if r.status == "ok" else ""
         for prefix, vec in (("stain_h", st.hematoxylin if st else None), ("stain_dab", st.dab if st else None)):
             for ch, v in zip("rgb", vec or ("", "", "")):
                 row[f"{prefix}_{ch}"] = _fixed(v, 5) if vec else ""
@@ -156,6 +166,7 @@ def metastasis_rows(results: Sequence[tuple[CaseAssignment, SlideResult]], model
                     "n_1plus": c.n1,
                     "n_2plus": c.n2,
                     "n_3plus": c.n3,
+                    "n_pigmented": g.n_pigmented,
                     "h_score": _fixed(c.h_score, 2),
                     "h_score_low": _fixed(g.h_interval.low, 2),
                     "h_score_high": _fixed(g.h_interval.high, 2),

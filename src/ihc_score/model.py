@@ -18,10 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .artefacts import ArtefactParams
 from .autoregions import AutoRegionParams
 from .cells import DetectionParams
 from .confidence import IntervalParams
 from .errors import ModelError
+from .pigment import PigmentParams
 from .score import ClassifyParams, PositivityRule
 from .stain import RUIFROK_DAB, RUIFROK_HEMATOXYLIN, StainVectors
 from .stain_estimate import StainEstimationParams
@@ -123,6 +125,8 @@ class Model:
     positivity: PositivityRule
     confidence: IntervalParams = field(default_factory=IntervalParams)
     auto_regions: AutoRegionParams = field(default_factory=AutoRegionParams)
+    artefacts: ArtefactParams = field(default_factory=ArtefactParams)
+    pigment: PigmentParams = field(default_factory=PigmentParams)
     case_rule: str = "any_positive"
     rationale: str = ""
     sources: tuple[str, ...] = ()
@@ -180,6 +184,8 @@ _SECTIONS: dict[str, type] = {
     "positivity": PositivityRule,
     "confidence": IntervalParams,
     "auto_regions": AutoRegionParams,
+    "artefacts": ArtefactParams,
+    "pigment": PigmentParams,
 }
 _NESTED: dict[tuple[str, str], type] = {("stains", "estimation"): StainEstimationParams}
 _TOP_KEYS = {"schema", "id", "version", "marker", "case_rule", "rationale", "sources", *_SECTIONS}

@@ -18,6 +18,8 @@ __all__ = [
     "TISSUE_COLOUR_RGB",
     "EXCLUSION_COLOUR_HEX",
     "EXCLUSION_COLOUR_RGB",
+    "PIGMENT_COLOUR_HEX",
+    "PIGMENT_COLOUR_RGB",
     "hex_to_rgb",
 ]
 
@@ -53,3 +55,6 @@ TISSUE_COLOUR_RGB = hex_to_rgb(TISSUE_COLOUR_HEX)
 #: Hatching and outline of excluded areas (necrosis, artefacts): black.
 EXCLUSION_COLOUR_HEX = "#000000"
 EXCLUSION_COLOUR_RGB = hex_to_rgb(EXCLUSION_COLOUR_HEX)
+#: Cells left ungraded because pigment covers them: reddish purple.
+PIGMENT_COLOUR_HEX = "#CC79A7"
+PIGMENT_COLOUR_RGB = hex_to_rgb(PIGMENT_COLOUR_HEX)

@@ -1,20 +1,18 @@
 """Score one slide: plan it, score its tiles, gather the result.
 
 The work is split so that it can run anywhere: :func:`~ihc_score.plan.plan_slide`
-opens the slide, finds tissue and regions and estimates stains (a few seconds
-at most);
-:func:`score_tiles` scores a chunk of tiles and is a plain function of
-picklable arguments that opens the slide from its path, so any
-``concurrent.futures.Executor`` (a local process pool or a Dask cluster) can
-run it; :func:`finish_slide` sums the chunks. :func:`score_slide` chains them
-in-process.
+opens the slide, finds tissue, artefacts and regions and estimates stains (a
+few seconds at most); :func:`~ihc_score.tile_scoring.score_tiles` scores a
+chunk of tiles and is a plain function of picklable arguments that opens the
+slide from its path, so any ``concurrent.futures.Executor`` (a local process
+pool or a Dask cluster) can run it; :func:`finish_slide` sums the chunks.
+:func:`score_slide` chains them in-process.
 """
 
 from __future__ import annotations
 
-import math
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,16 +20,16 @@ import numpy as np
 import shapely
 
 from .autoregions import find_metastases
-from .cells import CellTable, detect_cells
+from .cells import CellTable
 from .errors import IhcScoreError
+from .excluded import ExcludedAreas
 from .model import Model
-from .plan import REGION_MODES, SlidePlan, TileReader, as_regions, plan_slide
+from .plan import REGION_MODES, SlidePlan, as_regions, plan_slide
 from .region_scores import RegionResult, score_region, score_regions
 from .regions import Annotation, build_regions, region_membership
 from .score import classify
-
-from .stain import StainVectors, deconvolve
-from .tiles import Tile, in_core
+from .stain import StainVectors
+from .tile_scoring import TileResult, TileTask, checks_pigment, concat_outlines, score_tiles, tile_tasks
 
 if TYPE_CHECKING:
     from .outlines import CellOutlines
@@ -50,35 +48,6 @@ __all__ = [
     "score_slide",
     "failed_result",
 ]
-
-
-@dataclass(frozen=True)
-class TileTask:
-    """A chunk of tiles of one slide: everything a worker needs, picklable."""
-
-    path: str
-    mpp_um: float | None
-    downsample: float
-    analysis_mpp_um: float
-    tiles: tuple[Tile, ...]
-    tissue_crops: tuple[tuple[np.ndarray, tuple[float, float], float], ...]
-    stains: StainVectors
-    model: Model
-    outlines: bool = False
-
-
-@dataclass(frozen=True)
-class TileResult:
-    """Cells found in the cores of a chunk's tiles, in the slide's analysis frame.
-
-    ``failed_tiles`` lists the tiles whose pixels could not be decoded, even
-    on a second try: they hold no cells, and the slide reports them.
-    """
-
-    tile_indices: tuple[int, ...]
-    cells: CellTable
-    outlines: CellOutlines | None = None
-    failed_tiles: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, eq=False)
@@ -104,6 +73,11 @@ class SlideDetail:
         Tissue mask at ``tissue_downsample`` level-0 px per pixel.
     exclusions : tuple of str
         WKT (level-0 px) of the annotation file's excluded areas.
+    pigmented : ndarray of bool or None
+        Cells mostly covered by pigment: not graded (their ``classes`` entry is
+        what the DAB channel alone would give, for pictures only).
+    artefacts : ndarray of uint8 or None
+        Artefact kind of each tissue-mask pixel (:data:`ihc_score.excluded.ARTEFACT_KINDS`, 0 = none).
     """
 
     cells: CellTable
@@ -115,6 +89,8 @@ class SlideDetail:
     tissue: np.ndarray
     tissue_downsample: float
     exclusions: tuple[str, ...] = ()
+    pigmented: np.ndarray | None = None
+    artefacts: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -140,6 +116,7 @@ class SlideResult:
     failed_tile_fraction: float = 0.0
     qc_picture: str = ""
     qc_zooms: tuple[str, ...] = ()
+    excluded: ExcludedAreas = ExcludedAreas()
     detail: SlideDetail | None = field(default=None, compare=False, repr=False)
 
     @property
@@ -148,117 +125,16 @@ class SlideResult:
         return self.detail.cells if self.detail is not None else None
 
 
-def tile_tasks(
-    plan: SlidePlan, model: Model, *, mpp: float | None, tiles_per_task: int = 4, outlines: bool = False
-) -> list[TileTask]:
-    """Split a planned slide into chunks of tiles for workers.
-
-    Each task carries the small crop of the tissue mask under its tiles, not
-    the whole mask, so tasks stay small when sent to another machine.
-    ``outlines`` asks the workers to trace every cell's outlines too.
-    """
-    tasks = []
-    tiles = plan.grid.tiles
-    for start in range(0, len(tiles), tiles_per_task):
-        chunk = tiles[start : start + tiles_per_task]
-        crops = tuple(_tissue_crop(plan, t) for t in chunk)
-        tasks.append(
-            TileTask(
-                path=plan.path,
-                mpp_um=mpp,
-                downsample=plan.grid.downsample,
-                analysis_mpp_um=plan.analysis_mpp_um,
-                tiles=chunk,
-                tissue_crops=crops,
-                stains=plan.stains,
-                model=model,
-                outlines=outlines,
-            )
-        )
-    return tasks
-
-
-def _tissue_crop(plan: SlidePlan, tile: Tile) -> tuple[np.ndarray, tuple[float, float], float]:
-    """Mask pixels under a tile core, their origin in analysis px, and analysis px per mask px."""
-    scale = plan.tissue_downsample / plan.grid.downsample
-    x, y, w, h = tile.a_core
-    mx0, my0 = int(math.floor(x / scale)), int(math.floor(y / scale))
-    mx1, my1 = int(math.ceil((x + w) / scale)) + 1, int(math.ceil((y + h) / scale)) + 1
-    crop = np.ascontiguousarray(plan.tissue[my0:my1, mx0:mx1])
-    return crop, (mx0 * scale, my0 * scale), scale
-
-
-def score_tiles(task: TileTask) -> TileResult:
-    """Detect and measure the cells of a chunk of tiles.
-
-    Opens the slide from its path (no handle crosses a process). Keeps the
-    cells whose centroid lies in a tile's core and on tissue, with their
-    coordinates moved into the slide's analysis frame. A tile whose pixels
-    cannot be decoded is read once more from a freshly opened slide (a
-    reader that failed once refuses every later read), then skipped and
-    listed in ``failed_tiles``.
-
-    Raises
-    ------
-    IhcScoreError
-        The slide cannot be opened.
-    """
-    tables, traced, failed = [], [], []
-    detection = task.model.detection
-    ds = task.downsample
-    reader = TileReader(task.path, task.mpp_um)
-    try:
-        for tile, crop in zip(task.tiles, task.tissue_crops):
-            (rx, ry, rw, rh) = tile.a_read
-            l0_xy = (int(round(rx * task.downsample)), int(round(ry * task.downsample)))
-            l0_size = (int(round((rx + rw) * task.downsample)) - l0_xy[0], int(round((ry + rh) * task.downsample)) - l0_xy[1])
-            rgb = reader.read(l0_xy, l0_size, task.downsample)
-            if rgb is None:
-                failed.append(tile.index)
-                continue
-            conc = deconvolve(rgb, task.stains)
-            cells, nuclei, grown = detect_cells(conc, mpp_um=task.analysis_mpp_um, params=detection)
-            a_x = cells.a_x + np.float32(rx)
-            a_y = cells.a_y + np.float32(ry)
-            keep = in_core(tile, a_x, a_y) & _on_tissue(crop, a_x, a_y)
-            tables.append(replace(cells, a_x=a_x, a_y=a_y).take(keep))
-            if task.outlines:  # rows are labels 1..n; outlines go straight to level-0 px
-                from .outlines import trace_outlines
-
-                ids = np.flatnonzero(keep) + 1
-                traced.append(trace_outlines(nuclei, grown, ids).transform(ds, (rx + 0.5) * ds - 0.5, (ry + 0.5) * ds - 0.5))
-    finally:
-        reader.close()
-    cells = CellTable.concat(tables) if tables else CellTable.empty()
-    outlines = _concat_outlines(traced)
-    return TileResult(tuple(t.index for t in task.tiles), cells, outlines, tuple(failed))
-
-
-def _concat_outlines(parts: list[CellOutlines]) -> CellOutlines | None:
-    if not parts:
-        return None
-    from .outlines import CellOutlines
-
-    return CellOutlines.concat(parts)
-
-
-def _on_tissue(crop: tuple[np.ndarray, tuple[float, float], float], a_x: np.ndarray, a_y: np.ndarray) -> np.ndarray:
-    mask, (ox, oy), scale = crop
-    if mask.size == 0:
-        return np.zeros(a_x.shape, dtype=bool)
-    mx = np.clip(((a_x - ox) / scale).astype(np.int64), 0, mask.shape[1] - 1)
-    my = np.clip(((a_y - oy) / scale).astype(np.int64), 0, mask.shape[0] - 1)
-    return mask[my, mx]
-
-
 def finish_slide(plan: SlidePlan, results: list[TileResult], model: Model, *, seconds: float = 0.0) -> SlideResult:
     """Gather the chunks of a slide into its result: regions, counts, intervals, calls.
 
     Chunks are put back in tile order first, so the cell table does not
     depend on which worker finished first. Regions come from the annotation
     file, else are found from the cells (``auto``), else the whole tissue is
-    one region (``tissue``). Tiles that could not be decoded are reported as
-    ``failed_tile_fraction`` and a ``failed_tiles:<n>`` flag; past the model's
+    one region (``tissue``). Cells mostly covered by pigment help find the
+    regions but are not graded; each region counts them as ``n_pigmented``.
+    Tiles that could not be decoded are reported as ``failed_tile_fraction``
+    and a ``failed_tiles:<n>`` flag; past the model's
     ``analysis.max_failed_tile_fraction`` the slide is ``incomplete``, with no
     regions and no score.
     """
@@ -290,23 +166,32 @@ def finish_slide(plan: SlidePlan, results: list[TileResult], model: Model, *, se
         )
         return SlideResult(status="incomplete", error=error, flags=plan.flags + tile_flags, **common)
     cells = CellTable.concat([r.cells for r in ordered]) if ordered else CellTable.empty()
+    fraction = np.concatenate(
+        [r.pigment_fraction if r.pigment_fraction is not None else np.zeros(len(r.cells), np.float32) for r in ordered]
+        or [np.zeros(0, np.float32)]
+    )
+    pigmented = (fraction >= model.pigment.max_cell_fraction) if model.pigment.exclude else np.zeros(len(cells), bool)
     classes = classify(getattr(cells, model.classification.measurement), model.classification.thresholds)
     ds = plan.grid.downsample
     l0_x = (cells.a_x.astype(np.float64) + 0.5) * ds - 0.5
     l0_y = (cells.a_y.astype(np.float64) + 0.5) * ds - 0.5
-    outlines = _concat_outlines([r.outlines for r in ordered if r.outlines is not None])
+    outlines = concat_outlines([r.outlines for r in ordered if r.outlines is not None])
     flags = plan.flags
     if plan.exclusions:  # no cell in an excluded area counts, whatever the regions
         keep = ~region_membership(as_regions(plan.exclusions), l0_x, l0_y).any(axis=0)
-        classes, l0_x, l0_y, cells = classes[keep], l0_x[keep], l0_y[keep], cells.take(keep)
+        classes, l0_x, l0_y, cells, pigmented = classes[keep], l0_x[keep], l0_y[keep], cells.take(keep), pigmented[keep]
         outlines = outlines.take(keep) if outlines is not None else None
+    graded = ~pigmented
     values = getattr(cells, model.classification.measurement)
-    score_args = {"values": values, "mpp_um": plan.mpp_um, "rule": model.positivity, "intervals": model.confidence}
+    score_args = {"mpp_um": plan.mpp_um, "rule": model.positivity, "intervals": model.confidence}
     if plan.regions is None and plan.region_mode == "tissue":
         membership = np.ones((1, len(classes)), dtype=bool)
         region_results: tuple[RegionResult, ...] = (
-            score_region("tissue", classes, l0_x, l0_y, area_mm2=plan.tissue_area_mm2, **score_args),
-        )
+            score_region(
+                "tissue", classes[graded], l0_x[graded], l0_y[graded], values=values[graded],
+                area_mm2=plan.tissue_area_mm2, n_pigmented=int(pigmented.sum()), **score_args,
+            ),
+        )  # fmt: skip
     else:
         regions = plan.regions
         if regions is None:
@@ -320,11 +205,16 @@ def finish_slide(plan: SlidePlan, results: list[TileResult], model: Model, *, se
             if not regions:
                 flags = flags + ("no_metastasis_found",)
         membership = region_membership(regions, l0_x, l0_y) if regions else np.zeros((0, len(classes)), dtype=bool)
-        region_results = score_regions(regions, classes, l0_x, l0_y, membership=membership, **score_args)
+        region_results = score_regions(
+            regions, classes[graded], l0_x[graded], l0_y[graded], values=values[graded],
+            membership=membership[:, graded], n_pigmented=(membership & pigmented).sum(axis=1), **score_args,
+        )  # fmt: skip
+    excluded = _excluded(plan, ordered, int(pigmented.sum()))
     return SlideResult(
         status="ok",
-        flags=flags + tile_flags,
+        flags=flags + tile_flags + _artefact_flags(excluded) + _pigment_flags(plan, model),
         regions=region_results,
+        excluded=excluded,
         **common,
         detail=SlideDetail(
             cells=cells,
@@ -336,8 +226,49 @@ def finish_slide(plan: SlidePlan, results: list[TileResult], model: Model, *, se
             tissue=plan.tissue if plan.tissue_all is None else plan.tissue_all,
             tissue_downsample=plan.tissue_downsample,
             exclusions=tuple(shapely.to_wkt(a.geometry, rounding_precision=3, trim=True) for a in plan.exclusions),
+            pigmented=pigmented,
+            artefacts=_artefact_mask(plan, ordered),
         ),
     )
+
+
+def _excluded(plan: SlidePlan, results: list[TileResult], n_pigmented: int) -> ExcludedAreas:
+    """The plan's artefact areas with the tiles' out-of-focus and pigment areas added."""
+    px_mm2 = (plan.analysis_mpp_um / 1000.0) ** 2
+    return ExcludedAreas(
+        ink_mm2=plan.excluded.ink_mm2,
+        fold_mm2=plan.excluded.fold_mm2,
+        bubble_mm2=plan.excluded.bubble_mm2,
+        blur_mm2=sum(r.blurred_px for r in results) * px_mm2,
+        pigment_mm2=sum(r.pigment_px for r in results) * px_mm2,
+        n_pigmented=n_pigmented,
+    )
+
+
+def _artefact_flags(excluded: ExcludedAreas) -> tuple[str, ...]:
+    """QC flags of the tiles' findings (the plan flags ink, folds and bubbles itself)."""
+    return (("out_of_focus",) if excluded.blur_mm2 > 0 else ()) + (("pigment",) if excluded.n_pigmented else ())
+
+
+def _pigment_flags(plan: SlidePlan, model: Model) -> tuple[str, ...]:
+    """``pigment_unchecked`` when the model asks for pigment to be left out but the stain vectors do not allow it."""
+    return ("pigment_unchecked",) if model.pigment.exclude and not checks_pigment(model, plan.stains) else ()
+
+
+def _artefact_mask(plan: SlidePlan, results: list[TileResult]) -> np.ndarray | None:
+    """The plan's artefact labels with the out-of-focus rectangles painted in, on the tissue-mask grid."""
+    rects = [rect for r in results for rect in r.blurred]
+    if plan.artefacts is None and not rects:
+        return None
+    shape = (plan.tissue_all if plan.tissue_all is not None else plan.tissue).shape
+    mask = np.zeros(shape, np.uint8) if plan.artefacts is None else plan.artefacts.copy()
+    scale = plan.grid.downsample / plan.tissue_downsample  # mask px per analysis px
+    for x, y, w, h in rects:
+        x0, y0 = int(x * scale), int(y * scale)
+        x1, y1 = max(x0 + 1, int(np.ceil((x + w) * scale))), max(y0 + 1, int(np.ceil((y + h) * scale)))
+        region = mask[y0:y1, x0:x1]
+        region[region == 0] = 4
+    return mask
 
 
 def failed_result(path: str | Path, error: BaseException | str, *, seconds: float = 0.0) -> SlideResult:

@@ -15,7 +15,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .artefacts import find_thumbnail_artefacts
 from .errors import NotBrightfieldError, NotDabStainError, SlideReadError
+from .excluded import ExcludedAreas
 from .model import Model
 from .regions import Annotation, Region, build_regions, find_annotation_file, read_annotations
 from .slide import Slide, open_slide
@@ -81,6 +83,12 @@ class SlidePlan:
         Excluded shapes of the annotation file (necrosis, artefacts): no cell
         in them counts. When the file holds only these, regions are found as
         without a file and the exclusions are cut out of them.
+    excluded : ExcludedAreas
+        Pen ink, fold and air-bubble areas found on the thumbnail (left out
+        of ``tissue``).
+    artefacts : ndarray of uint8 or None
+        Their kind per tissue-mask pixel (:data:`ihc_score.excluded.ARTEFACT_KINDS`),
+        ``None`` when none was found.
     """
 
     path: str
@@ -100,6 +108,8 @@ class SlidePlan:
     annotation_file: str = ""
     exclusions: tuple[Annotation, ...] = ()
     tissue_all: np.ndarray | None = None
+    excluded: ExcludedAreas = ExcludedAreas()
+    artefacts: np.ndarray | None = None
 
 
 def plan_slide(
@@ -141,9 +151,10 @@ def plan_slide(
             raise NotBrightfieldError(
                 f"{path.name}: not a brightfield slide (dark background, fluorescence?); no H-score is given"
             )
+        found = find_thumbnail_artefacts(thumb, tissue, mpp_um=slide.mpp, params=model.artefacts)
         regions: tuple[Region, ...] | None = None
         exclusions: tuple[Annotation, ...] = ()
-        scored = tissue.mask
+        scored = tissue.mask & ~found.fold & ~found.bubble
         if ann_file is not None:
             shapes = read_annotations(ann_file)
             exclusions = tuple(a for a in shapes if a.excluded)
@@ -184,13 +195,28 @@ def plan_slide(
             tissue_downsample=tissue.downsample,
             stains=stains,
             tissue_area_mm2=tissue.area_mm2,
-            flags=tuple(tissue.flags) + tuple(stains.flags),
+            flags=tuple(tissue.flags) + tuple(found.flags) + tuple(stains.flags),
             regions=regions,
             region_mode=region_mode,
             annotation_file=ann_file.name if ann_file else "",
             exclusions=exclusions,
             tissue_all=tissue.mask,
+            excluded=ExcludedAreas(
+                ink_mm2=tissue.ink_area_mm2, fold_mm2=found.fold_area_mm2, bubble_mm2=found.bubble_area_mm2
+            ),
+            artefacts=_artefact_labels(tissue.ink, found.fold, found.bubble),
         )
+
+
+def _artefact_labels(ink: np.ndarray | None, fold: np.ndarray, bubble: np.ndarray) -> np.ndarray | None:
+    """Artefact kind per mask pixel (1 ink, 2 fold, 3 air bubble; the later kind wins), or None without any."""
+    if (ink is None or not ink.any()) and not fold.any() and not bubble.any():
+        return None
+    labels = np.zeros(fold.shape, np.uint8)
+    for kind, mask in ((1, ink), (2, fold), (3, bubble)):
+        if mask is not None:
+            labels[mask] = kind
+    return labels
 
 
 def as_regions(shapes: tuple[Annotation, ...]) -> tuple[Region, ...]:

@@ -53,6 +53,7 @@ from .palette import (
     CLASS_COLOURS_RGB,
     CLASS_NAMES,
     EXCLUSION_COLOUR_RGB,
+    PIGMENT_COLOUR_RGB,
     REGION_COLOUR_RGB,
     TISSUE_COLOUR_RGB,
 )
@@ -123,17 +124,28 @@ def _arrangement(l0_size: tuple[int, int]) -> tuple[bool, float]:
     return stacked, max(1.0, long_l0 / PAIR_LONG_PX)
 
 
-def legend_counts(result: SlideResult) -> tuple[int, int, int, int, int]:
-    """Cells shown on the class map: per class 0-3 among cells inside any scored region, then cells outside all.
+def legend_counts(result: SlideResult) -> tuple[int, int, int, int, int, int]:
+    """Cells shown on the class map: per class 0-3 among graded cells inside any scored region, cells outside all,
+    and pigmented (ungraded) cells inside a region.
 
     A cell in two overlapping regions is counted once (the regions' own counts count it in each).
     """
     d = result.detail
     if d is None:
-        return (0, 0, 0, 0, 0)
-    scored = d.membership.any(axis=0) if d.membership.size else np.zeros(len(d.classes), bool)
-    per_class = np.bincount(np.asarray(d.classes[scored], np.int64), minlength=4)[:4]
-    return (*(int(c) for c in per_class), int((~scored).sum()))
+        return (0, 0, 0, 0, 0, 0)
+    category = _categories(d)
+    counts = np.bincount(category, minlength=6)
+    return tuple(int(c) for c in counts[:6])  # type: ignore[return-value]
+
+
+def _categories(detail: SlideDetail) -> np.ndarray:
+    """Map category of each cell: its class 0-3 inside a scored region, 4 outside every region, 5 pigmented."""
+    n = len(detail.classes)
+    scored = detail.membership.any(axis=0) if detail.membership.size else np.zeros(n, bool)
+    category = np.where(scored, detail.classes.astype(np.int64), 4)
+    if detail.pigmented is not None:
+        category[scored & detail.pigmented] = 5
+    return category
 
 
 def _class_map(detail: SlideDetail, size: tuple[int, int], scale: tuple[float, float]) -> tuple[np.ndarray, bool]:
@@ -146,29 +158,41 @@ def _class_map(detail: SlideDetail, size: tuple[int, int], scale: tuple[float, f
     n = len(detail.classes)
     if n == 0:
         return canvas, True
-    scored = detail.membership.any(axis=0) if detail.membership.size else np.zeros(n, bool)
-    category = np.where(scored, detail.classes.astype(np.int64), 4)  # 4 = outside every region
+    category = _categories(detail)
     px = np.round(_to_px(np.column_stack([detail.l0_x, detail.l0_y]), scale)).astype(np.int64)
     px[:, 0] = np.clip(px[:, 0], 0, w - 1)
     px[:, 1] = np.clip(px[:, 1], 0, h - 1)
-    lut = np.array(list(CLASS_COLOURS_RGB) + [_UNSCORED_RGB], np.uint8)
+    lut = np.array(list(CLASS_COLOURS_RGB) + [_UNSCORED_RGB, PIGMENT_COLOUR_RGB], np.uint8)
     spacing = math.sqrt(max(int(tissue.sum()), 1) / n)
     if spacing >= _MIN_DOT_SPACING_PX:
         side = int(np.clip(round(spacing * 0.6), 1, 5))
         offsets = np.arange(side) - (side - 1) // 2
-        for cat in (4, 0, 1, 2, 3):  # higher classes drawn last, on top
+        for cat in (4, 5, 0, 1, 2, 3):  # higher classes drawn last, on top
             sel = px[category == cat]
             for dy in offsets:
                 for dx in offsets:
                     canvas[np.clip(sel[:, 1] + dy, 0, h - 1), np.clip(sel[:, 0] + dx, 0, w - 1)] = lut[cat]
         return canvas, True
     flat = px[:, 1] * w + px[:, 0]
-    votes = np.bincount(flat * 5 + category, minlength=w * h * 5).reshape(h * w, 5)
-    has_scored = votes[:, :4].sum(axis=1) > 0
-    majority = np.where(has_scored, votes[:, :4].argmax(axis=1), 4)  # ties go to the lower class
+    votes = np.bincount(flat * 6 + category, minlength=w * h * 6).reshape(h * w, 6)
+    has_graded = votes[:, :4].sum(axis=1) > 0
+    # ties go to the lower class; a pixel of only ungraded cells shows pigment, else outside
+    majority = np.where(has_graded, votes[:, :4].argmax(axis=1), np.where(votes[:, 5] > 0, 5, 4))
     occupied = votes.sum(axis=1) > 0
     canvas.reshape(-1, 3)[occupied] = lut[majority[occupied]]
     return canvas, False
+
+
+def _hatch_artefacts(panel: np.ndarray, detail: SlideDetail) -> None:
+    """Artefacts (ink, folds, bubbles, out-of-focus blocks) hatched and outlined like excluded areas, in place."""
+    if detail.artefacts is None or not detail.artefacts.any():
+        return
+    h, w = panel.shape[:2]
+    inside = cv2.resize((detail.artefacts > 0).view(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
+    yy, xx = np.indices((h, w))
+    panel[(inside > 0) & (((xx + yy) % _HATCH_PX) < 2)] = EXCLUSION_COLOUR_RGB
+    contours, _ = cv2.findContours(inside, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
+    cv2.drawContours(panel, contours, -1, EXCLUSION_COLOUR_RGB, 1)
 
 
 def _tissue_rings(detail: SlideDetail, scale: tuple[float, float]) -> list[np.ndarray]:
@@ -264,6 +288,7 @@ def slide_qc_image(result: SlideResult, slide: Slide, *, model_id: str = "") -> 
     if detail is not None:
         cv2.polylines(panel_a, _tissue_rings(detail, scale), True, TISSUE_COLOUR_RGB, 2, cv2.LINE_AA, _SHIFT)
         _hatch(panel_a, detail.exclusions, scale)
+        _hatch_artefacts(panel_a, detail)
     region_rings = [_poly_px(_rings(r.wkt), scale) for r in result.regions]
     for rings in region_rings:
         cv2.polylines(panel_a, rings, True, REGION_COLOUR_RGB, 3, cv2.LINE_AA, _SHIFT)
@@ -287,6 +312,7 @@ def slide_qc_image(result: SlideResult, slide: Slide, *, model_id: str = "") -> 
     if detail is not None:
         panel_b, dots = _class_map(detail, (pw, ph), scale)
         _hatch(panel_b, detail.exclusions, scale)
+        _hatch_artefacts(panel_b, detail)
     else:
         panel_b, dots = np.full((ph, pw, 3), _MAP_GLASS, np.uint8), True
         note = ("cell detail not available", "(result reused from an earlier run)")
@@ -315,6 +341,8 @@ def _legend(
     texts = []
     entries = [(CLASS_COLOURS_RGB[k], f"{CLASS_NAMES[k]}: {counts[k]}") for k in range(4)]
     entries.append((_UNSCORED_RGB, f"outside regions: {counts[4]}"))
+    if counts[5]:
+        entries.append((PIGMENT_COLOUR_RGB, f"pigment, not graded: {counts[5]}"))
     what = "one square per cell" if dots else f"each pixel ({um_per_px:.0f} um): majority class of its cells"
     for colour, text in entries:
         cv2.rectangle(canvas, (x, y + 4), (x + 18, y + 22), colour, -1)
@@ -333,7 +361,7 @@ def _legend(
     yy, xx = np.indices(swatch.shape[:2])
     swatch[((xx + yy) % _HATCH_PX) < 2] = EXCLUSION_COLOUR_RGB
     canvas[y + 4 : y + 22, x : x + 30] = swatch
-    texts.append(_Text((x + 34, y), ("excluded (necrosis, artefact)",), size))
+    texts.append(_Text((x + 34, y), ("excluded (necrosis, ink, fold, bubble, blur)",), size))
     return texts
 
 

@@ -35,7 +35,7 @@ from ._drawing import (
     _write_png,
 )
 from .fileio import safe_name
-from .palette import CLASS_COLOURS_RGB, CLASS_NAMES, REGION_COLOUR_RGB
+from .palette import CLASS_COLOURS_RGB, CLASS_NAMES, PIGMENT_COLOUR_RGB, REGION_COLOUR_RGB
 from .pipeline import SlideDetail, SlideResult
 from .qc_windows import ZoomWindow, zoom_windows
 from .region_scores import RegionResult
@@ -140,7 +140,11 @@ def render_zoom(result: SlideResult, slide: Slide, window: ZoomWindow) -> ZoomCr
     as_float = labels.astype(np.float32)  # exact below 2**24
     kernel = np.ones((2 * k - 1, 2 * k - 1), np.uint8)
     edge = (labels > 0) & (cv2.dilate(as_float, kernel) != cv2.erode(as_float, kernel))
-    colours = np.concatenate([np.zeros((1, 3), np.uint8), np.array(CLASS_COLOURS_RGB, np.uint8)[d.classes[idx]]])
+    shown = np.asarray(d.classes[idx], np.int64)
+    if d.pigmented is not None:  # cells left ungraded for pigment keep the pigment colour
+        shown = np.where(d.pigmented[idx], 4, shown)
+    palette = np.array([*CLASS_COLOURS_RGB, PIGMENT_COLOUR_RGB], np.uint8)
+    colours = np.concatenate([np.zeros((1, 3), np.uint8), palette[shown]])
     rgb[edge] = colours[labels[edge]]
     for region in result.regions:
         rings = _poly_px(_rings(region.wkt), (scale, scale), l0_xy)

@@ -49,6 +49,8 @@ class RegionResult:
         Outline in level-0 px as WKT; empty for ``tissue``.
     histogram : tuple of int
         Cells per bin of :data:`HISTOGRAM_EDGES` of the graded measurement.
+    n_pigmented : int
+        Cells of the region left ungraded because pigment covers them (not in ``counts``).
     """
 
     name: str
@@ -61,6 +63,7 @@ class RegionResult:
     flags: tuple[str, ...] = ()
     wkt: str = ""
     histogram: tuple[int, ...] = ()
+    n_pigmented: int = 0
 
 
 def histogram(values: np.ndarray) -> tuple[int, ...]:
@@ -84,6 +87,7 @@ def score_region(
     source: str = "tissue",
     flags: tuple[str, ...] = (),
     wkt: str = "",
+    n_pigmented: int = 0,
 ) -> RegionResult:
     """Counts, intervals and call of the cells of one region.
 
@@ -97,13 +101,15 @@ def score_region(
         Their graded measurement (DAB OD), for the histogram.
     mpp_um : float
         Level-0 pixel size, um/px.
+    n_pigmented : int
+        Cells of the region not graded because of pigment (reported, not counted).
     """
     counts = ClassCounts.from_classes(classes)
     blocks = block_counts(l0_x, l0_y, classes, block_px=intervals.block_um / mpp_um)
     h_iv, pct_iv = bootstrap_intervals(blocks, intervals)
     metric_iv = h_iv if rule.metric == "h_score" else pct_iv
     call: Call = call_region(counts, rule, interval=metric_iv if intervals.indeterminate_if_crossing else None)
-    return RegionResult(name, counts, call, area_mm2, source, h_iv, pct_iv, flags, wkt, histogram(values))
+    return RegionResult(name, counts, call, area_mm2, source, h_iv, pct_iv, flags, wkt, histogram(values), n_pigmented)
 
 
 def score_regions(
@@ -117,6 +123,7 @@ def score_regions(
     rule: PositivityRule,
     intervals: IntervalParams,
     membership: np.ndarray | None = None,
+    n_pigmented: np.ndarray | None = None,
 ) -> tuple[RegionResult, ...]:
     """Score every region from the slide's classified cells.
 
@@ -128,6 +135,8 @@ def score_regions(
         Class, centroid (level-0 px) and graded measurement of every cell of the slide.
     membership : ndarray of bool, optional
         ``(n_regions, n_cells)`` from :func:`~ihc_score.regions.region_membership`, if already computed.
+    n_pigmented : ndarray of int, optional
+        Per region, cells left ungraded because of pigment.
 
     Returns
     -------
@@ -139,7 +148,8 @@ def score_regions(
     inside = region_membership(regions, l0_x, l0_y) if membership is None else membership
     mm2_per_px = (mpp_um / 1000.0) ** 2
     results = []
-    for region, member in zip(regions, inside):
+    pigmented = np.zeros(len(regions), np.int64) if n_pigmented is None else np.asarray(n_pigmented)
+    for region, member, n_pig in zip(regions, inside, pigmented):
         results.append(
             score_region(
                 region.name,
@@ -154,6 +164,7 @@ def score_regions(
                 source=region.source,
                 flags=tuple(region.flags),
                 wkt=shapely.to_wkt(region.geometry, rounding_precision=3, trim=True),
+                n_pigmented=int(n_pig),
             )
         )
     return tuple(results)

@@ -309,7 +309,7 @@ def _slides_section(res: _Results, slide_anchor: dict[str, str]) -> str:
             facts += (
                 f" \u00b7 {_e(s.get('vendor'))} \u00b7 {_fmt(_num(s.get('mpp_um')), 3)} \u00b5m/px \u00b7 tissue "
                 f"{_fmt(_num(s.get('tissue_area_mm2')), 2)} mm\u00b2 \u00b7 {_e(s.get('n_cells') or 0)} cells \u00b7 "
-                f"stains {_e(s.get('stain_source')) or _DASH}"
+                f"stains {_e(s.get('stain_source')) or _DASH}{_left_out(s)}"
             )
         error = f'<p class="error">{_e(s.get("error"))}</p>' if s.get("error") else ""
         flags = f"<p>{_flags(_split(s.get('qc_flags', '')))}</p>" if s.get("qc_flags") else ""
@@ -319,6 +319,19 @@ def _slides_section(res: _Results, slide_anchor: dict[str, str]) -> str:
             f'{overview}<div class="zooms">{zooms}</div><ul>{lines}</ul></article>'
         )
     return '<section id="slides"><h2>Slides</h2><div class="gallery">' + "".join(cards) + "</div></section>"
+
+
+def _left_out(slide: dict[str, str]) -> str:
+    """`` · left out: fold 0.12 mm², ...`` for the artefact and pigment areas of a slide row, or ""."""
+    parts = [
+        f"{label} {_fmt(area, 2)} mm\u00b2"
+        for label, key in (("ink", "ink_area_mm2"), ("fold", "fold_area_mm2"), ("bubble", "bubble_area_mm2"),
+                           ("out of focus", "blur_area_mm2"), ("pigment", "pigment_area_mm2"))
+        if (area := _num(slide.get(key)) or 0.0) > 0
+    ]
+    if (_num(slide.get("n_pigmented")) or 0) > 0:
+        parts.append(f"{_e(slide.get('n_pigmented'))} pigmented cells not graded")
+    return " \u00b7 left out: " + ", ".join(parts) if parts else ""
 
 
 def _failures_section(res: _Results, slide_anchor: dict[str, str]) -> str:

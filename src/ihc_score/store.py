@@ -8,6 +8,7 @@ and the pixel-size option are all the same as now.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -16,6 +17,7 @@ from typing import Any
 
 from .fileio import atomic_write, safe_name
 from .confidence import Interval
+from .excluded import ExcludedAreas
 from .pipeline import SlideResult
 from .region_scores import RegionResult
 from .score import Call, ClassCounts
@@ -23,7 +25,7 @@ from .stain import StainVectors
 
 __all__ = ["STORE_FORMAT", "file_fingerprint", "store_path", "save_result", "load_result"]
 
-STORE_FORMAT = "ihc-score-slide-result/6"
+STORE_FORMAT = "ihc-score-slide-result/7"
 _EDGE = 1 << 20
 
 
@@ -106,6 +108,7 @@ def _to_json(r: SlideResult) -> dict[str, Any]:
                 "flags": list(g.flags),
                 "wkt": g.wkt,
                 "histogram": list(g.histogram),
+                "n_pigmented": g.n_pigmented,
             }
             for g in r.regions
         ],
@@ -114,6 +117,7 @@ def _to_json(r: SlideResult) -> dict[str, Any]:
         "qc_picture": r.qc_picture,
         "qc_zooms": list(r.qc_zooms),
         "seconds": r.seconds,
+        "excluded": dataclasses.asdict(r.excluded),
     }
 
 
@@ -138,6 +142,7 @@ def _from_json(d: dict[str, Any], path: Path) -> SlideResult:
             flags=tuple(g["flags"]),
             wkt=g["wkt"],
             histogram=tuple(g["histogram"]),
+            n_pigmented=g["n_pigmented"],
         )
         for g in d["regions"]
     )
@@ -161,4 +166,5 @@ def _from_json(d: dict[str, Any], path: Path) -> SlideResult:
         qc_picture=d["qc_picture"],
         qc_zooms=tuple(d["qc_zooms"]),
         seconds=d["seconds"],
+        excluded=ExcludedAreas(**d["excluded"]),
     )
