@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import shapely
 
-from ihc_score.artefacts import ArtefactParams, block_focus, blur_block_px, blurred_blocks, find_bubbles
+from ihc_score.artefacts import ArtefactParams, find_bubbles
+from ihc_score.focus import block_focus, blur_block_px, blurred_blocks
 from ihc_score.artefacts import find_thumbnail_artefacts
 from ihc_score.synthetic import AirBubble, BlurPatch, Fold, PenStroke, SynthSpec, TumourRegion, make_layout, preset
 from ihc_score.synthetic import render_region

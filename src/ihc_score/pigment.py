@@ -21,7 +21,10 @@ On the DAB OD channel ``d`` and the residual ``r`` of
 2. Cores: pixels with darkness ``d >= min_dab_od`` (above the DAB 3+ cell
    mean of 0.6), contrast ``>= min_contrast_od`` and colour
    ``r >= min_residual_od``: pigment is a few degrees off the DAB vector,
-   about 0.1 OD of residual per OD of pigment, while DAB leaves none.
+   about 0.1 OD of residual per OD of pigment, while DAB leaves none; and
+   brown, not black: hematoxylin OD at most ``max_hematoxylin_ratio`` of
+   ``d`` (near-black pixels of strongly stained real nuclei split into both
+   stains).
 3. Edges: the 8 neighbours of a core that keep ``>= edge_fraction`` of the
    core's DAB OD and a contrast ``>= min_edge_contrast_od`` (a granule's
    blurred rim, which carries pigment but not its peak).
@@ -69,6 +72,12 @@ What it cannot tell apart
   scored on its unpigmented cells only.
 * Other brown or black deposits (formalin pigment, carbon, pen ink left on
   the section) are granular and dark too and are called pigment.
+* Any of this with stain vectors that do not fit the slide: the residual
+  then comes from the misfit. The pipeline looks for pigment only with the
+  slide's own vectors (or the model's, when it asks for no estimate) and
+  flags ``pigment_unchecked`` otherwise; with the fallback vectors on the
+  real Ki67 breast field, 8 points of its positive nuclei were called
+  pigmented.
 * A bleach or red chromogen (AEC) protocol is the laboratory answer when
   most tumour cells are heavily pigmented; image analysis cannot recover
   the DAB under a black granule.

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .artefacts import blur_block_px, blurred_blocks
+from .focus import blur_block_px, blurred_blocks
 from .cells import CellTable, detect_cells
 from .model import Model
 from .pigment import cell_pigment_fraction, pigment_mask
