@@ -406,3 +406,21 @@ def test_a_small_dense_metastasis_is_not_a_fold(tmp_path):
     path = tmp_path / "small multi-met.svs"
     make_slide(path, preset("multi-met", width=3000, height=2400))
     assert plan_slide(path, default_model()).excluded.fold_mm2 == 0.0
+
+
+@pytest.mark.parametrize("band_dab, is_fold", [(0.04, True), (0.5, False)])
+def test_a_band_is_a_fold_only_when_both_stains_double(band_dab, is_fold):
+    """A second layer doubles hematoxylin and DAB alike; a band of DAB-positive tumour among pale DAB-negative
+    tissue (a viable rim around necrosis) doubles the hematoxylin too but multiplies the DAB many times."""
+    from ihc_score.artefacts import find_folds
+    from ihc_score.stain import DEFAULT_STAINS, compose_rgb
+
+    conc = np.zeros((200, 200, 3), np.float32)
+    conc[..., 0], conc[..., 1] = 0.15, 0.02  # pale tissue, 8 um/px
+    band = np.zeros((200, 200), bool)
+    band[90:105, 25:175] = True  # 120 x 1200 um
+    conc[band, 0], conc[band, 1] = 0.30, band_dab
+    thumb = compose_rgb(conc, DEFAULT_STAINS)
+    fold = find_folds(thumb, np.ones((200, 200), bool), background=(255.0, 255.0, 255.0), px_um=8.0)
+    iou = (fold & band).sum() / max((fold | band).sum(), 1)
+    assert (iou >= 0.7) if is_fold else not fold.any()

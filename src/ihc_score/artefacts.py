@@ -394,6 +394,10 @@ def find_folds(thumb: np.ndarray, tissue: np.ndarray, *, background: tuple[float
         # the OD sum and DAB of a thumbnail saturate and average in intensity: they need only not fall
         weak &= (ratio_h <= params.fold_max_ratio) & (ratio_od >= params.fold_min_od_ratio)
         weak &= (ref_d < params.fold_min_dab_od) | (dab >= params.fold_min_dab_ratio * ref_d)
+        # ... nor rise beyond what a second layer gives: a band of DAB-positive tumour (a viable rim
+        # around necrosis) among pale, DAB-negative tissue is another tissue, not a fold
+        ref_d_near = _reference(dab, known, win, reach, 250.0)
+        weak &= dab <= params.fold_max_ratio * np.maximum(ref_d_near, params.fold_min_dab_od)
         fold = _hysteresis(weak & (ratio_h >= params.fold_min_ratio), weak)
     fold = cv2.morphologyEx(fold.view(np.uint8), cv2.MORPH_OPEN, np.ones((2, 2), np.uint8)).view(bool)
     fold = _remove_small(fold, params.fold_min_area_um2 / px_um**2) & tissue
