@@ -44,6 +44,7 @@ def make_executor(workers: int, scheduler: str | None = None) -> tuple[Executor,
     if scheduler:
         return _DaskExecutor(scheduler), f"dask:{scheduler}"
     if workers <= 1:
+        _one_thread()  # --workers 1 means one core, here too
         return InlineExecutor(), "inline"
     import multiprocessing
 
@@ -204,12 +205,17 @@ class _QuietLostConnection(logging.Filter):
         return not isinstance(err, CommClosedError)
 
 
-def _init_worker() -> None:
-    """One thread per worker process (the pool, not OpenCV, spreads work over the cores); import the pipeline now."""
+def _one_thread() -> None:
+    """OpenCV on one thread: the workers, not OpenCV, spread the work over the cores."""
     import cv2
 
     cv2.setNumThreads(1)
-    importlib.import_module(f"{__package__}.pipeline")  # at start-up, not inside the first task
+
+
+def _init_worker() -> None:
+    """One thread per worker process; import the pipeline now, not inside the first task."""
+    _one_thread()
+    importlib.import_module(f"{__package__}.pipeline")
 
 
 def _ready() -> None:
