@@ -357,7 +357,10 @@ def _score(
                         progress.on_tiles(tiles_done, tiles_total)
                         w.chunks.append(chunk)
                     if w.remaining == 0 and not w.failed:
-                        finish(path, finish_slide(w.plan, w.chunks, model, seconds=time.perf_counter() - w.started))
+                        result = finish_slide(w.plan, w.chunks, model, seconds=time.perf_counter() - w.started)
+                        w.chunks = []  # the result holds its own copy of the cells: free the chunks before writing
+                        finish(path, result)
+                        del result
                     if w.remaining == 0:
                         del work[path]
     except BaseException:
