@@ -237,7 +237,7 @@ def test_only_a_thin_grey_ring_darker_than_both_sides_is_a_bubble(rim_od, found:
 
 def test_rim_contrast_scores_a_line_not_a_blob() -> None:
     """A grey line (OD 0.5 per channel, 2 px wide) scores its OD sum; a grey disc of the same OD about 0."""
-    from ihc_score.artefacts import _rim_contrast
+    from ihc_score.bubbles import _rim_contrast
 
     size = 64
     yy, xx = np.mgrid[0:size, 0:size]

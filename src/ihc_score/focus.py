@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ihc_score.artefacts import ArtefactParams
+from ihc_score.artefact_params import ArtefactParams
 from ihc_score.stain import od_lut
 
 __all__ = ["BlockFocus", "block_focus", "blurred_blocks", "blur_block_px"]
