@@ -1,4 +1,4 @@
-"""Small operations on boolean masks shared by the artefact detectors (OpenCV, 8-connected pieces)."""
+"""Small operations on boolean masks shared by tissue, artefact and metastasis detection (OpenCV, 8-connected pieces)."""
 
 from __future__ import annotations
 

@@ -106,6 +106,7 @@ import numpy as np
 import shapely
 from shapely.geometry import Polygon
 
+from ._masks import remove_small
 from .regions import Region
 
 __all__ = ["AutoRegionParams", "TumourMap", "tumour_map", "find_metastases"]
@@ -257,14 +258,6 @@ def _fill_holes(mask: np.ndarray, max_cells: float) -> np.ndarray:
     return mask | fill[labels]
 
 
-def _remove_small(mask: np.ndarray, min_cells: float) -> np.ndarray:
-    """``mask`` without 8-connected pieces smaller than ``min_cells`` cells."""
-    _, labels, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=8)
-    keep = stats[:, cv2.CC_STAT_AREA] >= min_cells
-    keep[0] = False
-    return keep[labels]
-
-
 def tumour_map(
     l0_x: np.ndarray,
     l0_y: np.ndarray,
@@ -334,7 +327,7 @@ def tumour_map(
         mask = cv2.morphologyEx(mask.view(np.uint8), cv2.MORPH_OPEN, _disc(p.open_um / p.grid_um)).view(bool)
     if p.max_hole_mm2 > 0:
         mask = _fill_holes(mask, p.max_hole_mm2 / cell_mm2)
-    mask = _remove_small(mask, max(p.min_area_mm2 / cell_mm2, 1.0))
+    mask = remove_small(mask, max(p.min_area_mm2 / cell_mm2, 1.0))
     return TumourMap(grid_px, on_tissue, density, fraction, threshold, mask)
 
 
