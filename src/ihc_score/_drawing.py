@@ -28,6 +28,7 @@ __all__ = [
     "_BG",
     "_TEXT_RGB",
     "_HATCH_PX",
+    "_hatch_lines",
     "_BAR_MM",
     "_SHIFT",
     "_font",
@@ -124,6 +125,12 @@ def _poly_px(
     return [np.round(_to_px(r, scale, origin) * (1 << _SHIFT)).astype(np.int32) for r in rings]
 
 
+def _hatch_lines(shape: tuple[int, int]) -> np.ndarray:
+    """The diagonal lines (bool, ``shape``) with which excluded areas are hatched."""
+    yy, xx = np.indices(shape)
+    return ((xx + yy) % _HATCH_PX) < 2
+
+
 def _hatch(
     canvas: np.ndarray, wkts: Sequence[str], scale: tuple[float, float], origin: tuple[float, float] = (0.0, 0.0)
 ) -> None:
@@ -137,9 +144,7 @@ def _hatch(
             rings = _poly_px(l0_rings, scale, origin)
             cv2.fillPoly(inside, rings, 1, cv2.LINE_8, _SHIFT)  # even-odd: holes stay empty
             cv2.polylines(canvas, rings, True, EXCLUSION_COLOUR_RGB, 1, cv2.LINE_8, _SHIFT)
-        yy, xx = np.indices((h, w))
-        lines = ((xx + yy) % _HATCH_PX) < 2
-        canvas[(inside > 0) & lines] = EXCLUSION_COLOUR_RGB
+        canvas[(inside > 0) & _hatch_lines((h, w))] = EXCLUSION_COLOUR_RGB
 
 
 def _scale_bar(

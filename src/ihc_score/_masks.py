@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-__all__ = ["disc", "remove_small", "hysteresis"]
+__all__ = ["disc", "remove_small", "fill_holes", "hysteresis"]
 
 
 def disc(diameter_px: float) -> np.ndarray:
@@ -20,6 +20,16 @@ def remove_small(mask: np.ndarray, min_px: float) -> np.ndarray:
     keep = stats[:, cv2.CC_STAT_AREA] >= min_px
     keep[0] = False
     return keep[labels]
+
+
+def fill_holes(mask: np.ndarray, max_px: float) -> np.ndarray:
+    """``mask`` with 4-connected holes (not touching the border) up to ``max_px`` pixels filled."""
+    _, labels, stats, _ = cv2.connectedComponentsWithStats((~mask).view(np.uint8), connectivity=4)
+    fill = stats[:, cv2.CC_STAT_AREA] <= max_px
+    fill[0] = False
+    border = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
+    fill[border] = False
+    return mask | fill[labels]
 
 
 def hysteresis(strong: np.ndarray, weak: np.ndarray) -> np.ndarray:

@@ -106,7 +106,7 @@ import numpy as np
 import shapely
 from shapely.geometry import Polygon
 
-from ._masks import remove_small
+from ._masks import fill_holes, remove_small
 from .regions import Region
 
 __all__ = ["AutoRegionParams", "TumourMap", "tumour_map", "find_metastases"]
@@ -248,16 +248,6 @@ def _otsu(values: np.ndarray) -> float:
     return (t + 0.5) * _OTSU_RANGE_PER_MM2 / 255.0
 
 
-def _fill_holes(mask: np.ndarray, max_cells: float) -> np.ndarray:
-    """``mask`` with 4-connected holes (not touching the border) up to ``max_cells`` cells filled."""
-    _, labels, stats, _ = cv2.connectedComponentsWithStats((~mask).view(np.uint8), connectivity=4)
-    fill = stats[:, cv2.CC_STAT_AREA] <= max_cells
-    fill[0] = False
-    border = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
-    fill[border] = False
-    return mask | fill[labels]
-
-
 def tumour_map(
     l0_x: np.ndarray,
     l0_y: np.ndarray,
@@ -326,7 +316,7 @@ def tumour_map(
     if p.open_um > 0:
         mask = cv2.morphologyEx(mask.view(np.uint8), cv2.MORPH_OPEN, _disc(p.open_um / p.grid_um)).view(bool)
     if p.max_hole_mm2 > 0:
-        mask = _fill_holes(mask, p.max_hole_mm2 / cell_mm2)
+        mask = fill_holes(mask, p.max_hole_mm2 / cell_mm2)
     mask = remove_small(mask, max(p.min_area_mm2 / cell_mm2, 1.0))
     return TumourMap(grid_px, on_tissue, density, fraction, threshold, mask)
 

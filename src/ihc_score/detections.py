@@ -281,7 +281,7 @@ def _cell_features(detail: SlideDetail, order: np.ndarray, region_names: list[st
         [_utf8({"name": name, "color": list(rgb)}) for name, rgb in zip(names, (*CLASS_COLOURS_RGB, PIGMENT_COLOUR_RGB))],
         dtype=object,
     )
-    shown = _shown_classes(detail)
+    shown = detail.shown_classes
     outlines = detail.outlines
     for start in range(0, len(order), _CHUNK):
         rows = order[start : start + _CHUNK]
@@ -380,15 +380,9 @@ def write_cells_csv(path: str | Path, result: SlideResult, *, gzip: bool = True)
                 values = sources[name][rows] if name in sources else getattr(detail.cells, name)[rows]
                 columns.append(_fixed_strings(values, decimals))
             labels = (*CLASS_LABELS, "pigment")
-            columns.append([labels[c] for c in _shown_classes(detail)[rows].tolist()])
+            columns.append([labels[c] for c in detail.shown_classes[rows].tolist()])
             columns.append([region_text[p] for p in pattern[rows].tolist()])
             out.write("".join(",".join(fields) + "\n" for fields in zip(*columns)).encode("utf-8"))
-
-
-def _shown_classes(detail: SlideDetail) -> np.ndarray:
-    """Each cell's class 0-3, or 4 for a cell left ungraded because pigment covers it."""
-    classes = np.asarray(detail.classes, np.int64)
-    return classes if detail.pigmented is None else np.where(detail.pigmented, 4, classes)
 
 
 def _csv_field(text: str) -> str:

@@ -12,7 +12,7 @@ pool or a Dask cluster) can run it; :func:`finish_slide` sums the chunks.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -91,6 +91,12 @@ class SlideDetail:
     exclusions: tuple[str, ...] = ()
     pigmented: np.ndarray | None = None
     artefacts: np.ndarray | None = None
+
+    @property
+    def shown_classes(self) -> np.ndarray:
+        """Each cell's class 0-3 as shown in pictures and exports, or 4 for a cell left ungraded for pigment."""
+        classes = np.asarray(self.classes, np.int64)
+        return classes if self.pigmented is None else np.where(self.pigmented, 4, classes)
 
 
 @dataclass(frozen=True)
@@ -235,10 +241,8 @@ def finish_slide(plan: SlidePlan, results: list[TileResult], model: Model, *, se
 def _excluded(plan: SlidePlan, results: list[TileResult], n_pigmented: int) -> ExcludedAreas:
     """The plan's artefact areas with the tiles' out-of-focus and pigment areas added."""
     px_mm2 = (plan.analysis_mpp_um / 1000.0) ** 2
-    return ExcludedAreas(
-        ink_mm2=plan.excluded.ink_mm2,
-        fold_mm2=plan.excluded.fold_mm2,
-        bubble_mm2=plan.excluded.bubble_mm2,
+    return replace(
+        plan.excluded,
         blur_mm2=sum(r.blurred_px for r in results) * px_mm2,
         pigment_mm2=sum(r.pigment_px for r in results) * px_mm2,
         n_pigmented=n_pigmented,

@@ -33,13 +33,13 @@ import numpy as np
 
 from ._drawing import (
     _BG,
-    _HATCH_PX,
     _MARGIN,
     _SHIFT,
     _draw_bar,
     _draw_texts,
     _fmt,
     _hatch,
+    _hatch_lines,
     _line_px,
     _poly_px,
     _rings,
@@ -189,8 +189,7 @@ def _hatch_artefacts(panel: np.ndarray, detail: SlideDetail) -> None:
         return
     h, w = panel.shape[:2]
     inside = cv2.resize((detail.artefacts > 0).view(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
-    yy, xx = np.indices((h, w))
-    panel[(inside > 0) & (((xx + yy) % _HATCH_PX) < 2)] = EXCLUSION_COLOUR_RGB
+    panel[(inside > 0) & _hatch_lines((h, w))] = EXCLUSION_COLOUR_RGB
     contours, _ = cv2.findContours(inside, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
     cv2.drawContours(panel, contours, -1, EXCLUSION_COLOUR_RGB, 1)
 
@@ -358,8 +357,7 @@ def _legend(
     texts.append(_Text((x + 34, y), ("tissue",), size))
     x += 34 + _text_size(("tissue",), size)[0] + 18
     swatch = np.full((18, 30, 3), 255, np.uint8)
-    yy, xx = np.indices(swatch.shape[:2])
-    swatch[((xx + yy) % _HATCH_PX) < 2] = EXCLUSION_COLOUR_RGB
+    swatch[_hatch_lines(swatch.shape[:2])] = EXCLUSION_COLOUR_RGB
     canvas[y + 4 : y + 22, x : x + 30] = swatch
     texts.append(_Text((x + 34, y), ("excluded (necrosis, ink, fold, bubble, blur)",), size))
     return texts

@@ -140,9 +140,7 @@ def render_zoom(result: SlideResult, slide: Slide, window: ZoomWindow) -> ZoomCr
     as_float = labels.astype(np.float32)  # exact below 2**24
     kernel = np.ones((2 * k - 1, 2 * k - 1), np.uint8)
     edge = (labels > 0) & (cv2.dilate(as_float, kernel) != cv2.erode(as_float, kernel))
-    shown = np.asarray(d.classes[idx], np.int64)
-    if d.pigmented is not None:  # cells left ungraded for pigment keep the pigment colour
-        shown = np.where(d.pigmented[idx], 4, shown)
+    shown = d.shown_classes[idx]  # cells left ungraded for pigment keep the pigment colour
     palette = np.array([*CLASS_COLOURS_RGB, PIGMENT_COLOUR_RGB], np.uint8)
     colours = np.concatenate([np.zeros((1, 3), np.uint8), palette[shown]])
     rgb[edge] = colours[labels[edge]]

@@ -229,7 +229,7 @@ def concat_outlines(parts: list[CellOutlines]) -> CellOutlines | None:
 def _on_tissue(crop: TissueCrop, a_x: np.ndarray, a_y: np.ndarray) -> np.ndarray:
     mask, (ox, oy), scale = crop
     if mask.size == 0:
-        return np.zeros(a_x.shape, dtype=bool)
+        return np.zeros(np.broadcast_shapes(np.shape(a_x), np.shape(a_y)), dtype=bool)
     mx = np.clip(((a_x - ox) / scale).astype(np.int64), 0, mask.shape[1] - 1)
     my = np.clip(((a_y - oy) / scale).astype(np.int64), 0, mask.shape[0] - 1)
     return mask[my, mx]
@@ -244,13 +244,8 @@ def _core_slices(tile: Tile) -> tuple[slice, slice]:
 
 def _core_tissue(crop: TissueCrop, tile: Tile) -> np.ndarray:
     """Tissue mask under a tile's core at analysis resolution (nearest), shape ``(h, w)`` of the core."""
-    mask, (ox, oy), scale = crop
     x, y, w, h = tile.a_core
-    if mask.size == 0:
-        return np.zeros((h, w), dtype=bool)
-    mx = np.clip(((x + np.arange(w, dtype=np.float64) - ox) / scale).astype(np.int64), 0, mask.shape[1] - 1)
-    my = np.clip(((y + np.arange(h, dtype=np.float64) - oy) / scale).astype(np.int64), 0, mask.shape[0] - 1)
-    return mask[my[:, None], mx[None, :]]
+    return _on_tissue(crop, x + np.arange(w, dtype=np.float64)[None, :], y + np.arange(h, dtype=np.float64)[:, None])
 
 
 def _in_blocks(blocks: np.ndarray, b: int, x: np.ndarray, y: np.ndarray) -> np.ndarray:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ihc_score._masks import remove_small
+from ihc_score._masks import fill_holes, remove_small
 from ihc_score.errors import NotBrightfieldError
 from ihc_score.stain import od_lut
 from ihc_score.stain_estimate import MIN_BRIGHTFIELD_BACKGROUND, estimate_background
@@ -217,16 +217,6 @@ def _otsu_threshold(od_sum: np.ndarray, lo: float, hi: float) -> float:
     return float(np.clip((t + 0.5) * _OTSU_OD_RANGE / 255.0, lo, hi))
 
 
-def _fill_holes(mask: np.ndarray, max_px: float) -> np.ndarray:
-    """``mask`` with 4-connected holes (not touching the border) up to ``max_px`` pixels filled."""
-    _, labels, stats, _ = cv2.connectedComponentsWithStats((~mask).view(np.uint8), connectivity=4)
-    fill = stats[:, cv2.CC_STAT_AREA] <= max_px
-    fill[0] = False
-    border = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
-    fill[border] = False
-    return mask | fill[labels]
-
-
 def detect_tissue(
     thumb: np.ndarray,
     *,
@@ -295,7 +285,7 @@ def detect_tissue(
         strokes = remove_small(detect_pen_ink(thumb), params.min_ink_um2 / px_um**2)
         ink = cv2.dilate(strokes.view(np.uint8), np.ones((3, 3), np.uint8)).view(bool) & candidate
     ink_px = int(ink.sum())
-    tissue = _fill_holes(candidate & ~ink, params.max_hole_um2 / px_um**2) & ~ink
+    tissue = fill_holes(candidate & ~ink, params.max_hole_um2 / px_um**2) & ~ink
     tissue = remove_small(tissue, params.min_area_um2 / px_um**2)
     if ink_px > 0:
         flags.append("pen_ink")
