@@ -1,6 +1,6 @@
 """Fast paths of slide reading give the bytes of the plain paths they replace.
 
-* ``_jpeg_tiles._well_formed`` (bytes and regex scans) against a numpy
+* ``_jpeg_stream.well_formed`` (bytes and regex scans) against a numpy
   reference written from its docstring, on real tiles and damaged copies;
 * ``Slide.read_scaled`` at an exact 2x reduction (tiles reduced once and
   cached reduced) against the full-resolution read resized with
@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from ihc_score import _jpeg_tiles
+from ihc_score import _jpeg_stream, _jpeg_tiles
 from ihc_score.slide import open_slide
 from ihc_score.synthetic import make_slide, preset
 
@@ -99,7 +99,7 @@ def test_marker_check_matches_the_reference_on_real_and_damaged_tiles():
     for raw in cases:
         for restart in (False, True):
             expected = well_formed_reference(raw, restart)
-            assert _jpeg_tiles._well_formed(raw, restart) == expected
+            assert _jpeg_stream.well_formed(raw, restart) == expected
             results.append(expected)
     # Both outcomes occur, and every undamaged tile passes.
     assert all(results[: 2 * len(tiles)]) and not all(results)

@@ -36,7 +36,6 @@ is opened) to read every slide through OpenSlide alone.
 from __future__ import annotations
 
 import os
-import re
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -47,6 +46,8 @@ import cv2
 import imagecodecs
 import numpy as np
 import tifffile
+
+from ._jpeg_stream import defines_restart, well_formed
 
 __all__ = ["READER_ENV", "JpegTileReader", "fast_reader_enabled", "open_jpeg_tile_reader"]
 
@@ -59,15 +60,8 @@ _JPEG = 7
 _PHOTOMETRIC_COLORSPACE = {2: "RGB", 6: "YCBCR"}
 #: A level coordinate ``l0 / downsample`` this close to an integer is one for OpenSlide.
 _INTEGER_TOL = 1e-6
-#: Entropy-coded data with a run of this many zero bytes is treated as damaged (zero-filled).
-_MAX_ZERO_RUN = 64
 #: Budget of the decoded-tile cache of the process, in bytes.
 _CACHE_BYTES = 64 * 1024 * 1024
-_ZERO_RUN = bytes(_MAX_ZERO_RUN)
-#: An ``FF`` in entropy-coded data followed by anything but a stuffed ``00`` or an ``FF`` fill byte
-#: (or, with a restart interval, a restart marker ``D0``-``D7``).
-_MARKER_IN_SCAN = re.compile(rb"\xff[^\x00\xff]")
-_MARKER_IN_RESTART_SCAN = re.compile(rb"\xff[^\x00\xff\xd0-\xd7]")
 _READ_ERRORS = (tifffile.TiffFileError, OSError, ValueError, KeyError, IndexError, TypeError)
 _ASSOCIATED_WORDS = ("label", "macro", "thumbnail")
 
@@ -140,67 +134,8 @@ def _tile_level(page: tifffile.TiffPage) -> _TileLevel | None:
         counts=counts,
         tables=tables,
         colorspace=colorspace,
-        restart_markers=tables is not None and _defines_restart(tables),
+        restart_markers=tables is not None and defines_restart(tables),
     )
-
-
-def _defines_restart(stream: bytes) -> bool:
-    """True if the marker segments of a JPEG (tables) stream hold a DRI with a non-zero interval."""
-    pos = 2
-    while pos + 4 <= len(stream) and stream[pos] == 0xFF:
-        marker = stream[pos + 1]
-        length = int.from_bytes(stream[pos + 2 : pos + 4], "big")
-        if marker == 0xDD and length >= 4 and pos + 6 <= len(stream):
-            return int.from_bytes(stream[pos + 4 : pos + 6], "big") > 0
-        if marker in (0xD9, 0xDA):
-            break
-        pos += 2 + length
-    return False
-
-
-def _well_formed(raw: bytes, restart_markers: bool) -> bool:
-    """Check the marker structure of one tile's JPEG stream.
-
-    Accepts SOI, length-delimited marker segments up to SOS, entropy-coded
-    data holding only stuffed ``FF 00`` (``FF D0``-``FF D7`` restart markers
-    when a restart interval is defined, ``FF`` fill bytes) and a final EOI.
-    Any other marker inside the scan would make libjpeg warn, which OpenSlide
-    treats as an error. A run of 64 or more zero bytes in the scan (a
-    zero-filled block of a damaged copy, which real encoders do not write with
-    the standard Huffman tables) also fails: the tile is then read by
-    OpenSlide, which reports the damage when libjpeg notices it.
-    """
-    n = len(raw)
-    if n < 4 or raw[:2] != b"\xff\xd8" or raw[-2:] != b"\xff\xd9":
-        return False
-    pos = 2
-    restart = restart_markers
-    while True:
-        if pos + 4 > n or raw[pos] != 0xFF:
-            return False
-        marker = raw[pos + 1]
-        if marker == 0xFF:  # fill byte before a marker
-            pos += 1
-            continue
-        length = int.from_bytes(raw[pos + 2 : pos + 4], "big")
-        if length < 2 or pos + 2 + length > n - 2:
-            return False
-        if marker == 0xDD and length >= 4:
-            restart = int.from_bytes(raw[pos + 4 : pos + 6], "big") > 0
-        pos += 2 + length
-        if marker == 0xDA:
-            break
-        if marker in (0xD8, 0xD9) or 0xD0 <= marker <= 0xD7:
-            return False
-    # The scan is raw[pos : n - 2]; searched in place with bytes and regex
-    # scans in C (a tenth of the time of numpy masks over every byte).
-    end = n - 2
-    if end > pos and raw[end - 1] == 0xFF:
-        return False
-    marker_in_scan = _MARKER_IN_RESTART_SCAN if restart else _MARKER_IN_SCAN
-    if marker_in_scan.search(raw, pos, end) is not None:
-        return False
-    return raw.find(_ZERO_RUN, pos, end) < 0
 
 
 class _TileCache:
@@ -371,7 +306,7 @@ class JpegTileReader:
             raw = os.pread(self._fd, count, offset)
         except OSError:
             return None
-        if len(raw) != count or not _well_formed(raw, lv.restart_markers):
+        if len(raw) != count or not well_formed(raw, lv.restart_markers):
             return None
         try:
             tile = imagecodecs.jpeg8_decode(
