@@ -76,13 +76,12 @@ from ihc_score.synthetic.spec import (
     GENERATOR_VERSION,
     HOST_TISSUES,
     PIGMENT_FIELDS,
-    PRESETS,
     NecrosisRegion,
     SynthSpec,
     TumourRegion,
-    preset,
     shift_stains,
 )
+from ihc_score.synthetic.presets import PRESETS, preset
 from ihc_score.synthetic.artefacts import AirBubble, BlurPatch, Fold, PenStroke
 from ihc_score.synthetic.svs import annotation_path, make_case, make_slide, truth_path, write_annotations
 
