@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from ihc_score.stain import compose_rgb
+from ihc_score.synthetic import artefact_drawing as draw
 from ihc_score.synthetic import artefacts as art
 from ihc_score.synthetic import pigments as pg
 from ihc_score.synthetic.layout import _TEXTURE_PX, Cells, SlideLayout
@@ -269,13 +270,13 @@ def render_region(layout: SlideLayout, l0_xy: tuple[int, int], size: tuple[int, 
     where = {"size": (spec.width, spec.height), "mpp_um": spec.mpp_um, "stains_matrix": spec.render_stains.matrix,
              "l0_xy": (ex0, ey0)}
     if spec.artefacts:  # folds and ink absorb; the per-cell stats below keep the designed values
-        drawn = art.apply_absorbers(drawn, spec.artefacts, **where)
+        drawn = draw.apply_absorbers(drawn, spec.artefacts, **where)
     if blur_px > 0:
         conc_b = cv2.GaussianBlur(drawn, (0, 0), blur_px)
     else:
         conc_b = drawn
     if spec.artefacts:
-        conc_b = art.apply_optics(drawn, conc_b, spec.artefacts, base_sigma_px=blur_px, **where)
+        conc_b = draw.apply_optics(drawn, conc_b, spec.artefacts, base_sigma_px=blur_px, **where)
     core = (slice(m, m + h), slice(m, m + w))
     rgb = compose_rgb(conc_b[core], spec.render_stains)
     rgb = _add_noise(rgb, spec, noise_key)
