@@ -385,3 +385,55 @@ def test_measurement_of_channel_views_equals_contiguous_copies(scene):
     b = measure_cells(nuclei, cells, conc[..., 0].copy(), conc[..., 1].copy(), mpp_um=MPP)
     for name in ("a_x", "hematoxylin_od_mean", "dab_cytoplasm_mean", "dab_cell_max"):
         np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+
+
+@pytest.mark.parametrize("radius_px", [2.0, 5.0, 8.0, 16.0])
+def test_octagon_stays_within_half_a_pixel_of_the_disk(radius_px):
+    """The passes of 3 x 3 squares and crosses reach the disk's radius along
+    the axes and its radius / sqrt(2) along the diagonals, within 0.5 px."""
+    from ihc_score._nuclei import _octagon_filter
+
+    n = 2 * int(radius_px) + 9
+    point = np.zeros((n, n), dtype=np.float32)
+    point[n // 2, n // 2] = 1.0
+    shape = _octagon_filter(point, radius_px, cv2.MORPH_DILATE) > 0
+    c = n // 2
+    axis = np.flatnonzero(shape[c])
+    diagonal = np.flatnonzero(np.diagonal(shape))
+    assert abs((axis.max() - c) - radius_px) <= 0.5
+    assert abs((diagonal.max() - c) * np.sqrt(2.0) - radius_px) <= 0.5 * np.sqrt(2.0) + 0.5
+
+
+def test_background_is_the_level_under_nuclei_and_removes_structures_wider_than_the_ball():
+    """On a tilted background, a nucleus keeps its own height above the
+    background, a flat plate wider than the ball (radius 16 px) goes whole,
+    and nothing becomes negative; a tile on even rows and columns with two
+    radii of margin reproduces the whole image."""
+    from ihc_score._nuclei import _subtract_background
+
+    yy, xx = np.mgrid[0:240, 0:300].astype(np.float32)
+    image = 0.05 + 0.0004 * xx + 0.0002 * yy  # a ramp: 0.05 .. 0.21 OD
+    nucleus = np.hypot(xx - 60, yy - 60) <= 8
+    plate = np.hypot(xx - 200, yy - 150) <= 30
+    image = image + np.where(nucleus, 0.4, 0.0) + np.where(plate, 0.5, 0.0)
+    image = image.astype(np.float32)
+    out = _subtract_background(image, 16.0)
+    assert out.min() >= 0.0
+    assert out[60, 60] == pytest.approx(0.4, abs=0.02)
+    assert out[plate].max() < 0.02  # the plate is background, not a ring of nuclei
+    assert out[~nucleus & ~plate].max() < 0.02  # the ramp is gone
+    y0, x0, m = 20, 40, 36
+    tile = _subtract_background(np.ascontiguousarray(image[y0 : y0 + 120, x0 : x0 + 150]), 16.0)
+    np.testing.assert_array_equal(tile[m:-m, m:-m], out[y0 + m : y0 + 120 - m, x0 + m : x0 + 150 - m])
+
+
+def test_touching_nuclei_of_different_sizes_are_cut_near_their_valley():
+    """Half-resolution lookups move the cut between two touching nuclei by at
+    most about a pixel: each keeps about its own drawn area."""
+    big_r, small_r = 6.0, 3.5
+    scene = [("disc", 40.0, 40.0, big_r, 0.5, 0.0), ("disc", 40.0 + big_r + small_r - 0.5, 40.0, small_r, 0.6, 0.0)]
+    table, nuclei, _ = detect_cells(_draw(80.0, MPP, scene), mpp_um=MPP)
+    assert len(table) == 2
+    areas = sorted(table.nucleus_area_um2)
+    assert areas[0] == pytest.approx(np.pi * small_r**2, rel=0.3)
+    assert areas[1] == pytest.approx(np.pi * big_r**2, rel=0.2)

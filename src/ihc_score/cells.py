@@ -10,18 +10,20 @@ given, so one set of parameters gives the same cells at any pixel size.
 
 Steps of :func:`detect_nuclei`
 ------------------------------
-1. Background: the grey opening of the channel by a disk of
+1. Background: the grey opening of the channel by a ball of
    ``background_radius_um`` is subtracted (QuPath uses opening by
    reconstruction; a plain opening, like ImageJ's rolling ball, is used
-   here because it is local and fast).
+   here because it is local and fast). It is estimated at half resolution
+   by an octagon, then widened by 2 px and capped by the image, which
+   removes a structure wider than the ball whole.
 2. Gaussian smoothing (``sigma_um``) and the threshold ``threshold_od``
    give the foreground; small holes in it are filled.
 3. Markers: maxima of the smoothed channel within 3 um (plateaus merged).
    Each marker grows into its core (pixels at >= half its peak), and each
    foreground pixel goes to the nearest core, so touching nuclei are cut
    along the valley between them (a fast stand-in for the marker-controlled
-   watershed: two labelled distance transforms instead of a priority
-   flood).
+   watershed: two labelled distance transforms, at half resolution, instead
+   of a priority flood). A blob with a single marker is one nucleus.
 4. Each nucleus ends where the smoothed channel falls below 45 % of its own
    peak (about the half maximum), so its area follows the stained nucleus
    and not how far the blur of a dark nucleus reaches above the threshold.

@@ -252,9 +252,11 @@ def cell_pigment_fraction(cell_labels: np.ndarray, mask: np.ndarray, n_cells: in
     if n_cells < 0:
         raise ValueError(f"n_cells must be >= 0, got {n_cells!r}")
     labels = np.ascontiguousarray(cell_labels).ravel()
-    keep = (labels > 0) & (labels <= n_cells)
-    lab = labels[keep].astype(np.int64)
+    on = np.ascontiguousarray(mask).ravel()
+    if n_cells == 0 or not on.any():  # most tiles: no pigment, no cell pixel to count
+        return np.zeros(n_cells, dtype=np.float32)
+    lab = labels[(labels > 0) & (labels <= n_cells)]
     area = np.bincount(lab, minlength=n_cells + 1)[1:]
-    weights = np.ascontiguousarray(mask).ravel()[keep].astype(np.float64)
-    pig = np.bincount(lab, weights=weights, minlength=n_cells + 1)[1:]
+    lab = labels[on]
+    pig = np.bincount(lab[(lab > 0) & (lab <= n_cells)], minlength=n_cells + 1)[1:]
     return np.where(area > 0, pig / np.maximum(area, 1), 0.0).astype(np.float32)

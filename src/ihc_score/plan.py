@@ -165,11 +165,13 @@ def plan_slide(
                 scored = scored & ~_raster(as_regions(exclusions), tissue.mask.shape, tissue.downsample)
         analysis_mpp = max(model.analysis.mpp_um, slide.mpp)
         downsample = analysis_mpp / slide.mpp
+        # Even tile and margin sizes put every tile's origin on an even
+        # analysis pixel, where detection's 2 x 2 blocks match the whole slide's.
         grid = tile_grid(
             slide.dimensions,
             downsample=downsample,
-            tile_px=max(16, int(round(model.analysis.tile_um / analysis_mpp))),
-            margin_px=int(math.ceil(model.analysis.margin_um / analysis_mpp)),
+            tile_px=2 * max(8, int(round(model.analysis.tile_um / analysis_mpp / 2.0))),
+            margin_px=2 * int(math.ceil(model.analysis.margin_um / analysis_mpp / 2.0)),
             tissue=scored,
             tissue_downsample=tissue.downsample,
         )
