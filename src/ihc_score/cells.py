@@ -58,6 +58,7 @@ import cv2
 import numpy as np
 
 from ._nuclei import (
+    _block_max,
     _CORE_FRACTION,
     _HOLE_FRACTION,
     _SPLIT_MIN_DISTANCE_UM,
@@ -294,19 +295,26 @@ def expand_cells(nuclei: np.ndarray, *, mpp_um: float, params: DetectionParams =
     # costs more than the radius, so inside it every pixel within the radius
     # gets the same distance and the same nucleus as on the whole image.
     rows, cols = np.flatnonzero(inside.any(axis=1)), np.flatnonzero(inside.any(axis=0))
-    pad = int(np.ceil(radius_px)) + 3
-    y0, y1 = max(0, rows[0] - pad), min(labels.shape[0], rows[-1] + pad + 1)
-    x0, x1 = max(0, cols[0] - pad), min(labels.shape[1], cols[-1] + pad + 1)
+    pad = int(np.ceil(radius_px)) + 4
+    y0, y1 = max(0, rows[0] - pad) & ~1, min(labels.shape[0], rows[-1] + pad + 1)
+    x0, x1 = max(0, cols[0] - pad) & ~1, min(labels.shape[1], cols[-1] + pad + 1)
     box = labels[y0:y1, x0:x1]
-    box_inside = np.ascontiguousarray(inside[y0:y1, x0:x1])
-    dist, near = cv2.distanceTransformWithLabels(
-        (~box_inside).view(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL
-    )
-    lut = np.concatenate([np.zeros(1, dtype=np.int32), box[box_inside]])
-    grown = np.take(lut, near)
-    grown[dist > radius_px] = 0
+    # The nearest nucleus is looked up at half resolution, on 2 x 2 blocks
+    # holding their largest label (on even rows and columns, so a tile of
+    # even origin matches the whole image): a quarter of the pixels for the
+    # costliest step. A block with any nucleus pixel counts whole, which
+    # widens the nuclei by up to a pixel: the distance is cut one pixel
+    # short to make up for it. A cell's outer edge and the cut between two
+    # cells move by about a pixel; the nuclei keep their own pixels.
+    half = _block_max(box)
+    dist, near = cv2.distanceTransformWithLabels((half == 0).view(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL)
+    grown = np.take(np.concatenate([np.zeros(1, dtype=np.int32), half[half != 0]]), near)
+    grown[dist > (radius_px - 1.0) / 2.0] = 0
+    grown = cv2.resize(grown, (2 * half.shape[1], 2 * half.shape[0]), interpolation=cv2.INTER_NEAREST)
+    grown = grown[: box.shape[0], : box.shape[1]]
+    np.copyto(grown, box, where=box != 0)
     if box.shape == labels.shape:
-        return grown
+        return np.ascontiguousarray(grown)
     cells = np.zeros_like(labels)
     cells[y0:y1, x0:x1] = grown
     return cells
