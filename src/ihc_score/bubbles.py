@@ -45,6 +45,12 @@ def _shifted(img: np.ndarray, dx: float, dy: float) -> np.ndarray:
                           borderMode=cv2.BORDER_REPLICATE)
 
 
+def _channel_sum(img: np.ndarray) -> np.ndarray:
+    """``img.sum(axis=2)`` of an (h, w, 3) float32 image, same bits, several times faster."""
+    out = np.add(img[..., 0], img[..., 1])
+    return np.add(out, img[..., 2], out=out)
+
+
 def _rim_contrast(od: np.ndarray, flank_px: float) -> tuple[np.ndarray, np.ndarray]:
     """How far each pixel stands out as a thin dark line, in its best direction.
 
@@ -62,7 +68,7 @@ def _rim_contrast(od: np.ndarray, flank_px: float) -> tuple[np.ndarray, np.ndarr
         The pixel's OD minus its darker flank's in that direction: the
         colour the line adds to what lies on either side.
     """
-    total = od.sum(axis=2)
+    total = _channel_sum(od)
     contrast = np.full(total.shape, -np.inf, np.float32)
     excess = np.zeros_like(od)
     for k in range(_RIM_DIRECTIONS):
@@ -70,10 +76,10 @@ def _rim_contrast(od: np.ndarray, flank_px: float) -> tuple[np.ndarray, np.ndarr
         dx, dy = flank_px * cx, flank_px * cy
         flank = np.maximum(_shifted(od, dx, dy), _shifted(od, -dx, -dy))
         along = np.minimum(_shifted(total, -dy, dx), _shifted(total, dy, -dx))
-        score = np.minimum(total, along) - flank.sum(axis=2)
+        score = np.minimum(total, along) - _channel_sum(flank)
         better = score > contrast
-        contrast[better] = score[better]
-        excess[better] = (od - flank)[better]
+        np.copyto(contrast, score, where=better)  # in place, no gathers: a third of the time
+        np.copyto(excess, np.subtract(od, flank, out=flank), where=better[..., None])
     return contrast, excess
 
 
@@ -129,7 +135,7 @@ def find_bubbles(thumb: np.ndarray, *, background: tuple[float, float, float], p
         img = cv2.resize(img, (max(1, round(w0 / f)), max(1, round(h0 / f))), interpolation=cv2.INTER_AREA)
     grid_um = px_um * w0 / img.shape[1]
     od = cv2.LUT(img, np.ascontiguousarray(od_lut(background).T.reshape(1, 256, 3)))
-    total = od.sum(axis=2)
+    total = _channel_sum(od)
     rim = _rim_mask(od, grid_um, params)
     # gaps are bridged by thickening the rim by half a gap; each hole is then grown back by as much
     # (a closing would not bridge a gap in a line one pixel wide)
