@@ -186,11 +186,14 @@ def benchmark_model(
     threshold_od: float = DEFAULT_THRESHOLD_OD,
     params: DetectionParams | None = None,
     estimate_stains: bool = True,
+    analysis_mpp_um: float | None = None,
 ) -> Model:
     """The default model graded on the nucleus mean DAB OD against one threshold."""
     model = default_model().with_overrides(
         **{"classification.compartment": "nucleus", "classification.thresholds": (threshold_od,)}
     )
+    if analysis_mpp_um is not None:
+        model = model.with_overrides(**{"analysis.mpp_um": analysis_mpp_um})
     if not estimate_stains:
         model = model.with_overrides(**{"stains.estimate": False})
     if params is not None:
@@ -284,6 +287,7 @@ def evaluate(
     params: DetectionParams | None = None,
     match_um: float = MATCH_UM,
     estimate_stains: bool = True,
+    analysis_mpp_um: float | None = None,
 ) -> list[Row]:
     """One :class:`Row` per image with ground truth found under ``data_dir``.
 
@@ -300,8 +304,10 @@ def evaluate(
         for the two to be paired.
     estimate_stains : bool
         Estimate H and DAB vectors per image (else the defaults).
+    analysis_mpp_um : float, optional
+        Analysis pixel size (um/px) instead of the model's.
     """
-    model = benchmark_model(threshold_od, params, estimate_stains)
+    model = benchmark_model(threshold_od, params, estimate_stains, analysis_mpp_um)
     rows = []
     for name, kind, rel, mpp_um, _why in IMAGES:
         folder = Path(data_dir) / rel
@@ -335,10 +341,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD_OD, help="nucleus DAB OD cut-off")
     parser.add_argument("--channel", default=None, help="detection channel (default: the model's)")
     parser.add_argument("--default-stains", action="store_true", help="Ruifrok-Johnston vectors, no estimation")
+    parser.add_argument("--analysis-mpp", type=float, default=None,
+                        help="analysis pixel size, um/px (default: the model's, 0.5)")
     args = parser.parse_args(argv)
-    model = benchmark_model(args.threshold, None, not args.default_stains)
+    model = benchmark_model(args.threshold, None, not args.default_stains, args.analysis_mpp)
     params = model.detection if args.channel is None else dataclasses.replace(model.detection, channel=args.channel)
-    rows = evaluate(args.data, threshold_od=args.threshold, params=params, estimate_stains=not args.default_stains)
+    rows = evaluate(args.data, threshold_od=args.threshold, params=params, estimate_stains=not args.default_stains,
+                    analysis_mpp_um=args.analysis_mpp)
     print(
         f"pipeline score_slide, analysis {model.analysis.mpp_um} um/px, channel {params.channel}, "
         f"nucleus DAB OD >= {args.threshold} is positive, "

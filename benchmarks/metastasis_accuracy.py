@@ -50,9 +50,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--size", default="8000x6000")
+    parser.add_argument("--analysis-mpp", type=float, default=None, help="analysis pixel size, um/px (default: the model's, 0.5)")
     args = parser.parse_args()
     width, height = map(int, args.size.split("x"))
     model = default_model()
+    if args.analysis_mpp is not None:
+        model = model.with_overrides(**{"analysis.mpp_um": args.analysis_mpp})
     print(f"{'seed':>4} {'metastasis':14} {'mode':10} {'region':>8} {'IoU':>5} {'H true':>7} {'H ours':>7} {'dH':>6} "
           f"{'95% CI':>13} {'call':>13} {'right':>5}")
     worst, wrong, extra, low_iou = 0.0, 0, 0, 1.0

@@ -65,9 +65,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size", default="8000x6000", help="level-0 WxH of each slide")
     parser.add_argument("--seeds", type=int, default=2, help="slides per case")
+    parser.add_argument("--analysis-mpp", type=float, default=None, help="analysis pixel size, um/px (default: the model's, 0.5)")
     args = parser.parse_args()
     width, height = map(int, args.size.split("x"))
     model = default_model()
+    if args.analysis_mpp is not None:
+        model = model.with_overrides(**{"analysis.mpp_um": args.analysis_mpp})
     fixed_model = model.with_overrides(**{"stains.estimate": False})
     print(f"{'case':30} {'seed':>4} {'H true':>7} {'H ours':>7} {'dH':>6} {'dH fixed':>8} "
           f"{'%pos true':>9} {'%pos ours':>9} {'n true':>7} {'n ours':>7} {'n ratio':>7} {'s':>5}")
