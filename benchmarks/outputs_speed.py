@@ -34,7 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import cv2  # noqa: E402
 
 import ihc_score.outlines as outlines_module  # noqa: E402
-from ihc_score.detections import write_cells_csv, write_detections_geojson  # noqa: E402
+from ihc_score.cells_csv import write_cells_csv  # noqa: E402
+from ihc_score.detections import write_detections_geojson  # noqa: E402
 from ihc_score.model import default_model  # noqa: E402
 from ihc_score.pipeline import SlideResult, finish_slide, score_tiles, tile_tasks  # noqa: E402
 from ihc_score.plan import plan_slide  # noqa: E402

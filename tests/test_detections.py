@@ -14,7 +14,8 @@ import shapely
 from shapely.geometry import box, shape
 
 from ihc_score.confidence import Interval
-from ihc_score.detections import CELL_COLUMNS, write_cells_csv, write_detections_geojson
+from ihc_score.cells_csv import CELL_COLUMNS, write_cells_csv
+from ihc_score.detections import write_detections_geojson
 from ihc_score.errors import OutputError
 from ihc_score.measure import CellTable
 from ihc_score.outlines import CellOutlines

@@ -1,4 +1,4 @@
-"""Per-cell evidence files: QuPath-importable GeoJSON detections and the cell table.
+"""Per-cell evidence for QuPath: GeoJSON detections (the cell table: :mod:`ihc_score.cells_csv`).
 
 :func:`write_detections_geojson` writes one slide's scored regions, excluded
 areas and cells as a GeoJSON ``FeatureCollection`` in QuPath's object format
@@ -57,14 +57,15 @@ from ._json_text import fixed_strings as _fixed_strings
 from ._json_text import ring_texts
 from .fileio import atomic_open
 from .palette import CLASS_COLOURS_RGB, CLASS_NAMES, EXCLUSION_COLOUR_RGB, PIGMENT_COLOUR_RGB, REGION_COLOUR_RGB
-from .score import CLASS_LABELS, allred_intensity_score, allred_proportion_score
+from .score import allred_intensity_score, allred_proportion_score
 
 if TYPE_CHECKING:
     from .measure import CellTable
+    from .outlines import Outlines
     from .pipeline import SlideDetail, SlideResult
     from .region_scores import RegionResult
 
-__all__ = ["CELL_MEASUREMENTS", "CELL_COLUMNS", "write_detections_geojson", "write_cells_csv"]
+__all__ = ["CELL_MEASUREMENTS", "write_detections_geojson"]
 
 #: QuPath measurement name, :class:`~ihc_score.measure.CellTable` column and
 #: decimals written, for every cell measurement of the GeoJSON.
@@ -80,31 +81,18 @@ CELL_MEASUREMENTS: tuple[tuple[str, str, int], ...] = (
     ("Cell: DAB OD max", "dab_cell_max", 4),
 )
 
-#: Columns of ``cells/<slide>.csv.gz`` and their decimals (None: not a float).
-CELL_COLUMNS: tuple[tuple[str, int | None], ...] = (
-    ("cell", None),
-    ("l0_x", 2),
-    ("l0_y", 2),
-    ("a_x", 2),
-    ("a_y", 2),
-    ("nucleus_area_um2", 2),
-    ("cell_area_um2", 2),
-    ("hematoxylin_od_mean", 4),
-    ("dab_nucleus_mean", 4),
-    ("dab_nucleus_max", 4),
-    ("dab_cytoplasm_mean", 4),
-    ("dab_cytoplasm_max", 4),
-    ("dab_cell_mean", 4),
-    ("dab_cell_max", 4),
-    ("class", None),
-    ("regions", None),
-)
-
 #: QuPath class of a cell left ungraded because pigment covers it.
 PIGMENT_CLASS = "Pigment"
 
 #: Cells formatted at a time (bounds the memory of the text being built).
 _CHUNK = 8192
+#: Outline vertices (cell and nucleus rings) formatted at a time, at most:
+#: formatting holds about 150 bytes per vertex for a moment, about 10 MB
+#: here, where :data:`_CHUNK` cells of 100 vertices each would hold over
+#: 100 MB. Arrays of a few MB are also reused by the C allocator from one
+#: chunk to the next, while larger ones are mapped afresh each time, and
+#: faulting their pages in costs more than larger chunks save.
+_CHUNK_VERTICES = 1 << 16
 #: gzip level: 1 writes cell GeoJSON about 4 times faster than 6 for files
 #: about 1.5 times larger (0.31 vs 0.18 MB per 1000 cells with outlines).
 _GZIP_LEVEL = 1
@@ -252,7 +240,8 @@ def _ring_strings(xy: np.ndarray, offsets: np.ndarray, rows: np.ndarray) -> list
 
 def _measurement_texts(cells: CellTable, rows: np.ndarray) -> list[bytes]:
     """Per cell, the inside of its ``measurements`` object (UTF-8); undefined (NaN) measurements left out."""
-    values = np.stack([np.asarray(getattr(cells, col), np.float64)[rows] for _, col, _ in CELL_MEASUREMENTS], axis=1)
+    # rows first, then float64: converting whole columns for every chunk would cost O(cells) per chunk
+    values = np.stack([np.asarray(getattr(cells, col)[rows], np.float64) for _, col, _ in CELL_MEASUREMENTS], axis=1)
     names = [_dumps(name) for name, _, _ in CELL_MEASUREMENTS]
     decimals = [dec for _, _, dec in CELL_MEASUREMENTS]
     finite = np.isfinite(values)
@@ -272,6 +261,26 @@ def _measurement_texts(cells: CellTable, rows: np.ndarray) -> list[bytes]:
     return out
 
 
+def _row_chunks(order: np.ndarray, outlines: Outlines | None) -> Iterator[np.ndarray]:
+    """``order`` in chunks of at most :data:`_CHUNK` cells and (with outlines) :data:`_CHUNK_VERTICES` vertices.
+
+    A single cell with more vertices is a chunk of its own.
+    """
+    if outlines is None:
+        for start in range(0, len(order), _CHUNK):
+            yield order[start : start + _CHUNK]
+        return
+    n_vertices = np.diff(outlines.cell_offsets).take(order) + np.diff(outlines.nucleus_offsets).take(order)
+    ends = np.cumsum(n_vertices)
+    start = 0
+    while start < len(order):
+        before = int(ends[start - 1]) if start else 0
+        stop = int(np.searchsorted(ends, before + _CHUNK_VERTICES, side="right"))
+        stop = min(max(stop, start + 1), start + _CHUNK)  # one cell at least, however large
+        yield order[start:stop]
+        start = stop
+
+
 def _cell_features(detail: SlideDetail, order: np.ndarray, region_names: list[str]) -> Iterator[bytes]:
     """The cells' JSON texts (UTF-8) in ``order``, joined by ``",\\n"``, a chunk of cells at a time."""
     pattern, sets = _region_patterns(detail, region_names)
@@ -283,13 +292,19 @@ def _cell_features(detail: SlideDetail, order: np.ndarray, region_names: list[st
     )
     shown = detail.shown_classes
     outlines = detail.outlines
-    for start in range(0, len(order), _CHUNK):
-        rows = order[start : start + _CHUNK]
+    for rows in _row_chunks(order, outlines):
         if outlines is not None:
             template = _CELL_POLYGON
+            # Float64 level-0 vertices of these cells only (traced outlines are
+            # kept as integers), gathered in storage order, which needs no
+            # reordering of outlines kept in parts; written in ``rows`` order.
+            by_row = np.argsort(rows)
+            sub = outlines.take(rows.take(by_row))
+            at = np.empty_like(by_row)
+            at[by_row] = np.arange(len(rows))
             geometry = [
-                ring_texts(outlines.cell_xy, outlines.cell_offsets, rows),
-                ring_texts(outlines.nucleus_xy, outlines.nucleus_offsets, rows),
+                ring_texts(sub.cell_xy, sub.cell_offsets, at),
+                ring_texts(sub.nucleus_xy, sub.nucleus_offsets, at),
             ]
         else:
             template = _CELL_POINT
@@ -343,50 +358,3 @@ def write_detections_geojson(path: str | Path, result: SlideResult, *, gzip: boo
             out.write(sep + text)
             sep = b",\n"
         out.write(b"\n]}\n")
-
-
-# ---------------------------------------------------------------- CSV
-
-
-def write_cells_csv(path: str | Path, result: SlideResult, *, gzip: bool = True) -> None:
-    """Write one row per cell of a scored slide: measurements, centroid, class and regions.
-
-    Columns are :data:`CELL_COLUMNS`: ``cell`` numbers the rows 1..n in the
-    order written (by centroid row, then column), ``l0_x``, ``l0_y`` are the
-    centroid in level-0 px, ``a_x``, ``a_y`` in the slide's analysis frame,
-    then every :class:`~ihc_score.measure.CellTable` measurement, ``class``
-    (``0``, ``1+``, ``2+``, ``3+``, or ``pigment`` for a cell left ungraded)
-    and ``regions`` (names of the scored regions holding the centroid,
-    joined by ``;``; empty for none). NaN is written as an empty field.
-
-    Raises
-    ------
-    ValueError
-        ``result`` has no per-cell detail.
-    OutputError
-        The file cannot be written; any earlier file at ``path`` is kept.
-    """
-    detail = _detail(result)
-    order = _cell_order(detail)
-    pattern, sets = _region_patterns(detail, [r.name for r in result.regions])
-    region_text = [_csv_field(";".join(s)) for s in sets]
-    sources = {"l0_x": detail.l0_x, "l0_y": detail.l0_y}
-    with _atomic_stream(Path(path), compress=gzip) as out:
-        out.write((",".join(name for name, _ in CELL_COLUMNS) + "\n").encode())
-        for start in range(0, len(order), _CHUNK):
-            rows = order[start : start + _CHUNK]
-            columns = [[str(i) for i in range(start + 1, start + len(rows) + 1)]]
-            for name, decimals in CELL_COLUMNS[1:-2]:
-                values = sources[name][rows] if name in sources else getattr(detail.cells, name)[rows]
-                columns.append(_fixed_strings(values, decimals))
-            labels = (*CLASS_LABELS, "pigment")
-            columns.append([labels[c] for c in detail.shown_classes[rows].tolist()])
-            columns.append([region_text[p] for p in pattern[rows].tolist()])
-            out.write("".join(",".join(fields) + "\n" for fields in zip(*columns)).encode("utf-8"))
-
-
-def _csv_field(text: str) -> str:
-    """A CSV field, quoted when it holds a comma, quote or line break."""
-    if any(ch in text for ch in ',"\n\r'):
-        return '"' + text.replace('"', '""') + '"'
-    return text

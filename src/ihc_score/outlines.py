@@ -1,4 +1,4 @@
-"""Polygon outlines of labelled nuclei and cells: :class:`CellOutlines` and :func:`trace_outlines`.
+"""Polygon outlines of labelled nuclei and cells: :func:`trace_outlines` and the classes that hold them.
 
 Outlines are traced for a whole tile at once: one ``cv2.findContours`` call
 per label image (``RETR_FLOODFILL`` on the int32 labels traces every
@@ -31,136 +31,24 @@ Conventions
   does not touch itself (a valid polygon). The chamfer adds a triangle of
   0.00125 px^2 of the neighbouring pixel, the only place an outline leaves
   its label's pixels.
+
+The outlines are held by the classes of :mod:`ihc_score.cell_outlines`
+(float64 vertices) and :mod:`ihc_score.traced_outlines` (small integers),
+re-exported here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-
 import cv2
 import numpy as np
 
-__all__ = ["CellOutlines", "trace_outlines"]
+from .cell_outlines import _IDENTITY, UNITS_PER_PX, CellOutlines, _compact, _take_rings
+from .traced_outlines import OutlineParts, Outlines, TracedOutlines
+
+__all__ = ["CellOutlines", "OutlineParts", "Outlines", "TracedOutlines", "UNITS_PER_PX", "trace_outlines"]
 
 
-def _check_packed(name: str, xy: np.ndarray, offsets: np.ndarray) -> None:
-    if xy.ndim != 2 or xy.shape[1] != 2:
-        raise ValueError(f"{name}_xy must have shape (M, 2), got {xy.shape}")
-    if offsets.ndim != 1 or offsets.size < 1:
-        raise ValueError(f"{name}_offsets must be one-dimensional with at least one entry, got shape {offsets.shape}")
-    if offsets[0] != 0 or offsets[-1] != len(xy) or np.any(np.diff(offsets) < 0):
-        raise ValueError(f"{name}_offsets must rise from 0 to len({name}_xy) = {len(xy)}")
-
-
-def _take_rings(xy: np.ndarray, offsets: np.ndarray, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rings ``index`` of a packed ring array, in that order (vectorised gather)."""
-    starts = offsets[:-1][index]
-    lengths = offsets[1:][index] - starts
-    new_offsets = np.zeros(len(index) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=new_offsets[1:])
-    gather = np.repeat(starts - new_offsets[:-1], lengths) + np.arange(new_offsets[-1], dtype=np.int64)
-    return xy.take(gather, axis=0), new_offsets  # take: several times faster than xy[gather] on rows
-
-
-@dataclass(frozen=True)
-class CellOutlines:
-    """Packed polygon outlines of cells and their nuclei.
-
-    Ring ``k`` of the nuclei is ``nucleus_xy[nucleus_offsets[k]:nucleus_offsets[k + 1]]``
-    (likewise for cells); rings are not closed (the first vertex is not
-    repeated at the end). Row ``k`` belongs to cell ``k`` of the
-    :class:`~ihc_score.measure.CellTable` it was traced with.
-
-    Attributes
-    ----------
-    nucleus_xy : ndarray, float64, shape (M, 2)
-        Vertices (x, y). From :func:`trace_outlines`, in the label image's
-        pixel frame (pixel centres at integers); after
-        :meth:`transform`, in whatever frame it maps to (level-0 px in a
-        :class:`~ihc_score.pipeline.SlideDetail`).
-    nucleus_offsets : ndarray, int64, shape (n + 1,)
-        Start of each ring in ``nucleus_xy``, then ``M``.
-    cell_xy : ndarray, float64, shape (K, 2)
-    cell_offsets : ndarray, int64, shape (n + 1,)
-    """
-
-    nucleus_xy: np.ndarray
-    nucleus_offsets: np.ndarray
-    cell_xy: np.ndarray
-    cell_offsets: np.ndarray
-
-    def __post_init__(self) -> None:
-        for name in ("nucleus", "cell"):
-            xy = np.asarray(getattr(self, f"{name}_xy"), dtype=np.float64).reshape(-1, 2)
-            offsets = np.asarray(getattr(self, f"{name}_offsets"), dtype=np.int64)
-            _check_packed(name, xy, offsets)
-            object.__setattr__(self, f"{name}_xy", xy)
-            object.__setattr__(self, f"{name}_offsets", offsets)
-        if len(self.nucleus_offsets) != len(self.cell_offsets):
-            raise ValueError(
-                f"cell_offsets has {len(self.cell_offsets) - 1} rings, nucleus_offsets {len(self.nucleus_offsets) - 1}"
-            )
-
-    def __len__(self) -> int:
-        return len(self.cell_offsets) - 1
-
-    def nucleus(self, k: int) -> np.ndarray:
-        """Vertices (x, y) of nucleus ``k``, shape (m, 2), not closed."""
-        return self.nucleus_xy[self.nucleus_offsets[k] : self.nucleus_offsets[k + 1]]
-
-    def cell(self, k: int) -> np.ndarray:
-        """Vertices (x, y) of cell ``k``, shape (m, 2), not closed."""
-        return self.cell_xy[self.cell_offsets[k] : self.cell_offsets[k + 1]]
-
-    def take(self, index: np.ndarray) -> CellOutlines:
-        """Outlines selected by an integer index or a boolean mask, in that order."""
-        idx = np.asarray(index)
-        idx = np.flatnonzero(idx) if idx.dtype == bool else idx.astype(np.int64).ravel()
-        if idx.size and (idx.min() < -len(self) or idx.max() >= len(self)):
-            raise IndexError(f"index out of range for {len(self)} outlines")
-        idx = np.where(idx < 0, idx + len(self), idx)
-        n_xy, n_off = _take_rings(self.nucleus_xy, self.nucleus_offsets, idx)
-        c_xy, c_off = _take_rings(self.cell_xy, self.cell_offsets, idx)
-        return CellOutlines(n_xy, n_off, c_xy, c_off)
-
-    @classmethod
-    def concat(cls, parts: Sequence[CellOutlines]) -> CellOutlines:
-        """Outlines of several parts, in order."""
-        if not parts:
-            return cls.empty()
-        out = {}
-        for name in ("nucleus", "cell"):
-            xys = [getattr(p, f"{name}_xy") for p in parts]
-            shifts = np.cumsum([0] + [len(xy) for xy in xys[:-1]])
-            offsets = [np.zeros(1, np.int64)] + [getattr(p, f"{name}_offsets")[1:] + s for p, s in zip(parts, shifts)]
-            out[f"{name}_xy"] = np.concatenate(xys)
-            out[f"{name}_offsets"] = np.concatenate(offsets)
-        return cls(**out)
-
-    @classmethod
-    def empty(cls) -> CellOutlines:
-        """No outlines."""
-        zero = np.zeros((0, 2), dtype=np.float64)
-        return cls(zero, np.zeros(1, np.int64), zero, np.zeros(1, np.int64))
-
-    def transform(self, scale: float, dx: float, dy: float) -> CellOutlines:
-        """Outlines mapped by ``(x, y) -> (x * scale + dx, y * scale + dy)``.
-
-        From a tile's analysis pixels (centres at integers) to level-0 pixels
-        (centres at integers), with downsample ``ds`` and the tile read at
-        analysis px ``(rx, ry)``: ``scale = ds``, ``dx = (rx + 0.5) * ds - 0.5``,
-        ``dy = (ry + 0.5) * ds - 0.5``, the mapping of the cell centroids.
-        """
-        if not np.isfinite(scale) or scale <= 0:
-            raise ValueError(f"scale must be a positive finite number, got {scale!r}")
-        shift = np.array([dx, dy], dtype=np.float64)
-        return CellOutlines(
-            self.nucleus_xy * scale + shift, self.nucleus_offsets, self.cell_xy * scale + shift, self.cell_offsets
-        )
-
-
-def trace_outlines(nuclei: np.ndarray, cells: np.ndarray, ids: np.ndarray) -> CellOutlines:
+def trace_outlines(nuclei: np.ndarray, cells: np.ndarray, ids: np.ndarray) -> TracedOutlines:
     """Outlines of the nuclei and cells with the given label ids.
 
     Parameters
@@ -175,9 +63,10 @@ def trace_outlines(nuclei: np.ndarray, cells: np.ndarray, ids: np.ndarray) -> Ce
 
     Returns
     -------
-    CellOutlines
+    TracedOutlines
         Pixel-edge outlines in the label images' pixel frame (pixel centres
-        at integers); see the module documentation for the convention.
+        at integers; identity frame), stored as integers; see the module
+        documentation for the convention.
 
     Raises
     ------
@@ -193,10 +82,10 @@ def trace_outlines(nuclei: np.ndarray, cells: np.ndarray, ids: np.ndarray) -> Ce
         )
     ids = np.asarray(ids, dtype=np.int64).ravel()
     if ids.size == 0:
-        return CellOutlines.empty()
-    n_xy, n_off = _trace(nuclei, ids, "nuclei")
-    c_xy, c_off = _trace(cells, ids, "cells")
-    return CellOutlines(n_xy, n_off, c_xy, c_off)
+        return TracedOutlines.empty()
+    n_q, n_off = _trace(nuclei, ids, "nuclei")
+    c_q, c_off = _trace(cells, ids, "cells")
+    return TracedOutlines(_compact(n_q), n_off, _compact(c_q), c_off, np.zeros(len(ids), np.int32), _IDENTITY[None])
 
 
 def _ring_neighbours(offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -213,7 +102,7 @@ def _ring_neighbours(offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _trace(labels: np.ndarray, ids: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
-    """Pixel-edge outline of the largest piece of each label in ``ids``, packed."""
+    """Pixel-edge outline of the largest piece of each label in ``ids``, packed, int64 in 1 / UNITS_PER_PX px."""
     contours, _ = cv2.findContours(labels, cv2.RETR_FLOODFILL, cv2.CHAIN_APPROX_NONE)
     if not contours:
         raise ValueError(f"{what}: ids {ids[:5].tolist()} label no pixel")
@@ -280,13 +169,15 @@ def _corner_table() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.
     -------
     n_edges, first_edge, last_edge : ndarray, shape (65,)
         Number of edges, and the direction the first and last face (-1 if none).
-    corner_dx, corner_dy : ndarray, shape (65 * 5,)
-        Corners (px from the pixel centre) at the start of each edge, rows padded to 5.
+    corner_dx, corner_dy : ndarray, int64, shape (65 * 5,)
+        Corners (1 / UNITS_PER_PX px from the pixel centre) at the start of
+        each edge, rows padded to 5.
     """
+    half = UNITS_PER_PX // 2
     n_edges = np.zeros(65, dtype=np.int64)
     first = np.full(65, -1, dtype=np.int64)
     last = np.full(65, -1, dtype=np.int64)
-    corners = np.zeros((65, 5, 2), dtype=np.float64)
+    corners = np.zeros((65, 5, 2), dtype=np.int64)
     for d_in in range(8):
         for d_out in range(8):
             row = d_in * 8 + d_out
@@ -296,9 +187,9 @@ def _corner_table() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.
             if edges:
                 first[row], last[row] = edges[0], edges[-1]
             for j, e in enumerate(edges):
-                corners[row, j] = 0.5 * _DIRECTIONS[(e + 1) % 8]
+                corners[row, j] = half * _DIRECTIONS[(e + 1) % 8]
     n_edges[64], first[64], last[64] = 4, 4, 6
-    corners[64, :4] = 0.5 * _DIRECTIONS[[5, 3, 1, 7]]
+    corners[64, :4] = half * _DIRECTIONS[[5, 3, 1, 7]]
     return n_edges, first, last, corners[..., 0].ravel(), corners[..., 1].ravel()
 
 
@@ -313,6 +204,8 @@ _SIDE_DY = np.roll(_DIRECTIONS[:, 1], 1)
 #: polygon; it then takes in a triangle of 0.00125 px^2 of each pixel
 #: beside the corner.
 _PINCH_CUT = 0.05
+#: :data:`_PINCH_CUT` in 1 / UNITS_PER_PX px.
+_PINCH_UNITS = round(_PINCH_CUT * UNITS_PER_PX)
 
 
 def _to_pixel_edges(pts: np.ndarray, offsets: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -322,8 +215,8 @@ def _to_pixel_edges(pts: np.ndarray, offsets: np.ndarray, labels: np.ndarray) ->
     region on the left of the direction of travel) in ``labels``, packed by
     ``offsets``. Each border pixel contributes the corners at the start of
     its outline edges; the first is left out where the previous edge of the
-    outline runs the same way (no turn there). Returns float64 vertices,
-    packed, one per turn of the outline.
+    outline runs the same way (no turn there). Returns int64 vertices in
+    1 / UNITS_PER_PX px, packed, one per turn of the outline.
     """
     x = pts[:, 0].astype(np.int64)
     y = pts[:, 1].astype(np.int64)
@@ -350,9 +243,9 @@ def _to_pixel_edges(pts: np.ndarray, offsets: np.ndarray, labels: np.ndarray) ->
     first_out = end - counts
     owner = np.repeat(np.arange(len(x)), counts)
     row = (combo * 5 + skip - first_out).take(owner) + np.arange(total)
-    xy = np.empty((total, 2), dtype=np.float64)
-    np.add(x.take(owner), _CORNER_DX.take(row), out=xy[:, 0])
-    np.add(y.take(owner), _CORNER_DY.take(row), out=xy[:, 1])
+    xy = np.empty((total, 2), dtype=np.int64)
+    np.add(x.take(owner) * UNITS_PER_PX, _CORNER_DX.take(row), out=xy[:, 0])
+    np.add(y.take(owner) * UNITS_PER_PX, _CORNER_DY.take(row), out=xy[:, 1])
     ring_end = np.zeros(len(offsets), dtype=np.int64)
     ring_end[1:] = end[offsets[1:] - 1]
     # A diagonal step whose left-hand 4-neighbour is outside too joins two
@@ -377,7 +270,11 @@ def _to_pixel_edges(pts: np.ndarray, offsets: np.ndarray, labels: np.ndarray) ->
 
 
 def _chamfer(xy: np.ndarray, offsets: np.ndarray, cut: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Replace each vertex where ``cut`` by two, ``_PINCH_CUT`` px along its incoming and outgoing edges."""
+    """Replace each vertex where ``cut`` by two, ``_PINCH_CUT`` px along its incoming and outgoing edges.
+
+    ``xy``: int64 vertices in 1 / UNITS_PER_PX px (edges are axis-parallel,
+    so each new vertex moves along one axis only).
+    """
     prev, nxt = _ring_neighbours(offsets)
     i = np.flatnonzero(cut)
     n_out = np.where(cut, 2, 1)
@@ -385,6 +282,6 @@ def _chamfer(xy: np.ndarray, offsets: np.ndarray, cut: np.ndarray) -> tuple[np.n
     out = np.repeat(xy, n_out, axis=0)
     to_prev = np.sign(xy[prev[i]] - xy[i])
     to_next = np.sign(xy[nxt[i]] - xy[i])
-    out[end[i] - 2] += _PINCH_CUT * to_prev
-    out[end[i] - 1] += _PINCH_CUT * to_next
+    out[end[i] - 2] += _PINCH_UNITS * to_prev
+    out[end[i] - 1] += _PINCH_UNITS * to_next
     return out, np.concatenate([[0], end])[offsets]

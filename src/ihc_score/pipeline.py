@@ -32,7 +32,7 @@ from .stain import StainVectors
 from .tile_scoring import TileResult, TileTask, checks_pigment, concat_outlines, score_tiles, tile_tasks
 
 if TYPE_CHECKING:
-    from .outlines import CellOutlines
+    from .outlines import Outlines
 
 __all__ = [
     "SlidePlan",
@@ -67,8 +67,10 @@ class SlideDetail:
         Class of each cell (0-3).
     membership : ndarray of bool
         ``(n_regions, n_cells)``, rows in the order of ``SlideResult.regions``.
-    outlines : CellOutlines or None
-        Nucleus and cell outlines in level-0 px, when traced.
+    outlines : OutlineParts or TracedOutlines or CellOutlines or None
+        Nucleus and cell outlines in level-0 px, when traced (as the chunks'
+        small integers, :class:`~ihc_score.outlines.OutlineParts`;
+        ``take(rows).cell_xy`` gives float64 level-0 px of those rows).
     tissue : ndarray of bool
         Tissue mask at ``tissue_downsample`` level-0 px per pixel.
     exclusions : tuple of str
@@ -85,7 +87,7 @@ class SlideDetail:
     l0_y: np.ndarray
     classes: np.ndarray
     membership: np.ndarray
-    outlines: CellOutlines | None
+    outlines: Outlines | None
     tissue: np.ndarray
     tissue_downsample: float
     exclusions: tuple[str, ...] = ()
@@ -181,12 +183,13 @@ def finish_slide(plan: SlidePlan, results: list[TileResult], model: Model, *, se
     ds = plan.grid.downsample
     l0_x = (cells.a_x.astype(np.float64) + 0.5) * ds - 0.5
     l0_y = (cells.a_y.astype(np.float64) + 0.5) * ds - 0.5
-    outlines = concat_outlines([r.outlines for r in ordered if r.outlines is not None])
     flags = plan.flags
+    keep = None
     if plan.exclusions:  # no cell in an excluded area counts, whatever the regions
         keep = ~region_membership(as_regions(plan.exclusions), l0_x, l0_y).any(axis=0)
         classes, l0_x, l0_y, cells, pigmented = classes[keep], l0_x[keep], l0_y[keep], cells.take(keep), pigmented[keep]
-        outlines = outlines.take(keep) if outlines is not None else None
+    # the chunks' outlines as they are (kept rows picked, nothing copied): the slide's outlines are held once
+    outlines = concat_outlines([r.outlines for r in ordered if r.outlines is not None], keep=keep, copy=False)
     graded = ~pigmented
     values = getattr(cells, model.classification.measurement)
     score_args = {"mpp_um": plan.mpp_um, "rule": model.positivity, "intervals": model.confidence}

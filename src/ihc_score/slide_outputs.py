@@ -50,7 +50,8 @@ def write_slide_outputs(
     OutputError
         A file cannot be written (permissions, full disk): the batch stops.
     """
-    from .detections import write_cells_csv, write_detections_geojson
+    from .cells_csv import write_cells_csv
+    from .detections import write_detections_geojson
 
     if result.detail is None:
         return result

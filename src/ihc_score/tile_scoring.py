@@ -31,7 +31,7 @@ from .stain import StainVectors, deconvolve
 from .tiles import Tile, in_core
 
 if TYPE_CHECKING:
-    from .outlines import CellOutlines
+    from .outlines import OutlineParts, TracedOutlines
 
 __all__ = ["TileTask", "TileResult", "tile_tasks", "score_tiles", "concat_outlines", "checks_pigment"]
 
@@ -64,8 +64,8 @@ class TileResult:
     tile_indices : tuple of int
     cells : CellTable
         Cells on tissue in the tiles' cores, out-of-focus blocks left out.
-    outlines : CellOutlines or None
-        Their outlines (level-0 px), when asked for.
+    outlines : TracedOutlines or None
+        Their outlines (integers in analysis px, level-0 px on demand), when asked for.
     failed_tiles : tuple of int
         Tiles whose pixels could not be decoded, even on a second try: they
         hold no cells, and the slide reports them.
@@ -82,7 +82,7 @@ class TileResult:
 
     tile_indices: tuple[int, ...]
     cells: CellTable
-    outlines: CellOutlines | None = None
+    outlines: TracedOutlines | None = None
     failed_tiles: tuple[int, ...] = ()
     pigment_fraction: np.ndarray | None = None
     blurred: tuple[tuple[int, int, int, int], ...] = ()
@@ -217,13 +217,21 @@ def checks_pigment(model: Model, stains: StainVectors) -> bool:
     return model.pigment.exclude and not any(f.startswith("stain_fallback") for f in stains.flags)
 
 
-def concat_outlines(parts: list[CellOutlines]) -> CellOutlines | None:
-    """Outlines of several chunks in order, or ``None`` when there are none."""
+def concat_outlines(
+    parts: list[TracedOutlines], keep: np.ndarray | None = None, *, copy: bool = True
+) -> TracedOutlines | OutlineParts | None:
+    """Outlines of several chunks in order, or ``None`` when there are none.
+
+    ``keep`` (boolean, one entry per row of all chunks) selects rows. With
+    ``copy=False`` the result refers to the chunks' arrays
+    (:class:`~ihc_score.outlines.OutlineParts`) instead of gathering them, so
+    a slide's outlines are not held twice while its chunks are alive.
+    """
     if not parts:
         return None
-    from .outlines import CellOutlines
+    from .outlines import OutlineParts, TracedOutlines
 
-    return CellOutlines.concat(parts)
+    return TracedOutlines.concat(parts, keep=keep) if copy else OutlineParts.of(parts, keep=keep)
 
 
 def _on_tissue(crop: TissueCrop, a_x: np.ndarray, a_y: np.ndarray) -> np.ndarray:
