@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -281,6 +281,16 @@ class _SlideWork:
     failed: bool = False
 
 
+def _run_here(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future:
+    """``fn(*args, **kwargs)`` run now, in this process, as a finished future (its result or its error)."""
+    fut: Future = Future()
+    try:
+        fut.set_result(fn(*args, **kwargs))
+    except Exception as err:  # noqa: BLE001 - handed on to whoever reads the future, as an executor would
+        fut.set_exception(err)
+    return fut
+
+
 def _score(
     todo: Sequence[Path],
     out_dir: Path,
@@ -295,12 +305,12 @@ def _score(
 ) -> None:
     """Plan every slide, then score their tile chunks as plans come in; write each slide's outputs when done."""
     started = {p: time.perf_counter() for p in todo}
-    plans: dict[Future, Path] = {
-        executor.submit(
-            plan_slide, p, model, mpp=options.mpp, annotations_dir=options.annotations_dir, region_mode=options.region_mode
-        ): p
-        for p in todo
-    }
+    plan_args = {"mpp": options.mpp, "annotations_dir": options.annotations_dir, "region_mode": options.region_mode}
+    # The workers of a local pool are still starting (a second or so of
+    # imports) when the first slide is to be planned, and its tiles wait for
+    # its plan: plan it here meanwhile, and the others on the pool.
+    here = todo[:1] if isinstance(executor, ProcessPoolExecutor) else []
+    plans: dict[Future, Path] = {executor.submit(plan_slide, p, model, **plan_args): p for p in todo[len(here) :]}
     chunks: dict[Future, Path] = {}
     work: dict[Path, _SlideWork] = {}
     pending: set[Future] = set(plans)
@@ -315,6 +325,10 @@ def _score(
         progress.on_slide(result, False)
 
     try:
+        for p in here:
+            fut = _run_here(plan_slide, p, model, **plan_args)
+            plans[fut] = p
+            pending.add(fut)
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for fut in sorted(done, key=lambda f: str(plans.get(f) or chunks.get(f))):
