@@ -294,6 +294,22 @@ def _partition_box(
     if n_mark <= 2:
         return fg_idx, fg_comp, n_comp, True
     peak_marker = markers.ravel()[peak_idx]
+    # A blob with one marker is that nucleus; a blob without a marker of its
+    # own (a maximum dominated from across a narrow gap) is one nucleus; only
+    # the pixels of blobs with several markers are split between them. These
+    # rules look only at the blob, so the result does not depend on how far
+    # the image extends beyond it.
+    marker_comp = np.zeros(n_mark, dtype=np.int32)
+    marker_comp[peak_marker] = comp.ravel()[peak_idx]
+    n_markers = np.bincount(marker_comp[1:], minlength=n_comp)
+    comp_label = np.arange(n_comp, dtype=np.int32) + np.int32(n_mark - 1)
+    single = np.flatnonzero(n_markers[marker_comp[1:]] == 1) + 1
+    comp_label[marker_comp[single]] = single
+    fg_label = np.take(comp_label, fg_comp)
+    split = np.take(n_markers, fg_comp) >= 2
+    if not split.any():
+        return fg_idx, fg_label, n_mark + n_comp - 1, True
+    idx, idx_comp = fg_idx[split], fg_comp[split]
     score_flat = score.ravel()
     peak_value = np.zeros(n_mark, dtype=np.float32)
     np.maximum.at(peak_value, peak_marker, score_flat[peak_idx])
@@ -302,43 +318,35 @@ def _partition_box(
     # of detection): 2 x 2 blocks on even rows and columns, each holding the
     # largest label in it. A pixel's nearest marker or core is then off by
     # at most a pixel, which moves the cut between two nuclei by as much.
-    fg_half = np.take(_half_index(mask.shape).ravel(), fg_idx)
-    marker_half = _block_max(markers)
+    # Only the markers and cores of blobs being split take part.
+    half_index = _half_index(mask.shape).ravel()
+    half = np.take(half_index, idx)
+    splits = n_markers[marker_comp[peak_marker]] >= 2
+    marker_half = _block_max_at(mask.shape, np.take(half_index, peak_idx[splits]), peak_marker[splits])
     dist, near = cv2.distanceTransformWithLabels(
         (marker_half == 0).view(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL
     )
-    fg_blocks = _block_max(fg) if max_dist_px < np.inf else None
-    if fg_blocks is not None and 2.0 * cv2.minMaxLoc(dist, mask=fg_blocks)[1] + 2.0 >= max_dist_px:
-        return fg_idx, fg_comp, n_comp, False
+    blocks = None
+    if max_dist_px < np.inf:
+        blocks = np.zeros(mask.shape, dtype=np.uint8)
+        blocks.ravel()[idx] = 1
+        blocks = _block_max(blocks)
+        if 2.0 * cv2.minMaxLoc(dist, mask=blocks)[1] + 2.0 >= max_dist_px:
+            return fg_idx, fg_label, n_mark + n_comp - 1, False
     seeds = np.concatenate([np.zeros(1, dtype=np.int32), marker_half[marker_half != 0]])
-    fg_marker = np.take(np.take(seeds, near).ravel(), fg_half)
-    fg_score = np.take(score_flat, fg_idx)
-    in_core = fg_score >= np.float32(core_fraction) * np.take(peak_value, fg_marker)
-    cores = np.zeros(mask.shape, dtype=np.int32)
-    cores.ravel()[fg_idx] = np.where(in_core, fg_marker, 0)
-    core_half = _block_max(cores)
+    marker = np.take(np.take(seeds, near).ravel(), half)
+    in_core = np.take(score_flat, idx) >= np.float32(core_fraction) * np.take(peak_value, marker)
+    core_half = _block_max_at(mask.shape, half[in_core], marker[in_core])
     dist, near = cv2.distanceTransformWithLabels(
         (core_half == 0).view(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL
     )
-    if fg_blocks is not None and 2.0 * cv2.minMaxLoc(dist, mask=fg_blocks)[1] + 2.0 >= max_dist_px:
-        return fg_idx, fg_comp, n_comp, False
+    if blocks is not None and 2.0 * cv2.minMaxLoc(dist, mask=blocks)[1] + 2.0 >= max_dist_px:
+        return fg_idx, fg_label, n_mark + n_comp - 1, False
     seeds = np.concatenate([np.zeros(1, dtype=np.int32), core_half[core_half != 0]])
-    fg_label = np.take(np.take(seeds, near).ravel(), fg_half)
-    np.copyto(fg_label, fg_marker, where=in_core)
-    # A pixel nearer to a core of another blob goes to its blob's marker when
-    # the blob has one only, and is dropped when it has several; a blob
-    # without a marker of its own (a maximum dominated from across a narrow
-    # gap) is one nucleus. These rules look only at the blob, so the result
-    # does not depend on how far the image extends beyond it.
-    marker_comp = np.zeros(n_mark, dtype=np.int32)
-    marker_comp[peak_marker] = comp.ravel()[peak_idx]
-    n_markers = np.bincount(marker_comp[1:], minlength=n_comp)
-    only = np.zeros(n_comp, dtype=np.int32)
-    single = np.flatnonzero(n_markers[marker_comp[1:]] == 1) + 1
-    only[marker_comp[single]] = single
-    wrong = np.flatnonzero(np.take(marker_comp, fg_label) != fg_comp)
-    wrong_comp = fg_comp[wrong]
-    fg_label[wrong] = np.where(n_markers[wrong_comp] == 0, n_mark - 1 + wrong_comp, only[wrong_comp])
+    label = np.take(np.take(seeds, near).ravel(), half)
+    np.copyto(label, marker, where=in_core)
+    label[np.take(marker_comp, label) != idx_comp] = 0  # nearer to a core of another blob: left out
+    fg_label[split] = label
     return fg_idx, fg_label, n_mark + n_comp - 1, True
 
 
@@ -355,6 +363,13 @@ def _half_index(shape: tuple[int, int]) -> np.ndarray:
     index = np.ascontiguousarray(cv2.resize(index, (2 * w2, 2 * h2), interpolation=cv2.INTER_NEAREST)[:h, :w])
     index.flags.writeable = False
     return index
+
+
+def _block_max_at(shape: tuple[int, int], half: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """:func:`_block_max` of an int32 image of ``shape`` that is zero but for ``values`` at pixels of blocks ``half``."""
+    out = np.zeros(((shape[0] + 1) // 2, (shape[1] + 1) // 2), dtype=np.int32)
+    np.maximum.at(out.ravel(), half, values)
+    return out
 
 
 def _block_max(labels: np.ndarray) -> np.ndarray:
