@@ -112,7 +112,8 @@ def block_focus(rgb: np.ndarray, *, background: tuple[float, float, float], mpp_
     grey = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
     od = cv2.LUT(grey, od_lut((float(np.mean(background)),) * 3)[0])
     # partial blocks at the right and bottom are mirrored to full size
-    od = cv2.copyMakeBorder(od, 0, nby * b - h, 0, nbx * b - w, cv2.BORDER_REFLECT)
+    if (nby * b, nbx * b) != (h, w):
+        od = cv2.copyMakeBorder(od, 0, nby * b - h, 0, nbx * b - w, cv2.BORDER_REFLECT)
     kf = _largest_divisor(b, params.blur_fine_um / 1.5 / mpp_um)
     kc = _largest_divisor(b, 1.0 / mpp_um)
     fine = _shrink(od, kf)
