@@ -40,6 +40,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ihc_score import _background as B
 from ihc_score import _nuclei as N
 from ihc_score import cells as C
 from ihc_score.stain import DEFAULT_STAINS, deconvolve
@@ -91,9 +92,9 @@ def stages(rgb: np.ndarray, params: C.DetectionParams) -> list[tuple[str, Callab
 
     def background(s: dict) -> None:
         radius = params.background_radius_um / mpp
-        s["empty"] = N._surely_empty(s["image"], radius, params.threshold_od)
+        s["empty"] = B._surely_empty(s["image"], radius, params.threshold_od)
         if not s["empty"]:
-            s["image"] = N._subtract_background(s["image"], radius)
+            s["image"] = B._subtract_background(s["image"], radius)
 
     def smooth(s: dict) -> None:
         if not s["empty"]:

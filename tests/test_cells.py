@@ -404,7 +404,7 @@ def test_measurement_of_channel_views_equals_contiguous_copies(scene):
 def test_octagon_stays_within_half_a_pixel_of_the_disk(radius_px):
     """The passes of 3 x 3 squares and crosses reach the disk's radius along
     the axes and its radius / sqrt(2) along the diagonals, within 0.5 px."""
-    from ihc_score._nuclei import _octagon_filter
+    from ihc_score._background import _octagon_filter
 
     n = 2 * int(radius_px) + 9
     point = np.zeros((n, n), dtype=np.float32)
@@ -422,7 +422,7 @@ def test_background_is_the_level_under_nuclei_and_removes_structures_wider_than_
     background, a flat plate wider than the ball (radius 16 px) goes whole,
     and nothing becomes negative; a tile on even rows and columns with two
     radii of margin reproduces the whole image."""
-    from ihc_score._nuclei import _subtract_background
+    from ihc_score._background import _subtract_background
 
     yy, xx = np.mgrid[0:240, 0:300].astype(np.float32)
     image = 0.05 + 0.0004 * xx + 0.0002 * yy  # a ramp: 0.05 .. 0.21 OD

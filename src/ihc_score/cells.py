@@ -57,6 +57,7 @@ from typing import Literal
 import cv2
 import numpy as np
 
+from ._background import _subtract_background, _surely_empty
 from ._nuclei import (
     _block_max,
     _CORE_FRACTION,
@@ -66,8 +67,6 @@ from ._nuclei import (
     _maxima,
     _partition,
     _smooth,
-    _subtract_background,
-    _surely_empty,
     _trim,
 )
 from .measure import CellTable, _check_mpp, measure_cells
