@@ -165,8 +165,8 @@ def score_tiles(task: TileTask) -> TileResult:
             a_y = cells.a_y + np.float32(ry)
             keep = in_core(tile, a_x, a_y) & _on_tissue(crop, a_x, a_y)
             core = _core_slices(tile)
-            core_tissue = _core_tissue(crop, tile)
-            sharp = np.ones(core_tissue.shape, dtype=bool)
+            core_tissue = None  # the tissue under the core, made only where an area is counted
+            sharp = np.ones((tile.a_core[3], tile.a_core[2]), dtype=bool)
             if model.artefacts.blur:
                 blocks = blurred_blocks(
                     rgb, background=task.stains.background, mpp_um=task.analysis_mpp_um, params=model.artefacts
@@ -177,11 +177,14 @@ def score_tiles(task: TileTask) -> TileResult:
                     keep &= ~in_blur
                     blur_px = np.kron(blocks, np.ones((b, b), dtype=bool))[: rgb.shape[0], : rgb.shape[1]]
                     sharp = ~blur_px[core]
+                    core_tissue = _core_tissue(crop, tile)
                     blurred_px += int(np.count_nonzero(core_tissue & ~sharp))
                     blurred.extend(_block_rects(blocks, b, tile))
             if checks_pigment(model, task.stains):
                 pig = pigment_mask(rgb, conc, mpp_um=task.analysis_mpp_um, params=model.pigment)
-                pigment_px += int(np.count_nonzero(pig[core] & core_tissue & sharp))
+                if pig[core].any():
+                    core_tissue = _core_tissue(crop, tile) if core_tissue is None else core_tissue
+                    pigment_px += int(np.count_nonzero(pig[core] & core_tissue & sharp))
                 fractions.append(cell_pigment_fraction(grown, pig, len(cells))[keep])
             tables.append(replace(cells, a_x=a_x, a_y=a_y).take(keep))
             if task.outlines:  # rows are labels 1..n; outlines go straight to level-0 px
