@@ -23,7 +23,6 @@ slide with its truth and its metastasis outlines as QuPath GeoJSON. It prints:
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -38,18 +37,12 @@ from ihc_score.model import default_model
 from ihc_score.pipeline import score_slide
 from ihc_score.slide import open_slide
 from ihc_score.stain import deconvolve
-from ihc_score.synthetic import make_slide, preset
 from ihc_score.tissue import detect_pen_ink, detect_tissue
-
-CACHE = Path(__file__).resolve().parent / "cache"
+from _preset_slides import preset_slide
 
 
 def slide(seed: int) -> tuple[Path, dict]:
-    path = CACHE / f"artefacts-s{seed}.svs"
-    if not path.with_suffix(".truth.json").exists():
-        CACHE.mkdir(parents=True, exist_ok=True)
-        make_slide(path, preset("artefacts", seed=seed), annotations=True)
-    return path, json.loads(path.with_suffix(".truth.json").read_text())
+    return preset_slide(f"artefacts-s{seed}", "artefacts", seed=seed)
 
 
 def raster(geom: shapely.Geometry, shape_px: tuple[int, int], ds: float) -> np.ndarray:

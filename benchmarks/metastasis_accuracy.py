@@ -20,7 +20,6 @@ annotations; without them, IoU >= 0.8 each, no extra region, and H within 10.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 from pathlib import Path
 
@@ -29,21 +28,16 @@ from shapely.geometry import shape
 
 from ihc_score.model import default_model
 from ihc_score.pipeline import score_slide
-from ihc_score.synthetic import make_slide, preset
-
-CACHE = Path(__file__).resolve().parent / "cache"
+from _preset_slides import CACHE, preset_slide
 
 
 def slide(seed: int, width: int, height: int) -> tuple[Path, Path, dict]:
-    path = CACHE / f"multimet-s{seed}-{width}x{height}.svs"
-    if not path.with_suffix(".truth.json").exists():
-        CACHE.mkdir(parents=True, exist_ok=True)
-        make_slide(path, preset("multi-met", width=width, height=height, seed=seed), annotations=True)
+    path, truth = preset_slide(f"multimet-s{seed}-{width}x{height}", "multi-met", width=width, height=height, seed=seed)
     bare = CACHE / "bare" / path.name
     if not bare.exists():
         bare.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(path, bare)
-    return path, bare, json.loads(path.with_suffix(".truth.json").read_text())
+    return path, bare, truth
 
 
 def main() -> None:

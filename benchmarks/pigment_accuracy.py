@@ -25,7 +25,6 @@ on the same 1024 x 1024 tile (ratio within one run).
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -40,18 +39,14 @@ from ihc_score.pigment import PigmentParams, cell_pigment_fraction, pigment_mask
 from ihc_score.pipeline import score_slide
 from ihc_score.slide import open_slide
 from ihc_score.stain import DEFAULT_STAINS, deconvolve
-from ihc_score.synthetic import make_layout, make_slide, preset, render_region
+from ihc_score.synthetic import make_layout, preset, render_region
+from _preset_slides import preset_slide
 
-CACHE = Path(__file__).resolve().parent / "cache"
 A_MPP = 0.5
 
 
 def slide(seed: int) -> tuple[Path, dict]:
-    path = CACHE / f"melanoma-s{seed}.svs"
-    if not path.with_suffix(".truth.json").exists():
-        CACHE.mkdir(parents=True, exist_ok=True)
-        make_slide(path, preset("melanoma", seed=seed), annotations=True)
-    return path, json.loads(path.with_suffix(".truth.json").read_text())
+    return preset_slide(f"melanoma-s{seed}", "melanoma", seed=seed)
 
 
 def found_per_region(path: Path, truth: dict, params: PigmentParams) -> dict[str, tuple[int, float]]:
