@@ -10,6 +10,7 @@ docstring gives the conventions.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import cv2
 import numpy as np
@@ -47,6 +48,16 @@ def _window(geom: Polygon, grow_px: float, l0_xy: tuple[int, int], shape: tuple[
     xs = (x0 + np.arange(i0, i1) + 0.5).astype(np.float64)
     ys = (y0 + np.arange(j0, j1) + 0.5).astype(np.float64)
     return slice(j0, j1), slice(i0, i1), xs, ys
+
+
+def _placed(artefacts: tuple[Artefact, ...], kind: type, grow_px: float, size: tuple[int, int], mpp_um: float,
+            l0_xy: tuple[int, int], shape: tuple[int, int]) -> Iterator[tuple[Artefact, tuple]]:
+    """The artefacts of ``kind`` (in order) that reach the rectangle, each with its :func:`_window`."""
+    for a in artefacts:
+        if isinstance(a, kind):
+            win = _window(outline(a, size, mpp_um), grow_px, l0_xy, shape)
+            if win is not None:
+                yield a, win
 
 
 def _ramp(d: np.ndarray, edge_px: float) -> np.ndarray:
@@ -113,21 +124,14 @@ def apply_absorbers(conc: np.ndarray, artefacts: tuple[Artefact, ...], *, size: 
     out = conc.copy()
     w, h = size
     edge = EDGE_UM / mpp_um
-    for a in artefacts:
-        if isinstance(a, Fold):
-            win = _window(outline(a, size, mpp_um), edge, l0_xy, conc.shape[:2])
-            if win is not None:
-                rows, cols, xs, ys = win
-                out[rows, cols] *= (1.0 + (a.od_factor - 1.0) * _fold_weight(a, xs, ys, w, h, edge))[..., None]
-    for a in artefacts:
-        if isinstance(a, PenStroke):
-            ink_edge = _INK_EDGE_UM / mpp_um
-            win = _window(outline(a, size, mpp_um), ink_edge, l0_xy, conc.shape[:2])
-            if win is not None:
-                rows, cols, xs, ys = win
-                pts = np.array([(x * w, y * h) for x, y in a.points])
-                wt = _ramp(0.5 * a.width_um / mpp_um - _segment_distance(xs, ys, pts), ink_edge)
-                out[rows, cols] += wt[..., None] * _od_to_conc(INK_OD[a.colour], stains_matrix)
+    place = (size, mpp_um, l0_xy, conc.shape[:2])
+    for a, (rows, cols, xs, ys) in _placed(artefacts, Fold, edge, *place):
+        out[rows, cols] *= (1.0 + (a.od_factor - 1.0) * _fold_weight(a, xs, ys, w, h, edge))[..., None]
+    ink_edge = _INK_EDGE_UM / mpp_um
+    for a, (rows, cols, xs, ys) in _placed(artefacts, PenStroke, ink_edge, *place):
+        pts = np.array([(x * w, y * h) for x, y in a.points])
+        wt = _ramp(0.5 * a.width_um / mpp_um - _segment_distance(xs, ys, pts), ink_edge)
+        out[rows, cols] += wt[..., None] * _od_to_conc(INK_OD[a.colour], stains_matrix)
     return out
 
 
@@ -157,29 +161,22 @@ def apply_optics(conc: np.ndarray, conc_blurred: np.ndarray, artefacts: tuple[Ar
     out = conc_blurred.copy()
     w, h = size
     edge = EDGE_UM / mpp_um
-    for a in artefacts:
-        if isinstance(a, BlurPatch):
-            win = _window(outline(a, size, mpp_um), edge, l0_xy, conc.shape[:2])
-            if win is not None:
-                rows, cols, xs, ys = win
-                s = math.hypot(a.sigma_um / mpp_um, base_sigma_px)
-                strong = cv2.GaussianBlur(conc, (0, 0), s)[rows, cols]
-                wt = _ellipse_weight(a, xs, ys, w, h, edge)[..., None]
-                out[rows, cols] += wt * (strong - out[rows, cols])
-    grey = None
-    for a in artefacts:
-        if isinstance(a, AirBubble):
-            half = _rim_half_px(a, mpp_um)
-            win = _window(outline(a, size, mpp_um), edge, l0_xy, conc.shape[:2])
-            if win is None:
-                continue
-            rows, cols, xs, ys = win
-            grey = _od_to_conc((1.0, 1.0, 1.0), stains_matrix) if grey is None else grey
-            r = a.radius * w
-            d = np.hypot(xs[None, :] - a.center[0] * w, ys[:, None] - a.center[1] * h)
+    place = (size, mpp_um, l0_xy, conc.shape[:2])
+    for a, (rows, cols, xs, ys) in _placed(artefacts, BlurPatch, edge, *place):
+        s = math.hypot(a.sigma_um / mpp_um, base_sigma_px)
+        strong = cv2.GaussianBlur(conc, (0, 0), s)[rows, cols]
+        wt = _ellipse_weight(a, xs, ys, w, h, edge)[..., None]
+        out[rows, cols] += wt * (strong - out[rows, cols])
+    grey = haze = None
+    for a, (rows, cols, xs, ys) in _placed(artefacts, AirBubble, edge, *place):
+        half = _rim_half_px(a, mpp_um)
+        if grey is None:  # once for every bubble of the rectangle
+            grey = _od_to_conc((1.0, 1.0, 1.0), stains_matrix)
             haze = _BUBBLE_PALE * cv2.GaussianBlur(conc, (0, 0), math.hypot(_BUBBLE_SIGMA_UM / mpp_um, base_sigma_px))
-            wi = _ramp(r - d, edge)[..., None]
-            out[rows, cols] += wi * (haze[rows, cols] - out[rows, cols])
-            rim = 0.5 * (1.0 + np.cos(math.pi * np.clip((d - r) / half, -1.0, 1.0)))
-            out[rows, cols] += (a.rim_od * rim).astype(np.float32)[..., None] * grey
+        r = a.radius * w
+        d = np.hypot(xs[None, :] - a.center[0] * w, ys[:, None] - a.center[1] * h)
+        wi = _ramp(r - d, edge)[..., None]
+        out[rows, cols] += wi * (haze[rows, cols] - out[rows, cols])
+        rim = 0.5 * (1.0 + np.cos(math.pi * np.clip((d - r) / half, -1.0, 1.0)))
+        out[rows, cols] += (a.rim_od * rim).astype(np.float32)[..., None] * grey
     return out
