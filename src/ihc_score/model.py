@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .artefacts import ArtefactParams
-from .autoregions import AutoRegionParams
+from .autoregion_params import AutoRegionParams
 from .cells import DetectionParams
 from .confidence import IntervalParams
 from .errors import ModelError
