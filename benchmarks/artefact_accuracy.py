@@ -35,7 +35,7 @@ from ihc_score.focus import block_focus, blur_block_px, blurred_blocks
 from ihc_score.cells import detect_cells
 from ihc_score.model import default_model
 from ihc_score.pipeline import score_slide
-from ihc_score.slide import open_slide
+from ihc_score.slide_open import open_slide
 from ihc_score.stain import deconvolve
 from ihc_score.tissue import detect_pen_ink, detect_tissue
 from _preset_slides import preset_slide

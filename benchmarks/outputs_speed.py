@@ -40,7 +40,7 @@ from ihc_score.model import default_model  # noqa: E402
 from ihc_score.pipeline import SlideResult, finish_slide, score_tiles, tile_tasks  # noqa: E402
 from ihc_score.plan import plan_slide  # noqa: E402
 from ihc_score.qc import write_slide_qc, write_zooms  # noqa: E402
-from ihc_score.slide import open_slide  # noqa: E402
+from ihc_score.slide_open import open_slide  # noqa: E402
 
 
 def _cpu(fn: Callable[[], object]) -> tuple[float, object]:

@@ -37,7 +37,7 @@ from ihc_score.cells import detect_cells
 from ihc_score.model import default_model
 from ihc_score.pigment import PigmentParams, cell_pigment_fraction, pigment_mask
 from ihc_score.pipeline import score_slide
-from ihc_score.slide import open_slide
+from ihc_score.slide_open import open_slide
 from ihc_score.stain import DEFAULT_STAINS, deconvolve
 from ihc_score.synthetic import make_layout, preset, render_region
 from _preset_slides import preset_slide

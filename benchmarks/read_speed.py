@@ -41,7 +41,8 @@ from ihc_score import _jpeg_tiles
 from ihc_score.model import default_model
 from ihc_score.pipeline import tile_tasks
 from ihc_score.plan import plan_slide
-from ihc_score.slide import Slide, open_slide
+from ihc_score.slide import Slide
+from ihc_score.slide_open import open_slide
 
 DEFAULT = Path(__file__).resolve().parent / "cache" / "throughput2-main-14000x14000-s7-g2.svs"
 

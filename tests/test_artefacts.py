@@ -373,7 +373,7 @@ def test_real_ihc_fields_are_in_focus(shared_data: Path) -> None:
 def test_real_slides_report_artefact_fractions(shared_data: Path) -> None:
     """The README calls none of these slides artefact-free: report, and check the result is consistent."""
     from ihc_score.errors import IhcScoreError
-    from ihc_score.slide import open_slide
+    from ihc_score.slide_open import open_slide
 
     opened = 0
     for path in sorted((shared_data / "wsi").rglob("*")):

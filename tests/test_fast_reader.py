@@ -13,7 +13,8 @@ from click.testing import CliRunner
 from ihc_score import _jpeg_tiles
 from ihc_score.cli import main
 from ihc_score.errors import SlideReadError
-from ihc_score.slide import Slide, open_slide
+from ihc_score.slide import Slide
+from ihc_score.slide_open import open_slide
 from ihc_score.synthetic import make_slide, preset
 
 REPO = Path(__file__).resolve().parents[1]

@@ -280,7 +280,7 @@ def test_hostile_annotation_files(tmp_path: Path, text: str) -> None:
 _WORKER = r"""
 import json, os, sys, traceback
 from ihc_score.errors import MissingPixelSizeError, SlideOpenError, SlideReadError
-from ihc_score.slide import open_slide
+from ihc_score.slide_open import open_slide
 ALLOWED = (SlideOpenError, SlideReadError, MissingPixelSizeError)
 for line in sys.stdin:
     case = json.loads(line)

@@ -13,7 +13,7 @@ from ihc_score import qc
 from ihc_score.model import default_model
 from ihc_score.palette import CLASS_COLOURS_HEX, CLASS_COLOURS_RGB, REGION_COLOUR_RGB, hex_to_rgb
 from ihc_score.pipeline import score_slide
-from ihc_score.slide import open_slide
+from ihc_score.slide_open import open_slide
 from ihc_score.stain import deconvolve
 from ihc_score.synthetic import make_slide, preset
 

@@ -13,7 +13,8 @@ from PIL import Image
 
 from ihc_score import slide as slide_module
 from ihc_score.errors import IhcScoreError, MissingPixelSizeError, SlideOpenError, SlideReadError
-from ihc_score.slide import Slide, open_slide
+from ihc_score.slide import Slide
+from ihc_score.slide_open import open_slide
 from ihc_score.stain import DEFAULT_STAINS, deconvolve
 
 METADATA_KEYS = {

@@ -21,7 +21,7 @@ import pytest
 import tifffile
 
 from ihc_score import _jpeg_stream, _jpeg_tiles
-from ihc_score.slide import open_slide
+from ihc_score.slide_open import open_slide
 from ihc_score.synthetic import make_slide, preset
 
 REPO = Path(__file__).resolve().parents[1]

@@ -20,7 +20,8 @@ from .errors import NotBrightfieldError, NotDabStainError, SlideReadError
 from .excluded import ExcludedAreas
 from .model import Model
 from .regions import Annotation, Region, build_regions, find_annotation_file, read_annotations
-from .slide import Slide, open_slide
+from .slide import Slide
+from .slide_open import open_slide
 from .stain import StainVectors
 from .stain_estimate import estimate_stains
 from .stain_type import require_dab

@@ -62,7 +62,7 @@ def write_slide_outputs(
         write_cells_csv(out_dir / "cells" / f"{stem}.csv.gz", result, gzip=True)
     if options.qc:
         from .qc import write_slide_qc, write_zooms
-        from .slide import open_slide
+        from .slide_open import open_slide
 
         try:
             with open_slide(result.path, mpp=result.mpp_um) as slide:
