@@ -161,3 +161,41 @@ def test_the_scheduler_killed_mid_batch_is_one_line_and_exit_1(slides: Path, tmp
     lost = f"lost the connection to the Dask scheduler at {address}; check that it runs and run the same command again"
     assert lost in stderr
     assert "Traceback" not in stderr, stderr
+
+
+#: Logs, as Dask does, a closed connection with a traceback from three loggers, then a plain line.
+_LOG_CLOSED_CONNECTIONS = """
+import logging, sys
+from distributed import LocalCluster
+from distributed.comm.core import CommClosedError
+from ihc_score.executors import make_executor
+
+if sys.argv[1] == "root-handler":  # a program that set up logging before importing Dask
+    logging.basicConfig(level=logging.INFO)
+with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+    executor, _ = make_executor(1, cluster.scheduler_address)
+    for name in ("distributed.batched", "distributed.client", "tornado.application"):
+        try:
+            raise CommClosedError("in <TCP (closed)>")
+        except CommClosedError:
+            logging.getLogger(name).error("Batched Comm Closed", exc_info=True)
+    logging.getLogger("distributed.batched").error("a plain line")
+    executor.shutdown()
+    try:
+        raise CommClosedError("after shutdown")
+    except CommClosedError:
+        logging.getLogger("distributed.batched").error("after shutdown", exc_info=True)
+"""
+
+
+@pytest.mark.parametrize("setup", ["dask-handlers", "root-handler"])
+def test_closed_connection_tracebacks_of_any_dask_logger_are_dropped(setup: str) -> None:
+    """Dask logs a lost connection with a traceback from several loggers; the executor says it in one
+    line, so while it runs none of them reaches stderr, whoever set up the handlers."""
+    proc = subprocess.run(
+        [sys.executable, "-c", _LOG_CLOSED_CONNECTIONS, setup], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    before_shutdown, _, after_shutdown = proc.stderr.partition("a plain line")
+    assert _ and "Traceback" not in before_shutdown, proc.stderr
+    assert "CommClosedError: after shutdown" in after_shutdown, "the filter outlived the executor"

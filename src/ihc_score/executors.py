@@ -93,8 +93,8 @@ class _DaskExecutor(Executor):
         self._watchdog = threading.Thread(target=self._watch, name="ihc-score-dask-watchdog", daemon=True)
         self._watchdog.start()
         self._quiet = _QuietLostConnection(self)
-        for name in _NOISY_LOGGERS:
-            logging.getLogger(name).addFilter(self._quiet)
+        for handler in _noisy_handlers():
+            handler.addFilter(self._quiet)
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
         outer: Future = Future()
@@ -127,8 +127,8 @@ class _DaskExecutor(Executor):
         # Closing releases (cancels) whatever is left; after a lost scheduler it only stops the client.
         with contextlib.suppress(Exception):
             self._client.close(timeout=5)
-        for name in _NOISY_LOGGERS:
-            logging.getLogger(name).removeFilter(self._quiet)
+        for handler in _noisy_handlers():
+            handler.removeFilter(self._quiet)
 
     def _relay(self, outer: Future, inner: Future) -> None:
         """Hand the outcome of Dask's future to ours, with the cluster's failures in one line."""
@@ -180,8 +180,28 @@ class _DaskExecutor(Executor):
                 self._declare_lost()
 
 
-#: Loggers on which the Dask client reports a closed connection, with a traceback, as an error.
-_NOISY_LOGGERS = ("distributed.client", "distributed.utils", "tornado.application")
+#: Loggers under which Dask reports a closed connection with a traceback: the client, its batched
+#: stream to the scheduler, tornado's callbacks.
+_NOISY_LOGGERS = ("distributed", "tornado")
+
+
+def _noisy_handlers() -> list[logging.Handler]:
+    """Every handler a record of :data:`_NOISY_LOGGERS` or their children reaches.
+
+    Dask gives these loggers a stderr handler of their own, unless an
+    ancestor already had one when it was imported; then records propagate to
+    that ancestor's handlers. A filter on a handler, unlike one on a logger,
+    sees the records of every child logger.
+    """
+    found: list[logging.Handler] = []
+    for name in _NOISY_LOGGERS:
+        logger: logging.Logger | None = logging.getLogger(name)
+        while logger is not None:
+            found.extend(h for h in logger.handlers if h not in found)
+            logger = logger.parent if logger.propagate else None
+    if not found and logging.lastResort is not None:
+        found.append(logging.lastResort)
+    return found
 
 
 class _QuietLostConnection(logging.Filter):
@@ -199,6 +219,8 @@ class _QuietLostConnection(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         from distributed.comm.core import CommClosedError
 
+        if record.name.partition(".")[0] not in _NOISY_LOGGERS:
+            return True  # a handler shared with the rest of the program
         if self._executor._lost is not None or self._executor._client.status != "running":
             return False
         err = record.exc_info[1] if record.exc_info else None
