@@ -250,6 +250,48 @@ def test_rim_contrast_scores_a_line_not_a_blob() -> None:
     assert contrast[32, 45] <= 0.0
 
 
+def _rim_contrast_reference(od: np.ndarray, flank_px: float) -> tuple[np.ndarray, np.ndarray]:
+    """``_rim_contrast`` written plainly from its docstring, in NumPy."""
+    from ihc_score.bubbles import _RIM_DIRECTIONS, _shifted
+
+    total = od.sum(axis=2)
+    contrast = np.full(total.shape, -np.inf, np.float32)
+    excess = np.zeros_like(od)
+    for k in range(_RIM_DIRECTIONS):
+        dx, dy = flank_px * np.cos(np.pi * k / _RIM_DIRECTIONS), flank_px * np.sin(np.pi * k / _RIM_DIRECTIONS)
+        flank = np.maximum(_shifted(od, dx, dy), _shifted(od, -dx, -dy))
+        along = np.minimum(_shifted(total, -dy, dx), _shifted(total, dy, -dx))
+        score = np.minimum(total, along) - flank.sum(axis=2)
+        better = score > contrast
+        contrast[better] = score[better]
+        excess[better] = (od - flank)[better]
+    return contrast, excess
+
+
+@pytest.mark.parametrize("flank_px", [1.5, 2.0, 3.3])
+def test_rim_contrast_equals_its_plain_numpy_reference(art_thumb, flank_px: float) -> None:
+    """The OpenCV element-wise steps give the reference's bits on the artefacts slide's thumbnail."""
+    from ihc_score.bubbles import _rim_contrast
+    from ihc_score.stain import od_lut
+
+    th, _, tissue, _ = art_thumb
+    od = cv2.LUT(th, np.ascontiguousarray(od_lut(tissue.background).T.reshape(1, 256, 3)))
+    contrast, excess = _rim_contrast(od, flank_px)
+    want_contrast, want_excess = _rim_contrast_reference(od, flank_px)
+    assert np.array_equal(contrast, want_contrast) and np.array_equal(excess, want_excess)
+
+
+def test_channel_sum_equals_numpy_sum_over_the_last_axis() -> None:
+    from ihc_score._pixels import channel_sum
+
+    rng = np.random.default_rng(3)
+    f = rng.random((37, 41, 3), np.float32) * 3
+    u = rng.integers(0, 256, (500, 3), dtype=np.uint8)
+    assert np.array_equal(channel_sum(f), f.sum(axis=2))
+    assert channel_sum(u, np.uint16).dtype == np.uint16
+    assert np.array_equal(channel_sum(u, np.uint16), u.sum(axis=1, dtype=np.uint16))
+
+
 def test_pen_ink_is_found_by_detect_tissue(art_thumb) -> None:
     th, ds, tissue, _ = art_thumb
     _, truth = rendered(ART)

@@ -12,11 +12,21 @@ from functools import lru_cache
 
 import numpy as np
 
-__all__ = ["dpi_is_placeholder", "over_white", "scale_to_uint8", "to_rgb"]
+__all__ = ["channel_sum", "dpi_is_placeholder", "over_white", "scale_to_uint8", "to_rgb"]
 
 #: Pixel densities (pixels per inch) that image software writes by default and
 #: that therefore say nothing about the scanner's pixel size.
 _PLACEHOLDER_DPI = (72.0, 96.0)
+
+
+def channel_sum(img: np.ndarray, dtype: type | None = None) -> np.ndarray:
+    """``img.sum(axis=-1, dtype=dtype)`` of an (..., 3) image, the same values several times faster.
+
+    NumPy reduces three values at a time along a short last axis; two whole-array
+    additions, in the same order ``(c0 + c1) + c2``, do not.
+    """
+    out = np.add(img[..., 0], img[..., 1], dtype=dtype or img.dtype)
+    return np.add(out, img[..., 2], out=out)
 
 
 def dpi_is_placeholder(pixels_per_inch: float) -> bool:

@@ -59,6 +59,7 @@ import cv2
 import numpy as np
 
 from ihc_score._masks import disc, hysteresis, remove_small
+from ihc_score._pixels import channel_sum
 from ihc_score.artefact_params import ArtefactParams
 from ihc_score.bubbles import find_bubbles
 from ihc_score.stain import DEFAULT_STAINS, StainVectors, deconvolve, od_lut
@@ -112,14 +113,25 @@ class ThumbnailArtefacts:
         return self.fold | self.bubble
 
 
-def _fill_nearest(values: np.ndarray, known: np.ndarray) -> np.ndarray:
-    """``values`` with every pixel outside ``known`` set to the value of the nearest known pixel."""
+def _nearest_known(known: np.ndarray) -> np.ndarray | None:
+    """For every pixel, 1 + the index (in ``values[known]`` order) of the nearest ``known`` pixel; None when
+    every pixel or none is known (nothing to fill)."""
     if known.all() or not known.any():
-        return values
+        return None
     _, lab = cv2.distanceTransformWithLabels((~known).view(np.uint8), cv2.DIST_L2, 3,
                                              labelType=cv2.DIST_LABEL_PIXEL)
+    return lab
+
+
+def _fill_nearest(values: np.ndarray, known: np.ndarray, nearest: np.ndarray | None) -> np.ndarray:
+    """``values`` with every pixel outside ``known`` set to the value of the nearest known pixel.
+
+    ``nearest`` is :func:`_nearest_known` of ``known``, shared by the layers filled over one mask.
+    """
+    if nearest is None:
+        return values
     lut = np.concatenate([np.zeros(1, values.dtype), values[known]])
-    return lut[lab]
+    return lut[nearest]
 
 
 #: Largest median window OpenCV's 8-bit median filter takes in every build; wider
@@ -153,13 +165,15 @@ def _local_median(values: np.ndarray, window_px: int, scale: float) -> np.ndarra
 _MAX_REACH_PX = 10
 
 
-def _reference(values: np.ndarray, known: np.ndarray, win: int, reach: int, scale: float) -> np.ndarray:
+def _reference(values: np.ndarray, known: np.ndarray, nearest: np.ndarray | None, win: int, reach: int,
+               scale: float) -> np.ndarray:
     """Local reference of a layer: median over ``win`` px of the ``known`` pixels (others take the
-    nearest known value), then its maximum within ``reach`` px, so that a pixel near denser tissue is
-    compared with that tissue rather than with what lies on its other side."""
+    nearest known value, ``nearest`` being :func:`_nearest_known` of ``known``), then its maximum within
+    ``reach`` px, so that a pixel near denser tissue is compared with that tissue rather than with what
+    lies on its other side."""
     if not known.any():
         return np.full(values.shape, np.inf, np.float32)
-    filled = _fill_nearest(np.maximum(values, 0), known)
+    filled = _fill_nearest(np.maximum(values, 0), known, nearest)
     factor = max(1, reach // _MAX_REACH_PX)
     if factor == 1:
         med = _local_median(filled, win, scale)
@@ -197,26 +211,29 @@ def find_folds(thumb: np.ndarray, tissue: np.ndarray, *, background: tuple[float
         return np.zeros(tissue.shape, bool)
     st = StainVectors(stains.hematoxylin, stains.dab, background=background)
     conc = cv2.GaussianBlur(deconvolve(thumb, st), (3, 3), 0)
-    od = cv2.GaussianBlur(cv2.LUT(np.ascontiguousarray(thumb), np.ascontiguousarray(
-        od_lut(background).T.reshape(1, 256, 3))), (3, 3), 0).sum(axis=2)
+    od = channel_sum(cv2.GaussianBlur(cv2.LUT(np.ascontiguousarray(thumb), np.ascontiguousarray(
+        od_lut(background).T.reshape(1, 256, 3))), (3, 3), 0))
     hema, dab = conc[..., 0], conc[..., 1]
     win = int(round(params.fold_window_um / px_um))
     reach = int(round(params.fold_reach_um / px_um))
     fold = np.zeros(tissue.shape, bool)
     for _ in range(2):  # the second pass leaves the first pass's folds out of the reference
         known = tissue & ~fold
-        ratio_h = hema / np.maximum(_reference(hema, known, win, reach, 250.0), 1e-3)
-        ratio_od = od / np.maximum(_reference(od, known, win, reach, 80.0), 1e-3)
-        ref_d = _reference(dab, known, win, 0, 250.0)
+        nearest = _nearest_known(known)
+        ratio_h = hema / np.maximum(_reference(hema, known, nearest, win, reach, 250.0), 1e-3)
+        ratio_od = od / np.maximum(_reference(od, known, nearest, win, reach, 80.0), 1e-3)
+        ref_d = _reference(dab, known, nearest, win, 0, 250.0)
         weak = tissue & (od >= params.fold_min_od) & (ratio_h >= params.fold_grow_ratio)
         # the OD sum and DAB of a thumbnail saturate and average in intensity: they need only not fall
         weak &= (ratio_h <= params.fold_max_ratio) & (ratio_od >= params.fold_min_od_ratio)
         weak &= (ref_d < params.fold_min_dab_od) | (dab >= params.fold_min_dab_ratio * ref_d)
         # ... nor rise beyond what a second layer gives: a band of DAB-positive tumour (a viable rim
         # around necrosis) among pale, DAB-negative tissue is another tissue, not a fold
-        ref_d_near = _reference(dab, known, win, reach, 250.0)
+        ref_d_near = _reference(dab, known, nearest, win, reach, 250.0)
         weak &= dab <= params.fold_max_ratio * np.maximum(ref_d_near, params.fold_min_dab_od)
         fold = hysteresis(weak & (ratio_h >= params.fold_min_ratio), weak)
+        if not fold.any():
+            break  # a second pass would see the same references (most slides: no fold)
     fold = cv2.morphologyEx(fold.view(np.uint8), cv2.MORPH_OPEN, np.ones((2, 2), np.uint8)).view(bool)
     fold = remove_small(fold, params.fold_min_area_um2 / px_um**2) & tissue
     return _elongated(fold, params.fold_min_elongation)

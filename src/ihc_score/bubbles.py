@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 
 from ihc_score._masks import disc, hysteresis, remove_small
+from ihc_score._pixels import channel_sum
 from ihc_score.artefact_params import ArtefactParams
 from ihc_score.stain import od_lut
 
@@ -43,12 +44,6 @@ def _shifted(img: np.ndarray, dx: float, dy: float) -> np.ndarray:
     m = np.float32([[1, 0, dx], [0, 1, dy]])
     return cv2.warpAffine(img, m, (img.shape[1], img.shape[0]), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                           borderMode=cv2.BORDER_REPLICATE)
-
-
-def _channel_sum(img: np.ndarray) -> np.ndarray:
-    """``img.sum(axis=2)`` of an (h, w, 3) float32 image, same bits, several times faster."""
-    out = np.add(img[..., 0], img[..., 1])
-    return np.add(out, img[..., 2], out=out)
 
 
 def _rim_contrast(od: np.ndarray, flank_px: float) -> tuple[np.ndarray, np.ndarray]:
@@ -68,25 +63,28 @@ def _rim_contrast(od: np.ndarray, flank_px: float) -> tuple[np.ndarray, np.ndarr
         The pixel's OD minus its darker flank's in that direction: the
         colour the line adds to what lies on either side.
     """
-    total = _channel_sum(od)
+    total = channel_sum(od)
     contrast = np.full(total.shape, -np.inf, np.float32)
     excess = np.zeros_like(od)
+    # OpenCV's element-wise max, min and masked copy: the same values as NumPy's, several times faster
+    # on these (h, w, 3) float32 images (np.copyto with a broadcast mask most of all)
     for k in range(_RIM_DIRECTIONS):
         cx, cy = math.cos(math.pi * k / _RIM_DIRECTIONS), math.sin(math.pi * k / _RIM_DIRECTIONS)
         dx, dy = flank_px * cx, flank_px * cy
-        flank = np.maximum(_shifted(od, dx, dy), _shifted(od, -dx, -dy))
-        along = np.minimum(_shifted(total, -dy, dx), _shifted(total, dy, -dx))
-        score = np.minimum(total, along) - _channel_sum(flank)
-        better = score > contrast
-        np.copyto(contrast, score, where=better)  # in place, no gathers: a third of the time
-        np.copyto(excess, np.subtract(od, flank, out=flank), where=better[..., None])
+        flank = cv2.max(_shifted(od, dx, dy), _shifted(od, -dx, -dy))
+        along = cv2.min(_shifted(total, -dy, dx), _shifted(total, dy, -dx))
+        score = cv2.subtract(cv2.min(total, along), channel_sum(flank))
+        better = cv2.compare(score, contrast, cv2.CMP_GT)
+        cv2.max(contrast, score, dst=contrast)
+        cv2.copyTo(cv2.subtract(od, flank), better, excess)
     return contrast, excess
 
 
 def _rim_mask(od: np.ndarray, px_um: float, params: ArtefactParams) -> np.ndarray:
     """Rim pixels on the grid of ``od`` (pixels of ``px_um``), specks left out."""
     contrast, excess = _rim_contrast(od, max(1.5, params.bubble_flank_um / px_um))
-    cos = excess.sum(axis=2) / (math.sqrt(3.0) * np.maximum(np.linalg.norm(excess, axis=2), 1e-6))
+    norm = np.sqrt(channel_sum(np.square(excess)))
+    cos = channel_sum(excess) / (math.sqrt(3.0) * np.maximum(norm, 1e-6))
     strong = (contrast >= params.bubble_min_rim_od) & (cos >= math.cos(math.radians(params.bubble_max_rim_angle_deg)))
     weak = (contrast >= params.bubble_grow_rim_od) & (cos >= math.cos(math.radians(params.bubble_grow_rim_angle_deg)))
     # join a rim broken by a pixel, then drop specks (texture)
@@ -147,7 +145,7 @@ def find_bubbles(thumb: np.ndarray, *, background: tuple[float, float, float], p
         img = cv2.resize(img, (max(1, round(w0 / f)), max(1, round(h0 / f))), interpolation=cv2.INTER_AREA)
     grid_um = px_um * w0 / img.shape[1]
     od = cv2.LUT(img, np.ascontiguousarray(od_lut(background).T.reshape(1, 256, 3)))
-    total = _channel_sum(od)
+    total = channel_sum(od)
     reach = max(1, int(round(params.bubble_gap_um / 2 / grid_um)))
     # Glass far from anything that could be rim (OD sum below the lower rim
     # threshold; a rim's contrast never exceeds its OD sum) can hold no rim

@@ -264,7 +264,8 @@ def _require_colour(pixels: np.ndarray, name: str) -> None:
     """
     if len(pixels) == 0:
         return
-    spread = pixels.max(axis=1).astype(np.int16) - pixels.min(axis=1)
+    r, g, b = pixels[:, 0], pixels[:, 1], pixels[:, 2]  # not max(axis=1): slow across 3 values
+    spread = np.maximum(np.maximum(r, g), b).astype(np.int16) - np.minimum(np.minimum(r, g), b)
     if np.mean(spread <= _GREY_SPREAD) >= _GREY_FRACTION:
         raise NotDabStainError(
             f"{name}: a greyscale image, so DAB cannot be told from hematoxylin; no H-score is given (scan in colour)"

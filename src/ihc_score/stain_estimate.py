@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ihc_score._pixels import channel_sum
 from ihc_score.errors import NotBrightfieldError
 from ihc_score.stain import DEFAULT_STAINS, StainVectors, _as_image, angle_deg, optical_density
 
@@ -272,7 +273,7 @@ def estimate_background(rgb: np.ndarray, mask: np.ndarray | None = None) -> tupl
         outside = pixels[~m.reshape(-1)]
         if len(outside) >= max(0.01 * len(pixels), 1):
             pixels, fraction = outside, 0.5
-    brightness = pixels.astype(np.uint16).sum(axis=1)
+    brightness = channel_sum(pixels, np.uint16)
     cut = _order_statistic(np.bincount(brightness), int(np.floor((1.0 - fraction) * (len(brightness) - 1))))
     bright = pixels[brightness >= cut]
     bg = np.array([_median_of_counts(np.bincount(bright[:, c], minlength=256)) for c in range(3)])

@@ -29,6 +29,7 @@ import cv2
 import numpy as np
 
 from ihc_score._masks import fill_holes, remove_small
+from ihc_score._pixels import channel_sum
 from ihc_score.errors import NotBrightfieldError
 from ihc_score.stain import od_lut
 from ihc_score.stain_estimate import MIN_BRIGHTFIELD_BACKGROUND, estimate_background
@@ -181,7 +182,7 @@ def is_brightfield(thumb: np.ndarray) -> bool:
     bool
     """
     _check_rgb(thumb)
-    brightness3 = thumb.sum(axis=2, dtype=np.uint16).reshape(-1)  # 3 x mean of R, G, B
+    brightness3 = channel_sum(thumb, np.uint16).reshape(-1)  # 3 x mean of R, G, B
     glass, median = np.quantile(brightness3, [0.98, 0.5]) / 3.0
     return bool(glass >= MIN_BRIGHTFIELD_BACKGROUND and median >= MIN_BRIGHTFIELD_BACKGROUND / 2)
 
