@@ -35,7 +35,7 @@ BATCH_TIMEOUT_S = 120.0
 
 @pytest.fixture(scope="module")
 def slides(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The three sample slides: 3 plans, then 5 tile tasks of up to 4 tiles."""
+    """The three sample slides: 3 plans, then 16 tile tasks (small slides: one tile a task)."""
     d = tmp_path_factory.mktemp("slides")
     for src in sorted(SAMPLES.glob("*.svs")):
         shutil.copy(src, d / src.name)

@@ -60,6 +60,21 @@ def test_drifted_stains_are_recovered(tmp_path, model):
     assert np.allclose(estimated.stains.background, (225, 215, 190), atol=4)
 
 
+@pytest.mark.parametrize("per_task", [1, 3, 4, 40])
+def test_tile_tasks_hold_every_tile_once_in_order_and_end_with_single_tiles(model, per_task: int) -> None:
+    """Chunks of ``per_task`` tiles, then the last ``2 * per_task`` tiles one per task."""
+    small = model.with_overrides(**{"analysis.tile_um": 160.0, "stains.estimate": False})
+    plan = plan_slide(SAMPLES / "synthetic-negative.svs", small)
+    n = len(plan.grid.tiles)
+    tasks = tile_tasks(plan, small, mpp=None, tiles_per_task=per_task)
+    assert [t.index for task in tasks for t in task.tiles] == [t.index for t in plan.grid.tiles]
+    sizes = [len(task.tiles) for task in tasks]
+    head = max(0, n - 2 * per_task)
+    assert sizes[len(sizes) - (n - head):] == [1] * (n - head)
+    assert all(size == per_task for size in sizes[: -(n - head) - 1])
+    assert all(len(task.tissue_crops) == len(task.tiles) for task in tasks)
+
+
 def test_tiles_count_each_cell_once(tmp_path, model):
     """Small tiles with margins give the same cells as one big tile: none lost, none twice."""
     path = SAMPLES / "synthetic-negative.svs"

@@ -97,12 +97,17 @@ def tile_tasks(
 
     Each task carries the small crop of the tissue mask under its tiles, not
     the whole mask, so tasks stay small when sent to another machine.
-    ``outlines`` asks the workers to trace every cell's outlines too.
+    ``outlines`` asks the workers to trace every cell's outlines too. The
+    last ``2 * tiles_per_task`` tiles go one per task, so that the workers
+    finish within about a tile of each other instead of one idling through
+    another's last chunk.
     """
     tasks = []
     tiles = plan.grid.tiles
-    for start in range(0, len(tiles), tiles_per_task):
-        chunk = tiles[start : start + tiles_per_task]
+    singles = max(0, len(tiles) - 2 * tiles_per_task)
+    starts = [*range(0, singles, tiles_per_task), *range(singles, len(tiles))]
+    for start, end in zip(starts, [*starts[1:], len(tiles)]):
+        chunk = tiles[start:end]
         crops = tuple(_tissue_crop(plan, t) for t in chunk)
         tasks.append(
             TileTask(
