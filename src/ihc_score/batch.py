@@ -32,6 +32,7 @@ from .export import (
     write_json,
 )
 from .fileio import output_lock, remove_stale_temporaries
+from .lane_pool import LanePool
 from .model import Model
 from .pipeline import SlidePlan, SlideResult, TileResult, failed_result, finish_slide, plan_slide, score_tiles, tile_tasks
 from .provenance import run_record
@@ -309,7 +310,7 @@ def _score(
     # The workers of a local pool are still starting (a second or so of
     # imports) when the first slide is to be planned, and its tiles wait for
     # its plan: plan it here meanwhile, and the others on the pool.
-    here = todo[:1] if isinstance(executor, ProcessPoolExecutor) else []
+    here = todo[:1] if isinstance(executor, (ProcessPoolExecutor, LanePool)) else []
     plans: dict[Future, Path] = {executor.submit(plan_slide, p, model, **plan_args): p for p in todo[len(here) :]}
     chunks: dict[Future, Path] = {}
     work: dict[Path, _SlideWork] = {}

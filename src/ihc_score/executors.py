@@ -17,6 +17,7 @@ from concurrent.futures import wait as futures_wait
 from typing import Any
 
 from .errors import IhcScoreError
+from .lane_pool import LanePool
 
 __all__ = ["InlineExecutor", "make_executor"]
 
@@ -58,7 +59,8 @@ def make_executor(workers: int, scheduler: str | None = None) -> tuple[Executor,
     # first slide is being planned.
     for _ in range(workers):
         pool.submit(_ready)
-    return pool, f"processes:{workers}"
+    # Each worker then keeps to its own part of a slide, where its decoded-tile cache serves it.
+    return LanePool(pool, workers), f"processes:{workers}"
 
 
 class _DaskExecutor(Executor):
