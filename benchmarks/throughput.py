@@ -31,7 +31,12 @@ Measurements:
     subprocess, N = 1 and 2, with the default outputs (detections GeoJSON
     and QC pictures) and with ``--detections none --no-qc`` (scoring only);
 (c) peak resident memory (``VmHWM`` from ``/proc/<pid>/status``, polled
-    every 50 ms) of the CLI's main process and of each worker process.
+    every 50 ms) of the CLI's main process and of each worker process;
+(d) the machine's own ceiling for two cores: two independent
+    ``--workers 1`` runs of the main slide (scoring only) at once. Two
+    processes that share nothing but the machine (its caches, memory and
+    neighbours) bound what 2 workers can reach on one slide; the 2-worker
+    speed-up is also printed as a fraction of that ceiling.
 
 Throughput is level-0 tissue megapixels (tissue mask area in level-0 px)
 per second of wall time; CPU seconds (user + system of the process tree)
@@ -389,6 +394,27 @@ def _score(path: Path, workers: int, scoring_only: bool, keep: Path | None) -> R
     return run
 
 
+def _pair(path: Path, keep: Path | None) -> list[Run]:
+    """Two ``--workers 1`` scoring-only runs of one slide started together, each timed on its own.
+
+    CPU time is the polled ``/proc`` figure of each run's process: the
+    children's rusage of this process would mix the two.
+    """
+    runs: list[Run | None] = [None, None]
+
+    def one(k: int) -> None:
+        runs[k] = _score(path, 1, True, keep)
+
+    threads = [threading.Thread(target=one, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if any(r is None for r in runs):
+        raise SystemExit("a run of the pair failed; see the message above")
+    return [replace(r, cpu_s=r.cpu_polled_s) for r in runs if r is not None]
+
+
 # ---------------------------------------------------------------- report
 
 
@@ -533,12 +559,22 @@ def main(argv: list[str] | None = None) -> int:
                   f"{r.cpu_s:8.2f} {_mpx(px, r.cpu_s):9.1f} {r.cpu_s / dec.cpu_s:6.1f} | {load:5.1f} | {_mem(r)}",
                   flush=True)
 
+    pair = _pair(main_path, args.keep)
+    r1 = runs[(True, 1)]
+    ceiling = 2.0 * r1.wall_s / max(r.wall_s for r in pair)
+    print(f"{'(d) two 1-worker runs at once':36} " + ", ".join(f"{r.wall_s:.2f}" for r in pair) + " s wall, "
+          + ", ".join(f"{r.cpu_s:.2f}" for r in pair) + " s CPU: each "
+          + ", ".join(f"{r.wall_s / r1.wall_s:.2f}" for r in pair) + " of the time alone (CPU "
+          + ", ".join(f"{r.cpu_s / r1.cpu_s:.2f}" for r in pair) + ")", flush=True)
+
     print("\nratios")
+    print(f"  this machine's ceiling for 2 cores (two slides at once, 2 x 1-worker time / their time): "
+          f"{ceiling:.2f}")
     for scoring_only in (True, False):
         r1, r2 = runs[(scoring_only, 1)], runs[(scoring_only, 2)]
         print(f"  {r1.label:16}: (b 1 worker)/(a) = {r1.wall_s / dec.wall_s:.1f} (wall), "
               f"{r1.cpu_s / dec.cpu_s:.1f} (CPU); 2-worker speed-up (wall 1w / 2w) {r1.wall_s / r2.wall_s:.2f}, "
-              f"CPU 2w / 1w {r2.cpu_s / r1.cpu_s:.2f}")
+              f"CPU 2w / 1w {r2.cpu_s / r1.cpu_s:.2f}; {r1.wall_s / r2.wall_s / ceiling:.0%} of the ceiling")
     for workers in (1, 2):
         so, full = runs[(True, workers)], runs[(False, workers)]
         print(f"  default outputs / scoring only, {workers} worker{'s' if workers > 1 else ' '}: "

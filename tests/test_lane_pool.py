@@ -1,0 +1,107 @@
+"""LanePool: each free lane runs the call after its last one; calls, results and errors are kept.
+
+The pool under it is a real thread pool here, so that the tests decide when
+each call ends; the process pool of ``--workers N`` is the same interface.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import CancelledError, ThreadPoolExecutor
+
+import pytest
+
+from ihc_score.lane_pool import LanePool, next_call
+
+
+@pytest.mark.parametrize(
+    "queued, last, walking, expected",
+    [
+        ([], 3, set(), None),
+        ([4, 5, 6], 3, set(), 4),  # its neighbour
+        ([0, 1, 2, 3, 4, 5, 6, 7], None, set(), 0),  # the first lane starts at the start
+        ([1, 2, 3, 4, 5, 6, 7], None, {0}, 4),  # another lane walks into 1..7: split it
+        ([2, 3, 8, 9, 10, 11], 6, {1}, 8),  # longest run, nobody walking into it
+        ([2, 3, 8, 9, 10, 11], 6, {7}, 10),  # longest run, walked into from 7
+        ([2, 3, 8, 9], 6, set(), 2),  # tie: the earliest run
+        ([3], 7, {2}, 3),  # the last call left: taken though another lane walks into it
+    ],
+)
+def test_next_call_by_hand(queued, last, walking, expected) -> None:
+    assert next_call(queued, last, walking) == expected
+
+
+class _Gated:
+    """Calls that start, record their start and wait until the test lets them end."""
+
+    def __init__(self, n: int) -> None:
+        self.gates = [threading.Event() for _ in range(n)]
+        self.started: list[int] = []
+        self.cond = threading.Condition()
+
+    def __call__(self, k: int) -> int:
+        with self.cond:
+            self.started.append(k)
+            self.cond.notify_all()
+        assert self.gates[k].wait(10), f"call {k} was never let go"
+        if k == 5:
+            raise ValueError("call 5 fails")
+        return k * k
+
+    def wait_started(self, n: int) -> list[int]:
+        with self.cond:
+            assert self.cond.wait_for(lambda: len(self.started) >= n, 10), f"only {self.started} started"
+            return list(self.started)
+
+
+def test_two_lanes_walk_their_own_halves_and_meet() -> None:
+    calls = _Gated(8)
+    pool = LanePool(ThreadPoolExecutor(2), 2)
+    futures = [pool.submit(calls, k) for k in range(8)]
+    assert sorted(calls.wait_started(2)) == [0, 4]
+    expected = [0, 4]
+    # (call to end, call its lane starts next)
+    for done, nxt in [(0, 1), (4, 5), (1, 2), (5, 6), (6, 7), (7, 3)]:
+        calls.gates[done].set()
+        expected.append(nxt)
+        assert calls.wait_started(len(expected)) == expected
+    calls.gates[2].set()
+    calls.gates[3].set()
+    pool.shutdown(wait=True)
+    assert calls.started == expected
+    assert [f.result() for f in futures if f is not futures[5]] == [k * k for k in range(8) if k != 5]
+    with pytest.raises(ValueError, match="call 5 fails"):
+        futures[5].result()
+
+
+def test_queued_calls_can_be_cancelled_and_shutdown_runs_the_rest() -> None:
+    calls = _Gated(4)
+    pool = LanePool(ThreadPoolExecutor(1), 1)
+    futures = [pool.submit(calls, k) for k in range(4)]
+    assert calls.wait_started(1) == [0]
+    assert futures[2].cancel()
+    assert not futures[0].cancel()  # running
+    for g in calls.gates:
+        g.set()
+    pool.shutdown(wait=True)
+    assert calls.started == [0, 1, 3]
+    assert futures[2].cancelled() and [futures[k].result() for k in (0, 1, 3)] == [0, 1, 9]
+    with pytest.raises(RuntimeError, match="after shutdown"):
+        pool.submit(calls, 0)
+
+
+def test_shutdown_with_cancel_futures_drops_what_has_not_started() -> None:
+    calls = _Gated(3)
+    pool = LanePool(ThreadPoolExecutor(1), 1)
+    futures = [pool.submit(calls, k) for k in range(3)]
+    calls.wait_started(1)
+    stopper = threading.Thread(target=pool.shutdown, kwargs={"wait": True, "cancel_futures": True})
+    stopper.start()
+    for f in futures[1:]:
+        with pytest.raises(CancelledError):  # once shutdown has cancelled it
+            f.result(timeout=10)
+    calls.gates[0].set()
+    stopper.join(10)
+    assert not stopper.is_alive()
+    assert futures[0].result() == 0 and all(f.cancelled() for f in futures[1:])
+    assert calls.started == [0]
