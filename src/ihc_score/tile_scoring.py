@@ -98,9 +98,9 @@ def tile_tasks(
     Each task carries the small crop of the tissue mask under its tiles, not
     the whole mask, so tasks stay small when sent to another machine.
     ``outlines`` asks the workers to trace every cell's outlines too. The
-    last ``2 * tiles_per_task`` tiles go one per task, so that the workers
-    finish within about a tile of each other instead of one idling through
-    another's last chunk.
+    last ``2 * tiles_per_task`` tiles go one per task: handed out in order
+    (a Dask cluster), the workers then finish within about a tile of each
+    other instead of one idling through another's last chunk.
     """
     tasks = []
     tiles = plan.grid.tiles
