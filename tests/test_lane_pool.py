@@ -1,16 +1,20 @@
 """LanePool: each free lane runs the call after its last one; calls, results and errors are kept.
 
-The pool under it is a real thread pool here, so that the tests decide when
-each call ends; the process pool of ``--workers N`` is the same interface.
+The pool under it is a real thread pool in most tests, so that the tests
+decide when each call ends; the process pool of ``--workers N`` is the same
+interface, and the tests of dying workers use it.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from concurrent.futures import CancelledError, ThreadPoolExecutor
 
 import pytest
 
+from ihc_score.errors import IhcScoreError
+from ihc_score.executors import make_executor
 from ihc_score.lane_pool import LanePool, next_call
 
 
@@ -56,7 +60,7 @@ class _Gated:
 
 def test_two_lanes_walk_their_own_halves_and_meet() -> None:
     calls = _Gated(8)
-    pool = LanePool(ThreadPoolExecutor(2), 2)
+    pool = LanePool(lambda: ThreadPoolExecutor(2), 2)
     futures = [pool.submit(calls, k) for k in range(8)]
     assert sorted(calls.wait_started(2)) == [0, 4]
     expected = [0, 4]
@@ -76,7 +80,7 @@ def test_two_lanes_walk_their_own_halves_and_meet() -> None:
 
 def test_queued_calls_can_be_cancelled_and_shutdown_runs_the_rest() -> None:
     calls = _Gated(4)
-    pool = LanePool(ThreadPoolExecutor(1), 1)
+    pool = LanePool(lambda: ThreadPoolExecutor(1), 1)
     futures = [pool.submit(calls, k) for k in range(4)]
     assert calls.wait_started(1) == [0]
     assert futures[2].cancel()
@@ -92,7 +96,7 @@ def test_queued_calls_can_be_cancelled_and_shutdown_runs_the_rest() -> None:
 
 def test_shutdown_with_cancel_futures_drops_what_has_not_started() -> None:
     calls = _Gated(3)
-    pool = LanePool(ThreadPoolExecutor(1), 1)
+    pool = LanePool(lambda: ThreadPoolExecutor(1), 1)
     futures = [pool.submit(calls, k) for k in range(3)]
     calls.wait_started(1)
     stopper = threading.Thread(target=pool.shutdown, kwargs={"wait": True, "cancel_futures": True})
@@ -105,3 +109,21 @@ def test_shutdown_with_cancel_futures_drops_what_has_not_started() -> None:
     assert not stopper.is_alive()
     assert futures[0].result() == 0 and all(f.cancelled() for f in futures[1:])
     assert calls.started == [0]
+
+
+#: Kills its worker process the first time it runs (the marker file is then made), returns None after.
+_DIE_ONCE = "import os, pathlib\np = pathlib.Path({path!r})\nif not p.exists():\n    p.touch()\n    os._exit(3)\n"
+
+
+def test_a_worker_that_dies_once_costs_nothing_and_one_that_always_dies_fails_its_call(tmp_path) -> None:
+    """Real spawned workers: os._exit kills the worker and breaks the process pool under the LanePool."""
+    executor, _ = make_executor(2)
+    with executor:
+        once = executor.submit(exec, _DIE_ONCE.format(path=str(tmp_path / "died")))
+        always = executor.submit(os._exit, 3)
+        others = [executor.submit(pow, 2, k) for k in range(6)]
+        assert once.result(timeout=120) is None and (tmp_path / "died").exists()
+        with pytest.raises(IhcScoreError, match="worker processes died 3 times while running a task"):
+            always.result(timeout=120)
+        assert [f.result(timeout=120) for f in others] == [2**k for k in range(6)]
+        assert executor.submit(pow, 3, 2).result(timeout=120) == 9  # the pool works on

@@ -47,6 +47,13 @@ def make_executor(workers: int, scheduler: str | None = None) -> tuple[Executor,
     if workers <= 1:
         _one_thread()  # --workers 1 means one core, here too
         return InlineExecutor(), "inline"
+    # Each worker keeps to its own part of a slide, where its decoded-tile cache serves it;
+    # a pool whose worker died is replaced and the calls it held run again.
+    return LanePool(functools.partial(_local_pool, workers), workers), f"processes:{workers}"
+
+
+def _local_pool(workers: int) -> ProcessPoolExecutor:
+    """A process pool of ``workers`` spawned workers, all started now."""
     import multiprocessing
 
     # spawn: workers start clean, never inheriting an open slide handle or a lock.
@@ -59,8 +66,7 @@ def make_executor(workers: int, scheduler: str | None = None) -> tuple[Executor,
     # first slide is being planned.
     for _ in range(workers):
         pool.submit(_ready)
-    # Each worker then keeps to its own part of a slide, where its decoded-tile cache serves it.
-    return LanePool(pool, workers), f"processes:{workers}"
+    return pool
 
 
 class _DaskExecutor(Executor):

@@ -12,46 +12,55 @@ is the next chunk of the same raster scan. Calls are submitted in raster
 order (:func:`ihc_score.tile_scoring.tile_tasks`), so each worker walks its
 own part of the slide; :func:`next_call` says where a lane goes when its
 neighbour is taken.
+
+A worker process that dies (killed for lack of memory, a crash in a slide
+decoder) breaks a process pool for good: :class:`LanePool` then starts a
+fresh pool and runs the calls that were in flight again, and fails a call,
+with a one-line reason, only once workers died under it ``max_runs`` times.
 """
 
 from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection
 from concurrent.futures import Executor, Future
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
+
+from .errors import IhcScoreError
 
 __all__ = ["LanePool", "next_call"]
 
 
-def next_call(queued: Iterable[int], last: int | None, walking: set[int]) -> int | None:
+def next_call(queued: Collection[int], last: int | None, walking: Collection[int]) -> int | None:
     """The call a free lane runs next.
 
     Parameters
     ----------
-    queued : iterable of int
-        Sequence numbers of the calls not yet started, ascending.
+    queued : collection of int
+        Sequence numbers of the calls not yet started (a dict's keys will do).
     last : int or None
         The lane's last call, None before its first.
-    walking : set of int
+    walking : collection of int
         The calls other lanes are running: each of those lanes will go on
         with the call after its own.
 
     Returns
     -------
     int or None
-        ``last + 1`` when it is queued; else the start of the longest run of
-        consecutive queued calls, or the middle of that run when another lane
-        is walking into it (so that the two split what is left rather than
-        alternate); None when nothing is queued. Ties go to the earliest run.
+        ``last + 1`` when it is queued (looked up, not searched: the usual
+        case); else the start of the longest run of consecutive queued
+        calls, or the middle of that run when another lane is walking into it
+        (so that the two split what is left rather than alternate); None when
+        nothing is queued. Ties go to the earliest run.
     """
-    order = list(queued)
+    if last is not None and last + 1 in queued:
+        return last + 1
+    order = sorted(queued)
     if not order:
         return None
-    if last is not None and last + 1 in set(order):
-        return last + 1
-    best_start, best_len, start = order[0], 0, 0
+    best_start, best_len, start = 0, 0, 0
     for i in range(1, len(order) + 1):
         if i == len(order) or order[i] != order[i - 1] + 1:
             if i - start > best_len:
@@ -63,17 +72,24 @@ def next_call(queued: Iterable[int], last: int | None, walking: set[int]) -> int
     return first
 
 
+#: One call waiting for a lane: its future, function, arguments, and how many times workers died under it.
+_Call = tuple[Future, Callable[..., Any], tuple, dict, int]
+
+
 class LanePool(Executor):
-    """An executor over ``pool`` with at most ``lanes`` calls in flight, each lane walking its own calls.
+    """An executor over a process pool with at most ``lanes`` calls in flight, each lane walking its own calls.
 
     Parameters
     ----------
-    pool : Executor
-        A local process pool of ``lanes`` workers; every call goes through
-        this object (calls submitted to ``pool`` directly would take a
-        lane's worker).
+    make_pool : callable
+        Returns a new local process pool of ``lanes`` workers; called once
+        here and again each time a worker dies. Every call goes through this
+        object (calls submitted to the pool directly would take a lane's
+        worker).
     lanes : int
         Calls in flight at once: the pool's worker count.
+    max_runs : int
+        Runs of a call under which a worker died before the call fails.
 
     Notes
     -----
@@ -81,18 +97,22 @@ class LanePool(Executor):
     A queued call can be cancelled; :meth:`shutdown` with ``wait=True``
     runs the queued calls first, as a pool does, and with
     ``cancel_futures=True`` or ``wait=False`` cancels them. Each call's
-    result or exception reaches its future unchanged.
+    result or exception reaches its future unchanged; a call under which a
+    worker died runs again on a fresh pool, up to ``max_runs`` runs.
     """
 
-    def __init__(self, pool: Executor, lanes: int) -> None:
-        if lanes < 1:
-            raise ValueError(f"lanes must be >= 1, got {lanes}")
-        self._pool = pool
+    def __init__(self, make_pool: Callable[[], Executor], lanes: int, *, max_runs: int = 3) -> None:
+        if lanes < 1 or max_runs < 1:
+            raise ValueError(f"lanes and max_runs must be >= 1, got {lanes}, {max_runs}")
+        self._make_pool = make_pool
+        self._pool = make_pool()
+        self._broken: Executor | None = None  # the pool a worker died in, until replaced
+        self._max_runs = max_runs
         self._cond = threading.Condition()
-        self._queued: dict[int, tuple[Future, Callable[..., Any], tuple, dict]] = {}
+        self._queued: dict[int, _Call] = {}
+        self._running: dict[int, _Call] = {}
         self._seq = 0
         self._free: list[int | None] = [None] * lanes  # the last call of each idle lane
-        self._running: set[int] = set()
         self._stopping = False
         self._feeder = threading.Thread(target=self._feed, name="ihc-score-lanes", daemon=True)
         self._feeder.start()
@@ -102,7 +122,7 @@ class LanePool(Executor):
         with self._cond:
             if self._stopping:
                 raise RuntimeError("cannot schedule new calls after shutdown")
-            self._queued[self._seq] = (outer, fn, args, kwargs)
+            self._queued[self._seq] = (outer, fn, args, kwargs, 0)
             self._seq += 1
             self._cond.notify_all()
         return outer
@@ -111,8 +131,11 @@ class LanePool(Executor):
         with self._cond:
             self._stopping = True
             if cancel_futures or not wait:
-                for outer, *_ in self._queued.values():
-                    outer.cancel()
+                for outer, *_, deaths in self._queued.values():
+                    if deaths:  # running, waiting to run again: cancel() would leave it pending for good
+                        outer.set_exception(RuntimeError("shut down before the call could run again"))
+                    else:
+                        outer.cancel()
                 self._queued.clear()
             self._cond.notify_all()
         if wait:
@@ -130,32 +153,58 @@ class LanePool(Executor):
                 last = self._free.pop()
                 seq = next_call(self._queued, last, self._running)
                 assert seq is not None
-                outer, fn, args, kwargs = self._queued.pop(seq)
-                if not outer.set_running_or_notify_cancel():  # cancelled while queued
+                call = self._queued.pop(seq)
+                outer, fn, args, kwargs, deaths = call
+                if deaths == 0 and not outer.set_running_or_notify_cancel():  # cancelled while queued
                     self._free.append(last)
                     continue
-                self._running.add(seq)
+                self._running[seq] = call
+                if self._pool is self._broken:  # only this thread replaces the pool
+                    self._pool.shutdown(wait=False)
+                    self._pool = self._make_pool()
+                pool = self._pool
             try:
-                inner = self._pool.submit(fn, *args, **kwargs)
-            except BaseException as err:  # noqa: BLE001 - a broken pool: the call's future says so
-                self._end(outer, seq, error=err)
+                inner = pool.submit(fn, *args, **kwargs)
+            except BrokenProcessPool:
+                self._worker_died(seq, pool)
                 continue
-            inner.add_done_callback(functools.partial(self._relay, outer, seq))
+            except BaseException as err:  # noqa: BLE001 - the call's future says what went wrong
+                self._end(seq, error=err)
+                continue
+            inner.add_done_callback(functools.partial(self._relay, seq, pool))
 
-    def _relay(self, outer: Future, seq: int, inner: Future) -> None:
+    def _relay(self, seq: int, pool: Executor, inner: Future) -> None:
         """Hand the call's outcome to its future and free its lane (in the pool's thread: no submit here)."""
         if inner.cancelled():
-            self._end(outer, seq, error=RuntimeError("the process pool cancelled the call"))
+            self._end(seq, error=RuntimeError("the process pool cancelled the call"))
             return
         err = inner.exception()
-        if err is None:
-            self._end(outer, seq, result=inner.result())
+        if isinstance(err, BrokenProcessPool):
+            self._worker_died(seq, pool)
+        elif err is None:
+            self._end(seq, result=inner.result())
         else:
-            self._end(outer, seq, error=err)
+            self._end(seq, error=err)
 
-    def _end(self, outer: Future, seq: int, *, result: Any = None, error: BaseException | None = None) -> None:
+    def _worker_died(self, seq: int, pool: Executor) -> None:
+        """A worker of ``pool`` died while the call ran: queue it again, or fail it after ``max_runs`` runs."""
         with self._cond:
-            self._running.discard(seq)
+            outer, fn, args, kwargs, deaths = self._running[seq]
+            self._broken = pool if pool is self._pool else self._broken
+            if deaths + 1 < self._max_runs:
+                del self._running[seq]
+                self._queued[seq] = (outer, fn, args, kwargs, deaths + 1)
+                self._free.append(seq)
+                self._cond.notify_all()
+                return
+        self._end(seq, error=IhcScoreError(
+            f"worker processes died {deaths + 1} times while running a task of this slide (out of memory, or a "
+            "crash in the slide's decoder?); score it again with fewer --workers"
+        ))
+
+    def _end(self, seq: int, *, result: Any = None, error: BaseException | None = None) -> None:
+        with self._cond:
+            outer = self._running.pop(seq)[0]
             self._free.append(seq)
             self._cond.notify_all()
         if error is None:
