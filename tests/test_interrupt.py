@@ -323,6 +323,40 @@ def test_killed_batch_leaves_complete_files_and_rerun_matches(slide_dir, baselin
     assert per_slide and [k for k in per_slide if final[k] != expected[k]] == []
 
 
+def test_ctrl_c_stops_the_batch_at_once_without_tracebacks(slide_dir, baseline, tmp_path):
+    """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) mid-batch: exit status 1 within
+    seconds, no traceback from the main process or a worker, no process left; the rerun gives the same CSVs."""
+    headers = {name: _csv_header(baseline / name) for name in CSV_NAMES}
+    out = tmp_path / "out"
+    with open(tmp_path / "batch.log", "wb") as fh:
+        proc = subprocess.Popen(
+            _command(slide_dir, out), stdout=fh, stderr=fh, stdin=subprocess.DEVNULL, start_new_session=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as a terminal's job has it
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while not _stored_slides(out):  # mid-batch: a slide written, the pool busy with the next ones
+            assert proc.poll() is None, "the batch ended before it could be interrupted"
+            assert time.monotonic() < deadline, "no slide was stored"
+            time.sleep(0.02)
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 15
+        while _group_members(proc.pid):
+            assert time.monotonic() < deadline, f"processes still run after Ctrl-C: {_group_members(proc.pid)}"
+            time.sleep(0.05)
+    finally:
+        _kill_group(proc)
+    log = (tmp_path / "batch.log").read_text(errors="replace")
+    assert proc.returncode == 1, log
+    assert "Traceback" not in log and "Aborted!" in log, log
+    _check_folder(out, headers)
+    res = _run(slide_dir, out)
+    assert res.returncode == 0, res.stderr
+    for name in CSV_NAMES:
+        assert (out / name).read_bytes() == (baseline / name).read_bytes(), name
+
+
 def test_rerun_removes_temporaries_of_a_killed_write(small_dir, small_baseline, tmp_path):
     """What a write killed half-way leaves (``.<name>.<random>.tmp``) is gone after a completed rerun."""
     out = tmp_path / "out"

@@ -127,3 +127,12 @@ def test_a_worker_that_dies_once_costs_nothing_and_one_that_always_dies_fails_it
             always.result(timeout=120)
         assert [f.result(timeout=120) for f in others] == [2**k for k in range(6)]
         assert executor.submit(pow, 3, 2).result(timeout=120) == 9  # the pool works on
+
+
+def test_local_workers_leave_ctrl_c_to_the_main_process() -> None:
+    """An idle worker stopped by Ctrl-C would print a traceback and be taken for a crashed one."""
+    import signal
+
+    executor, _ = make_executor(2)
+    with executor:
+        assert executor.submit(signal.getsignal, signal.SIGINT).result(timeout=120) == signal.SIG_IGN

@@ -10,6 +10,7 @@ import contextlib
 import functools
 import importlib
 import logging
+import signal
 import threading
 from collections.abc import Callable
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
@@ -243,8 +244,14 @@ def _one_thread() -> None:
 
 
 def _init_worker() -> None:
-    """One thread per worker process; import the pipeline now, not inside the first task."""
+    """One thread per worker process; Ctrl-C left to the main process; the pipeline imported now, not in a task.
+
+    Ctrl-C reaches every process of the terminal's group. The main process
+    stops the batch and lets the calls in flight end; a worker stopped by it
+    would print a traceback and look like a crashed worker, to be replaced.
+    """
     _one_thread()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     importlib.import_module(f"{__package__}.pipeline")
 
 
