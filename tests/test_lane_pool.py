@@ -136,3 +136,10 @@ def test_local_workers_leave_ctrl_c_to_the_main_process() -> None:
     executor, _ = make_executor(2)
     with executor:
         assert executor.submit(signal.getsignal, signal.SIGINT).result(timeout=120) == signal.SIG_IGN
+
+
+def test_a_call_whose_worker_dies_during_shutdown_runs_again_before_shutdown_returns(tmp_path) -> None:
+    executor, _ = make_executor(2)
+    once = executor.submit(exec, _DIE_ONCE.format(path=str(tmp_path / "died")))
+    executor.shutdown(wait=True)
+    assert once.done() and once.result() is None and (tmp_path / "died").exists()

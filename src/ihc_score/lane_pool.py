@@ -114,6 +114,7 @@ class LanePool(Executor):
         self._seq = 0
         self._free: list[int | None] = [None] * lanes  # the last call of each idle lane
         self._stopping = False
+        self._cancelled = False  # shut down with what was not started cancelled: nothing runs again
         self._feeder = threading.Thread(target=self._feed, name="ihc-score-lanes", daemon=True)
         self._feeder.start()
 
@@ -130,7 +131,8 @@ class LanePool(Executor):
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         with self._cond:
             self._stopping = True
-            if cancel_futures or not wait:
+            self._cancelled = self._cancelled or cancel_futures or not wait
+            if self._cancelled:
                 for outer, *_, deaths in self._queued.values():
                     if deaths:  # running, waiting to run again: cancel() would leave it pending for good
                         outer.set_exception(RuntimeError("shut down before the call could run again"))
@@ -143,13 +145,13 @@ class LanePool(Executor):
         self._pool.shutdown(wait=wait, cancel_futures=cancel_futures)
 
     def _feed(self) -> None:
-        """Start a queued call whenever a lane is free, until shut down with nothing queued."""
+        """Start a queued call whenever a lane is free, until shut down with nothing queued or running."""
         while True:
             with self._cond:
-                while not (self._free and self._queued) and not (self._stopping and not self._queued):
+                while not (self._free and self._queued):
+                    if self._stopping and not self._queued and not self._running:
+                        return  # a call that ends in a dead worker may still need to run again
                     self._cond.wait()
-                if not self._queued:  # stopping, nothing left to start
-                    return
                 last = self._free.pop()
                 seq = next_call(self._queued, last, self._running)
                 assert seq is not None
@@ -191,16 +193,18 @@ class LanePool(Executor):
         with self._cond:
             outer, fn, args, kwargs, deaths = self._running[seq]
             self._broken = pool if pool is self._pool else self._broken
-            if deaths + 1 < self._max_runs:
+            if deaths + 1 < self._max_runs and not self._cancelled:
                 del self._running[seq]
                 self._queued[seq] = (outer, fn, args, kwargs, deaths + 1)
                 self._free.append(seq)
                 self._cond.notify_all()
                 return
-        self._end(seq, error=IhcScoreError(
-            f"worker processes died {deaths + 1} times while running a task of this slide (out of memory, or a "
-            "crash in the slide's decoder?); score it again with fewer --workers"
-        ))
+            cancelled = self._cancelled
+        self._end(seq, error=RuntimeError("a worker died after shutdown; the call is not run again") if cancelled
+                  else IhcScoreError(
+                      f"worker processes died {deaths + 1} times while running a task of this slide (out of memory, "
+                      "or a crash in the slide's decoder?); score it again with fewer --workers"
+                  ))
 
     def _end(self, seq: int, *, result: Any = None, error: BaseException | None = None) -> None:
         with self._cond:
