@@ -4,7 +4,7 @@ Every worker process keeps the JPEG tiles it decoded in a cache, and
 neighbouring chunks of analysis tiles share the JPEG tiles of their overlap.
 A plain process pool hands calls out first come, first served, so
 neighbouring chunks go to alternate workers and each decodes the shared
-tiles again: with 2 workers, 38 % more decoding and 7-9 % more CPU time than
+tiles again: with 2 workers, 38 % more decoding and 7-17 % more CPU time than
 one worker needs for the same tiles. :class:`LanePool` keeps one call per
 worker in flight, a *lane*: when a lane's call ends (its worker is then the
 idle one), the lane gets the call submitted right after its last one, that
