@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import threading
 from concurrent.futures import CancelledError, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 import pytest
 
@@ -111,6 +112,53 @@ def test_shutdown_with_cancel_futures_drops_what_has_not_started() -> None:
     assert calls.started == [0]
 
 
+class _Killing(_Gated):
+    """Gated calls that, when told, end as if their worker process had died (BrokenProcessPool)."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__(n)
+        self.kill: set[int] = set()
+
+    def __call__(self, k: int) -> int:
+        with self.cond:
+            self.started.append(k)
+            self.cond.notify_all()
+        assert self.gates[k].wait(10), f"call {k} was never let go"
+        self.gates[k].clear()  # the next run of k waits again
+        if k in self.kill:
+            self.kill.discard(k)
+            raise BrokenProcessPool("a worker died")
+        return k
+
+
+def test_calls_a_worker_died_under_run_again_alone_and_only_the_killer_fails() -> None:
+    """Call 0 kills its worker three times; call 2, beside it the first time, runs again alone and succeeds."""
+    calls = _Killing(4)
+    pool = LanePool(lambda: ThreadPoolExecutor(2), 2, max_runs=3)
+    futures = [pool.submit(calls, k) for k in range(4)]
+    assert sorted(calls.wait_started(2)) == [0, 2]
+    calls.kill |= {0, 2}  # 0 kills the pool; 2, in flight beside it, dies with it
+    calls.gates[0].set()
+    calls.gates[2].set()
+    assert calls.wait_started(3)[2] == 0  # the first suspect, alone
+    for run in (2, 3):  # 0 kills its worker again, alone
+        calls.kill.add(0)
+        calls.gates[0].set()
+        started = calls.wait_started(run + 2)
+        assert started[run + 1] == (0 if run == 2 else 2), started
+    with pytest.raises(IhcScoreError, match="worker processes died 3 times"):
+        futures[0].result(timeout=10)
+    assert not futures[2].done()
+    calls.gates[2].set()  # 2 alone, then 1 and 3 on the two lanes
+    assert futures[2].result(timeout=10) == 2
+    assert sorted(calls.wait_started(7)[5:]) == [1, 3]
+    calls.gates[1].set()
+    calls.gates[3].set()
+    pool.shutdown(wait=True)
+    assert [futures[k].result() for k in (1, 3)] == [1, 3]
+    assert calls.started == [0, 2, 0, 0, 2, 1, 3] or calls.started == [0, 2, 0, 0, 2, 3, 1]
+
+
 #: Kills its worker process the first time it runs (the marker file is then made), returns None after.
 _DIE_ONCE = "import os, pathlib\np = pathlib.Path({path!r})\nif not p.exists():\n    p.touch()\n    os._exit(3)\n"
 
@@ -121,6 +169,7 @@ def test_a_worker_that_dies_once_costs_nothing_and_one_that_always_dies_fails_it
     with executor:
         once = executor.submit(exec, _DIE_ONCE.format(path=str(tmp_path / "died")))
         always = executor.submit(os._exit, 3)
+        # beside the calls that kill their worker, these die with it, then run again alone and succeed
         others = [executor.submit(pow, 2, k) for k in range(6)]
         assert once.result(timeout=120) is None and (tmp_path / "died").exists()
         with pytest.raises(IhcScoreError, match="worker processes died 3 times while running a task"):

@@ -14,9 +14,13 @@ own part of the slide; :func:`next_call` says where a lane goes when its
 neighbour is taken.
 
 A worker process that dies (killed for lack of memory, a crash in a slide
-decoder) breaks a process pool for good: :class:`LanePool` then starts a
-fresh pool and runs the calls that were in flight again, and fails a call,
-with a one-line reason, only once workers died under it ``max_runs`` times.
+decoder) breaks a process pool for good, and fails every call in flight, not
+only the one that killed it. :class:`LanePool` then starts a fresh pool and
+runs those calls again, each alone (nothing else in flight), so that a death
+is then laid to the call that ran; a call fails, with a one-line reason, once
+workers died under it ``max_runs`` times (the first time perhaps beside the
+call to blame, the others alone). A call that only ran beside it runs again
+once, alone, and goes on.
 """
 
 from __future__ import annotations
@@ -89,7 +93,8 @@ class LanePool(Executor):
     lanes : int
         Calls in flight at once: the pool's worker count.
     max_runs : int
-        Runs of a call under which a worker died before the call fails.
+        Deaths of a worker under a call before the call fails (after the
+        first, the call runs alone).
 
     Notes
     -----
@@ -98,7 +103,7 @@ class LanePool(Executor):
     runs the queued calls first, as a pool does, and with
     ``cancel_futures=True`` or ``wait=False`` cancels them. Each call's
     result or exception reaches its future unchanged; a call under which a
-    worker died runs again on a fresh pool, up to ``max_runs`` runs.
+    worker died runs again, alone, on a fresh pool (see the module docstring).
     """
 
     def __init__(self, make_pool: Callable[[], Executor], lanes: int, *, max_runs: int = 3) -> None:
@@ -111,6 +116,7 @@ class LanePool(Executor):
         self._cond = threading.Condition()
         self._queued: dict[int, _Call] = {}
         self._running: dict[int, _Call] = {}
+        self._suspects: set[int] = set()  # queued calls a worker died under: each runs alone
         self._seq = 0
         self._free: list[int | None] = [None] * lanes  # the last call of each idle lane
         self._stopping = False
@@ -139,23 +145,31 @@ class LanePool(Executor):
                     else:
                         outer.cancel()
                 self._queued.clear()
+                self._suspects.clear()
             self._cond.notify_all()
         if wait:
             self._feeder.join()
         self._pool.shutdown(wait=wait, cancel_futures=cancel_futures)
 
+    def _pick(self) -> int | None:
+        """The call to start now, or None to wait (under the lock)."""
+        if not (self._free and self._queued) or any(c[4] for c in self._running.values()):
+            return None  # no lane free, nothing queued, or a call a worker died under runs alone
+        if self._suspects:
+            return None if self._running else min(self._suspects)
+        return next_call(self._queued, self._free[-1], self._running)
+
     def _feed(self) -> None:
         """Start a queued call whenever a lane is free, until shut down with nothing queued or running."""
         while True:
             with self._cond:
-                while not (self._free and self._queued):
+                while (seq := self._pick()) is None:
                     if self._stopping and not self._queued and not self._running:
                         return  # a call that ends in a dead worker may still need to run again
                     self._cond.wait()
                 last = self._free.pop()
-                seq = next_call(self._queued, last, self._running)
-                assert seq is not None
                 call = self._queued.pop(seq)
+                self._suspects.discard(seq)
                 outer, fn, args, kwargs, deaths = call
                 if deaths == 0 and not outer.set_running_or_notify_cancel():  # cancelled while queued
                     self._free.append(last)
@@ -196,6 +210,7 @@ class LanePool(Executor):
             if deaths + 1 < self._max_runs and not self._cancelled:
                 del self._running[seq]
                 self._queued[seq] = (outer, fn, args, kwargs, deaths + 1)
+                self._suspects.add(seq)
                 self._free.append(seq)
                 self._cond.notify_all()
                 return
