@@ -121,8 +121,7 @@ def stages(rgb: np.ndarray, params: C.DetectionParams) -> list[tuple[str, Callab
         if s["empty"]:
             s["nuclei"] = np.zeros(s["image"].shape, dtype=np.int32)
             return
-        s["nuclei"] = N._trim(s["image"].shape, *s["part"], s["image"], params.min_area_um2 / px_area,
-                              params.max_area_um2 / px_area)
+        s["nuclei"] = N._trim(*s["part"], s["image"], params.min_area_um2 / px_area, params.max_area_um2 / px_area)
 
     def expand(s: dict) -> None:
         s["cells"] = C.expand_cells(s["nuclei"], mpp_um=mpp, params=params)

@@ -323,12 +323,11 @@ def test_partition_in_box_equals_whole_image():
     score[37:137, 251:371] = _bumpy((100, 120), seed=3)
     mask = score > 0.45
     peaks = (score >= cv2.dilate(score, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (13, 13)))) & mask
-    idx, lab, n = _partition(mask, score, peaks, 0.5)
-    whole = _partition_box(mask, score, peaks, 0.5, np.inf)
-    assert whole is not None and len(np.unique(whole[1])) > 3
-    np.testing.assert_array_equal(idx, whole[0])
-    np.testing.assert_array_equal(lab, whole[1])
-    assert n == whole[2]
+    lab, n = _partition(mask, score, peaks, 0.5)
+    whole, n_whole, fits = _partition_box(mask, score, peaks, 0.5, np.inf)
+    assert fits and len(np.unique(whole)) > 3
+    np.testing.assert_array_equal(lab, whole)
+    assert n == n_whole
 
 
 def test_small_holes_filled_border_and_large_holes_kept():

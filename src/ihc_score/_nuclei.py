@@ -10,10 +10,10 @@ turns the physical parameters into pixels and runs these in order.
 
 from __future__ import annotations
 
-import functools
-
 import cv2
 import numpy as np
+
+from ._kernels import blob_markers, scatter_max, set_where, small_holes, split_labels, trim_labels
 
 __all__ = [
     "_SPLIT_MIN_DISTANCE_UM",
@@ -80,16 +80,11 @@ def _fill_small_holes(mask: np.ndarray, max_hole_px: float) -> np.ndarray:
     n, lab = cv2.connectedComponents(background, connectivity=4, ltype=cv2.CV_32S)
     if n <= 1:
         return mask
-    area = np.bincount(lab.ravel(), minlength=n)
-    border = np.zeros(n, dtype=bool)
-    for edge in (lab[0], lab[-1], lab[:, 0], lab[:, -1]):
-        border[edge] = True
-    fill = ~border & (area <= max_hole_px)
-    fill[0] = False
+    fill = small_holes(lab, n, max_hole_px)
     if not fill.any():
         return mask
     filled = mask.copy()
-    filled[y0:y1, x0:x1] |= np.take(fill, lab)
+    set_where(filled[y0:y1, x0:x1], lab, fill)
     return filled
 
 
@@ -134,7 +129,7 @@ def _maxima(mask: np.ndarray, score: np.ndarray, min_distance_px: float) -> np.n
 
 def _partition(
     mask: np.ndarray, score: np.ndarray, peaks: np.ndarray, core_fraction: float
-) -> tuple[np.ndarray, np.ndarray, int]:
+) -> tuple[np.ndarray, int]:
     """Label the foreground, one object per maximum of ``score``.
 
     Markers are the 8-connected groups of ``peaks`` (maxima of ``score``,
@@ -157,24 +152,23 @@ def _partition(
 
     Returns
     -------
-    fg_idx : ndarray, intp
-        Flat indices of the foreground pixels (raster order).
-    fg_label : ndarray, int32
-        Their labels (0 = none), numbered 1..n_labels - 1.
+    labels : ndarray, int32, shape of ``mask``
+        0 off the foreground and on foreground pixels left unlabelled, else
+        1..n_labels - 1.
     n_labels : int
         One more than the largest possible label.
     """
     h, w = mask.shape
     rows = np.flatnonzero(mask.any(axis=1))
     if rows.size == 0:
-        return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.int32), 1
+        return np.zeros(mask.shape, dtype=np.int32), 1
     cols = np.flatnonzero(mask.any(axis=0))
     m = _BOX_MARGIN_PX
     y0, x0 = max(0, int(rows[0]) - m) & ~1, max(0, int(cols[0]) - m) & ~1
     y1, x1 = min(h, int(rows[-1]) + m + 1), min(w, int(cols[-1]) + m + 1)
     if (y1 - y0) * (x1 - x0) < _BOX_MAX_FRACTION * h * w:
         box = (slice(y0, y1), slice(x0, x1))
-        fg_idx, fg_label, n_labels, fits = _partition_box(
+        box_labels, n_labels, fits = _partition_box(
             np.ascontiguousarray(mask[box]),
             np.ascontiguousarray(score[box]),
             np.ascontiguousarray(peaks[box]),
@@ -182,34 +176,29 @@ def _partition(
             2.0 * m - 1.0,
         )
         if fits:
-            row, col = np.divmod(fg_idx, x1 - x0)
-            return (row + y0) * w + (col + x0), fg_label, n_labels
-    fg_idx, fg_label, n_labels, _ = _partition_box(mask, score, peaks, core_fraction, np.inf)
-    return fg_idx, fg_label, n_labels
+            labels = np.zeros(mask.shape, dtype=np.int32)
+            labels[box] = box_labels
+            return labels, n_labels
+    labels, n_labels, _ = _partition_box(mask, score, peaks, core_fraction, np.inf)
+    return labels, n_labels
 
 
 def _partition_box(
     mask: np.ndarray, score: np.ndarray, peaks: np.ndarray, core_fraction: float, max_dist_px: float
-) -> tuple[np.ndarray, np.ndarray, int, bool]:
+) -> tuple[np.ndarray, int, bool]:
     """:func:`_partition` on one contiguous image.
 
-    The last item is False (and the labels are not computed) when a
+    The last item is False (and the labels are not finished) when a
     foreground pixel lies ``max_dist_px`` or more from its nearest peak or
     core.
     """
-    fg = mask.view(np.uint8)
-    fg_idx = np.flatnonzero(mask)
-    n_comp, comp = cv2.connectedComponents(fg, connectivity=8, ltype=cv2.CV_32S)
-    if n_comp <= 1:
-        return fg_idx, np.zeros(0, dtype=np.int32), 1, True
-    # np.take: gathers here are about twice as fast as fancy indexing.
-    fg_comp = np.take(comp.ravel(), fg_idx)
+    n_comp, comp = cv2.connectedComponents(mask.view(np.uint8), connectivity=8, ltype=cv2.CV_32S)
     peak_idx = np.flatnonzero(peaks)
-    if peak_idx.size == 0:
-        return fg_idx, fg_comp, n_comp, True
-    n_mark, markers = cv2.connectedComponents(peaks.view(np.uint8), connectivity=8, ltype=cv2.CV_32S)
-    if n_mark <= 2:
-        return fg_idx, fg_comp, n_comp, True
+    n_mark = 0
+    if n_comp > 1 and peak_idx.size:
+        n_mark, markers = cv2.connectedComponents(peaks.view(np.uint8), connectivity=8, ltype=cv2.CV_32S)
+    if n_mark <= 2:  # one nucleus a blob
+        return comp, max(n_comp, 1), True
     peak_marker = markers.ravel()[peak_idx]
     # A blob with one marker is that nucleus; a blob without a marker of its
     # own (a maximum dominated from across a narrow gap) is one nucleus; only
@@ -219,74 +208,48 @@ def _partition_box(
     marker_comp = np.zeros(n_mark, dtype=np.int32)
     marker_comp[peak_marker] = comp.ravel()[peak_idx]
     n_markers = np.bincount(marker_comp[1:], minlength=n_comp)
+    n_markers[0] = 0  # the background is not a blob
     comp_label = np.arange(n_comp, dtype=np.int32) + np.int32(n_mark - 1)
     single = np.flatnonzero(n_markers[marker_comp[1:]] == 1) + 1
     comp_label[marker_comp[single]] = single
-    fg_label = np.take(comp_label, fg_comp)
-    split = np.take(n_markers, fg_comp) >= 2
-    if not split.any():
-        return fg_idx, fg_label, n_mark + n_comp - 1, True
-    idx, idx_comp = fg_idx[split], fg_comp[split]
-    score_flat = score.ravel()
+    n_labels = n_mark + n_comp - 1
+    if n_markers.max() < 2:
+        comp_label[0] = 0
+        return np.take(comp_label, comp), n_labels, True
     peak_value = np.zeros(n_mark, dtype=np.float32)
-    np.maximum.at(peak_value, peak_marker, score_flat[peak_idx])
+    scatter_max(peak_value, peak_marker, score.ravel()[peak_idx])
     # The nearest marker and the nearest core are looked up at half
     # resolution (the distance transforms with labels are the costliest step
     # of detection): 2 x 2 blocks on even rows and columns, each holding the
     # largest label in it. A pixel's nearest marker or core is then off by
     # at most a pixel, which moves the cut between two nuclei by as much.
     # Only the markers and cores of blobs being split take part.
-    half_index = _half_index(mask.shape).ravel()
-    half = np.take(half_index, idx)
+    h, w = mask.shape
+    half_shape = ((h + 1) // 2, (w + 1) // 2)
     splits = n_markers[marker_comp[peak_marker]] >= 2
-    marker_half = _block_max_at(mask.shape, np.take(half_index, peak_idx[splits]), peak_marker[splits])
+    row, col = np.divmod(peak_idx[splits], w)
+    marker_half = np.zeros(half_shape, dtype=np.int32)
+    scatter_max(marker_half.ravel(), (row // 2) * half_shape[1] + col // 2, peak_marker[splits])
     dist, near = cv2.distanceTransformWithLabels(
         (marker_half == 0).view(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL
     )
-    blocks = None
-    if max_dist_px < np.inf:
-        blocks = np.zeros(mask.shape, dtype=np.uint8)
-        blocks.ravel()[idx] = 1
-        blocks = _block_max(blocks)
-        if 2.0 * cv2.minMaxLoc(dist, mask=blocks)[1] + 2.0 >= max_dist_px:
-            return fg_idx, fg_label, n_mark + n_comp - 1, False
     seeds = np.concatenate([np.zeros(1, dtype=np.int32), marker_half[marker_half != 0]])
-    marker = np.take(np.take(seeds, near).ravel(), half)
-    in_core = np.take(score_flat, idx) >= np.float32(core_fraction) * np.take(peak_value, marker)
-    core_half = _block_max_at(mask.shape, half[in_core], marker[in_core])
+    labels = np.zeros(mask.shape, dtype=np.int32)
+    core_half = np.zeros(half_shape, dtype=np.int32)
+    blocks = np.zeros(half_shape, dtype=np.uint8)
+    blob_markers(
+        comp, comp_label, n_markers, near, seeds, score, peak_value, np.float32(core_fraction), labels, core_half, blocks
+    )
+    if max_dist_px < np.inf and 2.0 * cv2.minMaxLoc(dist, mask=blocks)[1] + 2.0 >= max_dist_px:
+        return labels, n_labels, False
     dist, near = cv2.distanceTransformWithLabels(
         (core_half == 0).view(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL
     )
-    if blocks is not None and 2.0 * cv2.minMaxLoc(dist, mask=blocks)[1] + 2.0 >= max_dist_px:
-        return fg_idx, fg_label, n_mark + n_comp - 1, False
+    if max_dist_px < np.inf and 2.0 * cv2.minMaxLoc(dist, mask=blocks)[1] + 2.0 >= max_dist_px:
+        return labels, n_labels, False
     seeds = np.concatenate([np.zeros(1, dtype=np.int32), core_half[core_half != 0]])
-    label = np.take(np.take(seeds, near).ravel(), half)
-    np.copyto(label, marker, where=in_core)
-    label[np.take(marker_comp, label) != idx_comp] = 0  # nearer to a core of another blob: left out
-    fg_label[split] = label
-    return fg_idx, fg_label, n_mark + n_comp - 1, True
-
-
-@functools.lru_cache(maxsize=4)
-def _half_index(shape: tuple[int, int]) -> np.ndarray:
-    """Flat index of each pixel's 2 x 2 block (even rows and columns) in the half-resolution image.
-
-    Cached: tiles mostly share a few shapes, and a lookup in this map is
-    several times faster than the integer arithmetic per pixel.
-    """
-    h, w = shape
-    h2, w2 = (h + 1) // 2, (w + 1) // 2
-    index = np.arange(h2 * w2, dtype=np.int32).reshape(h2, w2)
-    index = np.ascontiguousarray(cv2.resize(index, (2 * w2, 2 * h2), interpolation=cv2.INTER_NEAREST)[:h, :w])
-    index.flags.writeable = False
-    return index
-
-
-def _block_max_at(shape: tuple[int, int], half: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """:func:`_block_max` of an int32 image of ``shape`` that is zero but for ``values`` at pixels of blocks ``half``."""
-    out = np.zeros(((shape[0] + 1) // 2, (shape[1] + 1) // 2), dtype=np.int32)
-    np.maximum.at(out.ravel(), half, values)
-    return out
+    split_labels(comp, n_markers, near, seeds, marker_comp, labels)
+    return labels, n_labels, True
 
 
 def _block_max(labels: np.ndarray) -> np.ndarray:
@@ -299,33 +262,11 @@ def _block_max(labels: np.ndarray) -> np.ndarray:
     )
 
 
-def _trim(
-    shape: tuple[int, int],
-    fg_idx: np.ndarray,
-    fg_label: np.ndarray,
-    n_labels: int,
-    image: np.ndarray,
-    min_area_px: float,
-    max_area_px: float,
-) -> np.ndarray:
+def _trim(labels: np.ndarray, n_labels: int, image: np.ndarray, min_area_px: float, max_area_px: float) -> np.ndarray:
     """Cut each object at ``_EDGE_FRACTION`` of its peak, drop it outside the area limits, number 1..n.
 
-    Returns the int32 label image; the numbering keeps the order of the
-    labels given.
+    ``labels`` (int32, from :func:`_partition`) is relabelled in place and
+    returned; the numbering keeps the order of the labels given.
     """
-    labels = np.zeros(shape, dtype=np.int32)
-    if fg_label.size == 0:
-        return labels
-    # Label 0 (foreground left unlabelled) rides along and is dropped below.
-    fg_label = fg_label.astype(np.intp)
-    value = np.take(image.ravel(), fg_idx)
-    peak = np.zeros(n_labels, dtype=np.float32)
-    np.maximum.at(peak, fg_label, value)
-    lab = np.where(value >= np.float32(_EDGE_FRACTION) * np.take(peak, fg_label), fg_label, 0)
-    area_px = np.bincount(lab, minlength=1)
-    keep = (area_px >= min_area_px) & (area_px <= max_area_px)
-    keep[0] = False
-    lut = np.zeros(len(keep), dtype=np.int32)
-    lut[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
-    labels.ravel()[fg_idx] = np.take(lut, lab)
+    trim_labels(labels, n_labels, image, np.float32(_EDGE_FRACTION), min_area_px, max_area_px)
     return labels

@@ -58,6 +58,7 @@ import cv2
 import numpy as np
 
 from ._background import _subtract_background, _surely_empty
+from ._kernels import grow_labels
 from ._nuclei import (
     _CORE_FRACTION,
     _HOLE_FRACTION,
@@ -251,16 +252,8 @@ def detect_nuclei(image_od: np.ndarray, *, mpp_um: float, params: DetectionParam
     if params.split_by_shape:
         score = image * cv2.distanceTransform(mask.view(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
     peaks = _maxima(mask, score, _SPLIT_MIN_DISTANCE_UM / mpp_um)
-    fg_idx, fg_label, n_labels = _partition(mask, score, peaks, _CORE_FRACTION)
-    return _trim(
-        image.shape,
-        fg_idx,
-        fg_label,
-        n_labels,
-        image,
-        params.min_area_um2 / px_area_um2,
-        params.max_area_um2 / px_area_um2,
-    )
+    labels, n_labels = _partition(mask, score, peaks, _CORE_FRACTION)
+    return _trim(labels, n_labels, image, params.min_area_um2 / px_area_um2, params.max_area_um2 / px_area_um2)
 
 
 def expand_cells(nuclei: np.ndarray, *, mpp_um: float, params: DetectionParams = DetectionParams()) -> np.ndarray:
@@ -308,13 +301,10 @@ def expand_cells(nuclei: np.ndarray, *, mpp_um: float, params: DetectionParams =
     # cells move by about a pixel; the nuclei keep their own pixels.
     half = _block_max(box)
     dist, near = cv2.distanceTransformWithLabels((half == 0).view(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL)
-    grown = np.take(np.concatenate([np.zeros(1, dtype=np.int32), half[half != 0]]), near)
-    grown[dist > (radius_px - 1.0) / 2.0] = 0
-    grown = cv2.resize(grown, (2 * half.shape[1], 2 * half.shape[0]), interpolation=cv2.INTER_NEAREST)
-    grown = grown[: box.shape[0], : box.shape[1]]
-    np.copyto(grown, box, where=box != 0)
+    seeds = np.concatenate([np.zeros(1, dtype=np.int32), half[half != 0]])
+    grown = grow_labels(box, near, dist, seeds, np.float32((radius_px - 1.0) / 2.0))
     if box.shape == labels.shape:
-        return np.ascontiguousarray(grown)
+        return grown
     cells = np.zeros_like(labels)
     cells[y0:y1, x0:x1] = grown
     return cells

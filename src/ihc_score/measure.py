@@ -1,8 +1,8 @@
 """Per-cell measurements: the :class:`CellTable` and :func:`measure_cells`.
 
 :func:`measure_cells` measures the nucleus, cytoplasm (cell minus nucleus)
-and whole cell of every labelled cell at once with ``np.bincount`` and
-``np.maximum.at``, from the nucleus and cell label images of
+and whole cell of every labelled cell in one pass over the pixels
+(:func:`ihc_score._kernels.label_stats`), from the nucleus and cell label images of
 :func:`ihc_score.cells.detect_nuclei` and :func:`ihc_score.cells.expand_cells`
 and the stain OD channels of :func:`ihc_score.stain.deconvolve`. Both names
 are re-exported by :mod:`ihc_score.cells`.
@@ -20,6 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 import numpy as np
+
+from ._kernels import label_stats
 
 __all__ = [
     "CellTable",
@@ -142,39 +144,16 @@ def measure_cells(
     shape = nuclei.shape
     if cells.shape != shape or hematoxylin_od.shape != shape or dab_od.shape != shape:
         raise ValueError("nuclei, cells, hematoxylin_od and dab_od must have the same shape")
-    nuc = np.ascontiguousarray(nuclei).ravel()
-    cel = np.ascontiguousarray(cells).ravel()
+    nuc = np.ascontiguousarray(nuclei, dtype=np.int32).ravel()
+    cel = np.ascontiguousarray(cells, dtype=np.int32).ravel()
     n = int(max(nuc.max(initial=0), cel.max(initial=0)))
     if n == 0:
         return CellTable.empty()
-    # Flat indices of labelled pixels (raster order, from boolean masks: much
-    # faster than np.flatnonzero on int32) and their labels as intp (what
-    # np.bincount casts to), reused for every sum; np.bincount sums each
-    # label's pixels in that order in float64.
-    idx_n = np.flatnonzero(nuc != 0)
-    lab_n = np.take(nuc, idx_n).astype(np.intp)
-    idx_c = np.flatnonzero(cel != 0)
-    lab_c = np.take(cel, idx_c).astype(np.intp)
-    # reshape, not ravel: a channel of an (H, W, 3) array is viewed, not copied.
-    h = hematoxylin_od.reshape(-1)
-    d = dab_od.reshape(-1)
-    dab_n = d[idx_n]
-    dab_c = d[idx_c]
-    # Floor division and a multiply-subtract: three times faster than np.divmod.
-    row = idx_n // shape[1]
-    col = idx_n - row * shape[1]
-    area_n = np.bincount(lab_n, minlength=n + 1)[1:].astype(np.float64)
-    area_c = np.bincount(lab_c, minlength=n + 1)[1:].astype(np.float64)
-    sum_x = np.bincount(lab_n, col, minlength=n + 1)[1:]
-    sum_y = np.bincount(lab_n, row, minlength=n + 1)[1:]
-    sum_h = np.bincount(lab_n, h[idx_n], minlength=n + 1)[1:]
-    sum_dn = np.bincount(lab_n, dab_n, minlength=n + 1)[1:]
-    sum_dc = np.bincount(lab_c, dab_c, minlength=n + 1)[1:]
-    # Grouped maxima: nucleus pixels in groups 1..n, cytoplasm pixels in n+1..2n.
-    cyto = np.take(nuc, idx_c) == 0
-    maxima = np.full(2 * n + 1, -np.inf, dtype=np.float32)
-    np.maximum.at(maxima, lab_n, dab_n.astype(np.float32, copy=False))
-    np.maximum.at(maxima, lab_c[cyto] + n, dab_c[cyto].astype(np.float32, copy=False))
+    # One pass over the pixels; reshape, not ravel: a channel of an
+    # (H, W, 3) array is viewed, not copied.
+    area_n, area_c, sum_x, sum_y, sum_h, sum_dn, sum_dc, max_n, max_c = (
+        a[1:] for a in label_stats(nuc, cel, hematoxylin_od.reshape(-1), dab_od.reshape(-1), shape[1], n)
+    )
     area_cyto = area_c - area_n
     with np.errstate(invalid="ignore", divide="ignore"):
         nan_n = np.where(area_n > 0, 1.0, np.nan)
@@ -185,10 +164,10 @@ def measure_cells(
             cell_area_um2=area_c * mpp_um * mpp_um,
             hematoxylin_od_mean=sum_h / area_n,
             dab_nucleus_mean=sum_dn / area_n,
-            dab_nucleus_max=np.where(area_n > 0, maxima[1 : n + 1], np.nan),
+            dab_nucleus_max=np.where(area_n > 0, max_n, np.nan),
             dab_cytoplasm_mean=np.where(area_cyto > 0, (sum_dc - sum_dn) / area_cyto, np.nan),
-            dab_cytoplasm_max=np.where(area_cyto > 0, maxima[n + 1 :], np.nan),
+            dab_cytoplasm_max=np.where(area_cyto > 0, max_c, np.nan),
             dab_cell_mean=sum_dc / area_c,
-            dab_cell_max=np.maximum(maxima[1 : n + 1], maxima[n + 1 :]) * nan_n,
+            dab_cell_max=np.maximum(max_n, max_c) * nan_n,
         )
     return table

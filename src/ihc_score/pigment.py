@@ -91,6 +91,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from ._kernels import label_counts
+
 __all__ = ["PigmentParams", "granule_contrast", "pigment_mask", "cell_pigment_fraction"]
 
 
@@ -255,8 +257,5 @@ def cell_pigment_fraction(cell_labels: np.ndarray, mask: np.ndarray, n_cells: in
     on = np.ascontiguousarray(mask).ravel()
     if n_cells == 0 or not on.any():  # most tiles: no pigment, no cell pixel to count
         return np.zeros(n_cells, dtype=np.float32)
-    lab = labels[(labels > 0) & (labels <= n_cells)]
-    area = np.bincount(lab, minlength=n_cells + 1)[1:]
-    lab = labels[on]
-    pig = np.bincount(lab[(lab > 0) & (lab <= n_cells)], minlength=n_cells + 1)[1:]
+    area, pig = (a[1:] for a in label_counts(labels, on, n_cells))
     return np.where(area > 0, pig / np.maximum(area, 1), 0.0).astype(np.float32)

@@ -69,7 +69,7 @@ def _environment() -> dict[str, Any]:
     versions = {}
     for dist in (
         "numpy", "scipy", "scikit-image", "opencv-python-headless", "openslide-python", "openslide-bin",
-        "tifffile", "imagecodecs", "pillow", "shapely", "dask", "distributed", "click",
+        "tifffile", "imagecodecs", "pillow", "shapely", "dask", "distributed", "click", "numba",
     ):  # fmt: skip
         try:
             versions[dist] = metadata.version(dist)

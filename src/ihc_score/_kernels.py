@@ -1,0 +1,282 @@
+"""Compiled loops over labelled pixels, for the costliest gathers of detection and measurement.
+
+Each kernel does in one pass over the pixels what a chain of NumPy
+gathers, ``np.bincount`` and ``ufunc.at`` calls did in several passes and
+temporary arrays. The arithmetic is the same and in the same order
+(float64 sums in raster order, float32 products and comparisons where the
+NumPy formulation had them, maxima as ``np.maximum``), so the results are
+bit-identical to those formulations; ``tests/test_kernels.py`` checks each
+kernel against its NumPy formulation.
+
+Compiled by Numba on first use and cached on disk (beside this module, or
+in the user's cache folder where that is read-only), so a worker process
+loads them in milliseconds.
+
+Conventions
+-----------
+Images are passed raveled (1-D, raster order); ``width`` is the row length.
+Labels are >= 0, 0 = none; a negative label raises ``ValueError``.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+__all__ = [
+    "label_stats",
+    "trim_labels",
+    "label_counts",
+    "small_holes",
+    "set_where",
+    "scatter_max",
+    "blob_markers",
+    "split_labels",
+    "grow_labels",
+]
+
+_jit = numba.njit(cache=True, nogil=True)
+
+
+@_jit
+def _maximum(m, v):  # np.maximum: a NaN on either side wins
+    if m != m:
+        return m
+    if v != v or v > m:
+        return v
+    return m
+
+
+@_jit
+def label_stats(nuc, cel, hema, dab, width, n):
+    """Per-label sums and maxima of nuclei and cells (:func:`ihc_score.measure.measure_cells`).
+
+    Parameters
+    ----------
+    nuc, cel : 1-D int32
+        Nucleus and cell labels, 0..n.
+    hema, dab : 1-D float
+        Hematoxylin and DAB OD.
+    width : int
+        Row length, px.
+    n : int
+        Largest label.
+
+    Returns
+    -------
+    area_n, area_c, sum_x, sum_y, sum_h, sum_dn, sum_dc : float64, (n + 1,)
+        Nucleus and cell pixel counts, sums of nucleus column, row,
+        hematoxylin, DAB, and of cell DAB (index 0 unused).
+    max_n, max_c : float32, (n + 1,)
+        Largest DAB OD of each nucleus and of each cytoplasm (cell pixels
+        outside any nucleus); -inf where none.
+    """
+    area_n = np.zeros(n + 1)
+    area_c = np.zeros(n + 1)
+    sum_x = np.zeros(n + 1)
+    sum_y = np.zeros(n + 1)
+    sum_h = np.zeros(n + 1)
+    sum_dn = np.zeros(n + 1)
+    sum_dc = np.zeros(n + 1)
+    max_n = np.full(n + 1, -np.inf, dtype=np.float32)
+    max_c = np.full(n + 1, -np.inf, dtype=np.float32)
+    for i in range(nuc.size):
+        k = nuc[i]
+        c = cel[i]
+        if k < 0 or c < 0:
+            raise ValueError("labels must be >= 0")
+        if k == 0 and c == 0:
+            continue
+        d = dab[i]
+        if k != 0:
+            row = i // width
+            area_n[k] += 1.0
+            sum_x[k] += i - row * width
+            sum_y[k] += row
+            sum_h[k] += hema[i]
+            sum_dn[k] += d
+            max_n[k] = _maximum(max_n[k], np.float32(d))
+        if c != 0:
+            area_c[c] += 1.0
+            sum_dc[c] += d
+            if k == 0:
+                max_c[c] = _maximum(max_c[c], np.float32(d))
+    return area_n, area_c, sum_x, sum_y, sum_h, sum_dn, sum_dc, max_n, max_c
+
+
+@_jit
+def trim_labels(labels, n_labels, image, edge_fraction, min_area, max_area):
+    """Cut objects at ``edge_fraction`` of their peak, keep areas within limits, number 1..k (:func:`ihc_score._nuclei._trim`).
+
+    Relabels ``labels`` (2-D int32, 0..n_labels - 1) in place; the numbering
+    follows the order of the labels given. ``edge_fraction`` is float32,
+    the product with each peak of ``image`` is taken in float32.
+    """
+    h, w = labels.shape
+    peak = np.zeros(n_labels, dtype=np.float32)
+    for y in range(h):
+        for x in range(w):
+            lab = labels[y, x]
+            if lab < 0 or lab >= n_labels:
+                raise ValueError("labels must be in 0..n_labels - 1")
+            if lab != 0:
+                peak[lab] = _maximum(peak[lab], image[y, x])
+    area = np.zeros(n_labels, dtype=np.intp)
+    top = 0
+    for y in range(h):
+        for x in range(w):
+            lab = labels[y, x]
+            if lab != 0:
+                if image[y, x] >= edge_fraction * peak[lab]:
+                    area[lab] += 1
+                    top = max(top, lab)
+                else:
+                    labels[y, x] = 0
+    lut = np.zeros(n_labels, dtype=np.int32)
+    k = 0
+    for lab in range(1, top + 1):
+        if area[lab] >= min_area and area[lab] <= max_area:
+            k += 1
+            lut[lab] = k
+    for y in range(h):
+        for x in range(w):
+            labels[y, x] = lut[labels[y, x]]
+
+
+@_jit
+def label_counts(labels, on, n):
+    """Pixels of each label 1..n, and those of them where ``on`` (int64, (n + 1,) each, index 0 unused)."""
+    area = np.zeros(n + 1, dtype=np.int64)
+    hits = np.zeros(n + 1, dtype=np.int64)
+    for i in range(labels.size):
+        lab = labels[i]
+        if lab > 0 and lab <= n:
+            area[lab] += 1
+            if on[i]:
+                hits[lab] += 1
+    return area, hits
+
+
+@_jit
+def small_holes(lab, n, max_area):
+    """Which components 1..n-1 of ``lab`` (2-D, 0..n-1) have at most ``max_area`` px and touch no border (bool, (n,))."""
+    h, w = lab.shape
+    area = np.zeros(n, dtype=np.intp)
+    for y in range(h):
+        for x in range(w):
+            area[lab[y, x]] += 1
+    fill = area <= max_area
+    fill[0] = False
+    for x in range(w):
+        fill[lab[0, x]] = False
+        fill[lab[h - 1, x]] = False
+    for y in range(h):
+        fill[lab[y, 0]] = False
+        fill[lab[y, w - 1]] = False
+    return fill
+
+
+@_jit
+def set_where(out, lab, chosen):
+    """``out |= chosen[lab]`` for 2-D ``out`` and ``lab`` of one shape."""
+    h, w = lab.shape
+    for y in range(h):
+        for x in range(w):
+            if chosen[lab[y, x]]:
+                out[y, x] = True
+
+
+@_jit
+def scatter_max(out, index, values):
+    """``np.maximum.at(out, index, values)`` for 1-D ``out``."""
+    for j in range(index.size):
+        out[index[j]] = _maximum(out[index[j]], values[j])
+
+
+@_jit
+def blob_markers(comp, comp_label, n_markers, near, seeds, score, peak_value, core_fraction, labels, core_half, blocks):
+    """Label the blobs; in those to split, each pixel's nearest marker and the cores (:func:`ihc_score._nuclei._partition_box`).
+
+    Parameters
+    ----------
+    comp : 2-D int32
+        Blob (connected component of the foreground) of every pixel, 0 = none.
+    comp_label : 1-D int32
+        Label of each blob's pixels.
+    n_markers : 1-D int
+        Markers in each blob; the pixels of a blob with two or more are split.
+    near : 2-D int32
+        Distance-transform labels on 2 x 2 blocks (even rows and columns):
+        1-based index into the raster order of the seed blocks.
+    seeds : 1-D int32
+        Marker of each seed block, with 0 in front.
+    score : 2-D float32
+        The image the markers were found on.
+    peak_value : 1-D float32
+        Score of each marker's peak.
+    core_fraction : float32
+    labels : 2-D int32, zeros
+        Set to the blob's label; a pixel to split is set to its nearest
+        marker when in that marker's core (score at least ``core_fraction``
+        of the marker's peak), else to -1.
+    core_half : 2-D int32, zeros
+        Set to the largest marker of the core pixels of each block.
+    blocks : 2-D uint8, zeros
+        Set to 1 on the blocks holding a pixel to split.
+    """
+    h, w = comp.shape
+    for y in range(h):
+        for x in range(w):
+            c = comp[y, x]
+            if c == 0:
+                continue
+            if n_markers[c] < 2:
+                labels[y, x] = comp_label[c]
+                continue
+            by, bx = y // 2, x // 2
+            blocks[by, bx] = 1
+            mk = seeds[near[by, bx]]
+            if score[y, x] >= core_fraction * peak_value[mk]:
+                labels[y, x] = mk
+                if mk > core_half[by, bx]:
+                    core_half[by, bx] = mk
+            else:
+                labels[y, x] = -1
+
+
+@_jit
+def split_labels(comp, n_markers, near, seeds, marker_comp, labels):
+    """Finish :func:`blob_markers`: a pixel to split outside a core takes its nearest core's marker, 0 when that is another blob's."""
+    h, w = comp.shape
+    for y in range(h):
+        for x in range(w):
+            c = comp[y, x]
+            if c == 0 or n_markers[c] < 2:
+                continue
+            lab = labels[y, x]
+            if lab < 0:
+                lab = seeds[near[y // 2, x // 2]]
+            if marker_comp[lab] != c:
+                lab = 0
+            labels[y, x] = lab
+
+
+@_jit
+def grow_labels(box, near, dist, seeds, max_dist):
+    """Cells from nuclei and the nearest-nucleus map at half resolution (:func:`ihc_score.cells.expand_cells`).
+
+    Each pixel of ``box`` (2-D int32 nucleus labels) keeps its nucleus, or
+    takes the nucleus of its 2 x 2 block's nearest seed block when that
+    lies within ``max_dist`` (half-resolution px, float32) of it, else 0.
+    """
+    h, w = box.shape
+    out = np.empty((h, w), dtype=np.int32)
+    for y in range(h):
+        for x in range(w):
+            lab = box[y, x]
+            if lab == 0:
+                by, bx = y // 2, x // 2
+                if not dist[by, bx] > max_dist:
+                    lab = seeds[near[by, bx]]
+            out[y, x] = lab
+    return out

@@ -1,0 +1,152 @@
+"""The compiled kernels give bit-identical results to the NumPy formulations they replace."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from ihc_score import _kernels as K
+from ihc_score._nuclei import _EDGE_FRACTION, _block_max, _fill_small_holes, _trim
+from ihc_score.cells import expand_cells
+from ihc_score.measure import measure_cells
+from ihc_score.pigment import cell_pigment_fraction
+
+
+def _labels(rng: np.random.Generator, shape: tuple[int, int], n: int, fill: float) -> np.ndarray:
+    """Blobs numbered 1..n on a zero background: random seeds grown by a distance transform."""
+    seeds = np.zeros(shape, dtype=np.int32)
+    seeds.ravel()[rng.choice(seeds.size, n, replace=False)] = np.arange(1, n + 1)
+    dist, near = cv2.distanceTransformWithLabels((seeds == 0).view(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL)
+    lut = np.concatenate([[0], seeds[seeds != 0]]).astype(np.int32)
+    labels = lut[near]
+    labels[dist > fill] = 0
+    return labels
+
+
+def _measure_reference(nuclei, cells, hema, dab):
+    """Sums and maxima as ``np.bincount`` and ``np.maximum.at`` give them."""
+    shape = nuclei.shape
+    nuc, cel = nuclei.ravel(), cells.ravel()
+    n = int(max(nuc.max(), cel.max()))
+    idx_n, idx_c = np.flatnonzero(nuc), np.flatnonzero(cel)
+    lab_n, lab_c = nuc[idx_n].astype(np.intp), cel[idx_c].astype(np.intp)
+    h, d = hema.reshape(-1), dab.reshape(-1)
+    row, col = np.divmod(idx_n, shape[1])
+    out = [np.bincount(lab_n, minlength=n + 1)[1:].astype(np.float64), np.bincount(lab_c, minlength=n + 1)[1:].astype(np.float64)]
+    out += [np.bincount(lab_n, w, minlength=n + 1)[1:] for w in (col, row, h[idx_n], d[idx_n])]
+    out.append(np.bincount(lab_c, d[idx_c], minlength=n + 1)[1:])
+    cyto = nuc[idx_c] == 0
+    maxima = np.full(2 * n + 1, -np.inf, dtype=np.float32)
+    np.maximum.at(maxima, lab_n, d[idx_n].astype(np.float32))
+    np.maximum.at(maxima, lab_c[cyto] + n, d[idx_c][cyto].astype(np.float32))
+    return out + [maxima[1 : n + 1], maxima[n + 1 :]]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_label_stats_equal_bincount_sums_and_grouped_maxima(seed):
+    rng = np.random.default_rng(seed)
+    nuclei = _labels(rng, (97, 131), 40, 3.0)
+    cells = expand_cells(nuclei, mpp_um=0.5)
+    cells[rng.random(cells.shape) < 0.02] = 0  # cells need not hold all of their nucleus here
+    conc = rng.gamma(1.0, 0.3, size=(*nuclei.shape, 3)).astype(np.float32)
+    n = int(cells.max())
+    got = K.label_stats(nuclei.ravel(), cells.ravel(), conc[..., 0].reshape(-1), conc[..., 1].reshape(-1), nuclei.shape[1], n)
+    want = _measure_reference(nuclei, cells, conc[..., 0], conc[..., 1])
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g[1:], w)
+    table = measure_cells(nuclei, cells, conc[..., 0], conc[..., 1], mpp_um=0.5)
+    np.testing.assert_array_equal(table.a_x, (want[2] / want[0]).astype(table.a_x.dtype))
+    np.testing.assert_array_equal(table.dab_cell_mean, (want[6] / want[1]).astype(table.dab_cell_mean.dtype))
+
+
+def test_negative_labels_are_refused():
+    nuclei = np.zeros((4, 4), dtype=np.int32)
+    nuclei[1, 1] = -3
+    od = np.zeros((4, 4), dtype=np.float32)
+    with pytest.raises(ValueError, match=">= 0"):
+        measure_cells(nuclei, np.abs(nuclei), od, od, mpp_um=0.5)
+
+
+def test_scatter_max_is_numpy_maximum_at_nan_included():
+    rng = np.random.default_rng(3)
+    values = rng.normal(size=500).astype(np.float32)
+    values[[7, 300]] = np.nan
+    index = rng.integers(0, 60, 500)
+    want = np.full(60, -np.inf, dtype=np.float32)
+    with np.errstate(invalid="ignore"):
+        np.maximum.at(want, index, values)
+    got = np.full(60, -np.inf, dtype=np.float32)
+    K.scatter_max(got, index, values)
+    np.testing.assert_array_equal(got, want)
+
+
+def _trim_reference(labels, n_labels, image, min_area, max_area):
+    fg_idx = np.flatnonzero(labels)
+    fg_label = labels.ravel()[fg_idx].astype(np.intp)
+    value = image.ravel()[fg_idx]
+    peak = np.zeros(n_labels, dtype=np.float32)
+    np.maximum.at(peak, fg_label, value)
+    lab = np.where(value >= np.float32(_EDGE_FRACTION) * peak[fg_label], fg_label, 0)
+    area = np.bincount(lab, minlength=1)
+    keep = (area >= min_area) & (area <= max_area)
+    keep[0] = False
+    lut = np.zeros(len(keep), dtype=np.int32)
+    lut[keep] = np.arange(1, int(keep.sum()) + 1)
+    out = np.zeros(labels.shape, dtype=np.int32)
+    out.ravel()[fg_idx] = lut[lab]
+    return out
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_trim_cuts_filters_and_renumbers_as_numpy(seed):
+    rng = np.random.default_rng(seed)
+    labels = _labels(rng, (120, 90), 60, 5.0) * 3  # gaps in the numbering
+    image = cv2.GaussianBlur(rng.random(labels.shape).astype(np.float32), (0, 0), 2.0)
+    want = _trim_reference(labels, int(labels.max()) + 1, image, 12.0, 60.0)
+    got = _trim(labels.copy(), int(labels.max()) + 1, image, 12.0, 60.0)
+    assert 0 < got.max() < labels.max() // 3
+    np.testing.assert_array_equal(got, want)
+
+
+def test_small_holes_filled_as_bincount_and_border_rule():
+    rng = np.random.default_rng(4)
+    mask = rng.random((80, 70)) < 0.7
+    background = (~mask).view(np.uint8)
+    n, lab = cv2.connectedComponents(np.ascontiguousarray(background), connectivity=4, ltype=cv2.CV_32S)
+    area = np.bincount(lab.ravel(), minlength=n)
+    border = np.zeros(n, dtype=bool)
+    for edge in (lab[0], lab[-1], lab[:, 0], lab[:, -1]):
+        border[edge] = True
+    fill = ~border & (area <= 3)
+    fill[0] = False
+    np.testing.assert_array_equal(K.small_holes(lab, n, 3.0), fill)
+    assert fill.any()
+    # the box of _fill_small_holes is the whole mask here: every hole is filled, nothing else
+    np.testing.assert_array_equal(_fill_small_holes(mask, 3.0), mask | fill[lab])
+
+
+def test_grow_labels_is_the_nearest_block_lookup_of_expand_cells():
+    rng = np.random.default_rng(5)
+    nuclei = _labels(rng, (101, 77), 25, 2.0)
+    radius_px = 10.0
+    half = _block_max(nuclei)
+    dist, near = cv2.distanceTransformWithLabels((half == 0).view(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL)
+    want = np.take(np.concatenate([[0], half[half != 0]]).astype(np.int32), near)
+    want[dist > (radius_px - 1.0) / 2.0] = 0
+    want = cv2.resize(want, (2 * half.shape[1], 2 * half.shape[0]), interpolation=cv2.INTER_NEAREST)[:101, :77]
+    np.copyto(want, nuclei, where=nuclei != 0)
+    np.testing.assert_array_equal(expand_cells(nuclei, mpp_um=0.5), want)
+
+
+def test_pigment_fraction_counts_as_bincount():
+    rng = np.random.default_rng(6)
+    cells = _labels(rng, (60, 60), 30, 4.0)
+    mask = rng.random(cells.shape) < 0.3
+    n = 20  # labels above n are ignored
+    lab = cells.ravel()
+    area = np.bincount(lab[(lab > 0) & (lab <= n)], minlength=n + 1)[1:]
+    on = lab[mask.ravel()]
+    pig = np.bincount(on[(on > 0) & (on <= n)], minlength=n + 1)[1:]
+    want = np.where(area > 0, pig / np.maximum(area, 1), 0.0).astype(np.float32)
+    np.testing.assert_array_equal(cell_pigment_fraction(cells, mask, n), want)
