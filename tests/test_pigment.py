@@ -141,6 +141,33 @@ def test_cell_pigment_fraction_golden() -> None:
     assert cell_pigment_fraction(labels, mask, 2).tolist() == [0.5, 0.5]  # labels above n_cells ignored
 
 
+@pytest.mark.parametrize("name", ["melanotic", "amelanotic", "hemosiderin"])
+def test_banded_pigment_mask_equals_the_whole_tile_computation(melanoma: dict, name: str) -> None:
+    from ihc_score.pigment import _granules
+
+    f = melanoma[name]
+    whole = _granules(f["conc"], 3, PigmentParams())
+    np.testing.assert_array_equal(pigment_mask(f["rgb"], f["conc"], mpp_um=A_MPP), whole)
+
+
+def test_banded_pigment_mask_on_granules_at_edges_and_close_together() -> None:
+    """Granules at the tile's edges and corners, and two bands just apart and just merged, as the whole tile."""
+    from ihc_score.pigment import _granules
+    from ihc_score.stain import compose_rgb
+
+    melanin = pg.pigment_concentrations(DEFAULT_STAINS)[0]
+    conc = np.zeros((120, 90, 3), np.float32)
+    conc[..., 1] = 0.3
+    reach = 2 * 3 + 2
+    for y, x in [(0, 0), (0, 45), (60, 88), (118, 89), (30, 10), (30 + 2 * reach + 2, 70), (90, 20), (90 + 2 * reach, 60)]:
+        conc[y : y + 2, x : x + 2] += 2.0 * melanin
+    rgb = compose_rgb(conc, DEFAULT_STAINS)
+    conc = deconvolve(rgb, DEFAULT_STAINS)
+    whole = _granules(conc, 3, PigmentParams())
+    assert whole.sum() >= 24  # most of the 8 granules of 4 px
+    np.testing.assert_array_equal(pigment_mask(rgb, conc, mpp_um=A_MPP), whole)
+
+
 def test_diffuse_dab_and_one_dark_granule() -> None:
     # 3+ diffuse cytoplasm (DAB 0.9 OD) with one 2-px melanin granule of OD 2 on it
     conc = np.zeros((40, 40, 3), np.float32)

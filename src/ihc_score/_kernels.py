@@ -8,9 +8,10 @@ NumPy formulation had them, maxima as ``np.maximum``), so the results are
 bit-identical to those formulations; ``tests/test_kernels.py`` checks each
 kernel against its NumPy formulation.
 
-Compiled by Numba on first use and cached on disk (beside this module, or
-in the user's cache folder where that is read-only), so a worker process
-loads them in milliseconds.
+Compiled by Numba on first use (a few seconds, once after each install)
+and cached on disk, beside this module or, where that is read-only, in the
+user's cache folder (``NUMBA_CACHE_DIR`` chooses another); a process then
+loads them all in about 0.3 s (:func:`warm_up`).
 
 Conventions
 -----------
@@ -27,15 +28,23 @@ __all__ = [
     "label_stats",
     "trim_labels",
     "label_counts",
+    "pigment_candidates",
     "small_holes",
     "set_where",
     "scatter_max",
     "blob_markers",
     "split_labels",
     "grow_labels",
+    "warm_up",
 ]
 
-_jit = numba.njit(cache=True, nogil=True)
+
+
+def _jit(fn):
+    try:
+        return numba.njit(cache=True, nogil=True)(fn)
+    except RuntimeError:  # no writable cache folder at all: compiled anew in each process
+        return numba.njit(nogil=True)(fn)
 
 
 @_jit
@@ -155,6 +164,29 @@ def label_counts(labels, on, n):
             if on[i]:
                 hits[lab] += 1
     return area, hits
+
+
+@_jit
+def pigment_candidates(conc, min_dab, min_residual, max_ratio):
+    """Pixels passing the colour test of a pigment core (:func:`ihc_score.pigment.pigment_mask`).
+
+    ``conc`` is float32 (H, W, 3): hematoxylin, DAB, residual OD; the
+    thresholds are float32, and the comparisons are made in float32 as
+    OpenCV's ``compare`` makes them. Returns their rows and columns (intp,
+    raster order).
+    """
+    h, w = conc.shape[0], conc.shape[1]
+    rows = np.empty(h * w, dtype=np.intp)
+    cols = np.empty(h * w, dtype=np.intp)
+    k = 0
+    for y in range(h):
+        for x in range(w):
+            d = conc[y, x, 1]
+            if d >= min_dab and conc[y, x, 2] >= min_residual and conc[y, x, 0] <= d * max_ratio:
+                rows[k] = y
+                cols[k] = x
+                k += 1
+    return rows[:k].copy(), cols[:k].copy()
 
 
 @_jit
@@ -280,3 +312,35 @@ def grow_labels(box, near, dist, seeds, max_dist):
                     lab = seeds[near[by, bx]]
             out[y, x] = lab
     return out
+
+
+def warm_up() -> None:
+    """Load every kernel now, for the argument types tile scoring passes them.
+
+    A worker process calls this while the main process plans a slide, so
+    that its first tile does not wait for the kernels to be loaded from the
+    disk cache (about 0.3 s) or compiled. Arrays that are views of larger
+    ones (a channel of an RGB image, a box of a tile) have their own
+    compiled version, so both kinds are loaded.
+    """
+    one = np.ones((2, 2), dtype=np.int32)
+    zero = np.zeros((2, 2), dtype=np.int32)
+    image = np.ones((2, 2), dtype=np.float32)
+    rgb = np.ones((2, 2, 3), dtype=np.float32)
+    flags = np.zeros((2, 2), dtype=np.bool_)
+    label_stats(one.ravel(), one.ravel(), rgb[..., 0].reshape(-1), rgb[..., 1].reshape(-1), 2, 1)
+    trim_labels(one.copy(), 2, image, np.float32(0.5), 1.0, 9.0)
+    label_counts(one.ravel(), flags.ravel(), 1)
+    pigment_candidates(rgb, np.float32(1.0), np.float32(0.1), np.float32(0.5))
+    small_holes(zero, 1, 1.0)
+    for out in (np.zeros((2, 3), dtype=np.bool_)[:, :2], flags):
+        set_where(out, zero, np.zeros(1, dtype=np.bool_))
+    scatter_max(np.zeros(2, dtype=np.float32), np.zeros(1, dtype=np.int32), np.ones(1, dtype=np.float32))
+    scatter_max(np.zeros(2, dtype=np.int32), np.zeros(1, dtype=np.int64), np.ones(1, dtype=np.int32))
+    seeds = np.zeros(2, dtype=np.int32)
+    n_markers = np.zeros(2, dtype=np.int64)
+    blob_markers(zero, seeds, n_markers, zero, seeds, image, image.ravel(), np.float32(0.5), zero.copy(), zero.copy(),
+                 np.zeros((2, 2), dtype=np.uint8))
+    split_labels(zero, n_markers, zero, seeds, seeds, zero.copy())
+    for box in (np.zeros((2, 3), dtype=np.int32)[:, :2], zero):
+        grow_labels(box, zero, image, seeds, np.float32(1.0))

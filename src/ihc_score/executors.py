@@ -244,7 +244,7 @@ def _one_thread() -> None:
 
 
 def _init_worker() -> None:
-    """One thread per worker process; Ctrl-C left to the main process; the pipeline imported now, not in a task.
+    """One thread per worker process; Ctrl-C left to the main process; the pipeline and its kernels loaded now, not in a task.
 
     Ctrl-C reaches every process of the terminal's group. The main process
     stops the batch and lets the calls in flight end; a worker stopped by it
@@ -253,6 +253,7 @@ def _init_worker() -> None:
     _one_thread()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     importlib.import_module(f"{__package__}.pipeline")
+    importlib.import_module(f"{__package__}._kernels").warm_up()
 
 
 def _ready() -> None:

@@ -91,7 +91,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ._kernels import label_counts
+from ._kernels import label_counts, pigment_candidates
 
 __all__ = ["PigmentParams", "granule_contrast", "pigment_mask", "cell_pigment_fraction"]
 
@@ -211,18 +211,43 @@ def pigment_mask(rgb: np.ndarray, conc: np.ndarray, *, mpp_um: float,
         raise ValueError(f"rgb and conc must be (h, w, 3) of one size, got {rgb.shape} and {conc.shape}")
     if not (math.isfinite(mpp_um) and 0.05 <= mpp_um <= 10.0):
         raise ValueError(f"mpp_um must be in 0.05-10 um/px, got {mpp_um!r}")
-    d = np.ascontiguousarray(conc[..., 1], dtype=np.float32)
-    if d.size == 0 or float(d.max()) < params.min_dab_od:
-        return np.zeros(d.shape, dtype=bool)
-    # OpenCV 0/255 masks; no candidate core (most tiles) skips the opening
-    res = np.ascontiguousarray(conc[..., 2], dtype=np.float32)
+    conc = np.asarray(conc, dtype=np.float32)
+    out = np.zeros(conc.shape[:2], dtype=bool)
+    if conc.size == 0:
+        return out
+    # The cores' colour test alone, in one pass; most tiles have none or a
+    # few, so the granule contrast (an opening) is only computed in bands of
+    # rows around them, wide enough that it is exact where it is used.
+    rows, cols = pigment_candidates(conc, np.float32(params.min_dab_od), np.float32(params.min_residual_od),
+                                    np.float32(params.max_hematoxylin_ratio))
+    radius_px = max(1, int(round(params.granule_radius_um / mpp_um)))
+    for y0, y1, x0, x1 in _bands(rows, cols, 2 * radius_px + 2, out.shape):
+        out[y0:y1, x0:x1] = _granules(conc[y0:y1, x0:x1], radius_px, params)
+    return out
+
+
+def _bands(rows: np.ndarray, cols: np.ndarray, reach: int, shape: tuple[int, ...]) -> list[tuple[int, int, int, int]]:
+    """Disjoint boxes ``(y0, y1, x0, x1)`` holding every pixel within ``reach`` of the given ones (rows ascending)."""
+    if rows.size == 0:
+        return []
+    cut = np.flatnonzero(np.diff(rows) > 2 * reach) + 1
+    boxes = []
+    for r, c in zip(np.split(rows, cut), np.split(cols, cut)):
+        boxes.append((max(0, int(r[0]) - reach), min(shape[0], int(r[-1]) + reach + 1),
+                      max(0, int(c.min()) - reach), min(shape[1], int(c.max()) + reach + 1)))
+    return boxes
+
+
+def _granules(conc: np.ndarray, radius_px: int, params: PigmentParams) -> np.ndarray:
+    """:func:`pigment_mask` on a box of a tile (exact farther than ``2 * radius_px + 1`` from its inner edges)."""
+    d = np.ascontiguousarray(conc[..., 1])
+    res = np.ascontiguousarray(conc[..., 2])
+    hema = np.ascontiguousarray(conc[..., 0])
+    # OpenCV 0/255 masks
     core = cv2.bitwise_and(cv2.compare(d, params.min_dab_od, cv2.CMP_GE),
                            cv2.compare(res, params.min_residual_od, cv2.CMP_GE))
-    hema = np.ascontiguousarray(conc[..., 0], dtype=np.float32)
     core = cv2.bitwise_and(core, cv2.compare(hema, d * np.float32(params.max_hematoxylin_ratio), cv2.CMP_LE))
-    if not cv2.countNonZero(core):
-        return np.zeros(d.shape, dtype=bool)
-    contrast = granule_contrast(d, radius_px=max(1, int(round(params.granule_radius_um / mpp_um))))
+    contrast = granule_contrast(d, radius_px=radius_px)
     core = cv2.bitwise_and(core, cv2.compare(contrast, params.min_contrast_od, cv2.CMP_GE))
     # a rim pixel keeps a fraction of its brightest neighbouring core's OD
     peak = cv2.dilate(cv2.bitwise_and(d, d, mask=core), np.ones((3, 3), np.uint8))

@@ -242,13 +242,17 @@ def concat_outlines(
     return TracedOutlines.concat(parts, keep=keep) if copy else OutlineParts.of(parts, keep=keep)
 
 
+def _mask_index(crop: TissueCrop, a: np.ndarray, axis: int) -> np.ndarray:
+    """Column (``axis`` 0, from x) or row (1, from y) of the crop's mask pixel under analysis coordinates ``a``."""
+    mask, origin, scale = crop
+    return np.clip(((a - origin[axis]) / scale).astype(np.int64), 0, mask.shape[1 - axis] - 1)
+
+
 def _on_tissue(crop: TissueCrop, a_x: np.ndarray, a_y: np.ndarray) -> np.ndarray:
-    mask, (ox, oy), scale = crop
+    mask = crop[0]
     if mask.size == 0:
         return np.zeros(np.broadcast_shapes(np.shape(a_x), np.shape(a_y)), dtype=bool)
-    mx = np.clip(((a_x - ox) / scale).astype(np.int64), 0, mask.shape[1] - 1)
-    my = np.clip(((a_y - oy) / scale).astype(np.int64), 0, mask.shape[0] - 1)
-    return mask[my, mx]
+    return mask[_mask_index(crop, a_y, 1), _mask_index(crop, a_x, 0)]
 
 
 def _core_slices(tile: Tile) -> tuple[slice, slice]:
@@ -261,7 +265,13 @@ def _core_slices(tile: Tile) -> tuple[slice, slice]:
 def _core_tissue(crop: TissueCrop, tile: Tile) -> np.ndarray:
     """Tissue mask under a tile's core at analysis resolution (nearest), shape ``(h, w)`` of the core."""
     x, y, w, h = tile.a_core
-    return _on_tissue(crop, x + np.arange(w, dtype=np.float64)[None, :], y + np.arange(h, dtype=np.float64)[:, None])
+    mask = crop[0]
+    if mask.size == 0:
+        return np.zeros((h, w), dtype=bool)
+    # the mask pixel of a column depends on x only, of a row on y only
+    cols = _mask_index(crop, x + np.arange(w, dtype=np.float64), 0)
+    rows = _mask_index(crop, y + np.arange(h, dtype=np.float64), 1)
+    return np.take(np.take(mask, rows, axis=0), cols, axis=1)
 
 
 def _in_blocks(blocks: np.ndarray, b: int, x: np.ndarray, y: np.ndarray) -> np.ndarray:
