@@ -11,12 +11,15 @@ kernel against its NumPy formulation.
 Compiled by Numba on first use (a few seconds, once after each install)
 and cached on disk, beside this module or, where that is read-only, in the
 user's cache folder (``NUMBA_CACHE_DIR`` chooses another); a process then
-loads them all in about 0.3 s (:func:`warm_up`).
+loads them all in about 0.3 s (:func:`warm_up`). The modules that call
+them import this one inside those functions: importing Numba takes about
+0.2 s and 100 MB, which a process that scores no tile (the main process of
+a batch with workers, a report) need not spend.
 
 Conventions
 -----------
-Images are passed raveled (1-D, raster order); ``width`` is the row length.
-Labels are >= 0, 0 = none; a negative label raises ``ValueError``.
+Images are 2-D, or raveled (1-D, raster order) with ``width`` the row
+length. Labels are >= 0, 0 = none; a negative label raises ``ValueError``.
 """
 
 from __future__ import annotations
@@ -37,7 +40,6 @@ __all__ = [
     "grow_labels",
     "warm_up",
 ]
-
 
 
 def _jit(fn):

@@ -13,7 +13,6 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from ._kernels import blob_markers, scatter_max, set_where, small_holes, split_labels, trim_labels
 
 __all__ = [
     "_SPLIT_MIN_DISTANCE_UM",
@@ -68,6 +67,7 @@ def _fill_small_holes(mask: np.ndarray, max_hole_px: float) -> np.ndarray:
     the box's edge touches the border, and the others (the holes) lie whole
     inside the box.
     """
+    from . import _kernels  # on first use: see its docstring
     h, w = mask.shape
     rows = np.flatnonzero(mask.any(axis=1))
     if rows.size == 0:
@@ -80,11 +80,11 @@ def _fill_small_holes(mask: np.ndarray, max_hole_px: float) -> np.ndarray:
     n, lab = cv2.connectedComponents(background, connectivity=4, ltype=cv2.CV_32S)
     if n <= 1:
         return mask
-    fill = small_holes(lab, n, max_hole_px)
+    fill = _kernels.small_holes(lab, n, max_hole_px)
     if not fill.any():
         return mask
     filled = mask.copy()
-    set_where(filled[y0:y1, x0:x1], lab, fill)
+    _kernels.set_where(filled[y0:y1, x0:x1], lab, fill)
     return filled
 
 
@@ -192,6 +192,7 @@ def _partition_box(
     foreground pixel lies ``max_dist_px`` or more from its nearest peak or
     core.
     """
+    from . import _kernels  # on first use: see its docstring
     n_comp, comp = cv2.connectedComponents(mask.view(np.uint8), connectivity=8, ltype=cv2.CV_32S)
     peak_idx = np.flatnonzero(peaks)
     n_mark = 0
@@ -217,7 +218,7 @@ def _partition_box(
         comp_label[0] = 0
         return np.take(comp_label, comp), n_labels, True
     peak_value = np.zeros(n_mark, dtype=np.float32)
-    scatter_max(peak_value, peak_marker, score.ravel()[peak_idx])
+    _kernels.scatter_max(peak_value, peak_marker, score.ravel()[peak_idx])
     # The nearest marker and the nearest core are looked up at half
     # resolution (the distance transforms with labels are the costliest step
     # of detection): 2 x 2 blocks on even rows and columns, each holding the
@@ -229,7 +230,7 @@ def _partition_box(
     splits = n_markers[marker_comp[peak_marker]] >= 2
     row, col = np.divmod(peak_idx[splits], w)
     marker_half = np.zeros(half_shape, dtype=np.int32)
-    scatter_max(marker_half.ravel(), (row // 2) * half_shape[1] + col // 2, peak_marker[splits])
+    _kernels.scatter_max(marker_half.ravel(), (row // 2) * half_shape[1] + col // 2, peak_marker[splits])
     dist, near = cv2.distanceTransformWithLabels(
         (marker_half == 0).view(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL
     )
@@ -237,7 +238,7 @@ def _partition_box(
     labels = np.zeros(mask.shape, dtype=np.int32)
     core_half = np.zeros(half_shape, dtype=np.int32)
     blocks = np.zeros(half_shape, dtype=np.uint8)
-    blob_markers(
+    _kernels.blob_markers(
         comp, comp_label, n_markers, near, seeds, score, peak_value, np.float32(core_fraction), labels, core_half, blocks
     )
     if max_dist_px < np.inf and 2.0 * cv2.minMaxLoc(dist, mask=blocks)[1] + 2.0 >= max_dist_px:
@@ -248,7 +249,7 @@ def _partition_box(
     if max_dist_px < np.inf and 2.0 * cv2.minMaxLoc(dist, mask=blocks)[1] + 2.0 >= max_dist_px:
         return labels, n_labels, False
     seeds = np.concatenate([np.zeros(1, dtype=np.int32), core_half[core_half != 0]])
-    split_labels(comp, n_markers, near, seeds, marker_comp, labels)
+    _kernels.split_labels(comp, n_markers, near, seeds, marker_comp, labels)
     return labels, n_labels, True
 
 
@@ -268,5 +269,6 @@ def _trim(labels: np.ndarray, n_labels: int, image: np.ndarray, min_area_px: flo
     ``labels`` (int32, from :func:`_partition`) is relabelled in place and
     returned; the numbering keeps the order of the labels given.
     """
-    trim_labels(labels, n_labels, image, np.float32(_EDGE_FRACTION), min_area_px, max_area_px)
+    from . import _kernels  # on first use: see its docstring
+    _kernels.trim_labels(labels, n_labels, image, np.float32(_EDGE_FRACTION), min_area_px, max_area_px)
     return labels

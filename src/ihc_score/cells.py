@@ -58,7 +58,6 @@ import cv2
 import numpy as np
 
 from ._background import _subtract_background, _surely_empty
-from ._kernels import grow_labels
 from ._nuclei import (
     _CORE_FRACTION,
     _HOLE_FRACTION,
@@ -277,6 +276,7 @@ def expand_cells(nuclei: np.ndarray, *, mpp_um: float, params: DetectionParams =
     ndarray, int32, shape (H, W)
         Cell labels, same numbers as the nuclei.
     """
+    from . import _kernels  # on first use: see its docstring
     _check_mpp(mpp_um)
     labels = np.ascontiguousarray(nuclei, dtype=np.int32)
     inside = labels != 0
@@ -302,7 +302,7 @@ def expand_cells(nuclei: np.ndarray, *, mpp_um: float, params: DetectionParams =
     half = _block_max(box)
     dist, near = cv2.distanceTransformWithLabels((half == 0).view(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL)
     seeds = np.concatenate([np.zeros(1, dtype=np.int32), half[half != 0]])
-    grown = grow_labels(box, near, dist, seeds, np.float32((radius_px - 1.0) / 2.0))
+    grown = _kernels.grow_labels(box, near, dist, seeds, np.float32((radius_px - 1.0) / 2.0))
     if box.shape == labels.shape:
         return grown
     cells = np.zeros_like(labels)

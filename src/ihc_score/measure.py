@@ -21,8 +21,6 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from ._kernels import label_stats
-
 __all__ = [
     "CellTable",
     "measure_cells",
@@ -140,6 +138,7 @@ def measure_cells(
         One row per label 1..n, in label order. Cytoplasm = cell minus
         nucleus.
     """
+    from . import _kernels  # on first use: see its docstring
     _check_mpp(mpp_um)
     shape = nuclei.shape
     if cells.shape != shape or hematoxylin_od.shape != shape or dab_od.shape != shape:
@@ -152,7 +151,7 @@ def measure_cells(
     # One pass over the pixels; reshape, not ravel: a channel of an
     # (H, W, 3) array is viewed, not copied.
     area_n, area_c, sum_x, sum_y, sum_h, sum_dn, sum_dc, max_n, max_c = (
-        a[1:] for a in label_stats(nuc, cel, hematoxylin_od.reshape(-1), dab_od.reshape(-1), shape[1], n)
+        a[1:] for a in _kernels.label_stats(nuc, cel, hematoxylin_od.reshape(-1), dab_od.reshape(-1), shape[1], n)
     )
     area_cyto = area_c - area_n
     with np.errstate(invalid="ignore", divide="ignore"):

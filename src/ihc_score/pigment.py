@@ -91,8 +91,6 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ._kernels import label_counts, pigment_candidates
-
 __all__ = ["PigmentParams", "granule_contrast", "pigment_mask", "cell_pigment_fraction"]
 
 
@@ -207,6 +205,7 @@ def pigment_mask(rgb: np.ndarray, conc: np.ndarray, *, mpp_um: float,
     ValueError
         Shapes that do not match, or a pixel size outside 0.05-10 um.
     """
+    from . import _kernels  # on first use: see its docstring
     if conc.ndim != 3 or conc.shape[2] != 3 or rgb.shape[:2] != conc.shape[:2]:
         raise ValueError(f"rgb and conc must be (h, w, 3) of one size, got {rgb.shape} and {conc.shape}")
     if not (math.isfinite(mpp_um) and 0.05 <= mpp_um <= 10.0):
@@ -218,7 +217,7 @@ def pigment_mask(rgb: np.ndarray, conc: np.ndarray, *, mpp_um: float,
     # The cores' colour test alone, in one pass; most tiles have none or a
     # few, so the granule contrast (an opening) is only computed in bands of
     # rows around them, wide enough that it is exact where it is used.
-    rows, cols = pigment_candidates(conc, np.float32(params.min_dab_od), np.float32(params.min_residual_od),
+    rows, cols = _kernels.pigment_candidates(conc, np.float32(params.min_dab_od), np.float32(params.min_residual_od),
                                     np.float32(params.max_hematoxylin_ratio))
     radius_px = max(1, int(round(params.granule_radius_um / mpp_um)))
     for y0, y1, x0, x1 in _bands(rows, cols, 2 * radius_px + 2, out.shape):
@@ -274,6 +273,7 @@ def cell_pigment_fraction(cell_labels: np.ndarray, mask: np.ndarray, n_cells: in
     ndarray, float32, shape (n_cells,)
         Pigment pixels / cell pixels; 0 for a cell of no pixels.
     """
+    from . import _kernels  # on first use: see its docstring
     if cell_labels.shape != mask.shape:
         raise ValueError(f"cell_labels and mask must have one shape, got {cell_labels.shape} and {mask.shape}")
     if n_cells < 0:
@@ -282,5 +282,5 @@ def cell_pigment_fraction(cell_labels: np.ndarray, mask: np.ndarray, n_cells: in
     on = np.ascontiguousarray(mask).ravel()
     if n_cells == 0 or not on.any():  # most tiles: no pigment, no cell pixel to count
         return np.zeros(n_cells, dtype=np.float32)
-    area, pig = (a[1:] for a in label_counts(labels, on, n_cells))
+    area, pig = (a[1:] for a in _kernels.label_counts(labels, on, n_cells))
     return np.where(area > 0, pig / np.maximum(area, 1), 0.0).astype(np.float32)
