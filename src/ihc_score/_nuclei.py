@@ -13,7 +13,6 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-
 __all__ = [
     "_SPLIT_MIN_DISTANCE_UM",
     "_CORE_FRACTION",

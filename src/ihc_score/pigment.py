@@ -217,8 +217,9 @@ def pigment_mask(rgb: np.ndarray, conc: np.ndarray, *, mpp_um: float,
     # The cores' colour test alone, in one pass; most tiles have none or a
     # few, so the granule contrast (an opening) is only computed in bands of
     # rows around them, wide enough that it is exact where it is used.
-    rows, cols = _kernels.pigment_candidates(conc, np.float32(params.min_dab_od), np.float32(params.min_residual_od),
-                                    np.float32(params.max_hematoxylin_ratio))
+    rows, cols = _kernels.pigment_candidates(
+        conc, np.float32(params.min_dab_od), np.float32(params.min_residual_od), np.float32(params.max_hematoxylin_ratio)
+    )
     radius_px = max(1, int(round(params.granule_radius_um / mpp_um)))
     for y0, y1, x0, x1 in _bands(rows, cols, 2 * radius_px + 2, out.shape):
         out[y0:y1, x0:x1] = _granules(conc[y0:y1, x0:x1], radius_px, params)
