@@ -150,3 +150,33 @@ def test_pigment_fraction_counts_as_bincount():
     pig = np.bincount(on[(on > 0) & (on <= n)], minlength=n + 1)[1:]
     want = np.where(area > 0, pig / np.maximum(area, 1), 0.0).astype(np.float32)
     np.testing.assert_array_equal(cell_pigment_fraction(cells, mask, n), want)
+
+
+def test_kernels_work_where_no_cache_folder_is_writable():
+    """A read-only install without a writable home: the kernels are compiled in the process, not cached."""
+    import subprocess
+    import sys
+
+    code = """
+import numpy as np
+import numba.core.caching as caching
+
+def refuse(self):
+    raise PermissionError("read-only file system")
+
+caching._CacheLocator.ensure_cache_path = refuse
+from ihc_score import _kernels
+from ihc_score.measure import measure_cells
+
+assert type(_kernels.label_stats._cache).__name__ == "NullCache"
+nuclei = np.zeros((6, 6), dtype=np.int32)
+nuclei[1:3, 1:3] = 1
+cells = nuclei.copy()
+cells[1:4, 1:4] = 1
+dab = np.full((6, 6), 0.5, dtype=np.float32)
+t = measure_cells(nuclei, cells, dab, dab, mpp_um=0.5)
+print(t.nucleus_area_um2[0], t.cell_area_um2[0], t.a_x[0])
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["1.0", "2.25", "1.5"]

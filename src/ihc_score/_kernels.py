@@ -24,6 +24,8 @@ length. Labels are >= 0, 0 = none; a negative label raises ``ValueError``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numba
 import numpy as np
 
@@ -42,7 +44,7 @@ __all__ = [
 ]
 
 
-def _jit(fn):
+def _jit(fn: Callable) -> Callable:
     try:
         return numba.njit(cache=True, nogil=True)(fn)
     except RuntimeError:  # no writable cache folder at all: compiled anew in each process
@@ -50,7 +52,7 @@ def _jit(fn):
 
 
 @_jit
-def _maximum(m, v):  # np.maximum: a NaN on either side wins
+def _maximum(m: float, v: float) -> float:  # np.maximum: a NaN on either side wins
     if m != m:
         return m
     if v != v or v > m:
@@ -59,7 +61,9 @@ def _maximum(m, v):  # np.maximum: a NaN on either side wins
 
 
 @_jit
-def label_stats(nuc, cel, hema, dab, width, n):
+def label_stats(
+    nuc: np.ndarray, cel: np.ndarray, hema: np.ndarray, dab: np.ndarray, width: int, n: int
+) -> tuple[np.ndarray, ...]:
     """Per-label sums and maxima of nuclei and cells (:func:`ihc_score.measure.measure_cells`).
 
     Parameters
@@ -116,7 +120,9 @@ def label_stats(nuc, cel, hema, dab, width, n):
 
 
 @_jit
-def trim_labels(labels, n_labels, image, edge_fraction, min_area, max_area):
+def trim_labels(
+    labels: np.ndarray, n_labels: int, image: np.ndarray, edge_fraction: np.float32, min_area: float, max_area: float
+) -> None:
     """Cut objects at ``edge_fraction`` of their peak, keep areas within limits, number 1..k (:func:`ihc_score._nuclei._trim`).
 
     Relabels ``labels`` (2-D int32, 0..n_labels - 1) in place; the numbering
@@ -155,7 +161,7 @@ def trim_labels(labels, n_labels, image, edge_fraction, min_area, max_area):
 
 
 @_jit
-def label_counts(labels, on, n):
+def label_counts(labels: np.ndarray, on: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Pixels of each label 1..n, and those of them where ``on`` (int64, (n + 1,) each, index 0 unused)."""
     area = np.zeros(n + 1, dtype=np.int64)
     hits = np.zeros(n + 1, dtype=np.int64)
@@ -169,7 +175,9 @@ def label_counts(labels, on, n):
 
 
 @_jit
-def pigment_candidates(conc, min_dab, min_residual, max_ratio):
+def pigment_candidates(
+    conc: np.ndarray, min_dab: np.float32, min_residual: np.float32, max_ratio: np.float32
+) -> tuple[np.ndarray, np.ndarray]:
     """Pixels passing the colour test of a pigment core (:func:`ihc_score.pigment.pigment_mask`).
 
     ``conc`` is float32 (H, W, 3): hematoxylin, DAB, residual OD; the
@@ -192,7 +200,7 @@ def pigment_candidates(conc, min_dab, min_residual, max_ratio):
 
 
 @_jit
-def small_holes(lab, n, max_area):
+def small_holes(lab: np.ndarray, n: int, max_area: float) -> np.ndarray:
     """Which components 1..n-1 of ``lab`` (2-D, 0..n-1) have at most ``max_area`` px and touch no border (bool, (n,))."""
     h, w = lab.shape
     area = np.zeros(n, dtype=np.intp)
@@ -211,7 +219,7 @@ def small_holes(lab, n, max_area):
 
 
 @_jit
-def set_where(out, lab, chosen):
+def set_where(out: np.ndarray, lab: np.ndarray, chosen: np.ndarray) -> None:
     """``out |= chosen[lab]`` for 2-D ``out`` and ``lab`` of one shape."""
     h, w = lab.shape
     for y in range(h):
@@ -221,14 +229,18 @@ def set_where(out, lab, chosen):
 
 
 @_jit
-def scatter_max(out, index, values):
+def scatter_max(out: np.ndarray, index: np.ndarray, values: np.ndarray) -> None:
     """``np.maximum.at(out, index, values)`` for 1-D ``out``."""
     for j in range(index.size):
         out[index[j]] = _maximum(out[index[j]], values[j])
 
 
 @_jit
-def blob_markers(comp, comp_label, n_markers, near, seeds, score, peak_value, core_fraction, labels, core_half, blocks):
+def blob_markers(
+    comp: np.ndarray, comp_label: np.ndarray, n_markers: np.ndarray, near: np.ndarray, seeds: np.ndarray,
+    score: np.ndarray, peak_value: np.ndarray, core_fraction: np.float32, labels: np.ndarray, core_half: np.ndarray,
+    blocks: np.ndarray,
+) -> None:
     """Label the blobs; in those to split, each pixel's nearest marker and the cores (:func:`ihc_score._nuclei._partition_box`).
 
     Parameters
@@ -279,7 +291,10 @@ def blob_markers(comp, comp_label, n_markers, near, seeds, score, peak_value, co
 
 
 @_jit
-def split_labels(comp, n_markers, near, seeds, marker_comp, labels):
+def split_labels(
+    comp: np.ndarray, n_markers: np.ndarray, near: np.ndarray, seeds: np.ndarray, marker_comp: np.ndarray,
+    labels: np.ndarray,
+) -> None:
     """Finish :func:`blob_markers`: a pixel to split outside a core takes its nearest core's marker, 0 when that is another blob's."""
     h, w = comp.shape
     for y in range(h):
@@ -296,7 +311,9 @@ def split_labels(comp, n_markers, near, seeds, marker_comp, labels):
 
 
 @_jit
-def grow_labels(box, near, dist, seeds, max_dist):
+def grow_labels(
+    box: np.ndarray, near: np.ndarray, dist: np.ndarray, seeds: np.ndarray, max_dist: np.float32
+) -> np.ndarray:
     """Cells from nuclei and the nearest-nucleus map at half resolution (:func:`ihc_score.cells.expand_cells`).
 
     Each pixel of ``box`` (2-D int32 nucleus labels) keeps its nucleus, or
