@@ -1,8 +1,8 @@
 """Compiled loops over labelled pixels, for the costliest gathers of detection and measurement.
 
-Each kernel does in one pass over the pixels what a chain of NumPy
-gathers, ``np.bincount`` and ``ufunc.at`` calls did in several passes and
-temporary arrays. The arithmetic is the same and in the same order
+Each kernel does in one to three passes over the pixels what a chain of
+NumPy gathers, ``np.bincount`` and ``ufunc.at`` calls did in many passes
+and temporary arrays. The arithmetic is the same and in the same order
 (float64 sums in raster order, float32 products and comparisons where the
 NumPy formulation had them, maxima as ``np.maximum``), so the results are
 bit-identical to those formulations; ``tests/test_kernels.py`` checks each
