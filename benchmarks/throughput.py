@@ -31,7 +31,8 @@ Measurements:
     subprocess, N = 1 and 2, with the default outputs (detections GeoJSON
     and QC pictures) and with ``--detections none --no-qc`` (scoring only);
 (c) peak resident memory (``VmHWM`` from ``/proc/<pid>/status``, polled
-    every 50 ms) of the CLI's main process and of each worker process;
+    every 50 ms) of the CLI's main process, of each worker process and of
+    the fork server the workers are forked from;
 (d) the machine's own ceiling for two cores: two independent
     ``--workers 1`` runs of the main slide (scoring only) at once. Two
     processes that share nothing but the machine (its caches, memory and
@@ -323,7 +324,17 @@ def _role(pid: int, main: int) -> str:
         return "tracker"
     if b"spawn_main" in cmd or b"multiprocessing-fork" in cmd:
         return "worker"
+    if b"forkserver" in cmd:  # the fork server, the main process's child, and the workers forked from it
+        return "fork server" if _ppid(pid) == main else "worker"
     return "other"
+
+
+def _ppid(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _cli() -> list[str]:
@@ -428,6 +439,9 @@ def _mem(run: Run) -> str:
     parts = [f"main {main[0]:.0f} MB" if main else "main ?"]
     if workers:
         parts.append("workers " + ", ".join(f"{mb:.0f}" for mb in workers) + " MB")
+    server = run.peak("fork server")
+    if server:
+        parts.append("fork server " + ", ".join(f"{mb:.0f}" for mb in server) + " MB")
     other = run.peak("tracker") + run.peak("other")
     if other:
         parts.append("other " + ", ".join(f"{mb:.0f}" for mb in other) + " MB")

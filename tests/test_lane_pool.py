@@ -187,6 +187,23 @@ def test_local_workers_leave_ctrl_c_to_the_main_process() -> None:
         assert executor.submit(signal.getsignal, signal.SIGINT).result(timeout=120) == signal.SIG_IGN
 
 
+def test_local_workers_start_with_the_pipeline_and_its_kernels_loaded() -> None:
+    """Where the platform has a fork server, workers are forked from it with the pipeline and kernels loaded."""
+    import multiprocessing
+
+    probe = (
+        "(__import__('sys').modules.get('ihc_score.pipeline') is not None,"
+        " bool(__import__('sys').modules['ihc_score._kernels'].label_stats.signatures),"
+        " __import__('os').getppid())"
+    )
+    executor, _ = make_executor(2)
+    with executor:
+        pipeline, kernels, parent = executor.submit(eval, probe).result(timeout=120)
+    assert pipeline and kernels
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        assert parent != os.getpid()  # forked by the fork server, not spawned by this process
+
+
 def test_a_call_whose_worker_dies_during_shutdown_runs_again_before_shutdown_returns(tmp_path) -> None:
     executor, _ = make_executor(2)
     once = executor.submit(exec, _DIE_ONCE.format(path=str(tmp_path / "died")))

@@ -336,9 +336,10 @@ def grow_labels(
 def warm_up() -> None:
     """Load every kernel now, for the argument types tile scoring passes them.
 
-    A worker process calls this while the main process plans a slide, so
-    that its first tile does not wait for the kernels to be loaded from the
-    disk cache (about 0.3 s) or compiled. Arrays that are views of larger
+    The fork server that local workers are forked from (or each spawned
+    worker) calls this while the main process plans the first slide, so that
+    no first tile waits for the kernels to be loaded from the disk cache
+    (about 0.3 s) or compiled. Arrays that are views of larger
     ones (a channel of an RGB image, a box of a tile) have their own
     compiled version, so both kinds are loaded.
     """

@@ -54,20 +54,43 @@ def make_executor(workers: int, scheduler: str | None = None) -> tuple[Executor,
 
 
 def _local_pool(workers: int) -> ProcessPoolExecutor:
-    """A process pool of ``workers`` spawned workers, all started now."""
+    """A process pool of ``workers`` workers, started now (from a thread) while the first slide is planned."""
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=_worker_context(), initializer=_init_worker)
+    # A pool starts a worker per submit while none is idle, so the second
+    # worker would otherwise start only when the first slide's tiles arrive.
+    # From a thread: a worker's start waits for the fork server to be ready.
+    threading.Thread(target=_start_workers, args=(pool, workers), name="ihc-score-start-workers", daemon=True).start()
+    return pool
+
+
+def _start_workers(pool: ProcessPoolExecutor, workers: int) -> None:
+    for _ in range(workers):
+        try:
+            pool.submit(_ready)
+        except RuntimeError:  # shut down or broken meanwhile: the pool's owner deals with it
+            return
+
+
+@functools.cache
+def _worker_context() -> Any:
+    """How local workers start: forked from a fork server that loaded the pipeline and its kernels once.
+
+    Each spawned worker would import the pipeline and load the compiled
+    kernels itself (about 0.9 s of CPU each, beside the main process
+    planning the first slide); forked from the server, it starts in
+    milliseconds, clean of the main process's threads, handles and locks.
+    The server starts with the first local pool and serves every later one
+    (a worker that died is replaced in milliseconds), so workers see the
+    environment variables of that moment. Where the platform has no fork
+    server (Windows), workers are spawned.
+    """
     import multiprocessing
 
-    # spawn: workers start clean, never inheriting an open slide handle or a lock.
-    pool = ProcessPoolExecutor(
-        max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker
-    )
-    # A spawned pool starts a worker per submit while none is idle, so the
-    # second worker would otherwise start (and import for about a second)
-    # only when the first slide's tiles arrive; start them all now, while the
-    # first slide is being planned.
-    for _ in range(workers):
-        pool.submit(_ready)
-    return pool
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload([f"{__package__}._worker_preload"])
+    return ctx
 
 
 class _DaskExecutor(Executor):
