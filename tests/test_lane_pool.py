@@ -204,6 +204,31 @@ def test_local_workers_start_with_the_pipeline_and_its_kernels_loaded() -> None:
         assert parent != os.getpid()  # forked by the fork server, not spawned by this process
 
 
+def test_workers_are_spawned_where_the_fork_server_cannot_start() -> None:
+    """No socket or temporary folder for the fork server: the pool spawns its workers and works as before."""
+    import subprocess
+    import sys
+
+    code = """
+import os
+import multiprocessing.forkserver as fs
+
+def refuse():
+    raise PermissionError("no temporary folder")
+
+fs.ensure_running = refuse
+from ihc_score.executors import make_executor
+
+if __name__ == "__main__":
+    executor, _ = make_executor(2)
+    with executor:
+        print(executor.submit(pow, 2, 10).result(timeout=120), executor.submit(os.getppid).result(timeout=120) == os.getpid())
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["1024", "True"]  # spawned by this process
+
+
 def test_a_call_whose_worker_dies_during_shutdown_runs_again_before_shutdown_returns(tmp_path) -> None:
     executor, _ = make_executor(2)
     once = executor.submit(exec, _DIE_ONCE.format(path=str(tmp_path / "died")))

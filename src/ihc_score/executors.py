@@ -67,7 +67,7 @@ def _start_workers(pool: ProcessPoolExecutor, workers: int) -> None:
     for _ in range(workers):
         try:
             pool.submit(_ready)
-        except RuntimeError:  # shut down or broken meanwhile: the pool's owner deals with it
+        except Exception:  # noqa: BLE001 - shut down, broken or unable to start: its owner's next call says so
             return
 
 
@@ -82,14 +82,20 @@ def _worker_context() -> Any:
     The server starts with the first local pool and serves every later one
     (a worker that died is replaced in milliseconds), so workers see the
     environment variables of that moment. Where the platform has no fork
-    server (Windows), workers are spawned.
+    server (Windows), or it cannot start (no socket or temporary folder for
+    it), workers are spawned.
     """
     import multiprocessing
+    import multiprocessing.forkserver
 
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload([f"{__package__}._worker_preload"])
+    try:
+        multiprocessing.forkserver.ensure_running()  # starts the server now; it loads while the slide is planned
+    except OSError:
+        return multiprocessing.get_context("spawn")
     return ctx
 
 
