@@ -6,10 +6,9 @@ that each forked worker starts with them in memory.
 
 from __future__ import annotations
 
-import importlib
+from .executors import _load_worker_code
 
-importlib.import_module(f"{__package__}.pipeline")
 try:
-    importlib.import_module(f"{__package__}._kernels").warm_up()
-except Exception:  # noqa: BLE001 - each worker then loads them itself, and reports what fails
+    _load_worker_code()
+except Exception:  # noqa: BLE001 - each worker then loads it itself (_init_worker), and reports what fails
     pass

@@ -281,6 +281,11 @@ def _init_worker() -> None:
     """
     _one_thread()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _load_worker_code()  # at once where the worker was forked from the fork server, which loaded it
+
+
+def _load_worker_code() -> None:
+    """Import what a worker runs, the pipeline, and load its compiled kernels."""
     importlib.import_module(f"{__package__}.pipeline")
     importlib.import_module(f"{__package__}._kernels").warm_up()
 
