@@ -109,8 +109,9 @@ def test_trim_cuts_filters_and_renumbers_as_numpy(seed):
     np.testing.assert_array_equal(got, want)
 
 
-def test_small_holes_filled_as_bincount_and_border_rule():
-    rng = np.random.default_rng(4)
+@pytest.mark.parametrize("seed", [4, 5])
+def test_small_holes_filled_as_labelled_components_and_border_rule(seed):
+    rng = np.random.default_rng(seed)
     mask = rng.random((80, 70)) < 0.7
     background = (~mask).view(np.uint8)
     n, lab = cv2.connectedComponents(np.ascontiguousarray(background), connectivity=4, ltype=cv2.CV_32S)
@@ -120,9 +121,12 @@ def test_small_holes_filled_as_bincount_and_border_rule():
         border[edge] = True
     fill = ~border & (area <= 3)
     fill[0] = False
-    np.testing.assert_array_equal(K.small_holes(lab, n, 3.0), fill)
-    assert fill.any()
-    # the box of _fill_small_holes is the whole mask here: every hole is filled, nothing else
+    assert fill.any() and (~border & (area > 3))[1:].any()  # holes filled and holes kept
+    holes = (np.ascontiguousarray(background) * ~border[lab]).astype(np.uint8)
+    out = np.zeros(mask.shape, dtype=bool)
+    assert K.fill_holes(holes, out, 3.0) == int(fill.sum())
+    np.testing.assert_array_equal(out, fill[lab])
+    # the box of _fill_small_holes is the whole mask here: every small hole is filled, nothing else
     np.testing.assert_array_equal(_fill_small_holes(mask, 3.0), mask | fill[lab])
 
 

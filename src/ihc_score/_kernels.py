@@ -34,8 +34,7 @@ __all__ = [
     "trim_labels",
     "label_counts",
     "pigment_candidates",
-    "small_holes",
-    "set_where",
+    "fill_holes",
     "scatter_max",
     "blob_markers",
     "split_labels",
@@ -200,32 +199,55 @@ def pigment_candidates(
 
 
 @_jit
-def small_holes(lab: np.ndarray, n: int, max_area: float) -> np.ndarray:
-    """Which components 1..n-1 of ``lab`` (2-D, 0..n-1) have at most ``max_area`` px and touch no border (bool, (n,))."""
-    h, w = lab.shape
-    area = np.zeros(n, dtype=np.intp)
+def fill_holes(holes: np.ndarray, out: np.ndarray, max_area: float) -> int:
+    """Set ``out`` on the 4-connected components of ``holes == 1`` of at most ``max_area`` px.
+
+    ``holes`` (2-D uint8) is 1 on hole pixels (the background left after the
+    background reaching the border was flooded) and is overwritten (2 where
+    visited). ``out`` (2-D bool, same shape) is set True on the small holes.
+    Returns the number of holes filled.
+    """
+    h, w = holes.shape
+    total = 0
     for y in range(h):
         for x in range(w):
-            area[lab[y, x]] += 1
-    fill = area <= max_area
-    fill[0] = False
-    for x in range(w):
-        fill[lab[0, x]] = False
-        fill[lab[h - 1, x]] = False
-    for y in range(h):
-        fill[lab[y, 0]] = False
-        fill[lab[y, w - 1]] = False
-    return fill
-
-
-@_jit
-def set_where(out: np.ndarray, lab: np.ndarray, chosen: np.ndarray) -> None:
-    """``out |= chosen[lab]`` for 2-D ``out`` and ``lab`` of one shape."""
-    h, w = lab.shape
+            if holes[y, x] == 1:
+                total += 1
+    if total == 0:
+        return 0
+    stack = np.empty(total, dtype=np.intp)
+    filled = 0
     for y in range(h):
         for x in range(w):
-            if chosen[lab[y, x]]:
-                out[y, x] = True
+            if holes[y, x] != 1:
+                continue
+            holes[y, x] = 2
+            stack[0] = y * w + x
+            n, i = 1, 0
+            while i < n:  # breadth first over the hole; its pixels end up in stack[:n]
+                py, px = divmod(stack[i], w)
+                i += 1
+                if py > 0 and holes[py - 1, px] == 1:
+                    holes[py - 1, px] = 2
+                    stack[n] = stack[i - 1] - w
+                    n += 1
+                if py < h - 1 and holes[py + 1, px] == 1:
+                    holes[py + 1, px] = 2
+                    stack[n] = stack[i - 1] + w
+                    n += 1
+                if px > 0 and holes[py, px - 1] == 1:
+                    holes[py, px - 1] = 2
+                    stack[n] = stack[i - 1] - 1
+                    n += 1
+                if px < w - 1 and holes[py, px + 1] == 1:
+                    holes[py, px + 1] = 2
+                    stack[n] = stack[i - 1] + 1
+                    n += 1
+            if n <= max_area:
+                for k in range(n):
+                    out[stack[k] // w, stack[k] % w] = True
+                filled += 1
+    return filled
 
 
 @_jit
@@ -352,9 +374,7 @@ def warm_up() -> None:
     trim_labels(one.copy(), 2, image, np.float32(0.5), 1.0, 9.0)
     label_counts(one.ravel(), flags.ravel(), 1)
     pigment_candidates(rgb, np.float32(1.0), np.float32(0.1), np.float32(0.5))
-    small_holes(zero, 1, 1.0)
-    for out in (np.zeros((2, 3), dtype=np.bool_)[:, :2], flags):
-        set_where(out, zero, np.zeros(1, dtype=np.bool_))
+    fill_holes(np.ones((4, 4), dtype=np.uint8)[1:-1, 1:-1], np.zeros((2, 2), dtype=np.bool_), 1.0)
     scatter_max(np.zeros(2, dtype=np.float32), np.zeros(1, dtype=np.int32), np.ones(1, dtype=np.float32))
     scatter_max(np.zeros(2, dtype=np.int32), np.zeros(1, dtype=np.int64), np.ones(1, dtype=np.int32))
     seeds = np.zeros(2, dtype=np.int32)

@@ -64,7 +64,7 @@ def _fill_small_holes(mask: np.ndarray, max_hole_px: float) -> np.ndarray:
     Works in the box around the foreground widened by one pixel: outside it
     the background reaches the image border, so a component that touches
     the box's edge touches the border, and the others (the holes) lie whole
-    inside the box.
+    inside the box. Components are 4-connected.
     """
     from . import _kernels  # on first use: see its docstring
     h, w = mask.shape
@@ -75,15 +75,16 @@ def _fill_small_holes(mask: np.ndarray, max_hole_px: float) -> np.ndarray:
     y0, y1 = max(0, int(rows[0]) - 1), min(h, int(rows[-1]) + 2)
     x0, x1 = max(0, int(cols[0]) - 1), min(w, int(cols[-1]) + 2)
     box = mask[y0:y1, x0:x1]
-    background = np.ascontiguousarray(~box).view(np.uint8)
-    n, lab = cv2.connectedComponents(background, connectivity=4, ltype=cv2.CV_32S)
-    if n <= 1:
-        return mask
-    fill = _kernels.small_holes(lab, n, max_hole_px)
-    if not fill.any():
+    # The box's background framed by more background: one flood from the
+    # corner takes every component that touches the box's edge, and leaves
+    # the holes, a few pixels, to be measured one by one.
+    holes = cv2.copyMakeBorder(np.ascontiguousarray(~box).view(np.uint8), 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=1)
+    cv2.floodFill(holes, None, (0, 0), 0, flags=4)
+    fill = np.zeros(box.shape, dtype=bool)
+    if not _kernels.fill_holes(holes[1:-1, 1:-1], fill, max_hole_px):
         return mask
     filled = mask.copy()
-    _kernels.set_where(filled[y0:y1, x0:x1], lab, fill)
+    filled[y0:y1, x0:x1] |= fill
     return filled
 
 
