@@ -35,6 +35,7 @@ __all__ = [
     "label_counts",
     "pigment_candidates",
     "fill_holes",
+    "disk_maxima",
     "scatter_max",
     "blob_markers",
     "split_labels",
@@ -251,6 +252,31 @@ def fill_holes(holes: np.ndarray, out: np.ndarray, max_area: float) -> int:
 
 
 @_jit
+def disk_maxima(cand: np.ndarray, score: np.ndarray, dys: np.ndarray, dxs: np.ndarray) -> np.ndarray:
+    """Which pixels ``cand`` (raster indices) have ``score`` >= its value at every offset ``(dys[k], dxs[k])``.
+
+    Offsets falling outside the image are ignored; a NaN on either side
+    makes a pixel no maximum (as ``score >= np.maximum`` over the offsets
+    would). Offsets nearest first end the test of most pixels early (see
+    :func:`ihc_score._nuclei._maxima`). Returns bool, shape of ``cand``.
+    """
+    h, w = score.shape
+    peak = np.zeros(cand.size, dtype=np.bool_)
+    for i in range(cand.size):
+        y, x = divmod(cand[i], w)
+        v = score[y, x]
+        ok = v == v
+        for k in range(dys.size):
+            yy = y + dys[k]
+            xx = x + dxs[k]
+            if yy >= 0 and yy < h and xx >= 0 and xx < w and not v >= score[yy, xx]:
+                ok = False
+                break
+        peak[i] = ok
+    return peak
+
+
+@_jit
 def scatter_max(out: np.ndarray, index: np.ndarray, values: np.ndarray) -> None:
     """``np.maximum.at(out, index, values)`` for 1-D ``out``."""
     for j in range(index.size):
@@ -375,6 +401,7 @@ def warm_up() -> None:
     label_counts(one.ravel(), flags.ravel(), 1)
     pigment_candidates(rgb, np.float32(1.0), np.float32(0.1), np.float32(0.5))
     fill_holes(np.ones((4, 4), dtype=np.uint8)[1:-1, 1:-1], np.zeros((2, 2), dtype=np.bool_), 1.0)
+    disk_maxima(np.zeros(1, dtype=np.intp), image, np.zeros(1, dtype=np.intp), np.zeros(1, dtype=np.intp))
     scatter_max(np.zeros(2, dtype=np.float32), np.zeros(1, dtype=np.int32), np.ones(1, dtype=np.float32))
     scatter_max(np.zeros(2, dtype=np.int32), np.zeros(1, dtype=np.int64), np.ones(1, dtype=np.int32))
     seeds = np.zeros(2, dtype=np.int32)

@@ -93,20 +93,15 @@ def _foreground(image: np.ndarray, threshold_od: float, max_hole_px: float) -> n
     return _fill_small_holes(image > threshold_od, max_hole_px)
 
 
-def _kernel_offsets(kernel: np.ndarray, row_stride: int) -> np.ndarray:
-    """Flat offsets of the set pixels of a centred structuring element."""
-    r_y, r_x = kernel.shape[0] // 2, kernel.shape[1] // 2
-    dy, dx = np.nonzero(kernel)
-    return ((dy - r_y) * row_stride + (dx - r_x)).astype(np.intp)
-
-
 def _maxima(mask: np.ndarray, score: np.ndarray, min_distance_px: float) -> np.ndarray:
     """Foreground pixels where ``score`` reaches the maximum of its disk (bool).
 
     Same as ``(score >= cv2.dilate(score, disk)) & mask`` (outside the image
     ignored): a pixel must first be a maximum of the disk's central 3 x 3
-    pixels, and only those few candidates are compared with the whole disk.
+    pixels, and only those few candidates are compared with the rest of
+    the disk, nearest pixels first, until one is higher.
     """
+    from . import _kernels  # on first use: see its docstring
     kernel = _disk(min_distance_px)
     r = kernel.shape[0] // 2
     inner = np.ascontiguousarray(kernel[r - 1 : r + 2, r - 1 : r + 2])
@@ -115,15 +110,11 @@ def _maxima(mask: np.ndarray, score: np.ndarray, min_distance_px: float) -> np.n
     peaks = np.zeros(mask.shape, dtype=bool)
     if cand.size == 0:
         return peaks
-    h, w = score.shape
-    padded = cv2.copyMakeBorder(score, r, r, r, r, cv2.BORDER_CONSTANT, value=-np.inf)
-    offsets = _kernel_offsets(kernel, w + 2 * r)
-    pos = (cand // w + r) * (w + 2 * r) + (cand % w + r)
-    flat = padded.ravel()
-    best = np.full(cand.size, -np.inf, dtype=np.float32)
-    for off in offsets:
-        np.maximum(best, flat[pos + off], out=best)
-    peaks.ravel()[cand[flat[pos] >= best]] = True
+    dy, dx = np.nonzero(kernel)
+    dy, dx = dy - r, dx - r
+    order = np.lexsort((dx, dy, dy * dy + dx * dx))[1:]  # nearest first; the centre (distance 0) left out
+    found = _kernels.disk_maxima(cand, score, dy[order].astype(np.intp), dx[order].astype(np.intp))
+    peaks.ravel()[cand[found]] = True
     return peaks
 
 
