@@ -130,6 +130,18 @@ def test_small_holes_filled_as_labelled_components_and_border_rule(seed):
     np.testing.assert_array_equal(_fill_small_holes(mask, 3.0), mask | fill[lab])
 
 
+@pytest.mark.parametrize(("seed", "density", "min_groups"), [(0, 0.003, 0), (1, 0.02, 5), (2, 0.1, 5), (3, 0.3, 5), (4, 0.6, 1), (5, 0.9, 1)])
+def test_marker_labels_number_groups_as_opencv(seed, density, min_groups):
+    rng = np.random.default_rng(seed)
+    h, w = (int(v) for v in rng.integers(3, 160, 2))  # odd and even sides
+    peaks = (rng.random((h, w)) < density).astype(np.uint8)
+    n, want = cv2.connectedComponents(peaks, connectivity=8, ltype=cv2.CV_32S)
+    idx = np.flatnonzero(peaks)
+    got_n, got = K.marker_labels(idx, w)
+    assert got_n == n >= min_groups + 1
+    np.testing.assert_array_equal(got, want.ravel()[idx])
+
+
 def test_grow_labels_is_the_nearest_block_lookup_of_expand_cells():
     rng = np.random.default_rng(5)
     nuclei = _labels(rng, (101, 77), 25, 2.0)

@@ -36,6 +36,7 @@ __all__ = [
     "pigment_candidates",
     "fill_holes",
     "disk_maxima",
+    "marker_labels",
     "scatter_max",
     "blob_markers",
     "split_labels",
@@ -277,6 +278,60 @@ def disk_maxima(cand: np.ndarray, score: np.ndarray, dys: np.ndarray, dxs: np.nd
 
 
 @_jit
+def _root(parent: np.ndarray, a: int) -> int:
+    while parent[a] != a:
+        parent[a] = parent[parent[a]]
+        a = parent[a]
+    return a
+
+
+@_jit
+def marker_labels(idx: np.ndarray, width: int) -> tuple[int, np.ndarray]:
+    """8-connected groups of the pixels ``idx`` (raster indices, increasing), numbered as OpenCV numbers them.
+
+    ``cv2.connectedComponents(..., connectivity=8)`` scans 2 x 2 blocks (on
+    even rows and columns) in raster order and numbers the components by
+    the first block each reaches; two 8-connected components never share a
+    block, so that order is the order of each group's first block. Only
+    the given pixels are visited. Returns the number of labels (groups + 1,
+    for the background) and each pixel's label (int32, 1..groups).
+    """
+    n = idx.size
+    parent = np.arange(n)
+    up = 0  # first pixel that may touch the row above the current one
+    for i in range(n):
+        p = idx[i]
+        y, x = divmod(p, width)
+        if x > 0 and i > 0 and idx[i - 1] == p - 1:
+            a, b = _root(parent, i), _root(parent, i - 1)
+            parent[max(a, b)] = min(a, b)
+        if y > 0:
+            lo = p - width - 1 if x > 0 else p - width
+            hi = p - width + 1 if x < width - 1 else p - width
+            while up < i and idx[up] < lo:
+                up += 1
+            k = up
+            while k < i and idx[k] <= hi:
+                a, b = _root(parent, i), _root(parent, k)
+                parent[max(a, b)] = min(a, b)
+                k += 1
+    half_width = (width + 1) // 2
+    first = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
+    for i in range(n):
+        y, x = divmod(idx[i], width)
+        r = _root(parent, i)
+        first[r] = min(first[r], (y // 2) * half_width + x // 2)
+    roots = np.flatnonzero(parent == np.arange(n))
+    label = np.zeros(n, dtype=np.int32)
+    for rank, k in enumerate(np.argsort(first[roots])):
+        label[roots[k]] = rank + 1
+    out = np.empty(n, dtype=np.int32)
+    for i in range(n):
+        out[i] = label[_root(parent, i)]
+    return roots.size + 1, out
+
+
+@_jit
 def scatter_max(out: np.ndarray, index: np.ndarray, values: np.ndarray) -> None:
     """``np.maximum.at(out, index, values)`` for 1-D ``out``."""
     for j in range(index.size):
@@ -402,6 +457,7 @@ def warm_up() -> None:
     pigment_candidates(rgb, np.float32(1.0), np.float32(0.1), np.float32(0.5))
     fill_holes(np.ones((4, 4), dtype=np.uint8)[1:-1, 1:-1], np.zeros((2, 2), dtype=np.bool_), 1.0)
     disk_maxima(np.zeros(1, dtype=np.intp), image, np.zeros(1, dtype=np.intp), np.zeros(1, dtype=np.intp))
+    marker_labels(np.zeros(1, dtype=np.intp), 2)
     scatter_max(np.zeros(2, dtype=np.float32), np.zeros(1, dtype=np.int32), np.ones(1, dtype=np.float32))
     scatter_max(np.zeros(2, dtype=np.int32), np.zeros(1, dtype=np.int64), np.ones(1, dtype=np.int32))
     seeds = np.zeros(2, dtype=np.int32)

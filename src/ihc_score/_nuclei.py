@@ -138,8 +138,9 @@ def _partition(
     box; a path of the distance transforms that leaves the box costs at
     least twice the margin, more than the distance of any foreground pixel
     to its marker and core (checked, else the whole image is processed);
-    and the box starts on even rows and columns, so OpenCV's block-wise
-    connected components number the blobs and markers in the same order.
+    and the box starts on even rows and columns, so the blobs (OpenCV's
+    connected components, numbered by 2 x 2 blocks) and the markers
+    (numbered the same way) come in the same order.
 
     Returns
     -------
@@ -188,10 +189,9 @@ def _partition_box(
     peak_idx = np.flatnonzero(peaks)
     n_mark = 0
     if n_comp > 1 and peak_idx.size:
-        n_mark, markers = cv2.connectedComponents(peaks.view(np.uint8), connectivity=8, ltype=cv2.CV_32S)
+        n_mark, peak_marker = _kernels.marker_labels(peak_idx, mask.shape[1])
     if n_mark <= 2:  # one nucleus a blob
         return comp, max(n_comp, 1), True
-    peak_marker = markers.ravel()[peak_idx]
     # A blob with one marker is that nucleus; a blob without a marker of its
     # own (a maximum dominated from across a narrow gap) is one nucleus; only
     # the pixels of blobs with several markers are split between them. These
