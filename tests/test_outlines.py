@@ -9,7 +9,9 @@ import shapely
 from shapely.geometry import Polygon
 
 from ihc_score.cells import DetectionParams, expand_cells
-from ihc_score.outlines import CellOutlines, trace_outlines
+from ihc_score.outlines import CellOutlines, _trace, trace_outlines
+
+from outline_reference import trace_reference
 
 #: Area a ring gains at each corner where it passes twice (two pixels joined at a corner only).
 PINCH_AREA = 0.0025
@@ -126,6 +128,52 @@ def test_realistic_tile_is_exact_valid_and_without_overlaps():
     assert pairs.shape[1] > len(ids)  # the cells do touch
     overlap = shapely.area(shapely.intersection(cell_polys[pairs[0]], cell_polys[pairs[1]]))
     assert overlap.max() <= 2 * PINCH_AREA
+
+
+def _speckled_labels(rng: np.random.Generator, shape: tuple[int, int], n: int, gaps: float) -> np.ndarray:
+    """Blobs around random seeds, punched with random gaps: pieces, holes and corner-only joins."""
+    seeds = np.zeros(shape, np.int32)
+    seeds.ravel()[rng.choice(seeds.size, n, replace=False)] = np.arange(1, n + 1)
+    dist, near = cv2.distanceTransformWithLabels((seeds == 0).view(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL)
+    labels = np.concatenate([[0], seeds[seeds != 0]]).astype(np.int32)[near]
+    labels[(dist > rng.uniform(2.0, 8.0)) | (rng.random(shape) < gaps)] = 0
+    return labels
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_compiled_tracer_equals_findcontours_and_numpy(seed):
+    """The kernel gives, bit for bit, what cv2.findContours and the NumPy formulation give (tests/outline_reference.py)."""
+    rng = np.random.default_rng(seed)
+    h, w = (int(v) for v in rng.integers(1, 70, 2))
+    if seed % 2:
+        labels = _speckled_labels(rng, (h, w), int(rng.integers(1, min(h * w, 30) + 1)), rng.uniform(0.0, 0.3))
+    else:  # a few labels scattered at random: many pieces of each, equal ones among them
+        labels = (rng.integers(1, 6, (h, w)) * (rng.random((h, w)) < 0.6)).astype(np.int32)
+    ids = np.unique(labels[labels > 0])
+    if ids.size > 2:
+        ids = ids[rng.random(ids.size) < 0.8]  # labels not asked for are left alone
+    if ids.size == 0:
+        pytest.skip("no label drawn")
+    want_xy, want_off = trace_reference(labels, ids)
+    got_xy, got_off = _trace(labels, ids, "labels")
+    np.testing.assert_array_equal(got_off, want_off)
+    np.testing.assert_array_equal(got_xy, want_xy)
+
+
+def test_compiled_tracer_equals_reference_on_a_tile_of_cells():
+    rng = np.random.default_rng(8)
+    nuclei = _speckled_labels(rng, (300, 260), 250, 0.02)
+    cells = expand_cells(nuclei, mpp_um=0.5, params=DetectionParams())
+    ids = np.unique(nuclei)[1:]
+    for labels in (nuclei, cells):
+        want_xy, want_off = trace_reference(labels, ids[::-1])  # any order of ids
+        got_xy, got_off = _trace(labels, ids[::-1], "labels")
+        np.testing.assert_array_equal(got_off, want_off)
+        np.testing.assert_array_equal(got_xy, want_xy)
+    again = trace_outlines(nuclei, cells, np.concatenate([ids[:3], ids[:3]]))  # repeated ids: the same rings again
+    np.testing.assert_array_equal(again.cell_xy[: again.cell_offsets[3]], again.cell_xy[again.cell_offsets[3] :])
+    with pytest.raises(ValueError, match="label no pixel"):
+        trace_outlines(nuclei, cells, np.array([ids[0], ids.max() + 1]))
 
 
 def test_cell_outlines_container():

@@ -467,3 +467,7 @@ def warm_up() -> None:
     split_labels(zero, n_markers, zero, seeds, seeds, zero.copy())
     for box in (np.zeros((2, 3), dtype=np.int32)[:, :2], zero):
         grow_labels(box, zero, image, seeds, np.float32(1.0))
+    from . import _outline_kernels
+    from .outlines import _PINCH_UNITS, _TABLES, UNITS_PER_PX
+
+    _outline_kernels.trace_labels(one, np.ones(1, dtype=np.int64), _TABLES, UNITS_PER_PX, _PINCH_UNITS)
