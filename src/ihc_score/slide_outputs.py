@@ -7,6 +7,7 @@ that detail, so these files are written once, when the slide is scored.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -55,22 +56,30 @@ def write_slide_outputs(
 
     if result.detail is None:
         return result
-    if options.detections != "none":
-        gz = options.detections == "geojson.gz"
-        write_detections_geojson(out_dir / "detections" / f"{stem}.{options.detections}", result, gzip=gz)
-    if options.cells_csv:
-        write_cells_csv(out_dir / "cells" / f"{stem}.csv.gz", result, gzip=True)
-    if options.qc:
-        from .qc import write_slide_qc, write_zooms
-        from .slide_open import open_slide
+    # The QC pictures (OpenCV drawing and slide reads, mostly outside the
+    # GIL) are drawn on a thread while this one formats the detections.
+    # (Leaving the block waits for the pictures, also after an error here.)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        qc = pool.submit(_write_qc, out_dir, result, stem, model) if options.qc else None
+        if options.detections != "none":
+            gz = options.detections == "geojson.gz"
+            write_detections_geojson(out_dir / "detections" / f"{stem}.{options.detections}", result, gzip=gz)
+        if options.cells_csv:
+            write_cells_csv(out_dir / "cells" / f"{stem}.csv.gz", result, gzip=True)
+    return result if qc is None else qc.result()
 
-        try:
-            with open_slide(result.path, mpp=result.mpp_um) as slide:
-                write_slide_qc(out_dir / "qc" / f"{stem}.png", result, slide, model_id=model.id)
-                zooms = write_zooms(out_dir / "qc", result, slide, stem=stem, measurement=model.classification.measurement)
-            result = replace(result, qc_picture=f"qc/{stem}.png", qc_zooms=tuple(f"qc/{p.name}" for p in zooms))
-        except OutputError:
-            raise
-        except IhcScoreError as err:
-            return replace(result, flags=result.flags + (f"qc_failed:{str(err)[:80]}",))
-    return result
+
+def _write_qc(out_dir: Path, result: SlideResult, stem: str, model: Model) -> SlideResult:
+    """The QC picture and zooms of a slide: ``result`` with their paths, or flagged ``qc_failed``."""
+    from .qc import write_slide_qc, write_zooms
+    from .slide_open import open_slide
+
+    try:
+        with open_slide(result.path, mpp=result.mpp_um) as slide:
+            write_slide_qc(out_dir / "qc" / f"{stem}.png", result, slide, model_id=model.id)
+            zooms = write_zooms(out_dir / "qc", result, slide, stem=stem, measurement=model.classification.measurement)
+        return replace(result, qc_picture=f"qc/{stem}.png", qc_zooms=tuple(f"qc/{p.name}" for p in zooms))
+    except OutputError:
+        raise
+    except IhcScoreError as err:
+        return replace(result, flags=result.flags + (f"qc_failed:{str(err)[:80]}",))
