@@ -5,9 +5,9 @@ pieces starts and follows it, as OpenCV's ``findContours`` does (Suzuki and
 Abe's border following, ``icvFetchContourEx_32s`` in its source): the same
 chain of border pixels, in the same order, from the same first pixel. It
 visits only the labels asked for, never the background's borders, and
-turns the chain of the piece kept into pixel-edge vertices in the same
-pass, where ``findContours`` followed by NumPy traced every border twice
-(once from each side) and made a dozen passes over all of their points.
+turns the chain of each label's kept piece into pixel-edge vertices one
+ring at a time, where ``findContours`` traced every border twice (once
+from each side) and NumPy then made a dozen passes over all their points.
 
 Conventions
 -----------

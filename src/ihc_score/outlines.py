@@ -16,9 +16,10 @@ Conventions
 * An outline runs along pixel *edges* around the label's pixels (the
   convention of QuPath's and ImageJ's ROIs traced from labels), not through
   the centres of its border pixels: each border pixel of the traced chain
-  is replaced by the corners of its edges that face outside. The polygon holds exactly the label's pixels: its area is the
-  pixel count, every pixel centre is inside, two touching labels share
-  their common edges and never overlap, and a nucleus lies inside its cell.
+  is replaced by the corners of its edges that face outside. The polygon
+  holds exactly the label's pixels: its area is the pixel count, every
+  pixel centre is inside, two touching labels share their common edges and
+  never overlap, and a nucleus lies inside its cell.
 * The only simplification is lossless: vertices are kept where the outline
   turns, none along straight runs (about 25 vertices per nucleus and 40 per
   cell of 5 um expansion at 0.5 um/px). Smoother, lossy outlines are left
@@ -26,8 +27,8 @@ Conventions
 * Each outline is the outer boundary of the label's largest piece
   (8-connected, most pixels, holes counted as inside; of equal pieces, the
   first in raster order): holes are not drawn and smaller pieces of a
-  label split in several are left out. A one-pixel
-  label is its pixel's square. Every id must label at least one pixel.
+  label split in several are left out. A one-pixel label is its pixel's
+  square. Every id must label at least one pixel.
 * Where two pixels of one label meet at a corner only, the outline passes
   that corner twice; each visit is cut by a 0.05 px chamfer, so the ring
   does not touch itself (a valid polygon). The chamfer adds a triangle of
