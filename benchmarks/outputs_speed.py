@@ -6,11 +6,12 @@ Run from the repository root::
     .venv/bin/python benchmarks/outputs_speed.py --repeat 5
 
 Scores the ``main`` slide of ``benchmarks/throughput.py --quick`` (14000 x
-14000 px, generated once and cached) in this process, one thread, first
-without outlines (scoring alone), then with them, timing every call of
-:func:`ihc_score.outlines.trace_outlines`; then writes the default
-per-slide outputs from that result, each best of ``--repeat``: detections
-GeoJSON (plain and ``.gz``), the cell table and the QC pictures.
+14000 px, generated once and cached) in this process, one thread, with the
+compiled kernels loaded first: without outlines (scoring alone), then with
+them, timing every call of :func:`ihc_score.outlines.trace_outlines`; then
+writes the default per-slide outputs from that result: detections GeoJSON
+(plain and ``.gz``), the cell table and the QC pictures. Every figure is
+the best of ``--repeat`` passes.
 
 Times are CPU seconds of this process (``time.process_time``), less
 disturbed than wall time by other work on a shared machine, and every
@@ -34,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import cv2  # noqa: E402
 
 import ihc_score.outlines as outlines_module  # noqa: E402
+from ihc_score import _kernels  # noqa: E402
 from ihc_score.cells_csv import write_cells_csv  # noqa: E402
 from ihc_score.detections import write_detections_geojson  # noqa: E402
 from ihc_score.model import default_model  # noqa: E402
@@ -62,7 +64,7 @@ def _score(path: Path, *, outlines: bool) -> SlideResult:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--repeat", type=int, default=3, help="passes of each output writer, best kept")
+    ap.add_argument("--repeat", type=int, default=3, help="passes of scoring and of each output writer, best kept")
     args = ap.parse_args(argv)
     import throughput
 
@@ -77,12 +79,19 @@ def main(argv: list[str] | None = None) -> int:
         traced.append((s, nuclei.size))
         return out
 
-    score_s, _ = _cpu(lambda: _score(path, outlines=False))
+    _kernels.warm_up()  # loaded from the disk cache (or compiled) before any timing
+    score_s = _best(lambda: _score(path, outlines=False), args.repeat)
     outlines_module.trace_outlines = timed_trace
     try:
-        with_s, result = _cpu(lambda: _score(path, outlines=True))
+        with_s = float("inf")
+        for _ in range(args.repeat):  # best pass, with its own trace times
+            traced.clear()
+            s, result = _cpu(lambda: _score(path, outlines=True))
+            if s < with_s:
+                with_s, best_traced = s, list(traced)
     finally:
         outlines_module.trace_outlines = trace
+    traced = best_traced
     n_cells = len(result.detail.classes)
     trace_s = sum(s for s, _ in traced)
     per_mpx = 1000 * trace_s / (sum(px for _, px in traced) / 1e6)
