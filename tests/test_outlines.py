@@ -134,7 +134,8 @@ def _speckled_labels(rng: np.random.Generator, shape: tuple[int, int], n: int, g
     """Blobs around random seeds, punched with random gaps: pieces, holes and corner-only joins."""
     seeds = np.zeros(shape, np.int32)
     seeds.ravel()[rng.choice(seeds.size, n, replace=False)] = np.arange(1, n + 1)
-    dist, near = cv2.distanceTransformWithLabels((seeds == 0).view(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL)
+    free = (seeds == 0).view(np.uint8)
+    dist, near = cv2.distanceTransformWithLabels(free, cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL)
     labels = np.concatenate([[0], seeds[seeds != 0]]).astype(np.int32)[near]
     labels[(dist > rng.uniform(2.0, 8.0)) | (rng.random(shape) < gaps)] = 0
     return labels
@@ -142,7 +143,7 @@ def _speckled_labels(rng: np.random.Generator, shape: tuple[int, int], n: int, g
 
 @pytest.mark.parametrize("seed", range(40))
 def test_compiled_tracer_equals_findcontours_and_numpy(seed):
-    """The kernel gives, bit for bit, what cv2.findContours and the NumPy formulation give (tests/outline_reference.py)."""
+    """The kernel gives, bit for bit, what cv2.findContours and NumPy give (tests/outline_reference.py)."""
     rng = np.random.default_rng(seed)
     h, w = (int(v) for v in rng.integers(1, 70, 2))
     if seed % 2:

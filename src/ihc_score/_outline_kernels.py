@@ -45,17 +45,17 @@ def _same(labels: np.ndarray, y: int, x: int, lab: int) -> bool:
 
 @_jit
 def _follow(
-    labels: np.ndarray, marks: np.ndarray, y0: int, x0: int, hole: bool, chain_x: np.ndarray, chain_y: np.ndarray
+    labels: np.ndarray, marks: np.ndarray, y0: int, x0: int, hole: bool,
+    chain_x: np.ndarray, chain_y: np.ndarray, at: int, room: int,
 ) -> tuple[int, int]:
-    """Follow the border that starts at ``(x0, y0)``, marking its pixels in ``marks`` (unless it is empty).
+    """Follow the border that starts at ``(x0, y0)``, marking its pixels in ``marks``.
 
     The outer border of a piece (``hole`` False: its first pixel in raster
     order) or the border of a hole (``hole`` True: the pixel left of the
     hole's first pixel). Writes the chain of border pixels into ``chain_x``,
-    ``chain_y`` while they have room (pass empty arrays to only mark).
-    Returns the chain's length and twice its signed area (shoelace).
+    ``chain_y`` from ``at``, its first ``room`` pixels at most (0 to only
+    mark). Returns the chain's length and twice its signed area (shoelace).
     """
-    mark = marks.size > 0
     lab = labels[y0, x0]
     s = 0 if hole else 4
     s_end = s
@@ -64,10 +64,9 @@ def _follow(
         if _same(labels, y0 + _DY[s], x0 + _DX[s], lab) or s == s_end:
             break
     if s == s_end and not _same(labels, y0 + _DY[s], x0 + _DX[s], lab):
-        if mark:
-            marks[y0, x0] = _RIGHT  # a single pixel
-        if chain_x.size:
-            chain_x[0], chain_y[0] = x0, y0
+        marks[y0, x0] = _RIGHT  # a single pixel
+        if room > 0:
+            chain_x[at], chain_y[at] = x0, y0
         return 1, 0
     y1, x1 = y0 + _DY[s], x0 + _DX[s]
     y3, x3 = y0, x0
@@ -81,14 +80,12 @@ def _follow(
             if _same(labels, y4, x4, lab):
                 break
         s &= 7
-        if not mark:
-            pass
-        elif s - 1 >= 0 and s - 1 < s_end:  # the search passed the right-hand neighbour: another label
+        if s - 1 >= 0 and s - 1 < s_end:  # the search passed the right-hand neighbour: another label
             marks[y3, x3] = _RIGHT
         elif marks[y3, x3] == 0:
             marks[y3, x3] = _SEEN
-        if n < chain_x.size:
-            chain_x[n], chain_y[n] = x3, y3
+        if n < room:
+            chain_x[at + n], chain_y[at + n] = x3, y3
         n += 1
         area2 += x3 * y4 - x4 * y3
         if y4 == y0 and x4 == x0 and y3 == y1 and x3 == x1:
@@ -116,10 +113,11 @@ def _pieces(
     length = np.zeros(n_rows, dtype=np.int64)
     score = np.full(n_rows, -1, dtype=np.int64)
     marks = np.zeros((h, w), dtype=np.uint8)
-    chain_x = np.empty(max(h * w // 4, 16), dtype=np.int64)
+    # A border passes a pixel once for each arc of other labels around it,
+    # four times at most: the chains fit in 4 h w (untouched pages cost no memory).
+    chain_x = np.empty(4 * h * w + 1, dtype=np.int64)
     chain_y = np.empty(chain_x.size, dtype=np.int64)
     used = 0
-    none = np.zeros(0, dtype=np.int64)
     for y in range(h):
         row = labels[y]
         for x in range(w):
@@ -130,21 +128,21 @@ def _pieces(
             right = x == w - 1 or row[x + 1] != lab
             if not (left or right) or lab >= row_of.size or row_of[lab] < 0:  # borders start beside another label
                 continue
-            if left and marks[y, x] == 0:  # a new piece
-                n, area2 = _follow(labels, marks, y, x, False, chain_x[used:], chain_y[used:])
-                if used + n > chain_x.size:  # out of room: larger buffers, and the chain again
-                    grown_x = np.empty(2 * (used + n), dtype=np.int64)
-                    grown_y = np.empty(grown_x.size, dtype=np.int64)
-                    grown_x[:used], grown_y[:used] = chain_x[:used], chain_y[:used]
-                    chain_x, chain_y = grown_x, grown_y
-                    _follow(labels, np.zeros((0, 0), dtype=np.uint8), y, x, False, chain_x[used:], chain_y[used:])
-                k = row_of[lab]
-                if (n if n > 1 else 0) - area2 + 2 > score[k]:
-                    score[k] = (n if n > 1 else 0) - area2 + 2  # pixels, holes included (Pick), doubled
-                    start[k], length[k] = used, n
-                used += n
-            elif right and marks[y, x] != _RIGHT:  # a hole: followed only to mark its border
-                _follow(labels, marks, y, x, True, none, none)
+            outer = left and marks[y, x] == 0  # a new piece
+            if not (outer or (right and marks[y, x] != _RIGHT)):  # nor a hole, followed only to mark its border
+                continue
+            # one call for both kinds of border: Numba compiles (and inlines) a call site at a time
+            room = chain_x.size - used if outer else 0
+            n, area2 = _follow(labels, marks, y, x, not outer, chain_x, chain_y, used, room)
+            if not outer:
+                continue
+            if used + n > chain_x.size:
+                raise ValueError("a border longer than four times the pixels")
+            k = row_of[lab]
+            if (n if n > 1 else 0) - area2 + 2 > score[k]:
+                score[k] = (n if n > 1 else 0) - area2 + 2  # pixels, holes included (Pick), doubled
+                start[k], length[k] = used, n
+            used += n
     return chain_x, chain_y, start, length, score
 
 
