@@ -161,6 +161,18 @@ def test_compiled_tracer_equals_findcontours_and_numpy(seed):
     np.testing.assert_array_equal(got_xy, want_xy)
 
 
+@pytest.mark.parametrize("n", [1, 2, 7, 40])
+def test_compiled_tracer_on_a_checkerboard_where_the_border_passes_each_pixel_four_times(n):
+    yy, xx = np.mgrid[:n, :n]
+    labels = ((yy + xx) % 2 == 0).astype(np.int32)  # one piece, joined at corners only
+    labels[(yy % 4 == 1) & (xx % 4 == 1)] = 2
+    ids = np.unique(labels[labels > 0]).astype(np.int64)
+    want_xy, want_off = trace_reference(labels, ids)
+    got_xy, got_off = _trace(labels, ids, "labels")
+    np.testing.assert_array_equal(got_off, want_off)
+    np.testing.assert_array_equal(got_xy, want_xy)
+
+
 def test_compiled_tracer_equals_reference_on_a_tile_of_cells():
     rng = np.random.default_rng(8)
     nuclei = _speckled_labels(rng, (300, 260), 250, 0.02)
