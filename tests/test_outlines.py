@@ -164,8 +164,8 @@ def test_compiled_tracer_equals_findcontours_and_numpy(seed):
 @pytest.mark.parametrize("n", [1, 2, 7, 40])
 def test_compiled_tracer_on_a_checkerboard_where_the_border_passes_each_pixel_four_times(n):
     yy, xx = np.mgrid[:n, :n]
-    labels = ((yy + xx) % 2 == 0).astype(np.int32)  # one piece, joined at corners only
-    labels[(yy % 4 == 1) & (xx % 4 == 1)] = 2
+    labels = ((yy + xx) % 2 == 0).astype(np.int32)  # pixels joined at their corners only
+    labels[(yy % 4 == 1) & (xx % 4 == 1)] = 2  # and single pixels of another label among them
     ids = np.unique(labels[labels > 0]).astype(np.int64)
     want_xy, want_off = trace_reference(labels, ids)
     got_xy, got_off = _trace(labels, ids, "labels")
