@@ -25,6 +25,8 @@ __all__ = [
     "_maxima",
     "_partition",
     "_partition_box",
+    "_nearest_seed",
+    "_block_max",
     "_trim",
 ]
 
@@ -222,10 +224,7 @@ def _partition_box(
     row, col = np.divmod(peak_idx[splits], w)
     marker_half = np.zeros(half_shape, dtype=np.int32)
     _kernels.scatter_max(marker_half.ravel(), (row // 2) * half_shape[1] + col // 2, peak_marker[splits])
-    dist, near = cv2.distanceTransformWithLabels(
-        (marker_half == 0).view(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL
-    )
-    seeds = np.concatenate([np.zeros(1, dtype=np.int32), marker_half[marker_half != 0]])
+    dist, near, seeds = _nearest_seed(marker_half)
     labels = np.zeros(mask.shape, dtype=np.int32)
     core_half = np.zeros(half_shape, dtype=np.int32)
     blocks = np.zeros(half_shape, dtype=np.uint8)
@@ -234,14 +233,24 @@ def _partition_box(
     )
     if max_dist_px < np.inf and 2.0 * cv2.minMaxLoc(dist, mask=blocks)[1] + 2.0 >= max_dist_px:
         return labels, n_labels, False
-    dist, near = cv2.distanceTransformWithLabels(
-        (core_half == 0).view(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL
-    )
+    dist, near, seeds = _nearest_seed(core_half)
     if max_dist_px < np.inf and 2.0 * cv2.minMaxLoc(dist, mask=blocks)[1] + 2.0 >= max_dist_px:
         return labels, n_labels, False
-    seeds = np.concatenate([np.zeros(1, dtype=np.int32), core_half[core_half != 0]])
     _kernels.split_labels(comp, n_markers, near, seeds, marker_comp, labels)
     return labels, n_labels, True
+
+
+def _nearest_seed(half: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Distance to the nearest seed pixel of ``half`` (int32, 0 = none) and which seed it is.
+
+    Returns the distance (float32, OpenCV's 5 x 5 chamfer), the label of
+    the nearest seed pixel (1-based, in the raster order of the seed
+    pixels) and the seeds' values in that order with 0 in front, so that
+    ``seeds[near]`` is each pixel's nearest seed value.
+    """
+    free = (half == 0).view(np.uint8)
+    dist, near = cv2.distanceTransformWithLabels(free, cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL)
+    return dist, near, np.concatenate([np.zeros(1, dtype=np.int32), half[half != 0]])
 
 
 def _block_max(labels: np.ndarray) -> np.ndarray:

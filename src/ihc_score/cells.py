@@ -65,6 +65,7 @@ from ._nuclei import (
     _block_max,
     _foreground,
     _maxima,
+    _nearest_seed,
     _partition,
     _smooth,
     _trim,
@@ -300,8 +301,7 @@ def expand_cells(nuclei: np.ndarray, *, mpp_um: float, params: DetectionParams =
     # short to make up for it. A cell's outer edge and the cut between two
     # cells move by about a pixel; the nuclei keep their own pixels.
     half = _block_max(box)
-    dist, near = cv2.distanceTransformWithLabels((half == 0).view(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL)
-    seeds = np.concatenate([np.zeros(1, dtype=np.int32), half[half != 0]])
+    dist, near, seeds = _nearest_seed(half)
     grown = _kernels.grow_labels(box, near, dist, seeds, np.float32((radius_px - 1.0) / 2.0))
     if box.shape == labels.shape:
         return grown
