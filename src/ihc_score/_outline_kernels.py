@@ -95,15 +95,12 @@ def _follow(
 
 
 @_jit
-def _pieces(
-    labels: np.ndarray, row_of: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _pieces(labels: np.ndarray, row_of: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Border chain of the kept piece of each wanted label.
 
     ``row_of[label]`` is the label's row in the result, -1 for a label not
     wanted. Returns the chains' pixels (x, y, packed), and per row where its
-    chain starts in them and its length (0 when the label has no pixel),
-    and its score (pixels of the piece, holes included, doubled).
+    chain starts in them and its length (0 when the label has no pixel).
     """
     h, w = labels.shape
     n_rows = 0
@@ -111,7 +108,7 @@ def _pieces(
         n_rows = max(n_rows, row_of[lab] + 1)
     start = np.zeros(n_rows, dtype=np.int64)
     length = np.zeros(n_rows, dtype=np.int64)
-    score = np.full(n_rows, -1, dtype=np.int64)
+    score = np.full(n_rows, -1, dtype=np.int64)  # the kept piece's pixels, holes included, doubled
     marks = np.zeros((h, w), dtype=np.uint8)
     # A border passes a pixel once for each arc of other labels around it,
     # four times at most: the chains fit in 4 h w (untouched pages cost no memory).
@@ -143,19 +140,21 @@ def _pieces(
                 score[k] = (n if n > 1 else 0) - area2 + 2  # pixels, holes included (Pick), doubled
                 start[k], length[k] = used, n
             used += n
-    return chain_x, chain_y, start, length, score
+    return chain_x, chain_y, start, length
 
 
 @_jit
 def _edges(
-    labels: np.ndarray, cx: np.ndarray, cy: np.ndarray, n: int, out: np.ndarray, at: int,
+    labels: np.ndarray, cx: np.ndarray, cy: np.ndarray, out: np.ndarray, at: int,
     tables: tuple[np.ndarray, ...], units: int, pinch_units: int, scratch: np.ndarray,
 ) -> int:
-    """Pixel-edge vertices of one chain (``ihc_score.outlines._to_pixel_edges`` for one ring), written from ``out[at]``.
+    """Pixel-edge vertices of one chain, written from ``out[at]`` (``to_pixel_edges`` of ``tests/outline_reference.py``, one ring).
 
-    ``scratch`` is int64, shape (7, at least ``4 n``). Returns the index
-    after the last vertex written.
+    ``cx``, ``cy`` are the chain's pixels; ``scratch`` is int64, shape (7,
+    at least 4 times the chain's length). Returns the index after the last
+    vertex written.
     """
+    n = cx.size
     step_code, n_edges, first_edge, last_edge, corner_dx, corner_dy, side_dx, side_dy = tables
     d_out, combo, skip, first_out, vx, vy, pinch = (
         scratch[0], scratch[1], scratch[2], scratch[3], scratch[4], scratch[5], scratch[6]
@@ -228,7 +227,7 @@ def trace_labels(
     row_of = np.full(top + 1, -1, dtype=np.int64)
     for k in range(ids.size):
         row_of[ids[k]] = k
-    chain_x, chain_y, start, length, _ = _pieces(labels, row_of)
+    chain_x, chain_y, start, length = _pieces(labels, row_of)
     offsets = np.zeros(ids.size + 1, dtype=np.int64)
     total = 0
     longest = 1
@@ -243,6 +242,6 @@ def trace_labels(
     at = 0
     for k in range(ids.size):
         i, n = start[k], length[k]
-        at = _edges(labels, chain_x[i : i + n], chain_y[i : i + n], n, out, at, tables, units, pinch_units, scratch)
+        at = _edges(labels, chain_x[i : i + n], chain_y[i : i + n], out, at, tables, units, pinch_units, scratch)
         offsets[k + 1] = at
     return out[:at].copy(), offsets, -1
