@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
+from ihc_score import _detection_kernels as D
 from ihc_score import _kernels as K
 from ihc_score._nuclei import _EDGE_FRACTION, _block_max, _fill_small_holes, _trim
 from ihc_score.cells import expand_cells
@@ -77,7 +78,7 @@ def test_scatter_max_is_numpy_maximum_at_nan_included():
     with np.errstate(invalid="ignore"):
         np.maximum.at(want, index, values)
     got = np.full(60, -np.inf, dtype=np.float32)
-    K.scatter_max(got, index, values)
+    D.scatter_max(got, index, values)
     np.testing.assert_array_equal(got, want)
 
 
@@ -124,7 +125,7 @@ def test_small_holes_filled_as_labelled_components_and_border_rule(seed):
     assert fill.any() and (~border & (area > 3))[1:].any()  # holes filled and holes kept
     holes = (np.ascontiguousarray(background) * ~border[lab]).astype(np.uint8)
     out = np.zeros(mask.shape, dtype=bool)
-    assert K.fill_holes(holes, out, 3.0) == int(fill.sum())
+    assert D.fill_holes(holes, out, 3.0) == int(fill.sum())
     np.testing.assert_array_equal(out, fill[lab])
     # the box of _fill_small_holes is the whole mask here: every small hole is filled, nothing else
     np.testing.assert_array_equal(_fill_small_holes(mask, 3.0), mask | fill[lab])
@@ -137,7 +138,7 @@ def test_marker_labels_number_groups_as_opencv(seed, density, min_groups):
     peaks = (rng.random((h, w)) < density).astype(np.uint8)
     n, want = cv2.connectedComponents(peaks, connectivity=8, ltype=cv2.CV_32S)
     idx = np.flatnonzero(peaks)
-    got_n, got = K.marker_labels(idx, w)
+    got_n, got = D.marker_labels(idx, w)
     assert got_n == n >= min_groups + 1
     np.testing.assert_array_equal(got, want.ravel()[idx])
 

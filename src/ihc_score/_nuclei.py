@@ -68,7 +68,7 @@ def _fill_small_holes(mask: np.ndarray, max_hole_px: float) -> np.ndarray:
     the box's edge touches the border, and the others (the holes) lie whole
     inside the box. Components are 4-connected.
     """
-    from . import _kernels  # on first use: see its docstring
+    from . import _detection_kernels  # on first use: see ihc_score._kernels
     h, w = mask.shape
     rows = np.flatnonzero(mask.any(axis=1))
     if rows.size == 0:
@@ -83,7 +83,7 @@ def _fill_small_holes(mask: np.ndarray, max_hole_px: float) -> np.ndarray:
     holes = cv2.copyMakeBorder(np.ascontiguousarray(~box).view(np.uint8), 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=1)
     cv2.floodFill(holes, None, (0, 0), 0, flags=4)
     fill = np.zeros(box.shape, dtype=bool)
-    if not _kernels.fill_holes(holes[1:-1, 1:-1], fill, max_hole_px):
+    if not _detection_kernels.fill_holes(holes[1:-1, 1:-1], fill, max_hole_px):
         return mask
     filled = mask.copy()
     filled[y0:y1, x0:x1] |= fill
@@ -103,7 +103,7 @@ def _maxima(mask: np.ndarray, score: np.ndarray, min_distance_px: float) -> np.n
     pixels, and only those few candidates are compared with the rest of
     the disk, nearest pixels first, until one is higher.
     """
-    from . import _kernels  # on first use: see its docstring
+    from . import _detection_kernels  # on first use: see ihc_score._kernels
     kernel = _disk(min_distance_px)
     r = kernel.shape[0] // 2
     inner = np.ascontiguousarray(kernel[r - 1 : r + 2, r - 1 : r + 2])
@@ -115,7 +115,7 @@ def _maxima(mask: np.ndarray, score: np.ndarray, min_distance_px: float) -> np.n
     dy, dx = np.nonzero(kernel)
     dy, dx = dy - r, dx - r
     order = np.lexsort((dx, dy, dy * dy + dx * dx))[1:]  # nearest first; the centre (distance 0) left out
-    found = _kernels.disk_maxima(cand, score, dy[order].astype(np.intp), dx[order].astype(np.intp))
+    found = _detection_kernels.disk_maxima(cand, score, dy[order].astype(np.intp), dx[order].astype(np.intp))
     peaks.ravel()[cand[found]] = True
     return peaks
 
@@ -186,12 +186,12 @@ def _partition_box(
     foreground pixel lies ``max_dist_px`` or more from its nearest peak or
     core.
     """
-    from . import _kernels  # on first use: see its docstring
+    from . import _detection_kernels  # on first use: see ihc_score._kernels
     n_comp, comp = cv2.connectedComponents(mask.view(np.uint8), connectivity=8, ltype=cv2.CV_32S)
     peak_idx = np.flatnonzero(peaks)
     n_mark = 0
     if n_comp > 1 and peak_idx.size:
-        n_mark, peak_marker = _kernels.marker_labels(peak_idx, mask.shape[1])
+        n_mark, peak_marker = _detection_kernels.marker_labels(peak_idx, mask.shape[1])
     if n_mark <= 2:  # one nucleus a blob
         return comp, max(n_comp, 1), True
     # A blob with one marker is that nucleus; a blob without a marker of its
@@ -211,7 +211,7 @@ def _partition_box(
         comp_label[0] = 0
         return np.take(comp_label, comp), n_labels, True
     peak_value = np.zeros(n_mark, dtype=np.float32)
-    _kernels.scatter_max(peak_value, peak_marker, score.ravel()[peak_idx])
+    _detection_kernels.scatter_max(peak_value, peak_marker, score.ravel()[peak_idx])
     # The nearest marker and the nearest core are looked up at half
     # resolution (the distance transforms with labels are the costliest step
     # of detection): 2 x 2 blocks on even rows and columns, each holding the
@@ -223,12 +223,12 @@ def _partition_box(
     splits = n_markers[marker_comp[peak_marker]] >= 2
     row, col = np.divmod(peak_idx[splits], w)
     marker_half = np.zeros(half_shape, dtype=np.int32)
-    _kernels.scatter_max(marker_half.ravel(), (row // 2) * half_shape[1] + col // 2, peak_marker[splits])
+    _detection_kernels.scatter_max(marker_half.ravel(), (row // 2) * half_shape[1] + col // 2, peak_marker[splits])
     dist, near, seeds = _nearest_seed(marker_half)
     labels = np.zeros(mask.shape, dtype=np.int32)
     core_half = np.zeros(half_shape, dtype=np.int32)
     blocks = np.zeros(half_shape, dtype=np.uint8)
-    _kernels.blob_markers(
+    _detection_kernels.blob_markers(
         comp, comp_label, n_markers, near, seeds, score, peak_value, np.float32(core_fraction), labels, core_half, blocks
     )
     if max_dist_px < np.inf and 2.0 * cv2.minMaxLoc(dist, mask=blocks)[1] + 2.0 >= max_dist_px:
@@ -236,7 +236,7 @@ def _partition_box(
     dist, near, seeds = _nearest_seed(core_half)
     if max_dist_px < np.inf and 2.0 * cv2.minMaxLoc(dist, mask=blocks)[1] + 2.0 >= max_dist_px:
         return labels, n_labels, False
-    _kernels.split_labels(comp, n_markers, near, seeds, marker_comp, labels)
+    _detection_kernels.split_labels(comp, n_markers, near, seeds, marker_comp, labels)
     return labels, n_labels, True
 
 
@@ -269,6 +269,6 @@ def _trim(labels: np.ndarray, n_labels: int, image: np.ndarray, min_area_px: flo
     ``labels`` (int32, from :func:`_partition`) is relabelled in place and
     returned; the numbering keeps the order of the labels given.
     """
-    from . import _kernels  # on first use: see its docstring
-    _kernels.trim_labels(labels, n_labels, image, np.float32(_EDGE_FRACTION), min_area_px, max_area_px)
+    from . import _detection_kernels  # on first use: see ihc_score._kernels
+    _detection_kernels.trim_labels(labels, n_labels, image, np.float32(_EDGE_FRACTION), min_area_px, max_area_px)
     return labels

@@ -27,7 +27,7 @@ import numpy as np
 
 from ._kernels import _jit
 
-__all__ = ["trace_labels"]
+__all__ = ["trace_labels", "warm_up"]
 
 #: Neighbour code k -> (dx, dy), y down (OpenCV's ``icvCodeDeltas``).
 _DX = np.array([1, 1, 0, -1, -1, -1, 0, 1], dtype=np.int64)
@@ -245,3 +245,10 @@ def trace_labels(
         at = _edges(labels, chain_x[i : i + n], chain_y[i : i + n], out, at, tables, units, pinch_units, scratch)
         offsets[k + 1] = at
     return out[:at].copy(), offsets, -1
+
+
+def warm_up() -> None:
+    """Load the tracer for the argument types :func:`ihc_score.outlines.trace_outlines` passes it."""
+    from .outlines import _PINCH_UNITS, _TABLES, UNITS_PER_PX
+
+    trace_labels(np.ones((2, 2), dtype=np.int32), np.ones(1, dtype=np.int64), _TABLES, UNITS_PER_PX, _PINCH_UNITS)

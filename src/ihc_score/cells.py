@@ -277,7 +277,7 @@ def expand_cells(nuclei: np.ndarray, *, mpp_um: float, params: DetectionParams =
     ndarray, int32, shape (H, W)
         Cell labels, same numbers as the nuclei.
     """
-    from . import _kernels  # on first use: see its docstring
+    from . import _detection_kernels  # on first use: see ihc_score._kernels
     _check_mpp(mpp_um)
     labels = np.ascontiguousarray(nuclei, dtype=np.int32)
     inside = labels != 0
@@ -302,7 +302,7 @@ def expand_cells(nuclei: np.ndarray, *, mpp_um: float, params: DetectionParams =
     # cells move by about a pixel; the nuclei keep their own pixels.
     half = _block_max(box)
     dist, near, seeds = _nearest_seed(half)
-    grown = _kernels.grow_labels(box, near, dist, seeds, np.float32((radius_px - 1.0) / 2.0))
+    grown = _detection_kernels.grow_labels(box, near, dist, seeds, np.float32((radius_px - 1.0) / 2.0))
     if box.shape == labels.shape:
         return grown
     cells = np.zeros_like(labels)
