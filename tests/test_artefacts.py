@@ -466,3 +466,31 @@ def test_a_band_is_a_fold_only_when_both_stains_double(band_dab, is_fold):
     fold = find_folds(thumb, np.ones((200, 200), bool), background=(255.0, 255.0, 255.0), px_um=8.0)
     iou = (fold & band).sum() / max((fold | band).sum(), 1)
     assert (iou >= 0.7) if is_fold else not fold.any()
+
+
+@pytest.mark.parametrize("px_um", [8.0, 4.0])
+def test_fold_search_around_the_tissue_gives_the_folds_of_the_whole_thumbnail(px_um):
+    """The fold search keeps to the box around the tissue (a slide mostly of glass costs what its tissue does);
+    on a thumbnail whose sides are multiples of the box's alignment, its folds are those of the whole
+    thumbnail, bit for bit. At 4 um/px the thumbnail is first averaged to the fold grid, 2 x 2."""
+    from ihc_score.artefacts import _folds_on_grid, _folds_resampled
+    from ihc_score.stain import DEFAULT_STAINS, compose_rgb
+
+    f = int(8.0 // px_um)
+    h, w = 512 * f, 640 * f  # 4 x 5 mm of glass, 1 x 1.3 mm of tissue in the middle
+    rng = np.random.default_rng(7)
+    conc = np.zeros((h, w, 3), np.float32)
+    yy, xx = np.mgrid[:h, :w] / f
+    tissue = ((yy - 272) / 64) ** 2 + ((xx - 336) / 80) ** 2 <= 1.0  # an ellipse: glass filled unevenly
+    conc[tissue, 0] = rng.uniform(0.10, 0.20, tissue.sum())
+    conc[tissue, 1] = rng.uniform(0.00, 0.04, tissue.sum())
+    band = np.zeros((h, w), bool)
+    band[225 * f : 240 * f, 290 * f : 382 * f] = True  # 120 x 740 um, a second layer near the tissue's edge
+    conc[band, :2] *= 2.0
+    thumb = compose_rgb(conc, DEFAULT_STAINS)
+    bg = (255.0, 255.0, 255.0)
+    params = ArtefactParams()
+    fold = _folds_on_grid(thumb, tissue, background=bg, px_um=px_um, params=params)
+    whole = _folds_resampled(thumb, tissue, f, background=bg, px_um=px_um, params=params)
+    assert (fold & band).sum() >= 0.7 * (fold | band).sum()
+    np.testing.assert_array_equal(fold, whole)

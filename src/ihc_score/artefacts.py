@@ -52,6 +52,7 @@ are ``downsample * mpp_um`` um; areas are reported in mm^2.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -298,19 +299,70 @@ def find_thumbnail_artefacts(thumb: np.ndarray, tissue: TissueMask, *, mpp_um: f
 
 def _folds_on_grid(thumb: np.ndarray, tissue: np.ndarray, *, background: tuple[float, float, float], px_um: float,
                    params: ArtefactParams) -> np.ndarray:
-    """:func:`find_folds` on a thumbnail averaged down to about ``fold_grid_um`` when it is finer.
+    """:func:`find_folds` around the tissue, on a thumbnail averaged down to about ``fold_grid_um`` when it is finer.
 
     A fold is hundreds of um across; on a fine thumbnail (a small slide) the
     cells' own texture would dominate the local references, so the fold is
     judged where that texture is averaged away and its mask brought back
     (nearest) onto the thumbnail's grid.
+
+    Only the box around the tissue is searched, widened by
+    :func:`_fold_margin_px`: glass farther out takes no part in a tissue
+    pixel's references, so a slide mostly of glass costs what its tissue
+    does. The box's edges lie on multiples of :data:`_FOLD_ALIGN_PX` grid
+    pixels, where the references' block averages of the whole thumbnail lie
+    too: on a thumbnail whose sides are such multiples, the folds are those
+    of the whole thumbnail, bit for bit.
     """
-    factor = int(params.fold_grid_um // px_um)
+    factor = max(1, int(params.fold_grid_um // px_um))
+    h, w = tissue.shape
+    rows = np.flatnonzero(tissue.any(axis=1))
+    if rows.size == 0:
+        return np.zeros((h, w), bool)
+    cols = np.flatnonzero(tissue.any(axis=0))
+    margin, align = _fold_margin_px(px_um * factor, params) * factor, _FOLD_ALIGN_PX * factor
+    y0, x0 = (max(0, int(rows[0]) - margin) // align) * align, (max(0, int(cols[0]) - margin) // align) * align
+    y1 = min(h, -(-(int(rows[-1]) + 1 + margin) // align) * align)
+    x1 = min(w, -(-(int(cols[-1]) + 1 + margin) // align) * align)
+    box = (slice(y0, y1), slice(x0, x1))
+    fold = np.zeros((h, w), bool)
+    fold[box] = _folds_resampled(thumb[box], tissue[box], factor, background=background, px_um=px_um, params=params)
+    return fold
+
+
+#: The fold search box's edges lie on multiples of this many fold-grid pixels
+#: (a multiple of the references' coarsest block, 4 grid pixels with the defaults).
+_FOLD_ALIGN_PX = 16
+
+
+def _fold_margin_px(grid_um: float, params: ArtefactParams) -> int:
+    """Glass (grid pixels) kept around the tissue for the fold search.
+
+    A tissue pixel's references reach half a window (the median) and the
+    reach (the dilation) into the nearest-tissue values filled over the
+    glass; the box's own edge disturbs its references as far inwards.
+    Twice the sum, so neither meets the tissue.
+    """
+    return int(math.ceil(2.0 * (params.fold_window_um / 2.0 + params.fold_reach_um) / grid_um)) + _FOLD_ALIGN_PX
+
+
+def _folds_resampled(thumb: np.ndarray, tissue: np.ndarray, factor: int, *, background: tuple[float, float, float],
+                     px_um: float, params: ArtefactParams) -> np.ndarray:
+    """:func:`find_folds` on ``thumb`` averaged over ``factor`` x ``factor`` blocks (1: as it is), brought back.
+
+    The last rows and columns that do not fill a block (less than
+    ``factor`` pixels at the slide's edge) hold no fold.
+    """
     if factor < 2:
         return find_folds(thumb, tissue, background=background, px_um=px_um, params=params)
     h, w = tissue.shape
-    size = (max(1, w // factor), max(1, h // factor))
-    small = cv2.resize(thumb, size, interpolation=cv2.INTER_AREA)
-    known = cv2.resize(tissue.view(np.uint8), size, interpolation=cv2.INTER_AREA) > 0  # half or more tissue
-    fold = find_folds(small, known, background=background, px_um=px_um * w / size[0], params=params)
-    return cv2.resize(fold.view(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).view(bool) & tissue
+    hs, ws = h // factor, w // factor
+    fold = np.zeros((h, w), bool)
+    if hs == 0 or ws == 0:
+        return fold
+    whole = (slice(0, hs * factor), slice(0, ws * factor))
+    small = cv2.resize(thumb[whole], (ws, hs), interpolation=cv2.INTER_AREA)
+    known = cv2.resize(tissue[whole].view(np.uint8), (ws, hs), interpolation=cv2.INTER_AREA) > 0  # half or more tissue
+    found = find_folds(small, known, background=background, px_um=px_um * factor, params=params)
+    fold[whole] = found.repeat(factor, axis=0).repeat(factor, axis=1)
+    return fold & tissue
