@@ -263,20 +263,29 @@ def estimate_background(rgb: np.ndarray, mask: np.ndarray | None = None) -> tupl
         If ``rgb`` is not uint8 RGB, is empty, or ``mask`` has another shape.
     """
     pixels = _as_image(rgb).reshape(-1, 3)
-    if len(pixels) == 0:
+    n = len(pixels)
+    if n == 0:
         raise ValueError("rgb is empty: cannot estimate the background")
     fraction = 0.02
+    brightness = channel_sum(pixels, np.uint16)
+    outside = None
     if mask is not None:
         m = np.asarray(mask, dtype=bool)
         if m.shape != rgb.shape[:-1]:
             raise ValueError(f"mask shape {m.shape} does not match image shape {rgb.shape[:-1]}")
-        outside = pixels[~m.reshape(-1)]
-        if len(outside) >= max(0.01 * len(pixels), 1):
-            pixels, fraction = outside, 0.5
-    brightness = channel_sum(pixels, np.uint16)
-    cut = _order_statistic(np.bincount(brightness), int(np.floor((1.0 - fraction) * (len(brightness) - 1))))
-    bright = pixels[brightness >= cut]
-    bg = np.array([_median_of_counts(np.bincount(bright[:, c], minlength=256)) for c in range(3)])
+        outside = ~m.reshape(-1)
+        n_outside = int(np.count_nonzero(outside))
+        if n_outside >= max(0.01 * n, 1):
+            n, fraction = n_outside, 0.5
+        else:
+            outside = None
+    # Histograms of the selected pixels, taken through 1-D masks (copying the
+    # selected rows of the (N, 3) array would cost more than the rest).
+    counts = np.bincount(brightness if outside is None else brightness[outside])
+    bright = brightness >= _order_statistic(counts, int(np.floor((1.0 - fraction) * (n - 1))))
+    if outside is not None:
+        bright &= outside
+    bg = np.array([_median_of_counts(np.bincount(pixels[:, c][bright], minlength=256)) for c in range(3)])
     if bg.mean() < MIN_BRIGHTFIELD_BACKGROUND:
         raise NotBrightfieldError(
             f"background is dark (mean intensity {bg.mean():.0f} of 255): not a brightfield slide; "
