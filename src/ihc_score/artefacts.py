@@ -297,6 +297,12 @@ def find_thumbnail_artefacts(thumb: np.ndarray, tissue: TissueMask, *, mpp_um: f
     return ThumbnailArtefacts(fold, bubble, fold_mm2, bubble_mm2, flags)
 
 
+#: The fold search box's edges lie on multiples of this many fold-grid pixels:
+#: a multiple of the references' coarsest block (4 grid pixels with the
+#: default window and reach).
+_FOLD_ALIGN_PX = 16
+
+
 def _folds_on_grid(thumb: np.ndarray, tissue: np.ndarray, *, background: tuple[float, float, float], px_um: float,
                    params: ArtefactParams) -> np.ndarray:
     """:func:`find_folds` around the tissue, on a thumbnail averaged down to about ``fold_grid_um`` when it is finer.
@@ -312,7 +318,8 @@ def _folds_on_grid(thumb: np.ndarray, tissue: np.ndarray, *, background: tuple[f
     does. The box's edges lie on multiples of :data:`_FOLD_ALIGN_PX` grid
     pixels, where the references' block averages of the whole thumbnail lie
     too: on a thumbnail whose sides are such multiples, the folds are those
-    of the whole thumbnail, bit for bit.
+    of the whole thumbnail, bit for bit (with a window and reach whose
+    blocks divide :data:`_FOLD_ALIGN_PX`, as the defaults' do).
     """
     factor = max(1, int(params.fold_grid_um // px_um))
     h, w = tissue.shape
@@ -328,11 +335,6 @@ def _folds_on_grid(thumb: np.ndarray, tissue: np.ndarray, *, background: tuple[f
     fold = np.zeros((h, w), bool)
     fold[box] = _folds_resampled(thumb[box], tissue[box], factor, background=background, px_um=px_um, params=params)
     return fold
-
-
-#: The fold search box's edges lie on multiples of this many fold-grid pixels
-#: (a multiple of the references' coarsest block, 4 grid pixels with the defaults).
-_FOLD_ALIGN_PX = 16
 
 
 def _fold_margin_px(grid_um: float, params: ArtefactParams) -> int:
