@@ -469,10 +469,11 @@ def test_a_band_is_a_fold_only_when_both_stains_double(band_dab, is_fold):
 
 
 @pytest.mark.parametrize("px_um", [8.0, 4.0])
-def test_fold_search_around_the_tissue_gives_the_folds_of_the_whole_thumbnail(px_um):
+def test_fold_search_around_the_tissue_gives_the_folds_of_the_whole_thumbnail(px_um, monkeypatch):
     """The fold search keeps to the box around the tissue (a slide mostly of glass costs what its tissue does);
     on a thumbnail whose sides are multiples of the box's alignment, its folds are those of the whole
     thumbnail, bit for bit. At 4 um/px the thumbnail is first averaged to the fold grid, 2 x 2."""
+    from ihc_score import artefacts
     from ihc_score.artefacts import _folds_on_grid, _folds_resampled
     from ihc_score.stain import DEFAULT_STAINS, compose_rgb
 
@@ -490,7 +491,15 @@ def test_fold_search_around_the_tissue_gives_the_folds_of_the_whole_thumbnail(px
     thumb = compose_rgb(conc, DEFAULT_STAINS)
     bg = (255.0, 255.0, 255.0)
     params = ArtefactParams()
+    searched, find_folds = [], artefacts.find_folds
+
+    def recorded(image, *args, **kwargs):
+        searched.append(image.shape[:2])
+        return find_folds(image, *args, **kwargs)
+
+    monkeypatch.setattr(artefacts, "find_folds", recorded)
     fold = _folds_on_grid(thumb, tissue, background=bg, px_um=px_um, params=params)
     whole = _folds_resampled(thumb, tissue, f, background=bg, px_um=px_um, params=params)
+    assert searched[0][0] * searched[0][1] < 0.6 * searched[1][0] * searched[1][1]  # the box, then the whole
     assert (fold & band).sum() >= 0.7 * (fold | band).sum()
     np.testing.assert_array_equal(fold, whole)
