@@ -136,9 +136,9 @@ def _pieces(labels: np.ndarray, row_of: np.ndarray) -> tuple[np.ndarray, np.ndar
             if used + n > chain_x.size:
                 raise ValueError("a border longer than four times the pixels")
             k = row_of[lab]
-            if (n if n > 1 else 0) - area2 + 2 > score[k]:
-                score[k] = (n if n > 1 else 0) - area2 + 2  # pixels, holes included (Pick), doubled
-                start[k], length[k] = used, n
+            pixels2 = (n if n > 1 else 0) - area2 + 2  # pixels, holes included (Pick), doubled
+            if pixels2 > score[k]:
+                score[k], start[k], length[k] = pixels2, used, n
             used += n
     return chain_x, chain_y, start, length
 
