@@ -15,8 +15,8 @@ slide with its truth and its metastasis outlines as QuPath GeoJSON. It prints:
   (centre under no artefact), the true H-score of all its cells, and the
   H-score ``score_slide`` reports with the annotation file (artefacts
   left out), and ``dH``, its error against the cells that should be scored;
-* the cost of :func:`ihc_score.focus.blurred_blocks` relative to
-  deconvolution plus :func:`ihc_score.cells.detect_cells` on a dense
+* the cost of :func:`ihc_score.tissue.focus.blurred_blocks` relative to
+  deconvolution plus :func:`ihc_score.cells.detect.detect_cells` on a dense
   1024 x 1024 tile (target < 5 %).
 """
 
@@ -30,15 +30,20 @@ import numpy as np
 import shapely
 from shapely.geometry import shape
 
-from ihc_score.artefacts import find_thumbnail_artefacts
-from ihc_score.focus import block_focus, blur_block_px, blurred_blocks
+from _preset_slides import preset_slide
 from ihc_score.cells import detect_cells
 from ihc_score.model import default_model
-from ihc_score.pipeline import score_slide
-from ihc_score.slide_open import open_slide
+from ihc_score.run import score_slide
+from ihc_score.slide import open_slide
 from ihc_score.stain import deconvolve
-from ihc_score.tissue import detect_pen_ink, detect_tissue
-from _preset_slides import preset_slide
+from ihc_score.tissue import (
+    block_focus,
+    blur_block_px,
+    blurred_blocks,
+    detect_pen_ink,
+    detect_tissue,
+    find_thumbnail_artefacts,
+)
 
 
 def slide(seed: int) -> tuple[Path, dict]:

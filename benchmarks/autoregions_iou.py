@@ -9,7 +9,7 @@ parenchyma with two or three metastases (one DAB-positive, one negative) and
 a necrosis inside or beside one of them (and one slide with parenchyma and a
 necrosis but no metastasis), detects the cells with the default
 model through the same ``score_slide`` the CLI runs, and finds the metastases
-with :func:`ihc_score.autoregions.find_metastases` from the detected
+with :func:`ihc_score.regions.auto.find_metastases` from the detected
 centroids and nucleus areas and the slide's tissue mask. For every true
 metastasis (its outline from the generator, necroses cut out) it prints the
 best-matching automatic region and their IoU; for every slide the automatic
@@ -33,9 +33,9 @@ from pathlib import Path
 import numpy as np
 import shapely
 
-from ihc_score.autoregions import AutoRegionParams, find_metastases, tumour_map
 from ihc_score.model import default_model
-from ihc_score.pipeline import plan_slide, score_slide
+from ihc_score.regions import AutoRegionParams, find_metastases, tumour_map
+from ihc_score.run import plan_slide, score_slide
 from ihc_score.synthetic import SynthSpec, TumourRegion, make_layout, make_slide, preset
 from ihc_score.synthetic.spec import NecrosisRegion
 

@@ -6,7 +6,7 @@ Run from the repository root::
 
 For every image in ``<data>/ihc`` that has cell-level ground truth, the
 image goes through the product's own path,
-:func:`ihc_score.pipeline.score_slide`: opened with the project's reader,
+:func:`ihc_score.run.pipeline.score_slide`: opened with the project's reader,
 tissue mask, the slide's own background and stain estimate (from tiles
 sampled over its tissue), tiling at the analysis pixel size (0.5 um/px;
 never upsampled), detection and classification, with the default model
@@ -65,7 +65,8 @@ from scipy.spatial import cKDTree
 
 from ihc_score.cells import DetectionParams
 from ihc_score.model import Model, default_model
-from ihc_score.pipeline import SlideResult, score_slide
+from ihc_score.results import SlideResult
+from ihc_score.run import score_slide
 from ihc_score.score import classify
 
 #: Analysis pixel size of the default model (um/px); printed for reference.
@@ -203,11 +204,11 @@ def benchmark_model(
 
 def _score(truth: _Truth, model: Model, mpp_um: float) -> SlideResult:
     if truth.image is not None:
-        return score_slide(truth.image, model, mpp=mpp_um, region_mode="tissue")
+        return score_slide(truth.image, model, mpp_option_um=mpp_um, region_mode="tissue")
     with tempfile.TemporaryDirectory(prefix="ki67-") as tmp:
         path = Path(tmp) / "field.png"
         Image.fromarray(truth.rgb).save(path)
-        return score_slide(path, model, mpp=mpp_um, region_mode="tissue")
+        return score_slide(path, model, mpp_option_um=mpp_um, region_mode="tissue")
 
 
 def evaluate_image(

@@ -26,9 +26,9 @@ from pathlib import Path
 import shapely
 from shapely.geometry import shape
 
-from ihc_score.model import default_model
-from ihc_score.pipeline import score_slide
 from _preset_slides import CACHE, preset_slide
+from ihc_score.model import default_model
+from ihc_score.run import score_slide
 
 
 def slide(seed: int, width: int, height: int) -> tuple[Path, Path, dict]:

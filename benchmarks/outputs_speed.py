@@ -8,7 +8,7 @@ Run from the repository root::
 Scores the ``main`` slide of ``benchmarks/throughput.py --quick`` (14000 x
 14000 px, generated once and cached) in this process, one thread, with the
 compiled kernels loaded first: without outlines (scoring alone), then with
-them, timing every call of :func:`ihc_score.outlines.trace_outlines`; then
+them, timing every call of :func:`ihc_score.cells.outlines.trace_outlines`; then
 writes the default per-slide outputs from that result: detections GeoJSON
 (plain and ``.gz``), the cell table and the QC pictures. Every figure is
 the best of ``--repeat`` passes.
@@ -34,15 +34,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import cv2  # noqa: E402
 
-import ihc_score.outlines as outlines_module  # noqa: E402
-from ihc_score import _kernels  # noqa: E402
-from ihc_score.cells_csv import write_cells_csv  # noqa: E402
-from ihc_score.detections import write_detections_geojson  # noqa: E402
+import ihc_score.cells.outlines as outlines_module  # noqa: E402
+from ihc_score.cells import warm_up  # noqa: E402
 from ihc_score.model import default_model  # noqa: E402
-from ihc_score.pipeline import SlideResult, finish_slide, score_tiles, tile_tasks  # noqa: E402
-from ihc_score.plan import plan_slide  # noqa: E402
-from ihc_score.qc import write_slide_qc, write_zooms  # noqa: E402
-from ihc_score.slide_open import open_slide  # noqa: E402
+from ihc_score.outputs import (  # noqa: E402
+    write_cells_csv,  # noqa: E402
+    write_detections_geojson,  # noqa: E402
+    write_slide_qc,
+    write_zooms,
+)
+from ihc_score.results import SlideResult  # noqa: E402
+from ihc_score.run import (  # noqa: E402
+    finish_slide,
+    plan_slide,  # noqa: E402
+    score_tiles,
+    tile_tasks,
+)
+from ihc_score.slide import open_slide  # noqa: E402
 
 
 def _cpu(fn: Callable[[], object]) -> tuple[float, object]:
@@ -58,7 +66,7 @@ def _best(fn: Callable[[], object], repeat: int) -> float:
 def _score(path: Path, *, outlines: bool) -> SlideResult:
     model = default_model()
     plan = plan_slide(path, model)
-    chunks = [score_tiles(t) for t in tile_tasks(plan, model, mpp=None, outlines=outlines)]
+    chunks = [score_tiles(t) for t in tile_tasks(plan, model, outlines=outlines)]
     return finish_slide(plan, chunks, model)
 
 
@@ -79,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         traced.append((s, nuclei.size))
         return out
 
-    _kernels.warm_up()  # loaded from the disk cache (or compiled) before any timing
+    warm_up()  # loaded from the disk cache (or compiled) before any timing
     score_s = _best(lambda: _score(path, outlines=False), args.repeat)
     outlines_module.trace_outlines = timed_trace
     try:
@@ -101,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     model = default_model()
 
     def qc() -> None:
-        with open_slide(result.path, mpp=result.mpp_um) as slide:
+        with open_slide(result.path, mpp_option_um=result.mpp_um) as slide:
             write_slide_qc(out / "qc.png", result, slide, model_id=model.id)
             write_zooms(out, result, slide, stem="s", measurement=model.classification.measurement)
 

@@ -14,8 +14,8 @@ pigment counted as DAB (all cells), the H-score ``score_slide`` reports
 (labelled by whether its result carries pigment handling) and its call;
 then n pigmented and pigment area, true and found. "Found" is measured
 here on the whole slide read at the analysis pixel size: cells of
-:func:`ihc_score.cells.detect_cells` whose centroid is in the outline,
-pigmented when :func:`ihc_score.pigment.cell_pigment_fraction` reaches
+:func:`ihc_score.cells.detect.detect_cells` whose centroid is in the outline,
+pigmented when :func:`ihc_score.cells.pigment.cell_pigment_fraction` reaches
 ``max_cell_fraction``; area = pigment pixels inside the outline. Last, the
 pixel precision / recall of :func:`pigment_mask` against the rendered truth
 on fields of the slide's layout, and its cost relative to ``detect_cells``
@@ -33,14 +33,13 @@ import numpy as np
 import shapely
 from shapely.geometry import shape
 
-from ihc_score.cells import detect_cells
+from _preset_slides import preset_slide
+from ihc_score.cells import PigmentParams, cell_pigment_fraction, detect_cells, pigment_mask
 from ihc_score.model import default_model
-from ihc_score.pigment import PigmentParams, cell_pigment_fraction, pigment_mask
-from ihc_score.pipeline import score_slide
-from ihc_score.slide_open import open_slide
+from ihc_score.run import score_slide
+from ihc_score.slide import open_slide
 from ihc_score.stain import DEFAULT_STAINS, deconvolve
 from ihc_score.synthetic import make_layout, preset, render_region
-from _preset_slides import preset_slide
 
 A_MPP = 0.5
 

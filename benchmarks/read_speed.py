@@ -37,12 +37,9 @@ import imagecodecs
 import numpy as np
 import tifffile
 
-from ihc_score import _jpeg_tiles
 from ihc_score.model import default_model
-from ihc_score.pipeline import tile_tasks
-from ihc_score.plan import plan_slide
-from ihc_score.slide import Slide
-from ihc_score.slide_open import open_slide
+from ihc_score.run import plan_slide, tile_tasks
+from ihc_score.slide import Slide, _jpeg_tiles, open_slide
 
 DEFAULT = Path(__file__).resolve().parent / "cache" / "throughput2-main-14000x14000-s7-g2.svs"
 
@@ -52,7 +49,7 @@ def _rects(path: Path) -> tuple[list[list[tuple[tuple[int, int], tuple[int, int]
     model = default_model()
     plan = plan_slide(path, model)
     groups = []
-    for task in tile_tasks(plan, model, mpp=None):
+    for task in tile_tasks(plan, model):
         ds = task.downsample
         group = []
         for tile in task.tiles:
@@ -158,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
             return opened(path, **kw)
 
         globals()["open_slide"] = open_fresh
-        from ihc_score import _openslide_backend
+        from ihc_score.slide import _openslide_backend
 
         saved = _openslide_backend.OpenSlideSlide._read_level_halved
         _openslide_backend.OpenSlideSlide._read_level_halved = halved_hook

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from ihc_score.model import default_model
-from ihc_score.pipeline import score_slide
+from ihc_score.run import score_slide
 from ihc_score.score import ClassCounts
 from ihc_score.stain import DEFAULT_STAINS
 from ihc_score.synthetic import make_slide, preset, shift_stains

@@ -66,11 +66,11 @@ import csv
 import json
 import math
 import os
+import resource
 import shutil
 import subprocess
 import sys
 import tempfile
-import resource
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -81,7 +81,7 @@ import numpy as np
 import tifffile
 
 from ihc_score.model import default_model
-from ihc_score.plan import plan_slide
+from ihc_score.run import plan_slide
 from ihc_score.synthetic import GENERATOR_VERSION, SynthSpec, TumourRegion, preset
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -479,9 +479,7 @@ def _profile(path: Path) -> None:
 
     import cv2
 
-    from ihc_score.batch import BatchOptions
-    from ihc_score.pipeline import finish_slide, score_tiles, tile_tasks
-    from ihc_score.slide_outputs import write_slide_outputs
+    from ihc_score.run import BatchOptions, finish_slide, score_tiles, tile_tasks, write_slide_outputs
 
     cv2.setNumThreads(1)
     model = default_model()
@@ -490,7 +488,7 @@ def _profile(path: Path) -> None:
 
     def work() -> None:
         plan = plan_slide(path, model)
-        chunks = [score_tiles(t) for t in tile_tasks(plan, model, mpp=None, outlines=options.outlines)]
+        chunks = [score_tiles(t) for t in tile_tasks(plan, model, outlines=options.outlines)]
         result = finish_slide(plan, chunks, model)
         write_slide_outputs(out, result, path.stem, options, model)
 
@@ -547,7 +545,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # compiled kernels: compiled once (after an install or a change) and cached on disk before any timed run
     t = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "from ihc_score import _kernels; _kernels.warm_up()"], check=True)
+    subprocess.run([sys.executable, "-c", "from ihc_score.cells import warm_up; warm_up()"], check=True)
     print(f"compiled kernels ready in {time.perf_counter() - t:.1f} s (compiled now, or loaded from the disk cache)")
 
     info = _info(main_path)

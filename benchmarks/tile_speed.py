@@ -15,8 +15,8 @@ Renders three tiles with the project's own generator (cached under
 * ``blank``: glass only (the generator's blank region with sensor noise).
 
 With one OpenCV thread (``cv2.setNumThreads(1)``), it times every stage of
-:func:`ihc_score.cells.detect_cells` through the module's own step
-functions, in the order :func:`~ihc_score.cells.detect_nuclei` runs them
+:func:`ihc_score.cells.detect.detect_cells` through the module's own step
+functions, in the order :func:`~ihc_score.cells.detect.detect_nuclei` runs them
 (checked: the staged result must equal ``detect_cells``), and prints the
 throughput of each stage and of the whole, in analysis megapixels per
 second (best of ``--repeat`` runs, in CPU time of the process, so that
@@ -40,9 +40,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ihc_score import _background as B
-from ihc_score import _nuclei as N
-from ihc_score import cells as C
+from ihc_score.cells import _background as B
+from ihc_score.cells import _nuclei as N
+from ihc_score.cells import detect as C
 from ihc_score.stain import DEFAULT_STAINS, deconvolve
 from ihc_score.synthetic import TumourRegion, make_layout, preset, render_region
 

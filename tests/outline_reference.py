@@ -3,7 +3,7 @@
 :func:`trace_reference` traces every border of every label with
 ``cv2.findContours`` (``RETR_FLOODFILL``), keeps each label's largest outer
 border, and turns its chain of border-pixel centres into pixel-edge
-vertices with array operations. :func:`ihc_score.outlines.trace_outlines`
+vertices with array operations. :func:`ihc_score.cells.outlines.trace_outlines`
 must give the same vertices, bit for bit.
 """
 
@@ -12,8 +12,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from ihc_score.cell_outlines import UNITS_PER_PX, _take_rings
-from ihc_score.outlines import (
+from ihc_score.cells.cell_outlines import UNITS_PER_PX, _take_rings
+from ihc_score.cells.outlines import (
     _CORNER_DX,
     _CORNER_DY,
     _FIRST_EDGE,

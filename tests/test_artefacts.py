@@ -11,14 +11,28 @@ import numpy as np
 import pytest
 import shapely
 
-from ihc_score.artefacts import ArtefactParams, find_bubbles
-from ihc_score.focus import block_focus, blur_block_px, blurred_blocks
-from ihc_score.artefacts import find_thumbnail_artefacts
-from ihc_score.synthetic import AirBubble, BlurPatch, Fold, PenStroke, SynthSpec, TumourRegion, make_layout, preset
-from ihc_score.synthetic import render_region
+from ihc_score.synthetic import (
+    AirBubble,
+    BlurPatch,
+    Fold,
+    PenStroke,
+    SynthSpec,
+    TumourRegion,
+    make_layout,
+    preset,
+    render_region,
+)
 from ihc_score.synthetic.artefacts import outline
 from ihc_score.synthetic.truth import build_truth, dump
-from ihc_score.tissue import detect_tissue
+from ihc_score.tissue import (
+    ArtefactParams,
+    block_focus,
+    blur_block_px,
+    blurred_blocks,
+    detect_tissue,
+    find_bubbles,
+    find_thumbnail_artefacts,
+)
 
 THUMB_UM = 8.0
 
@@ -237,7 +251,7 @@ def test_only_a_thin_grey_ring_darker_than_both_sides_is_a_bubble(rim_od, found:
 
 def test_rim_contrast_scores_a_line_not_a_blob() -> None:
     """A grey line (OD 0.5 per channel, 2 px wide) scores its OD sum; a grey disc of the same OD about 0."""
-    from ihc_score.bubbles import _rim_contrast
+    from ihc_score.tissue.bubbles import _rim_contrast
 
     size = 64
     yy, xx = np.mgrid[0:size, 0:size]
@@ -252,7 +266,7 @@ def test_rim_contrast_scores_a_line_not_a_blob() -> None:
 
 def _rim_contrast_reference(od: np.ndarray, flank_px: float) -> tuple[np.ndarray, np.ndarray]:
     """``_rim_contrast`` written plainly from its docstring, in NumPy."""
-    from ihc_score.bubbles import _RIM_DIRECTIONS, _shifted
+    from ihc_score.tissue.bubbles import _RIM_DIRECTIONS, _shifted
 
     total = od.sum(axis=2)
     contrast = np.full(total.shape, -np.inf, np.float32)
@@ -271,8 +285,8 @@ def _rim_contrast_reference(od: np.ndarray, flank_px: float) -> tuple[np.ndarray
 @pytest.mark.parametrize("flank_px", [1.5, 2.0, 3.3])
 def test_rim_contrast_equals_its_plain_numpy_reference(art_thumb, flank_px: float) -> None:
     """The OpenCV element-wise steps give the reference's bits on the artefacts slide's thumbnail."""
-    from ihc_score.bubbles import _rim_contrast
     from ihc_score.stain import od_lut
+    from ihc_score.tissue.bubbles import _rim_contrast
 
     th, _, tissue, _ = art_thumb
     od = cv2.LUT(th, np.ascontiguousarray(od_lut(tissue.background).T.reshape(1, 256, 3)))
@@ -282,7 +296,7 @@ def test_rim_contrast_equals_its_plain_numpy_reference(art_thumb, flank_px: floa
 
 
 def test_channel_sum_equals_numpy_sum_over_the_last_axis() -> None:
-    from ihc_score._pixels import channel_sum
+    from ihc_score.stain import channel_sum
 
     rng = np.random.default_rng(3)
     f = rng.random((37, 41, 3), np.float32) * 3
@@ -395,7 +409,7 @@ def _rgb(path: Path) -> np.ndarray:
 
 def test_real_ihc_fields_are_in_focus(shared_data: Path) -> None:
     """Fields with cell-level ground truth were annotated nucleus by nucleus: in focus."""
-    from ihc_score.stain_estimate import estimate_background
+    from ihc_score.stain import estimate_background
 
     fields = [(p, 0.3, 512) for p in sorted((shared_data / "ihc/deepliif/val").glob("*.png"))]
     fields += [(shared_data / "ihc/ki67-breast/503-05/base.png", 0.5, None), (shared_data / "ihc/skimage-ihc.png", 0.5, None)]
@@ -415,14 +429,14 @@ def test_real_ihc_fields_are_in_focus(shared_data: Path) -> None:
 def test_real_slides_report_artefact_fractions(shared_data: Path) -> None:
     """The README calls none of these slides artefact-free: report, and check the result is consistent."""
     from ihc_score.errors import IhcScoreError
-    from ihc_score.slide_open import open_slide
+    from ihc_score.slide import open_slide
 
     opened = 0
     for path in sorted((shared_data / "wsi").rglob("*")):
         if path.suffix.lower() not in (".svs", ".tif", ".tiff", ".ndpi", ".dcm"):
             continue
         try:
-            with open_slide(path, mpp=0.5) as slide:
+            with open_slide(path, mpp_option_um=0.5) as slide:
                 th, ds = slide.thumbnail(THUMB_UM)
                 mpp = slide.mpp
         except IhcScoreError:
@@ -442,7 +456,7 @@ def test_a_small_dense_metastasis_is_not_a_fold(tmp_path):
     """A 3+ metastasis a few hundred um across in paler parenchyma is twice as dark as the tissue around it,
     like a fold, but round: it must be scored, not left out."""
     from ihc_score.model import default_model
-    from ihc_score.plan import plan_slide
+    from ihc_score.run import plan_slide
     from ihc_score.synthetic import make_slide
 
     path = tmp_path / "small multi-met.svs"
@@ -454,8 +468,8 @@ def test_a_small_dense_metastasis_is_not_a_fold(tmp_path):
 def test_a_band_is_a_fold_only_when_both_stains_double(band_dab, is_fold):
     """A second layer doubles hematoxylin and DAB alike; a band of DAB-positive tumour among pale DAB-negative
     tissue (a viable rim around necrosis) doubles the hematoxylin too but multiplies the DAB many times."""
-    from ihc_score.artefacts import find_folds
     from ihc_score.stain import DEFAULT_STAINS, compose_rgb
+    from ihc_score.tissue import find_folds
 
     conc = np.zeros((200, 200, 3), np.float32)
     conc[..., 0], conc[..., 1] = 0.15, 0.02  # pale tissue, 8 um/px
@@ -473,9 +487,9 @@ def test_fold_search_around_the_tissue_gives_the_folds_of_the_whole_thumbnail(px
     """The fold search keeps to the box around the tissue (a slide mostly of glass costs what its tissue does);
     on a thumbnail whose sides are multiples of the box's alignment, its folds are those of the whole
     thumbnail, bit for bit. At 4 um/px the thumbnail is first averaged to the fold grid, 2 x 2."""
-    from ihc_score import artefacts
-    from ihc_score.artefacts import _folds_on_grid, _folds_resampled
     from ihc_score.stain import DEFAULT_STAINS, compose_rgb
+    from ihc_score.tissue import artefacts
+    from ihc_score.tissue.artefacts import _folds_on_grid, _folds_resampled
 
     f = int(8.0 // px_um)
     h, w = 512 * f, 640 * f  # 4 x 5 mm of glass, 1 x 1.3 mm of tissue in the middle

@@ -11,7 +11,7 @@ import shapely
 from shapely import affinity
 from shapely.geometry import Point, Polygon
 
-from ihc_score.autoregions import AutoRegionParams, find_metastases, tumour_map
+from ihc_score.regions import AutoRegionParams, find_metastases, tumour_map
 
 #: Hand-built slides: 4 mm x 3 mm.
 W_UM, H_UM = 4000.0, 3000.0
@@ -228,7 +228,7 @@ def test_unequal_arrays_are_refused() -> None:
 @pytest.fixture(scope="module")
 def detected_slide(tmp_path_factory: pytest.TempPathFactory) -> dict:
     from ihc_score.model import default_model
-    from ihc_score.pipeline import plan_slide, score_slide
+    from ihc_score.run import plan_slide, score_slide
     from ihc_score.synthetic import make_layout, make_slide, preset
 
     # brain parenchyma, a DAB-positive metastasis with a necrosis (0.043 mm^2) in its upper part,

@@ -49,8 +49,8 @@ from PIL import Image
 
 from ihc_score.cli import main
 from ihc_score.model import DEFAULT_MODEL_PATH, load_model
-from ihc_score.plan import plan_slide
-from ihc_score.slide_open import open_slide
+from ihc_score.run import plan_slide
+from ihc_score.slide import open_slide
 
 REPO = Path(__file__).resolve().parents[1]
 GOOD = REPO / "sample_slides" / "synthetic-negative.svs"

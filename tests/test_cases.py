@@ -7,11 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from ihc_score.cases import aggregate_cases, assign_case, compile_case_pattern, read_manifest
 from ihc_score.errors import IhcScoreError
-from ihc_score.pipeline import SlideResult
-from ihc_score.region_scores import RegionResult
-from ihc_score.score import Call, ClassCounts
+from ihc_score.results import SlideResult
+from ihc_score.run import aggregate_cases, assign_case, compile_case_pattern, read_manifest
+from ihc_score.score import Call, ClassCounts, RegionResult
 
 
 def region(name: str, counts: ClassCounts, call: str) -> RegionResult:

@@ -9,7 +9,6 @@ import cv2
 import numpy as np
 import pytest
 
-from ihc_score import stain, stain_estimate
 from ihc_score.cells import (
     CellTable,
     DetectionParams,
@@ -20,6 +19,8 @@ from ihc_score.cells import (
     measure_cells,
     tile_margin_um,
 )
+from ihc_score.stain import deconvolution as stain
+from ihc_score.stain import estimate as stain_estimate
 
 MPP = 0.5
 NUCLEUS_R_UM = 4.0
@@ -305,7 +306,7 @@ def _bumpy(shape: tuple[int, int], seed: int) -> np.ndarray:
 
 @pytest.mark.parametrize("radius_px", [1.0, 2.0, 3.4, 6.0])
 def test_maxima_equal_plain_dilation(radius_px):
-    from ihc_score._nuclei import _disk, _maxima
+    from ihc_score.cells._nuclei import _disk, _maxima
 
     score = _bumpy((90, 110), seed=int(radius_px * 10))
     mask = score > np.quantile(score, 0.3)
@@ -317,7 +318,7 @@ def test_maxima_equal_plain_dilation(radius_px):
 
 def test_partition_in_box_equals_whole_image():
     """Nuclei in one corner of a large field: the box path gives the whole-image labels."""
-    from ihc_score._nuclei import _partition, _partition_box
+    from ihc_score.cells._nuclei import _partition, _partition_box
 
     score = np.zeros((400, 500), dtype=np.float32)
     score[37:137, 251:371] = _bumpy((100, 120), seed=3)
@@ -331,7 +332,7 @@ def test_partition_in_box_equals_whole_image():
 
 
 def test_small_holes_filled_border_and_large_holes_kept():
-    from ihc_score._nuclei import _fill_small_holes
+    from ihc_score.cells._nuclei import _fill_small_holes
 
     mask = np.zeros((120, 200), dtype=bool)
     mask[20:40, 130:160] = True
@@ -403,7 +404,7 @@ def test_measurement_of_channel_views_equals_contiguous_copies(scene):
 def test_octagon_stays_within_half_a_pixel_of_the_disk(radius_px):
     """The passes of 3 x 3 squares and crosses reach the disk's radius along
     the axes and its radius / sqrt(2) along the diagonals, within 0.5 px."""
-    from ihc_score._background import _octagon_filter
+    from ihc_score.cells._background import _octagon_filter
 
     n = 2 * int(radius_px) + 9
     point = np.zeros((n, n), dtype=np.float32)
@@ -421,7 +422,7 @@ def test_background_is_the_level_under_nuclei_and_removes_structures_wider_than_
     background, a flat plate wider than the ball (radius 16 px) goes whole,
     and nothing becomes negative; a tile on even rows and columns with two
     radii of margin reproduces the whole image."""
-    from ihc_score._background import _subtract_background
+    from ihc_score.cells._background import _subtract_background
 
     yy, xx = np.mgrid[0:240, 0:300].astype(np.float32)
     image = 0.05 + 0.0004 * xx + 0.0002 * yy  # a ramp: 0.05 .. 0.21 OD

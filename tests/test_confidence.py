@@ -7,8 +7,15 @@ import math
 import numpy as np
 import pytest
 
-from ihc_score.confidence import Interval, IntervalParams, block_counts, bootstrap_intervals
-from ihc_score.score import ClassCounts, PositivityRule, call_region
+from ihc_score.score import (
+    ClassCounts,
+    Interval,
+    IntervalParams,
+    PositivityRule,
+    block_counts,
+    bootstrap_intervals,
+    call_region,
+)
 
 
 def test_block_counts_by_hand():

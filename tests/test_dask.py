@@ -168,7 +168,7 @@ _LOG_CLOSED_CONNECTIONS = """
 import logging, sys
 from distributed import LocalCluster
 from distributed.comm.core import CommClosedError
-from ihc_score.executors import make_executor
+from ihc_score.run.executors import make_executor
 
 if sys.argv[1] == "root-handler":  # a program that set up logging before importing Dask
     logging.basicConfig(level=logging.INFO)

@@ -13,16 +13,11 @@ import pytest
 import shapely
 from shapely.geometry import box, shape
 
-from ihc_score.confidence import Interval
-from ihc_score.cells_csv import CELL_COLUMNS, write_cells_csv
-from ihc_score.detections import write_detections_geojson
+from ihc_score.cells import CellOutlines, CellTable
 from ihc_score.errors import OutputError
-from ihc_score.measure import CellTable
-from ihc_score.outlines import CellOutlines
-from ihc_score.palette import CLASS_COLOURS_RGB, CLASS_NAMES
-from ihc_score.pipeline import SlideDetail, SlideResult
-from ihc_score.region_scores import RegionResult
-from ihc_score.score import CLASS_LABELS, Call, ClassCounts
+from ihc_score.outputs import CELL_COLUMNS, CLASS_COLOURS_RGB, CLASS_NAMES, write_cells_csv, write_detections_geojson
+from ihc_score.results import SlideDetail, SlideResult
+from ihc_score.score import CLASS_LABELS, Call, ClassCounts, Interval, RegionResult
 
 SAMPLES = Path(__file__).resolve().parents[1] / "sample_slides"
 
@@ -207,7 +202,7 @@ def test_cells_csv(result, tmp_path):
 
 def test_real_slide_end_to_end(tmp_path):
     from ihc_score.model import default_model
-    from ihc_score.pipeline import score_slide
+    from ihc_score.run import score_slide
 
     res = score_slide(SAMPLES / "synthetic-positive.svs", default_model(), outlines=True)
     assert res.detail is not None and res.detail.outlines is not None and res.regions
@@ -226,7 +221,7 @@ def test_real_slide_end_to_end(tmp_path):
 
 
 def test_coordinates_are_written_to_the_nearest_hundredth():
-    from ihc_score.detections import _ring_strings
+    from ihc_score.outputs.detections import _ring_strings
 
     rng = np.random.default_rng(5)
     xy = np.c_[rng.uniform(-50, 200000, 999), rng.choice([0.0, 0.004, 0.006, 0.5, 99999.995, -0.3], 999)]

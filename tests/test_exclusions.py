@@ -7,15 +7,13 @@ from dataclasses import replace
 
 import pytest
 
-from ihc_score.cases import CaseAssignment
-from ihc_score.excluded import ExcludedAreas
-from ihc_score.export import METASTASIS_COLUMNS, SLIDE_COLUMNS, metastasis_rows, slide_rows
 from ihc_score.model import default_model
-from ihc_score.pipeline import score_slide
+from ihc_score.outputs import METASTASIS_COLUMNS, SLIDE_COLUMNS, metastasis_rows, slide_rows
+from ihc_score.results import CaseAssignment
+from ihc_score.run import checks_pigment, load_result, save_result, score_slide
 from ihc_score.stain import DEFAULT_STAINS, StainVectors
-from ihc_score.store import load_result, save_result
 from ihc_score.synthetic import make_slide, preset
-from ihc_score.tile_scoring import checks_pigment
+from ihc_score.tissue import ExcludedAreas
 
 #: Largest H-score error against the truth of the cells that should be scored (the project's budget).
 H_TOLERANCE = 10.0

@@ -1,4 +1,4 @@
-"""Tests of ihc_score._jpeg_tiles: direct JPEG tile decoding gives OpenSlide's pixels, bit for bit."""
+"""Tests of ihc_score.slide._jpeg_tiles: direct JPEG tile decoding gives OpenSlide's pixels, bit for bit."""
 
 from __future__ import annotations
 
@@ -10,11 +10,9 @@ import pytest
 import tifffile
 from click.testing import CliRunner
 
-from ihc_score import _jpeg_tiles
 from ihc_score.cli import main
 from ihc_score.errors import SlideReadError
-from ihc_score.slide import Slide
-from ihc_score.slide_open import open_slide
+from ihc_score.slide import Slide, _jpeg_tiles, open_slide
 from ihc_score.synthetic import make_slide, preset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -24,9 +22,9 @@ SAMPLES = sorted((REPO / "sample_slides").glob("*.svs"))
 def open_both(path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Slide, Slide]:
     """The slide opened with the fast reader allowed, and again with OpenSlide alone."""
     monkeypatch.delenv(_jpeg_tiles.READER_ENV, raising=False)
-    fast = open_slide(path, mpp=0.5)
+    fast = open_slide(path, mpp_option_um=0.5)
     monkeypatch.setenv(_jpeg_tiles.READER_ENV, "openslide")
-    ref = open_slide(path, mpp=0.5)
+    ref = open_slide(path, mpp_option_um=0.5)
     monkeypatch.delenv(_jpeg_tiles.READER_ENV)
     return fast, ref
 
@@ -119,7 +117,7 @@ def test_sub_pixel_level_offsets_are_left_to_openslide(monkeypatch):
 )
 def test_formats_without_plain_jpeg_tiles_keep_openslide(name, shared_data):
     """Deflate tiles, JPEG 2000 tiles, NDPI: no level is read directly."""
-    with open_slide(shared_data / "wsi" / name, mpp=0.5) as slide:
+    with open_slide(shared_data / "wsi" / name, mpp_option_um=0.5) as slide:
         assert fast_levels(slide) == ()
 
 

@@ -28,10 +28,16 @@ import tifffile
 from PIL import Image
 from shapely.geometry import MultiPolygon, Polygon, box
 
-from ihc_score.annotation_writers import asap_xml_bytes, geojson_bytes, imagescope_xml_bytes
-from ihc_score.annotations_io import load_annotations
 from ihc_score.errors import AnnotationError
-from ihc_score.regions import Annotation, Region, build_regions
+from ihc_score.regions import (
+    Annotation,
+    Region,
+    asap_xml_bytes,
+    build_regions,
+    geojson_bytes,
+    imagescope_xml_bytes,
+    load_annotations,
+)
 
 CASES = int(os.environ.get("IHC_FUZZ_CASES", "400"))
 SECONDS = float(os.environ.get("IHC_FUZZ_SECONDS", "6"))
@@ -280,14 +286,14 @@ def test_hostile_annotation_files(tmp_path: Path, text: str) -> None:
 _WORKER = r"""
 import json, os, sys, traceback
 from ihc_score.errors import MissingPixelSizeError, SlideOpenError, SlideReadError
-from ihc_score.slide_open import open_slide
+from ihc_score.slide.factory import open_slide
 ALLOWED = (SlideOpenError, SlideReadError, MissingPixelSizeError)
 for line in sys.stdin:
     case = json.loads(line)
     os.environ["IHC_SCORE_READER"] = case["reader"]
     out = {"stage": "open"}
     try:
-        with open_slide(case["path"], mpp=case["mpp"]) as s:
+        with open_slide(case["path"], mpp_option_um=case["mpp"]) as s:
             out["stage"] = "read_region"
             rgb = s.read_region((0, 0), 0, (256, 256))
             if rgb.shape != (256, 256, 3) or rgb.dtype.name != "uint8":

@@ -6,12 +6,10 @@ import cv2
 import numpy as np
 import pytest
 
-from ihc_score import _detection_kernels as D
-from ihc_score import _kernels as K
-from ihc_score._nuclei import _EDGE_FRACTION, _block_max, _fill_small_holes, _trim
-from ihc_score.cells import expand_cells
-from ihc_score.measure import measure_cells
-from ihc_score.pigment import cell_pigment_fraction
+from ihc_score.cells import _detection_kernels as D
+from ihc_score.cells import _kernels as K
+from ihc_score.cells import cell_pigment_fraction, expand_cells, measure_cells
+from ihc_score.cells._nuclei import _EDGE_FRACTION, _block_max, _fill_small_holes, _trim
 
 
 def _labels(rng: np.random.Generator, shape: tuple[int, int], n: int, fill: float) -> np.ndarray:
@@ -182,8 +180,8 @@ def refuse(self):
     raise PermissionError("read-only file system")
 
 caching._CacheLocator.ensure_cache_path = refuse
-from ihc_score import _kernels
-from ihc_score.measure import measure_cells
+from ihc_score.cells import _kernels
+from ihc_score.cells.measure import measure_cells
 
 assert type(_kernels.label_stats._cache).__name__ == "NullCache"
 nuclei = np.zeros((6, 6), dtype=np.int32)

@@ -15,8 +15,7 @@ from concurrent.futures.process import BrokenProcessPool
 import pytest
 
 from ihc_score.errors import IhcScoreError
-from ihc_score.executors import make_executor
-from ihc_score.lane_pool import LanePool, next_call
+from ihc_score.run import LanePool, make_executor, next_call
 
 
 @pytest.mark.parametrize(
@@ -192,8 +191,8 @@ def test_local_workers_start_with_the_pipeline_and_its_kernels_loaded() -> None:
     import multiprocessing
 
     probe = (
-        "(__import__('sys').modules.get('ihc_score.pipeline') is not None,"
-        " bool(__import__('sys').modules['ihc_score._kernels'].label_stats.signatures),"
+        "(__import__('sys').modules.get('ihc_score.run.pipeline') is not None,"
+        " bool(__import__('sys').modules['ihc_score.cells._kernels'].label_stats.signatures),"
         " __import__('os').getppid())"
     )
     executor, _ = make_executor(2)
@@ -217,7 +216,7 @@ def refuse():
     raise PermissionError("no temporary folder")
 
 fs.ensure_running = refuse
-from ihc_score.executors import make_executor
+from ihc_score.run.executors import make_executor
 
 if __name__ == "__main__":
     executor, _ = make_executor(2)

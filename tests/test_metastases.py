@@ -14,7 +14,7 @@ from shapely.geometry import shape
 
 from ihc_score.cli import main
 from ihc_score.model import default_model
-from ihc_score.pipeline import score_slide
+from ihc_score.run import score_slide
 from ihc_score.synthetic import make_slide, preset
 
 SAMPLES = Path(__file__).resolve().parents[1] / "sample_slides"

@@ -8,13 +8,19 @@ from dataclasses import replace
 import cv2
 import numpy as np
 import pytest
-from test_detections import make_result
 
-from ihc_score import detections
-from ihc_score.cells import DetectionParams, expand_cells
-from ihc_score.detections import write_detections_geojson
-from ihc_score.outlines import UNITS_PER_PX, CellOutlines, OutlineParts, TracedOutlines, trace_outlines
-from ihc_score.tile_scoring import concat_outlines
+from ihc_score.cells import (
+    UNITS_PER_PX,
+    CellOutlines,
+    DetectionParams,
+    OutlineParts,
+    TracedOutlines,
+    expand_cells,
+    trace_outlines,
+)
+from ihc_score.outputs import detections, write_detections_geojson
+from ihc_score.run import concat_outlines
+from test_detections import make_result
 
 
 def _labels(size: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -8,9 +8,8 @@ import pytest
 import shapely
 from shapely.geometry import Polygon
 
-from ihc_score.cells import DetectionParams, expand_cells
-from ihc_score.outlines import CellOutlines, _trace, trace_outlines
-
+from ihc_score.cells import CellOutlines, DetectionParams, expand_cells, trace_outlines
+from ihc_score.cells.outlines import _trace
 from outline_reference import trace_reference
 
 #: Area a ring gains at each corner where it passes twice (two pixels joined at a corner only).

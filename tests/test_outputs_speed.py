@@ -8,11 +8,11 @@ import json
 
 import numpy as np
 import pytest
-from test_detections import make_result
 
-from ihc_score._json_text import ring_texts
-from ihc_score.detections import _GZIP_LEVEL, CELL_MEASUREMENTS, write_detections_geojson
-from ihc_score.palette import CLASS_COLOURS_RGB, CLASS_NAMES
+from ihc_score.outputs import CLASS_COLOURS_RGB, CLASS_NAMES
+from ihc_score.outputs._json_text import ring_texts
+from ihc_score.outputs.detections import _GZIP_LEVEL, CELL_MEASUREMENTS, write_detections_geojson
+from test_detections import make_result
 
 
 def _fixed(hundredths: int) -> str:

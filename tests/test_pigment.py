@@ -10,10 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
-from ihc_score.cells import detect_cells
-from ihc_score.pigment import PigmentParams, cell_pigment_fraction, pigment_mask
-from ihc_score.stain import DEFAULT_STAINS, angle_deg, deconvolve
-from ihc_score.stain_estimate import estimate_background, estimate_stains
+from ihc_score.cells import PigmentParams, cell_pigment_fraction, detect_cells, pigment_mask
+from ihc_score.stain import DEFAULT_STAINS, angle_deg, deconvolve, estimate_background, estimate_stains
 from ihc_score.synthetic import make_layout, make_slide, preset, render_region
 from ihc_score.synthetic import pigments as pg
 from ihc_score.synthetic import tissue_types as tt
@@ -143,7 +141,7 @@ def test_cell_pigment_fraction_golden() -> None:
 
 @pytest.mark.parametrize("name", ["melanotic", "amelanotic", "hemosiderin"])
 def test_banded_pigment_mask_equals_the_whole_tile_computation(melanoma: dict, name: str) -> None:
-    from ihc_score.pigment import _granules
+    from ihc_score.cells.pigment import _granules
 
     f = melanoma[name]
     whole = _granules(f["conc"], 3, PigmentParams())
@@ -152,7 +150,7 @@ def test_banded_pigment_mask_equals_the_whole_tile_computation(melanoma: dict, n
 
 def test_banded_pigment_mask_on_granules_at_edges_and_close_together() -> None:
     """Granules at the tile's edges and corners, and two bands just apart and just merged, as the whole tile."""
-    from ihc_score.pigment import _granules
+    from ihc_score.cells.pigment import _granules
     from ihc_score.stain import compose_rgb
 
     melanin = pg.pigment_concentrations(DEFAULT_STAINS)[0]

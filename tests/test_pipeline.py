@@ -10,7 +10,7 @@ import pytest
 
 from ihc_score.errors import MissingPixelSizeError, NotBrightfieldError, SlideOpenError
 from ihc_score.model import default_model
-from ihc_score.pipeline import plan_slide, score_slide, score_tiles, tile_tasks
+from ihc_score.run import plan_slide, score_slide, score_tiles, tile_tasks
 from ihc_score.score import ClassCounts, classify
 from ihc_score.synthetic import make_slide, preset
 
@@ -66,7 +66,7 @@ def test_tile_tasks_hold_every_tile_once_in_order_and_end_with_single_tiles(mode
     small = model.with_overrides(**{"analysis.tile_um": 160.0, "stains.estimate": False})
     plan = plan_slide(SAMPLES / "synthetic-negative.svs", small)
     n = len(plan.grid.tiles)
-    tasks = tile_tasks(plan, small, mpp=None, tiles_per_task=per_task)
+    tasks = tile_tasks(plan, small, tiles_per_task=per_task)
     assert [t.index for task in tasks for t in task.tiles] == [t.index for t in plan.grid.tiles]
     sizes = [len(task.tiles) for task in tasks]
     head = max(0, n - 2 * per_task)
@@ -83,10 +83,10 @@ def test_tiles_count_each_cell_once(tmp_path, model):
     cells = []
     for m in (small, big):
         plan = plan_slide(path, m)
-        parts = [score_tiles(t) for t in tile_tasks(plan, m, mpp=None)]
+        parts = [score_tiles(t) for t in tile_tasks(plan, m)]
         xy = np.concatenate([np.stack([p.cells.a_x, p.cells.a_y], 1) for p in parts])
         cells.append(xy)
-    assert len(tile_tasks(plan_slide(path, small), small, mpp=None, tiles_per_task=1)) > 20
+    assert len(tile_tasks(plan_slide(path, small), small, tiles_per_task=1)) > 20
     a, b = (np.array(sorted(map(tuple, np.round(c, 1)))) for c in cells)
     # Detection near a seam may shift a centroid slightly; match by nearest neighbour.
     from scipy.spatial import cKDTree
@@ -110,7 +110,7 @@ def test_classes_follow_the_model(model):
 def test_png_field_needs_a_pixel_size(tmp_path, model):
     import cv2
 
-    from ihc_score.synthetic import render_region, make_layout
+    from ihc_score.synthetic import make_layout, render_region
 
     layout = make_layout(preset("strong", width=1200, height=1000, seed=3, tissue_fraction=0.6))
     rgb = render_region(layout, (0, 0), (1200, 1000)).rgb
@@ -118,7 +118,7 @@ def test_png_field_needs_a_pixel_size(tmp_path, model):
     cv2.imwrite(str(png), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     with pytest.raises(MissingPixelSizeError, match="--mpp"):
         score_slide(png, model)
-    result = score_slide(png, model, mpp=0.25, region_mode="tissue")
+    result = score_slide(png, model, mpp_option_um=0.25, region_mode="tissue")
     assert result.mpp_source == "option" and result.regions[0].counts.n > 50
 
 
@@ -131,10 +131,10 @@ def test_not_brightfield_and_unopenable(shared_data, model):
 
 
 def test_blank_slide_scores_no_cells(shared_data, model):
-    result = score_slide(shared_data / "wsi" / "openslide-python" / "small.svs", model, mpp=0.5, region_mode="tissue")
+    result = score_slide(shared_data / "wsi" / "openslide-python" / "small.svs", model, mpp_option_um=0.5, region_mode="tissue")
     (region,) = result.regions
     assert region.counts.n == 0 and region.call.call == "indeterminate"
-    auto = score_slide(shared_data / "wsi" / "openslide-python" / "small.svs", model, mpp=0.5)
+    auto = score_slide(shared_data / "wsi" / "openslide-python" / "small.svs", model, mpp_option_um=0.5)
     assert auto.regions == () and "no_metastasis_found" in auto.flags
 
 

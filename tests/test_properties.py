@@ -13,15 +13,25 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from shapely.geometry import MultiPolygon, Point, Polygon
 
-from ihc_score.annotation_writers import write_asap_xml, write_geojson, write_imagescope_xml
-from ihc_score.annotations_io import is_excluded, load_annotations
-from ihc_score.confidence import Interval, IntervalParams, block_counts, bootstrap_intervals
-from ihc_score.regions import Region, build_regions, region_membership
+from ihc_score.regions import (
+    Region,
+    build_regions,
+    is_excluded,
+    load_annotations,
+    region_membership,
+    write_asap_xml,
+    write_geojson,
+    write_imagescope_xml,
+)
 from ihc_score.score import (
     ClassCounts,
+    Interval,
+    IntervalParams,
     PositivityRule,
     allred_intensity_score,
     allred_proportion_score,
+    block_counts,
+    bootstrap_intervals,
     call_region,
     classify,
 )

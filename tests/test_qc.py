@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import shapely
 
-from ihc_score import qc
+from ihc_score import outputs
 from ihc_score.model import default_model
-from ihc_score.palette import CLASS_COLOURS_HEX, CLASS_COLOURS_RGB, REGION_COLOUR_RGB, hex_to_rgb
-from ihc_score.pipeline import score_slide
-from ihc_score.slide_open import open_slide
+from ihc_score.outputs import CLASS_COLOURS_HEX, CLASS_COLOURS_RGB, REGION_COLOUR_RGB, hex_to_rgb, qc
+from ihc_score.run import score_slide
+from ihc_score.slide import open_slide
 from ihc_score.stain import deconvolve
 from ihc_score.synthetic import make_slide, preset
 
@@ -34,7 +34,7 @@ def _truth_cells(truth: dict) -> tuple[np.ndarray, np.ndarray]:
     return xy, np.array([c["class"] for c in cells])
 
 
-def _outlined_cells(crop: qc.ZoomCrop) -> list[tuple[np.ndarray, np.ndarray, int]]:
+def _outlined_cells(crop: outputs.ZoomCrop) -> list[tuple[np.ndarray, np.ndarray, int]]:
     """Crop px and level-0 centre and class of every closed outline in a crop: the holes of each class colour's pixels.
 
     Holes smaller than 10 um^2 (gaps between touching outlines) and outlines cut by the crop's edge are left out.
@@ -65,8 +65,8 @@ def _match_truth(scored, result) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     dist, same, h_rel = [], [], []
     with open_slide(path) as slide:
         for i in range(len(result.regions)):
-            for window in qc.zoom_windows(result, i, n=5, size_um=60):
-                crop = qc.render_zoom(result, slide, window)
+            for window in outputs.zoom_windows(result, i, n=5, size_um=60):
+                crop = outputs.render_zoom(result, slide, window)
                 hema = deconvolve(crop.rgb, result.stains)[..., 0]
                 for px, l0, cls in _outlined_cells(crop):
                     d = np.hypot(*(txy - l0).T)
@@ -114,7 +114,7 @@ def test_zoom_windows_span_the_range_inside_the_region(scored):
     _, _, result = scored
     d = result.detail
     for i, region in enumerate(result.regions):
-        windows = qc.zoom_windows(result, i, size_um=60)
+        windows = outputs.zoom_windows(result, i, size_um=60)
         assert [w.label for w in windows] == ["highest DAB", "typical", "lowest DAB"]
         means = [w.mean_dab for w in windows]
         assert means[0] > means[1] > means[2]
@@ -195,7 +195,7 @@ def test_outputs_are_byte_identical(scored, tmp_path):
     for k in range(2):
         with open_slide(path) as slide:
             qc.write_slide_qc(tmp_path / f"run{k}" / "slide.png", result, slide, model_id="s100a9-brain-met")
-            zooms = qc.write_zooms(tmp_path / f"run{k}", result, slide, size_um=60)
+            zooms = outputs.write_zooms(tmp_path / f"run{k}", result, slide, size_um=60)
         runs.append([p.read_bytes() for p in [tmp_path / f"run{k}" / "slide.png", *zooms]])
     assert len(runs[0]) == 1 + len(result.regions)
     assert runs[0] == runs[1]
@@ -212,14 +212,14 @@ def test_odd_names_give_safe_unique_files(scored, tmp_path):
     renamed = replace(result, slide="../evil slide.svs", regions=regions, detail=detail)
     out = tmp_path / "qc"
     with open_slide(path) as slide:
-        written = qc.write_zooms(out, renamed, slide, n_per_region=1, size_um=60)
+        written = outputs.write_zooms(out, renamed, slide, n_per_region=1, size_um=60)
     names = [p.name for p in written]
     assert len(set(n.lower() for n in names)) == len(odd)
     assert all(p.parent == out and p.is_file() for p in written)
     assert all("/" not in n and "\\" not in n and not n.startswith(".") for n in names)
     assert sorted(p.name for p in tmp_path.rglob("*.png")) == sorted(names)  # nothing written elsewhere
     assert "Métastase ü 1" in names[4]
-    assert qc.zoom_file_names("s.svs", ["r"], stem="../a/b") == ["_a_b-r-zoom.png"]
+    assert outputs.zoom_file_names("s.svs", ["r"], stem="../a/b") == ["_a_b-r-zoom.png"]
 
 
 def test_without_detail(scored, tmp_path):
@@ -228,5 +228,5 @@ def test_without_detail(scored, tmp_path):
     bare = replace(result, detail=None)
     with open_slide(path) as slide:
         qc.write_slide_qc(tmp_path / "bare.png", bare, slide)
-        assert qc.write_zooms(tmp_path, bare, slide) == []
+        assert outputs.write_zooms(tmp_path, bare, slide) == []
     assert (tmp_path / "bare.png").stat().st_size > 1000

@@ -15,7 +15,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from shapely.geometry import MultiPolygon, Point, Polygon, box
 
-from ihc_score import _annotation_parsers, annotations_io
 from ihc_score.errors import AnnotationError
 from ihc_score.regions import (
     EXCLUDED_CLASSES,
@@ -31,6 +30,8 @@ from ihc_score.regions import (
     write_geojson,
     write_imagescope_xml,
 )
+from ihc_score.regions import _parsers as _annotation_parsers
+from ihc_score.regions import annotations as annotations_io
 
 SLIDE = (10_000, 8_000)
 WRITERS = {"geojson": write_geojson, "imagescope": write_imagescope_xml, "asap": write_asap_xml}

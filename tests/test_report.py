@@ -21,11 +21,11 @@ from PIL import Image
 from browser import Chromium, find_chromium
 from ihc_score.cli import main
 from ihc_score.errors import OutputError
-from ihc_score.export import CASE_COLUMNS, METASTASIS_COLUMNS, SLIDE_COLUMNS, safe_name, write_csv, write_json
-from ihc_score.palette import CLASS_COLOURS_HEX as CLASS_COLOURS
-from ihc_score.qc import zoom_file_names
-from ihc_score.region_scores import HISTOGRAM_EDGES
-from ihc_score.report import build_report, distribution_svg
+from ihc_score.fileio import safe_name
+from ihc_score.outputs import CASE_COLUMNS, METASTASIS_COLUMNS, SLIDE_COLUMNS, write_csv, write_json, zoom_file_names
+from ihc_score.outputs.palette import CLASS_COLOURS_HEX as CLASS_COLOURS
+from ihc_score.outputs.report import build_report, distribution_svg
+from ihc_score.score import HISTOGRAM_EDGES
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "sample_slides"

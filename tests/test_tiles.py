@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ihc_score.tiles import in_core, tile_grid
+from ihc_score.run import in_core, tile_grid
 
 
 def test_cores_partition_the_frame_so_each_point_counts_once():

@@ -1,4 +1,4 @@
-"""Tests of ihc_score.tissue: tissue mask on thumbnails with known truth and on real slides."""
+"""Tests of ihc_score.tissue.mask: tissue mask on thumbnails with known truth and on real slides."""
 
 from __future__ import annotations
 

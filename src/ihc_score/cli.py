@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from . import __version__
+from ihc_score.version import __version__
 
 __all__ = ["main"]
 
@@ -78,12 +78,10 @@ def score(
     """
     import os
 
-    from .batch import BatchOptions, discover_slides, run_batch
-    from .cases import compile_case_pattern, read_manifest
-    from .errors import IhcScoreError, ModelError
-    from .executors import make_executor
-    from .model import load_model
-    from .pseudonym import load_key_file
+    from ihc_score.errors import IhcScoreError, ModelError
+    from ihc_score.model import load_model
+    from ihc_score.run import BatchOptions, compile_case_pattern, load_key_file, make_executor, read_manifest, run_batch
+    from ihc_score.slide import discover_slides
 
     try:
         model = load_model(model_path).with_overrides(
@@ -99,7 +97,7 @@ def score(
         raise click.UsageError("--pseudonymize: keep the key file outside the --out folder, or the mapping leaks with the results")
     try:
         options = BatchOptions(
-            mpp=mpp,
+            mpp_option_um=mpp,
             force=force,
             annotations_dir=annotations_dir,
             region_mode=region_mode,
@@ -172,7 +170,7 @@ class _Reporter:
         self.tiles = (0, 0)
 
     def progress(self):  # noqa: ANN201 - returns batch.Progress (imported lazily)
-        from .batch import Progress
+        from ihc_score.run import Progress
 
         return Progress(on_start=self._start, on_tiles=self._tiles, on_slide=self._slide)
 
@@ -247,9 +245,9 @@ class _Reporter:
 @click.option("--annotations", is_flag=True, help="Also write the true metastases and necroses as QuPath GeoJSON (OUT stem + .geojson).")
 def synth(out: Path, preset_name: str, annotations: bool, **options: object) -> None:
     """Write a synthetic S100A9 slide OUT (.svs) with its ground truth (OUT.truth.json)."""
-    from .errors import IhcScoreError
-    from .stain import DEFAULT_STAINS
-    from .synthetic import TumourRegion, make_slide, preset, shift_stains
+    from ihc_score.errors import IhcScoreError
+    from ihc_score.stain import DEFAULT_STAINS
+    from ihc_score.synthetic import TumourRegion, make_slide, preset, shift_stains
 
     shift = options.pop("stain_shift_deg")
     background = _floats(options.pop("background"), "--background")  # type: ignore[arg-type]
@@ -283,8 +281,8 @@ def report(results_dir: Path) -> None:
 
     Exit status: 0 written, 1 DIR is not a results folder or cannot be written.
     """
-    from .errors import IhcScoreError
-    from .report import build_report
+    from ihc_score.errors import IhcScoreError
+    from ihc_score.outputs import build_report
 
     try:
         path = build_report(results_dir)

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from .errors import OutputError
+from ihc_score.errors import OutputError
 
 __all__ = ["atomic_open", "atomic_write", "check_writable", "output_lock", "remove_stale_temporaries", "safe_name"]
 

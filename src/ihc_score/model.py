@@ -18,16 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .artefacts import ArtefactParams
-from .autoregion_params import AutoRegionParams
-from .cells import DetectionParams
-from .confidence import IntervalParams
-from .errors import ModelError
-from .pigment import PigmentParams
-from .score import ClassifyParams, PositivityRule
-from .stain import RUIFROK_DAB, RUIFROK_HEMATOXYLIN, StainVectors
-from .stain_estimate import StainEstimationParams
-from .tissue import TissueParams
+from ihc_score.cells import DetectionParams, PigmentParams
+from ihc_score.errors import ModelError
+from ihc_score.regions import AutoRegionParams
+from ihc_score.score import ClassifyParams, IntervalParams, PositivityRule
+from ihc_score.stain import RUIFROK_DAB, RUIFROK_HEMATOXYLIN, StainEstimationParams, StainVectors
+from ihc_score.tissue import ArtefactParams, TissueParams
 
 __all__ = [
     "AnalysisParams",

@@ -10,7 +10,7 @@ three separate steps:
    :class:`SynthSpec` and its seed.
 2. :func:`render_region` (pure): any level-0 rectangle of the slide as stain
    concentrations and RGB (Beer-Lambert through
-   :func:`ihc_score.stain.compose_rgb`), with the nucleus and cell label
+   :func:`ihc_score.stain.deconvolution.compose_rgb`), with the nucleus and cell label
    images and the designed per-cell measurements. A rectangle is rendered
    with a margin wide enough that every pixel is the same whichever
    rectangle it is rendered in, so a slide is drawn block by block.
@@ -65,9 +65,10 @@ Modules
 
 from __future__ import annotations
 
+from ihc_score.synthetic.artefacts import AirBubble, BlurPatch, Fold, PenStroke
 from ihc_score.synthetic.layout import SlideLayout, make_layout
-from ihc_score.synthetic.tissue_types import Cells
 from ihc_score.synthetic.pigments import HEMOSIDERIN_OD, MELANIN_OD
+from ihc_score.synthetic.presets import PRESETS, preset
 from ihc_score.synthetic.render import RenderedRegion, render_region
 from ihc_score.synthetic.spec import (
     CELL_EXPANSION_UM,
@@ -81,9 +82,8 @@ from ihc_score.synthetic.spec import (
     TumourRegion,
     shift_stains,
 )
-from ihc_score.synthetic.presets import PRESETS, preset
-from ihc_score.synthetic.artefacts import AirBubble, BlurPatch, Fold, PenStroke
 from ihc_score.synthetic.svs import annotation_path, make_case, make_slide, truth_path, write_annotations
+from ihc_score.synthetic.tissue_types import Cells
 
 __all__ = [
     "GENERATOR_VERSION",

@@ -2,7 +2,7 @@
 
 :func:`render_region` draws any rectangle of a
 :class:`~ihc_score.synthetic.layout.SlideLayout` as stain concentrations and
-RGB (Beer-Lambert through :func:`ihc_score.stain.compose_rgb`), with nucleus
+RGB (Beer-Lambert through :func:`ihc_score.stain.deconvolution.compose_rgb`), with nucleus
 and cell label images and the designed per-cell measurements. The rectangle
 is rendered with a margin wide enough that every pixel is the same whichever
 rectangle it is rendered in, so a slide can be drawn block by block.
@@ -20,6 +20,7 @@ from ihc_score.stain import compose_rgb
 from ihc_score.synthetic import artefact_drawing as draw
 from ihc_score.synthetic import artefacts as art
 from ihc_score.synthetic import pigments as pg
+from ihc_score.synthetic.cell_dab import _cell_dab, _cell_stats
 from ihc_score.synthetic.layout import _TEXTURE_PX, Cells, SlideLayout
 from ihc_score.synthetic.spec import CELL_EXPANSION_UM, SynthSpec
 
@@ -198,6 +199,38 @@ def _pigment(layout: SlideLayout, sel: np.ndarray, cell_o: np.ndarray, in_cell: 
     return pg.splat_granules(local, cell_o, in_cell, x0, y0)
 
 
+def _margin_px(layout: SlideLayout, blur_px: float) -> int:
+    """Margin (level-0 px) drawn around a rectangle so its pixels do not depend on the rectangle; ``blur_px`` in px."""
+    spec = layout.spec
+    m = int(math.ceil(2 * layout.reach_px + 3 * blur_px + 2))
+    if spec.artefacts:  # the artefacts' blurs reach farther; no artefact, same margin and bytes
+        m += art.margin_px(spec.artefacts, spec.mpp_um)
+    return m
+
+
+def _cells_near(layout: SlideLayout, x0: int, y0: int, w: int, h: int) -> np.ndarray:
+    """Ascending indices of the layout's cells centred within ``reach_px`` of a level-0 block (x0, y0, w, h px)."""
+    cells = layout.cells
+    r = layout.reach_px
+    return np.flatnonzero((cells.l0_x >= x0 - r) & (cells.l0_x < x0 + w + r) &
+                          (cells.l0_y >= y0 - r) & (cells.l0_y < y0 + h + r))
+
+
+def _optics(drawn: np.ndarray, spec: SynthSpec, blur_px: float, l0_xy: tuple[int, int]) -> np.ndarray:
+    """OD (h, w, 3) of a block at level-0 ``l0_xy`` (px) after absorbers, blur (``blur_px``, px) and optics."""
+    where = {"size": (spec.width, spec.height), "mpp_um": spec.mpp_um, "stains_matrix": spec.render_stains.matrix,
+             "l0_xy": l0_xy}
+    if spec.artefacts:  # folds and ink absorb; the per-cell stats keep the designed values
+        drawn = draw.apply_absorbers(drawn, spec.artefacts, **where)
+    if blur_px > 0:
+        conc_b = cv2.GaussianBlur(drawn, (0, 0), blur_px)
+    else:
+        conc_b = drawn
+    if spec.artefacts:
+        conc_b = draw.apply_optics(drawn, conc_b, spec.artefacts, base_sigma_px=blur_px, **where)
+    return conc_b
+
+
 def render_region(layout: SlideLayout, l0_xy: tuple[int, int], size: tuple[int, int], *,
                   noise_key: tuple[int, ...] = ()) -> RenderedRegion:
     """Render a level-0 rectangle of a layout (pure).
@@ -223,15 +256,10 @@ def render_region(layout: SlideLayout, l0_xy: tuple[int, int], size: tuple[int, 
     x0, y0 = int(l0_xy[0]), int(l0_xy[1])
     w, h = int(size[0]), int(size[1])
     blur_px = spec.blur_sigma_um / spec.mpp_um
-    m = int(math.ceil(2 * layout.reach_px + 3 * blur_px + 2))
-    if spec.artefacts:  # the artefacts' blurs reach farther; no artefact, same margin and bytes
-        m += art.margin_px(spec.artefacts, spec.mpp_um)
+    m = _margin_px(layout, blur_px)
     ex0, ey0, ew, eh = x0 - m, y0 - m, w + 2 * m, h + 2 * m
-    cells = layout.cells
-    r = layout.reach_px
-    sel = np.flatnonzero((cells.l0_x >= ex0 - r) & (cells.l0_x < ex0 + ew + r) &
-                         (cells.l0_y >= ey0 - r) & (cells.l0_y < ey0 + eh + r))
-    sub = cells.take(sel)
+    sel = _cells_near(layout, ex0, ey0, ew, eh)
+    sub = layout.cells.take(sel)
     on_glass = bool(spec.artefacts) and art.touches(spec.artefacts, (spec.width, spec.height), spec.mpp_um,
                                                     (ex0, ey0, ew, eh))
     if len(sub) == 0 and _field_max(layout, ex0, ey0, ew, eh) < -8.0 and not on_glass:
@@ -244,67 +272,23 @@ def render_region(layout: SlideLayout, l0_xy: tuple[int, int], size: tuple[int, 
     stroma_h, stroma_dab = _ground(layout, tex, alpha, ex0, ey0, ew, eh)
     nuc, nuc_h, chrom = _splat_nuclei(sub, ex0, ey0, ew, eh, tex)
     owner, dist = _owners(nuc)
-    k = len(sub) + 1
     cyto_px = np.concatenate([[0.0], sub.cytoplasm_px]).astype(np.float32)
     body = (owner > 0) & (dist <= cyto_px[owner])
     in_cell = (owner > 0) & (dist <= CELL_EXPANSION_UM / spec.mpp_um)
     is_nuc = nuc > 0
-    ratio = np.concatenate([[0.0], sub.cytoplasm_ratio]).astype(np.float32)
-    pattern = np.where(is_nuc, 0.8 + 0.4 * chrom, ratio[owner] * (0.55 + 0.9 * tex[..., 1]))
-    pattern = np.where(body, pattern, 0.0).astype(np.float32)
-    bg_dab = np.where(body, 0.0, stroma_dab).astype(np.float32)
-    cell_o = np.where(in_cell, owner, 0)
-    n_cell = np.bincount(cell_o.ravel(), minlength=k).astype(np.float64)
-    s_pat = np.bincount(cell_o.ravel(), weights=pattern.ravel(), minlength=k)
-    s_bg = np.bincount(cell_o.ravel(), weights=bg_dab.ravel(), minlength=k)
-    target = np.concatenate([[0.0], sub.dab_target])
-    amp = np.where(s_pat > 0, np.maximum(target * n_cell - s_bg, 0.0) / np.maximum(s_pat, 1e-12), 0.0)
-    dab = amp.astype(np.float32)[owner] * pattern + bg_dab
+    cd = _cell_dab(sub, owner, body, in_cell, is_nuc, chrom, tex, stroma_dab)
     cyto_h = np.concatenate([[0.0], sub.cytoplasm_h_od]).astype(np.float32)
     hema = np.where(body & ~is_nuc, cyto_h[owner] * (0.7 + 0.6 * tex[..., 1]), stroma_h) + nuc_h
     resid = alpha * 0.01 * (tex[..., 1] - 0.5)
-    conc = np.stack([hema, dab, resid], axis=-1).astype(np.float32)
-    pig = None if layout.granules is None else _pigment(layout, sel, cell_o, in_cell, ex0, ey0)
+    conc = np.stack([hema, cd.dab, resid], axis=-1).astype(np.float32)
+    pig = None if layout.granules is None else _pigment(layout, sel, cd.cell_o, in_cell, ex0, ey0)
     # pigment adds its own OD term: p * OD_pig = (p * c_pig) @ M in the stain basis
     drawn = conc if pig is None else conc + pig @ pg.pigment_concentrations(spec.render_stains)
-    where = {"size": (spec.width, spec.height), "mpp_um": spec.mpp_um, "stains_matrix": spec.render_stains.matrix,
-             "l0_xy": (ex0, ey0)}
-    if spec.artefacts:  # folds and ink absorb; the per-cell stats below keep the designed values
-        drawn = draw.apply_absorbers(drawn, spec.artefacts, **where)
-    if blur_px > 0:
-        conc_b = cv2.GaussianBlur(drawn, (0, 0), blur_px)
-    else:
-        conc_b = drawn
-    if spec.artefacts:
-        conc_b = draw.apply_optics(drawn, conc_b, spec.artefacts, base_sigma_px=blur_px, **where)
+    conc_b = _optics(drawn, spec, blur_px, (ex0, ey0))
     core = (slice(m, m + h), slice(m, m + w))
     rgb = compose_rgb(conc_b[core], spec.render_stains)
     rgb = _add_noise(rgb, spec, noise_key)
-    # per-cell truth of cells whose designed centre is in the core
-    mine = np.flatnonzero((sub.l0_x >= x0) & (sub.l0_x < x0 + w) & (sub.l0_y >= y0) & (sub.l0_y < y0 + h)) + 1
-    nuc_flat = nuc.ravel()
-    n_nuc = np.bincount(nuc_flat, minlength=k).astype(np.float64)
-    on = np.flatnonzero(nuc_flat)
-    yy, xx = np.divmod(on, ew)
-    cx = np.bincount(nuc_flat[on], weights=xx + (ex0 + 0.5), minlength=k) / np.maximum(n_nuc, 1)
-    cy = np.bincount(nuc_flat[on], weights=yy + (ey0 + 0.5), minlength=k) / np.maximum(n_nuc, 1)
-    s_nuc = np.bincount(nuc_flat, weights=dab.ravel(), minlength=k)
-    s_cell = amp * s_pat + s_bg
-    n_cyt = n_cell - n_nuc
-    stats = {
-        "index": sel[mine - 1],
-        "l0_x": cx[mine], "l0_y": cy[mine],
-        "nucleus_px": n_nuc[mine], "cell_px": n_cell[mine],
-        "dab_cell_mean": (s_cell / np.maximum(n_cell, 1))[mine],
-        "dab_nucleus_mean": (s_nuc / np.maximum(n_nuc, 1))[mine],
-        "dab_cytoplasm_mean": ((s_cell - s_nuc) / np.maximum(n_cyt, 1))[mine],
-    }
-    if pig is not None:
-        flat_o = cell_o.ravel()
-        stats["pigment_px"] = np.bincount(flat_o, weights=(pig.max(axis=-1) > 0).ravel(), minlength=k)[mine]
-        pig_dab = (pig @ pg.pigment_concentrations(spec.render_stains)[:, 1]).ravel()
-        s_pig = np.bincount(flat_o, weights=pig_dab, minlength=k)
-        stats["dab_pigment_cell_mean"] = ((s_cell + s_pig) / np.maximum(n_cell, 1))[mine]
+    stats = _cell_stats(sel, sub, nuc, cd, pig, spec, (x0, y0, w, h), (ex0, ey0))
     to_global = np.concatenate([[0], sel + 1]).astype(np.int32)
-    return RenderedRegion((x0, y0), conc[core], rgb, to_global[nuc[core]], to_global[cell_o[core]], stats,
+    return RenderedRegion((x0, y0), conc[core], rgb, to_global[nuc[core]], to_global[cd.cell_o[core]], stats,
                           None if pig is None else pig[core])

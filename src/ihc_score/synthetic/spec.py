@@ -242,6 +242,14 @@ class SynthSpec:
     hemosiderin_cover: tuple[float, float] = (0.4, 0.75)
 
     def __post_init__(self) -> None:
+        self._check_slide()
+        self._check_tissue()
+        self._check_cells()
+        self._check_artefacts()
+        self._check_pigment()
+
+    def _check_slide(self) -> None:
+        """Validate the slide's size (px), pixel size (um/px), glass colour (8-bit RGB, made floats) and tiles."""
         for name in ("width", "height"):
             if int(getattr(self, name)) < 64:
                 raise ValueError(f"{name} must be at least 64 px, got {getattr(self, name)!r}")
@@ -255,6 +263,9 @@ class SynthSpec:
             raise ValueError(f"jpeg_quality must be in 1-100, got {self.jpeg_quality!r}")
         if self.tile_px not in (256, 512):
             raise ValueError(f"tile_px must be 256 or 512, got {self.tile_px!r}")
+
+    def _check_tissue(self) -> None:
+        """Validate the tissue pieces, regions, necroses (distinct names) and cell densities (per mm^2)."""
         if not 0.0 <= self.tissue_fraction <= 0.9:
             raise ValueError(f"tissue_fraction must be in 0-0.9, got {self.tissue_fraction!r}")
         if self.tissue_pieces < 0:
@@ -278,6 +289,9 @@ class SynthSpec:
             raise ValueError(f"necrosis_dab_od must be in 0-0.3, got {self.necrosis_dab_od!r}")
         if self.tumour_density_per_mm2 > 12000:
             raise ValueError(f"tumour_density_per_mm2 must be <= 12000, got {self.tumour_density_per_mm2!r}")
+
+    def _check_cells(self) -> None:
+        """Validate cell sizes and blur (um), noise (8-bit), class bands (OD, made floats), clustering, stroma DAB."""
         lo, hi = self.nucleus_diameter_um
         if not 3.0 <= lo <= hi <= 16.0:
             raise ValueError(f"nucleus_diameter_um must be (min, max) within 3-16 um, got {self.nucleus_diameter_um!r}")
@@ -298,11 +312,18 @@ class SynthSpec:
             raise ValueError(f"class_clustering must be in 0-1, got {self.class_clustering!r}")
         if not 0.0 <= self.stroma_dab_od <= 0.1:
             raise ValueError(f"stroma_dab_od must be in 0-0.1, got {self.stroma_dab_od!r}")
+
+    def _check_artefacts(self) -> None:
+        """Validate the artefacts: known kinds, names distinct from each other and from the regions and necroses."""
+        names = [r.name for r in self.regions] + [r.name for r in self.necroses]
         if not isinstance(self.artefacts, tuple) or not all(
                 isinstance(a, (Fold, AirBubble, BlurPatch, PenStroke)) for a in self.artefacts):
             raise ValueError("artefacts must be a tuple of Fold, AirBubble, BlurPatch or PenStroke")
         if len({a.name for a in self.artefacts} | set(names)) != len(self.artefacts) + len(names):
             raise ValueError("artefacts must have names distinct from each other and from the regions and necroses")
+
+    def _check_pigment(self) -> None:
+        """Validate the hemosiderin density (per mm^2) and the pigment OD and cover ranges (made float pairs)."""
         if not 0.0 <= self.hemosiderin_density_per_mm2 <= 2000.0:
             raise ValueError(
                 f"hemosiderin_density_per_mm2 must be in 0-2000, got {self.hemosiderin_density_per_mm2!r}")

@@ -12,7 +12,6 @@ import json
 from dataclasses import asdict
 
 import numpy as np
-
 import shapely
 
 from ihc_score.synthetic import artefacts as art
@@ -20,13 +19,7 @@ from ihc_score.synthetic import outlines as ol
 from ihc_score.synthetic import pigments as pg
 from ihc_score.synthetic import tissue_types as tt
 from ihc_score.synthetic.layout import SlideLayout
-from ihc_score.synthetic.spec import (
-    CELL_EXPANSION_UM,
-    CLASS_THRESHOLDS,
-    GENERATOR_VERSION,
-    PIGMENT_FIELDS,
-    SynthSpec,
-)
+from ihc_score.synthetic.spec import CELL_EXPANSION_UM, CLASS_THRESHOLDS, GENERATOR_VERSION, PIGMENT_FIELDS, SynthSpec
 
 __all__ = ["build_truth", "dump", "totals"]
 
@@ -52,6 +45,104 @@ def _merge(stats: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     return {k: v[order] for k, v in merged.items()}
 
 
+def _cell_row(layout: SlideLayout, merged: dict[str, np.ndarray], i: int, j: int, member: int,
+              scored: bool | None) -> dict:
+    """Truth row of one counted cell: level-0 px centroid, areas um^2, mean DAB OD, measured class.
+
+    Parameters
+    ----------
+    layout : SlideLayout
+    merged : dict
+        Merged per-cell measurements (see :func:`_merge`).
+    i : int
+        Index of the cell in the layout.
+    j : int
+        Index of the cell in ``merged``.
+    member : int
+        Index of the region whose outline holds the centroid (-1 = none); used for host cells.
+    scored : bool or None
+        Whether the centroid is under no artefact (None on a slide without artefacts).
+
+    Raises
+    ------
+    RuntimeError
+        When a tumour cell's measured class differs from its designed class.
+    """
+    spec = layout.spec
+    cells = layout.cells
+    um2 = spec.mpp_um**2
+    tumour = bool(cells.kind[i] == tt.KIND_TUMOUR)
+    klass = int(np.searchsorted(CLASS_THRESHOLDS, merged["dab_cell_mean"][j], side="right"))
+    if tumour and klass != int(cells.klass[i]):
+        raise RuntimeError(
+            f"cell {i} designed as class {int(cells.klass[i])} measures {merged['dab_cell_mean'][j]:.3f}")
+    row = {
+        "id": i,
+        "l0_x": round(float(merged["l0_x"][j]), 2),
+        "l0_y": round(float(merged["l0_y"][j]), 2),
+        "nucleus_area_um2": round(float(merged["nucleus_px"][j]) * um2, 2),
+        "cell_area_um2": round(float(merged["cell_px"][j]) * um2, 2),
+        "class": klass,
+        "dab_cell_mean": round(float(merged["dab_cell_mean"][j]), 4),
+        "dab_nucleus_mean": round(float(merged["dab_nucleus_mean"][j]), 4),
+        "dab_cytoplasm_mean": round(float(merged["dab_cytoplasm_mean"][j]), 4),
+        "tumour": tumour,
+    }
+    if spec.artefacts:  # scored: the centre is under no artefact
+        row["scored"] = scored
+    if spec.has_pigment:
+        row["pigmented"] = bool(cells.pigment[i] != tt.PIGMENT_NONE)
+        row["pigment_area_um2"] = round(float(merged["pigment_px"][j]) * um2, 2)
+        row["class_pigment_as_dab"] = int(
+            np.searchsorted(CLASS_THRESHOLDS, merged["dab_pigment_cell_mean"][j], side="right"))
+    if tumour:
+        row["region"] = spec.regions[int(cells.region[i])].name
+    else:
+        row["kind"] = tt.KIND_NAMES[int(cells.kind[i])]
+        row["region"] = spec.regions[member].name if member >= 0 else None
+    return row
+
+
+def _cell_rows(layout: SlideLayout, merged: dict[str, np.ndarray]) -> dict[str, list[dict]]:
+    """Truth rows of the counted cells with a nucleus, in ``merged`` order: ``{"tumour": [...], "host": [...]}``."""
+    spec = layout.spec
+    cells = layout.cells
+    idx = merged.get("index", np.empty(0, np.int64))
+    present = np.flatnonzero(merged.get("nucleus_px", np.empty(0)) > 0)
+    present = present[np.isin(cells.kind[idx[present]], _COUNTED)]
+    cx, cy = (merged["l0_x"][present], merged["l0_y"][present]) if present.size else (np.empty(0), np.empty(0))
+    member = np.full(present.size, -1, np.int64)
+    for k in range(len(layout.outlines) - 1, -1, -1):
+        member[ol.inside(layout.outlines[k], cx, cy)] = k
+    free = ~shapely.contains_xy(_artefact_union(layout), cx, cy) if spec.artefacts else None
+    rows: dict[str, list[dict]] = {"tumour": [], "host": []}
+    for n, j in enumerate(present):
+        row = _cell_row(layout, merged, int(idx[j]), j, int(member[n]), None if free is None else bool(free[n]))
+        rows["tumour" if row["tumour"] else "host"].append(row)
+    return rows
+
+
+def _regions_truth(layout: SlideLayout, rows: dict[str, list[dict]]) -> list[dict]:
+    """Each metastasis's outline (level-0 px), area (um^2) and totals of its tumour and host cells."""
+    spec = layout.spec
+    um2 = spec.mpp_um**2
+    regions = []
+    for k, reg in enumerate(spec.regions):
+        g = layout.outlines[k] if k < len(layout.outlines) else ol.Polygon()
+        regions.append({
+            "name": reg.name,
+            "class_proportions": list(reg.class_proportions),
+            "outline": ol.geometry_dict(g),
+            "area_um2": round(float(g.area) * um2, 2),
+            **totals([c["class"] for c in rows["tumour"] if c["region"] == reg.name]),
+            "n_host_cells": sum(1 for c in rows["host"] if c["region"] == reg.name),
+            **({"scored": totals([c["class"] for c in rows["tumour"] if c["region"] == reg.name and c["scored"]])}
+               if spec.artefacts else {}),
+            **(_region_pigment([c for c in rows["tumour"] if c["region"] == reg.name]) if spec.has_pigment else {}),
+        })
+    return regions
+
+
 def build_truth(layout: SlideLayout, stats: list[dict[str, np.ndarray]]) -> dict:
     """The truth dict of a rendered slide.
 
@@ -73,65 +164,9 @@ def build_truth(layout: SlideLayout, stats: list[dict[str, np.ndarray]]) -> dict
         (a generator defect).
     """
     spec = layout.spec
-    cells = layout.cells
-    merged = _merge(stats)
-    idx = merged.get("index", np.empty(0, np.int64))
-    present = np.flatnonzero(merged.get("nucleus_px", np.empty(0)) > 0)
-    present = present[np.isin(cells.kind[idx[present]], _COUNTED)]
-    cx, cy = (merged["l0_x"][present], merged["l0_y"][present]) if present.size else (np.empty(0), np.empty(0))
-    member = np.full(present.size, -1, np.int64)
-    for k in range(len(layout.outlines) - 1, -1, -1):
-        member[ol.inside(layout.outlines[k], cx, cy)] = k
+    rows = _cell_rows(layout, _merge(stats))
+    regions = _regions_truth(layout, rows)
     um2 = spec.mpp_um**2
-    free = ~shapely.contains_xy(_artefact_union(layout), cx, cy) if spec.artefacts else None
-    rows: dict[str, list[dict]] = {"tumour": [], "host": []}
-    for n, j in enumerate(present):
-        i = int(idx[j])
-        tumour = bool(cells.kind[i] == tt.KIND_TUMOUR)
-        klass = int(np.searchsorted(CLASS_THRESHOLDS, merged["dab_cell_mean"][j], side="right"))
-        if tumour and klass != int(cells.klass[i]):
-            raise RuntimeError(
-                f"cell {i} designed as class {int(cells.klass[i])} measures {merged['dab_cell_mean'][j]:.3f}")
-        row = {
-            "id": i,
-            "l0_x": round(float(merged["l0_x"][j]), 2),
-            "l0_y": round(float(merged["l0_y"][j]), 2),
-            "nucleus_area_um2": round(float(merged["nucleus_px"][j]) * um2, 2),
-            "cell_area_um2": round(float(merged["cell_px"][j]) * um2, 2),
-            "class": klass,
-            "dab_cell_mean": round(float(merged["dab_cell_mean"][j]), 4),
-            "dab_nucleus_mean": round(float(merged["dab_nucleus_mean"][j]), 4),
-            "dab_cytoplasm_mean": round(float(merged["dab_cytoplasm_mean"][j]), 4),
-            "tumour": tumour,
-        }
-        if spec.artefacts:  # scored: the centre is under no artefact
-            row["scored"] = bool(free[n])
-        if spec.has_pigment:
-            row["pigmented"] = bool(cells.pigment[i] != tt.PIGMENT_NONE)
-            row["pigment_area_um2"] = round(float(merged["pigment_px"][j]) * um2, 2)
-            row["class_pigment_as_dab"] = int(
-                np.searchsorted(CLASS_THRESHOLDS, merged["dab_pigment_cell_mean"][j], side="right"))
-        if tumour:
-            row["region"] = spec.regions[int(cells.region[i])].name
-        else:
-            row["kind"] = tt.KIND_NAMES[int(cells.kind[i])]
-            row["region"] = spec.regions[int(member[n])].name if member[n] >= 0 else None
-        rows["tumour" if tumour else "host"].append(row)
-
-    regions = []
-    for k, reg in enumerate(spec.regions):
-        g = layout.outlines[k] if k < len(layout.outlines) else ol.Polygon()
-        regions.append({
-            "name": reg.name,
-            "class_proportions": list(reg.class_proportions),
-            "outline": ol.geometry_dict(g),
-            "area_um2": round(float(g.area) * um2, 2),
-            **totals([c["class"] for c in rows["tumour"] if c["region"] == reg.name]),
-            "n_host_cells": sum(1 for c in rows["host"] if c["region"] == reg.name),
-            **({"scored": totals([c["class"] for c in rows["tumour"] if c["region"] == reg.name and c["scored"]])}
-               if spec.artefacts else {}),
-            **(_region_pigment([c for c in rows["tumour"] if c["region"] == reg.name]) if spec.has_pigment else {}),
-        })
     necroses = [{"name": nec.name, "outline": ol.geometry_dict(g), "area_um2": round(float(g.area) * um2, 2),
                  "dab_od": spec.necrosis_dab_od} for nec, g in zip(spec.necroses, layout.necrosis_outlines)]
     st = spec.render_stains

@@ -1,0 +1,274 @@
+"""Stage helpers of nucleus detection (:func:`ihc_score.cells.detect.detect_nuclei`).
+
+Smoothing, foreground with small holes filled,
+maxima of the smoothed channel, the split of touching nuclei (a fast
+stand-in for a marker-controlled watershed) and the final trim and
+renumbering, each a pure function over arrays in pixel units. The steps,
+conventions and references are described in :mod:`ihc_score.cells.detect`, which
+turns the physical parameters into pixels and runs these in order.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+__all__ = [
+    "_SPLIT_MIN_DISTANCE_UM",
+    "_CORE_FRACTION",
+    "_EDGE_FRACTION",
+    "_HOLE_FRACTION",
+    "_disk",
+    "_smooth",
+    "_fill_small_holes",
+    "_foreground",
+    "_maxima",
+    "_partition",
+    "_partition_box",
+    "_nearest_seed",
+    "_block_max",
+    "_trim",
+]
+
+#: Two maxima of the smoothed image closer than this (um) mark one nucleus.
+_SPLIT_MIN_DISTANCE_UM = 3.0
+#: A marker's core: pixels reaching this fraction of the marker's value.
+_CORE_FRACTION = 0.5
+#: A nucleus ends where the smoothed channel falls below this fraction of
+#: its peak (about the half maximum; 0.45 makes up for the curvature of a
+#: smoothed round edge), so its area does not grow with its stain intensity.
+_EDGE_FRACTION = 0.45
+#: Holes in the foreground smaller than this fraction of ``max_area_um2`` are
+#: filled (pale nuclear centres, vesicular chromatin).
+_HOLE_FRACTION = 0.25
+#: Margin (px) of the box around the foreground that :func:`_partition`
+#: works in, and the largest fraction of the image the box may cover for
+#: the box to be used.
+_BOX_MARGIN_PX = 32
+_BOX_MAX_FRACTION = 0.8
+
+
+def _disk(radius_px: float) -> np.ndarray:
+    r = max(1, int(round(radius_px)))
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+
+
+def _smooth(image: np.ndarray, sigma_px: float) -> np.ndarray:
+    """Gaussian smoothing (OpenCV kernel, replicated border); identity for sigma 0."""
+    if sigma_px <= 0:
+        return image
+    return cv2.GaussianBlur(image, (0, 0), sigma_px, borderType=cv2.BORDER_REPLICATE)
+
+
+def _fill_small_holes(mask: np.ndarray, max_hole_px: float) -> np.ndarray:
+    """Fill background components smaller than ``max_hole_px`` not touching the border.
+
+    Works in the box around the foreground widened by one pixel: outside it
+    the background reaches the image border, so a component that touches
+    the box's edge touches the border, and the others (the holes) lie whole
+    inside the box. Components are 4-connected.
+    """
+    from . import _detection_kernels  # on first use: see ihc_score.cells._kernels
+    h, w = mask.shape
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return mask
+    cols = np.flatnonzero(mask.any(axis=0))
+    y0, y1 = max(0, int(rows[0]) - 1), min(h, int(rows[-1]) + 2)
+    x0, x1 = max(0, int(cols[0]) - 1), min(w, int(cols[-1]) + 2)
+    box = mask[y0:y1, x0:x1]
+    # The box's background framed by more background: one flood from the
+    # corner takes every component that touches the box's edge, and leaves
+    # the holes, a few pixels, to be measured one by one.
+    holes = cv2.copyMakeBorder(np.ascontiguousarray(~box).view(np.uint8), 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=1)
+    cv2.floodFill(holes, None, (0, 0), 0, flags=4)
+    fill = np.zeros(box.shape, dtype=bool)
+    if not _detection_kernels.fill_holes(holes[1:-1, 1:-1], fill, max_hole_px):
+        return mask
+    filled = mask.copy()
+    filled[y0:y1, x0:x1] |= fill
+    return filled
+
+
+def _foreground(image: np.ndarray, threshold_od: float, max_hole_px: float) -> np.ndarray:
+    """Pixels above ``threshold_od``, small holes filled (bool, shape of ``image``)."""
+    return _fill_small_holes(image > threshold_od, max_hole_px)
+
+
+def _maxima(mask: np.ndarray, score: np.ndarray, min_distance_px: float) -> np.ndarray:
+    """Foreground pixels where ``score`` reaches the maximum of its disk (bool).
+
+    Same as ``(score >= cv2.dilate(score, disk)) & mask`` (outside the image
+    ignored): a pixel must first be a maximum of the disk's central 3 x 3
+    pixels, and only those few candidates are compared with the rest of
+    the disk, nearest pixels first, until one is higher.
+    """
+    from . import _detection_kernels  # on first use: see ihc_score.cells._kernels
+    kernel = _disk(min_distance_px)
+    r = kernel.shape[0] // 2
+    inner = np.ascontiguousarray(kernel[r - 1 : r + 2, r - 1 : r + 2])
+    local = score >= cv2.dilate(score, inner, borderType=cv2.BORDER_CONSTANT, borderValue=-np.inf)
+    cand = np.flatnonzero(local & mask)
+    peaks = np.zeros(mask.shape, dtype=bool)
+    if cand.size == 0:
+        return peaks
+    dy, dx = np.nonzero(kernel)
+    dy, dx = dy - r, dx - r
+    order = np.lexsort((dx, dy, dy * dy + dx * dx))[1:]  # nearest first; the centre (distance 0) left out
+    found = _detection_kernels.disk_maxima(cand, score, dy[order].astype(np.intp), dx[order].astype(np.intp))
+    peaks.ravel()[cand[found]] = True
+    return peaks
+
+
+def _partition(
+    mask: np.ndarray, score: np.ndarray, peaks: np.ndarray, core_fraction: float
+) -> tuple[np.ndarray, int]:
+    """Label the foreground, one object per maximum of ``score``.
+
+    Markers are the 8-connected groups of ``peaks`` (maxima of ``score``,
+    plateaus merged). Each marker grows into its core, the pixels around it
+    where ``score`` reaches ``core_fraction`` of the marker's value, and
+    every foreground pixel then goes to the nearest core: a fast stand-in
+    for a marker-controlled watershed that cuts touching nuclei along the
+    valley between their cores. The nearest marker and core are looked up
+    at half resolution (see :func:`_partition_box`). A blob never takes
+    pixels from another blob, and a blob with one marker is one nucleus.
+
+    Only the box around the foreground, widened by ``_BOX_MARGIN_PX``, is
+    processed when it is clearly smaller than the image. The result is the
+    same as on the whole image: every marker, core and blob lies in the
+    box; a path of the distance transforms that leaves the box costs at
+    least twice the margin, more than the distance of any foreground pixel
+    to its marker and core (checked, else the whole image is processed);
+    and the box starts on even rows and columns, so the blobs (OpenCV's
+    connected components, numbered by 2 x 2 blocks) and the markers
+    (numbered the same way) come in the same order.
+
+    Returns
+    -------
+    labels : ndarray, int32, shape of ``mask``
+        0 off the foreground and on foreground pixels left unlabelled, else
+        1..n_labels - 1.
+    n_labels : int
+        One more than the largest possible label.
+    """
+    h, w = mask.shape
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return np.zeros(mask.shape, dtype=np.int32), 1
+    cols = np.flatnonzero(mask.any(axis=0))
+    m = _BOX_MARGIN_PX
+    y0, x0 = max(0, int(rows[0]) - m) & ~1, max(0, int(cols[0]) - m) & ~1
+    y1, x1 = min(h, int(rows[-1]) + m + 1), min(w, int(cols[-1]) + m + 1)
+    if (y1 - y0) * (x1 - x0) < _BOX_MAX_FRACTION * h * w:
+        box = (slice(y0, y1), slice(x0, x1))
+        box_labels, n_labels, fits = _partition_box(
+            np.ascontiguousarray(mask[box]),
+            np.ascontiguousarray(score[box]),
+            np.ascontiguousarray(peaks[box]),
+            core_fraction,
+            2.0 * m - 1.0,
+        )
+        if fits:
+            labels = np.zeros(mask.shape, dtype=np.int32)
+            labels[box] = box_labels
+            return labels, n_labels
+    labels, n_labels, _ = _partition_box(mask, score, peaks, core_fraction, np.inf)
+    return labels, n_labels
+
+
+def _partition_box(
+    mask: np.ndarray, score: np.ndarray, peaks: np.ndarray, core_fraction: float, max_dist_px: float
+) -> tuple[np.ndarray, int, bool]:
+    """:func:`_partition` on one contiguous image.
+
+    The last item is False (and the labels are not finished) when a
+    foreground pixel lies ``max_dist_px`` or more from its nearest peak or
+    core.
+    """
+    from . import _detection_kernels  # on first use: see ihc_score.cells._kernels
+    n_comp, comp = cv2.connectedComponents(mask.view(np.uint8), connectivity=8, ltype=cv2.CV_32S)
+    peak_idx = np.flatnonzero(peaks)
+    n_mark = 0
+    if n_comp > 1 and peak_idx.size:
+        n_mark, peak_marker = _detection_kernels.marker_labels(peak_idx, mask.shape[1])
+    if n_mark <= 2:  # one nucleus a blob
+        return comp, max(n_comp, 1), True
+    # A blob with one marker is that nucleus; a blob without a marker of its
+    # own (a maximum dominated from across a narrow gap) is one nucleus; only
+    # the pixels of blobs with several markers are split between them. These
+    # rules look only at the blob, so the result does not depend on how far
+    # the image extends beyond it.
+    marker_comp = np.zeros(n_mark, dtype=np.int32)
+    marker_comp[peak_marker] = comp.ravel()[peak_idx]
+    n_markers = np.bincount(marker_comp[1:], minlength=n_comp)
+    n_markers[0] = 0  # the background is not a blob
+    comp_label = np.arange(n_comp, dtype=np.int32) + np.int32(n_mark - 1)
+    single = np.flatnonzero(n_markers[marker_comp[1:]] == 1) + 1
+    comp_label[marker_comp[single]] = single
+    n_labels = n_mark + n_comp - 1
+    if n_markers.max() < 2:
+        comp_label[0] = 0
+        return np.take(comp_label, comp), n_labels, True
+    peak_value = np.zeros(n_mark, dtype=np.float32)
+    _detection_kernels.scatter_max(peak_value, peak_marker, score.ravel()[peak_idx])
+    # The nearest marker and the nearest core are looked up at half
+    # resolution (the distance transforms with labels are the costliest step
+    # of detection): 2 x 2 blocks on even rows and columns, each holding the
+    # largest label in it. A pixel's nearest marker or core is then off by
+    # at most a pixel, which moves the cut between two nuclei by as much.
+    # Only the markers and cores of blobs being split take part.
+    h, w = mask.shape
+    half_shape = ((h + 1) // 2, (w + 1) // 2)
+    splits = n_markers[marker_comp[peak_marker]] >= 2
+    row, col = np.divmod(peak_idx[splits], w)
+    marker_half = np.zeros(half_shape, dtype=np.int32)
+    _detection_kernels.scatter_max(marker_half.ravel(), (row // 2) * half_shape[1] + col // 2, peak_marker[splits])
+    dist, near, seeds = _nearest_seed(marker_half)
+    labels = np.zeros(mask.shape, dtype=np.int32)
+    core_half = np.zeros(half_shape, dtype=np.int32)
+    blocks = np.zeros(half_shape, dtype=np.uint8)
+    _detection_kernels.blob_markers(
+        comp, comp_label, n_markers, near, seeds, score, peak_value, np.float32(core_fraction), labels, core_half, blocks
+    )
+    if max_dist_px < np.inf and 2.0 * cv2.minMaxLoc(dist, mask=blocks)[1] + 2.0 >= max_dist_px:
+        return labels, n_labels, False
+    dist, near, seeds = _nearest_seed(core_half)
+    if max_dist_px < np.inf and 2.0 * cv2.minMaxLoc(dist, mask=blocks)[1] + 2.0 >= max_dist_px:
+        return labels, n_labels, False
+    _detection_kernels.split_labels(comp, n_markers, near, seeds, marker_comp, labels)
+    return labels, n_labels, True
+
+
+def _nearest_seed(half: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Distance to the nearest seed pixel of ``half`` (int32, 0 = none) and which seed it is.
+
+    Returns the distance (float32, OpenCV's 5 x 5 chamfer), the label of
+    the nearest seed pixel (1-based, in the raster order of the seed
+    pixels) and the seeds' values in that order with 0 in front, so that
+    ``seeds[near]`` is each pixel's nearest seed value.
+    """
+    free = (half == 0).view(np.uint8)
+    dist, near = cv2.distanceTransformWithLabels(free, cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL)
+    return dist, near, np.concatenate([np.zeros(1, dtype=np.int32), half[half != 0]])
+
+
+def _block_max(labels: np.ndarray) -> np.ndarray:
+    """Largest value of each 2 x 2 block (even rows and columns) of an image, zero-padded."""
+    h, w = labels.shape
+    if h % 2 or w % 2:
+        labels = cv2.copyMakeBorder(labels, 0, h % 2, 0, w % 2, cv2.BORDER_CONSTANT, value=0)
+    return np.maximum(
+        np.maximum(labels[0::2, 0::2], labels[0::2, 1::2]), np.maximum(labels[1::2, 0::2], labels[1::2, 1::2])
+    )
+
+
+def _trim(labels: np.ndarray, n_labels: int, image: np.ndarray, min_area_px: float, max_area_px: float) -> np.ndarray:
+    """Cut each object at ``_EDGE_FRACTION`` of its peak, drop it outside the area limits, number 1..n.
+
+    ``labels`` (int32, from :func:`_partition`) is relabelled in place and
+    returned; the numbering keeps the order of the labels given.
+    """
+    from . import _detection_kernels  # on first use: see ihc_score.cells._kernels
+    _detection_kernels.trim_labels(labels, n_labels, image, np.float32(_EDGE_FRACTION), min_area_px, max_area_px)
+    return labels

@@ -1,0 +1,329 @@
+"""Score many slides: executors, resume, per-slide outputs, the batch tables.
+
+Work runs on any ``concurrent.futures.Executor``: planning a slide and
+scoring a chunk of its tiles are both plain functions of picklable
+arguments. A slide that fails is recorded with its one-line reason and the
+batch goes on; a slide already scored with the same model and file is reused
+unless ``force``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ihc_score.fileio import check_writable, output_lock, remove_stale_temporaries
+from ihc_score.model import Model
+from ihc_score.outputs import (
+    CASE_COLUMNS,
+    METASTASIS_COLUMNS,
+    SLIDE_COLUMNS,
+    build_report,
+    case_rows,
+    metastasis_rows,
+    slide_rows,
+    write_csv,
+    write_json,
+)
+from ihc_score.regions import find_annotation_file
+from ihc_score.results import CaseAssignment, SlideResult
+from ihc_score.run.cases import aggregate_cases, assign_case
+from ihc_score.run.lane_pool import LanePool
+from ihc_score.run.options import BatchOptions
+from ihc_score.run.pipeline import (
+    SlidePlan,
+    TileResult,
+    failed_result,
+    finish_slide,
+    plan_slide,
+    score_tiles,
+    tile_tasks,
+)
+from ihc_score.run.provenance import run_record
+from ihc_score.run.pseudonym import Pseudonymizer, save_key_file
+from ihc_score.run.slide_outputs import write_slide_outputs
+from ihc_score.run.store import file_fingerprint, load_result, save_result
+from ihc_score.slide import case_of, output_stems
+
+__all__ = ["BatchSummary", "Progress", "run_batch"]
+
+@dataclass
+class Progress:
+    """Callbacks the batch calls as it goes (the CLI prints them)."""
+
+    on_start: Callable[[int, int], None] = lambda n_slides, n_reused: None
+    on_tiles: Callable[[int, int], None] = lambda done, total: None
+    on_slide: Callable[[SlideResult, bool], None] = lambda result, reused: None
+
+
+@dataclass(frozen=True)
+class BatchSummary:
+    """What a batch did."""
+
+    results: tuple[tuple[CaseAssignment, SlideResult], ...]
+    reused: tuple[str, ...]
+    out_dir: Path
+
+    @property
+    def n_failed(self) -> int:
+        return sum(r.status != "ok" for _, r in self.results)
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every slide was scored, 1 when some failed."""
+        return 1 if self.n_failed else 0
+
+
+#: Subfolders of the output folder that a batch writes (temporary files of killed writes are removed there).
+OUTPUT_SUBFOLDERS = ("store", "qc", "detections", "cells")
+
+
+def run_batch(
+    slides: Sequence[Path],
+    out_dir: Path,
+    model: Model,
+    *,
+    executor: Executor,
+    options: BatchOptions = BatchOptions(),
+    progress: Progress | None = None,
+    argv: Sequence[str] = (),
+    executor_name: str = "",
+) -> BatchSummary:
+    """Score slides and write the batch outputs.
+
+    Parameters
+    ----------
+    slides : sequence of Path
+        Slide files (see :func:`discover_slides`).
+    out_dir : Path
+        Output folder; created if needed.
+    model : Model
+    executor : Executor
+        Runs planning and tile chunks (process pool, Dask, inline).
+    options : BatchOptions
+    progress : Progress, optional
+    argv, executor_name
+        Recorded in ``run.json``.
+
+    Returns
+    -------
+    BatchSummary
+
+    Raises
+    ------
+    OutputError
+        The output folder cannot be written, or another batch is writing into
+        it; results already written stay. Work not yet started is cancelled.
+    """
+    out_dir = Path(out_dir)
+    check_writable(out_dir)
+    with output_lock(out_dir):
+        remove_stale_temporaries(out_dir, OUTPUT_SUBFOLDERS)
+        return _run_batch_locked(
+            slides, out_dir, model, executor=executor, options=options, progress=progress, argv=argv,
+            executor_name=executor_name,
+        )
+
+
+def _run_batch_locked(
+    slides: Sequence[Path],
+    out_dir: Path,
+    model: Model,
+    *,
+    executor: Executor,
+    options: BatchOptions,
+    progress: Progress | None,
+    argv: Sequence[str],
+    executor_name: str,
+) -> BatchSummary:
+    """:func:`run_batch` once the output folder is held and cleaned of stale temporary files."""
+    progress = progress or Progress()
+    started = datetime.now(timezone.utc)
+    pz = options.pseudonymizer
+    names = {p: pz.slide(p.name) if pz else p.name for p in slides}
+    results: dict[Path, SlideResult] = {}
+    keys: dict[Path, dict[str, Any]] = {}
+    reused: list[str] = []
+    todo: list[Path] = []
+    for path in slides:
+        try:
+            keys[path] = _result_key(path, model, options)
+        except OSError as err:
+            failed = failed_result(path, f"{path.name}: cannot read the file ({err.strerror or err})")
+            results[path] = public_result(failed, path, names[path], pz)
+            continue
+        cached = None if options.force else load_result(out_dir, path, names[path], key=keys[path])
+        if cached is not None:
+            results[path] = cached
+            reused.append(names[path])
+        else:
+            todo.append(path)
+    progress.on_start(len(slides), len(reused))
+    for path in slides:
+        if path in results:
+            progress.on_slide(results[path], names[path] in reused)
+
+    _score(todo, out_dir, model, executor, options, progress, results, keys, names, output_stems(slides, names))
+
+    ordered = tuple((_case(p, options), results[p]) for p in slides)
+    cases = aggregate_cases([(a.case, r) for a, r in ordered], case_rule=model.case_rule)
+    write_csv(out_dir / "slides.csv", SLIDE_COLUMNS, slide_rows(ordered))
+    write_csv(out_dir / "metastases.csv", METASTASIS_COLUMNS, metastasis_rows(ordered, model))
+    write_csv(out_dir / "cases.csv", CASE_COLUMNS, case_rows(cases, model))
+    write_json(out_dir / "run.json", run_record(ordered, reused, model, options, argv, executor_name, started))
+    build_report(out_dir)
+    if pz is not None:
+        save_key_file(pz)
+    return BatchSummary(ordered, tuple(reused), out_dir)
+
+
+def _case(path: Path, options: BatchOptions) -> CaseAssignment:
+    """The case of a slide, by its pseudonym when pseudonymizing."""
+    case = assign_case(path, case_of(path), manifest=options.manifest, pattern=options.case_pattern)
+    pz = options.pseudonymizer
+    return replace(case, case=pz.case(case.case)) if pz else case
+
+
+def public_result(result: SlideResult, path: Path, name: str, pz: Pseudonymizer | None) -> SlideResult:
+    """A result as the outputs may show it: named ``name``, and without real names when pseudonymizing."""
+    if pz is None:
+        return replace(result, slide=name)
+    annotation = pz.slide(result.annotation_file) if result.annotation_file else ""
+    return replace(result, slide=name, error=pz.scrub(result.error, path, name), annotation_file=annotation)
+
+
+def _result_key(path: Path, model: Model, options: BatchOptions) -> dict[str, Any]:
+    """What a stored result of ``path`` must match to be reused.
+
+    Raises
+    ------
+    OSError
+        The slide (or its annotation file) cannot be read.
+    """
+    annotation = find_annotation_file(path, options.annotations_dir)
+    pz = options.pseudonymizer
+    return {
+        # a store written with real names is never reused under pseudonyms, nor the other way round
+        "pseudonyms": pz.fingerprint if pz else None,
+        "file": file_fingerprint(path),
+        "annotation": file_fingerprint(annotation) if annotation else None,
+        "model": model.fingerprint,
+        "mpp": options.mpp_option_um,
+        "region_mode": options.region_mode,
+    }
+
+
+@dataclass
+class _SlideWork:
+    plan: SlidePlan
+    remaining: int
+    started: float
+    chunks: list[TileResult] = field(default_factory=list)
+    failed: bool = False
+
+
+def _run_here(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future:
+    """``fn(*args, **kwargs)`` run now, in this process, as a finished future (its result or its error)."""
+    fut: Future = Future()
+    try:
+        fut.set_result(fn(*args, **kwargs))
+    except Exception as err:  # noqa: BLE001 - handed on to whoever reads the future, as an executor would
+        fut.set_exception(err)
+    return fut
+
+
+def _score(
+    todo: Sequence[Path],
+    out_dir: Path,
+    model: Model,
+    executor: Executor,
+    options: BatchOptions,
+    progress: Progress,
+    results: dict[Path, SlideResult],
+    keys: dict[Path, dict[str, Any]],
+    names: dict[Path, str],
+    stems: dict[Path, str],
+) -> None:
+    """Plan every slide, then score their tile chunks as plans come in; write each slide's outputs when done."""
+    started = {p: time.perf_counter() for p in todo}
+    plan_args = {"mpp_option_um": options.mpp_option_um, "annotations_dir": options.annotations_dir, "region_mode": options.region_mode}
+    # The workers of a local pool are still starting (a second or so of
+    # imports) when the first slide is to be planned, and its tiles wait for
+    # its plan: plan it here meanwhile, and the others on the pool.
+    here = todo[:1] if isinstance(executor, (ProcessPoolExecutor, LanePool)) else []
+    plans: dict[Future, Path] = {executor.submit(plan_slide, p, model, **plan_args): p for p in todo[len(here) :]}
+    chunks: dict[Future, Path] = {}
+    work: dict[Path, _SlideWork] = {}
+    pending: set[Future] = set(plans)
+    tiles_done = tiles_total = 0
+
+    def finish(path: Path, result: SlideResult) -> None:
+        result = public_result(result, path, names[path], options.pseudonymizer)
+        if result.status == "ok":
+            result = write_slide_outputs(out_dir, result, stems[path], options, model)
+            save_result(out_dir, path, result, key=keys[path])
+        results[path] = replace(result, detail=None)  # per-cell detail is written; free it
+        progress.on_slide(result, False)
+
+    try:
+        for p in here:
+            fut = _run_here(plan_slide, p, model, **plan_args)
+            plans[fut] = p
+            pending.add(fut)
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in sorted(done, key=lambda f: str(plans.get(f) or chunks.get(f))):
+                if fut in plans:
+                    path = plans.pop(fut)
+                    try:
+                        plan = fut.result()
+                    except Exception as err:  # noqa: BLE001 - any failure of one slide is recorded, never fatal
+                        finish(path, failed_result(path, err, seconds=time.perf_counter() - started[path]))
+                        continue
+                    tasks = tile_tasks(
+                        plan,
+                        model,
+                        tiles_per_task=options.tiles_per_task,
+                        outlines=options.outlines,
+                    )
+                    work[path] = _SlideWork(plan, len(tasks), started[path])
+                    tiles_total += len(plan.grid.tiles)
+                    progress.on_tiles(tiles_done, tiles_total)
+                    if not tasks:
+                        finish(path, finish_slide(plan, [], model, seconds=time.perf_counter() - started[path]))
+                    for task in tasks:
+                        f = executor.submit(score_tiles, task)
+                        chunks[f] = path
+                        pending.add(f)
+                else:
+                    path = chunks.pop(fut)
+                    w = work[path]
+                    w.remaining -= 1
+                    try:
+                        chunk = fut.result()
+                    except Exception as err:  # noqa: BLE001
+                        if not w.failed:
+                            w.failed = True
+                            finish(path, failed_result(path, err, seconds=time.perf_counter() - w.started))
+                        chunk = None
+                    if chunk is not None:
+                        tiles_done += len(chunk.tile_indices)
+                        progress.on_tiles(tiles_done, tiles_total)
+                        w.chunks.append(chunk)
+                    if w.remaining == 0 and not w.failed:
+                        result = finish_slide(w.plan, w.chunks, model, seconds=time.perf_counter() - w.started)
+                        w.chunks = []  # the result holds its own copy of the cells: free the chunks before writing
+                        finish(path, result)
+                        del result
+                    if w.remaining == 0:
+                        del work[path]
+    except BaseException:
+        # a write failed (full disk) or the user interrupted: stop now, not after the queued tiles
+        for fut in pending:
+            fut.cancel()
+        raise

@@ -1,0 +1,46 @@
+"""Scores from cells: classes, counts, H-score, Allred, intervals and calls, per region.
+
+Each cell is 0 / 1+ / 2+ / 3+ from one measurement against increasing
+thresholds (``>=``); a region's result is additive counts
+(:class:`ClassCounts`), from which the H-score, percent positive, Allred
+score, block-bootstrap intervals and the call are derived once.
+"""
+
+from ihc_score.score.classes import (
+    CLASS_LABELS,
+    Call,
+    CellClass,
+    ClassCounts,
+    ClassifyParams,
+    PositivityRule,
+    allred_intensity_score,
+    allred_proportion_score,
+    call_region,
+    classify,
+)
+from ihc_score.score.intervals import Interval, IntervalParams, block_counts, bootstrap_intervals
+from ihc_score.score.region_scores import HISTOGRAM_EDGES, RegionResult, score_region, score_regions
+from ihc_score.score.selection import outside_exclusions, pigmented_cells
+
+__all__ = [
+    "IntervalParams",
+    "Interval",
+    "block_counts",
+    "bootstrap_intervals",
+    "CellClass",
+    "CLASS_LABELS",
+    "ClassifyParams",
+    "PositivityRule",
+    "ClassCounts",
+    "Call",
+    "classify",
+    "allred_proportion_score",
+    "allred_intensity_score",
+    "call_region",
+    "outside_exclusions",
+    "pigmented_cells",
+    "RegionResult",
+    "HISTOGRAM_EDGES",
+    "score_region",
+    "score_regions",
+]
