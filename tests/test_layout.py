@@ -24,6 +24,7 @@ PACKAGE = Path(ihc_score.__file__).resolve().parent
 #: outputs; the runner is above the outputs, the CLI above all.
 LAYERS: dict[str, int] = {
     "errors": 0,
+    "checks": 0,
     "version": 0,
     "fileio": 1,
     "slide": 2,

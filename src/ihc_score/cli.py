@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from ihc_score.version import __version__
+
+if TYPE_CHECKING:  # only for annotations: importing these at run time would slow down --help
+    from ihc_score.model import Model
+    from ihc_score.run import BatchOptions, BatchSummary
 
 __all__ = ["main"]
 
@@ -76,15 +82,32 @@ def score(
     Exit status: 0 all slides scored, 1 some failed or were incomplete (the
     rest are written), 2 usage error.
     """
-    import os
-
-    from ihc_score.errors import IhcScoreError, ModelError
-    from ihc_score.model import load_model
-    from ihc_score.run import BatchOptions, compile_case_pattern, load_key_file, make_executor, read_manifest, run_batch
     from ihc_score.slide import discover_slides
 
+    model = _scoring_model(model_path, compartment=compartment, thresholds=thresholds, cutoff=cutoff)
+    options = _batch_options(
+        out_dir, key_file, mpp=mpp, force=force, annotations_dir=annotations_dir, region_mode=region_mode,
+        manifest=manifest, case_pattern=case_pattern, detections=detections, cells_csv=cells_csv, qc=not no_qc,
+    )
+    slides = discover_slides(paths, exclude=out_dir)
+    if not slides:
+        raise click.UsageError("no slide files found under the given paths (" + ", ".join(map(str, paths)) + ")")
+    reporter = _Reporter(quiet)
+    hide_inputs = key_file is not None
+    summary = _run_batch(slides, out_dir, model, options, reporter, workers, scheduler, hide_inputs=hide_inputs)
+    reporter.summary(summary)
+    sys.exit(summary.exit_code)
+
+
+def _scoring_model(
+    model_path: Path | None, *, compartment: str | None, thresholds: str | None, cutoff: float | None
+) -> Model:
+    """The model of ``--model`` (or the packaged one) with the command-line overrides; a bad one is a usage error."""
+    from ihc_score.errors import ModelError
+    from ihc_score.model import load_model
+
     try:
-        model = load_model(model_path).with_overrides(
+        return load_model(model_path).with_overrides(
             **{
                 "classification.compartment": compartment,
                 "classification.thresholds": _floats(thresholds, "--thresholds"),
@@ -93,10 +116,30 @@ def score(
         )
     except ModelError as err:
         raise click.UsageError(str(err)) from None
+
+
+def _batch_options(
+    out_dir: Path,
+    key_file: Path | None,
+    *,
+    mpp: float | None,
+    force: bool,
+    annotations_dir: Path | None,
+    region_mode: str,
+    manifest: Path | None,
+    case_pattern: str | None,
+    detections: str,
+    cells_csv: bool,
+    qc: bool,
+) -> BatchOptions:
+    """The batch options of ``score``, with the manifest, case pattern and key file read; bad ones are usage errors."""
+    from ihc_score.errors import IhcScoreError
+    from ihc_score.run import BatchOptions, compile_case_pattern, load_key_file, read_manifest
+
     if key_file is not None and out_dir.resolve() in key_file.resolve().parents:
         raise click.UsageError("--pseudonymize: keep the key file outside the --out folder, or the mapping leaks with the results")
     try:
-        options = BatchOptions(
+        return BatchOptions(
             mpp_option_um=mpp,
             force=force,
             annotations_dir=annotations_dir,
@@ -105,36 +148,49 @@ def score(
             case_pattern=compile_case_pattern(case_pattern) if case_pattern else None,
             detections=detections,
             cells_csv=cells_csv,
-            qc=not no_qc,
+            qc=qc,
             pseudonymizer=load_key_file(key_file) if key_file else None,
         )
     except IhcScoreError as err:
         raise click.UsageError(str(err)) from None
-    slides = discover_slides(paths, exclude=out_dir)
-    if not slides:
-        raise click.UsageError("no slide files found under the given paths (" + ", ".join(map(str, paths)) + ")")
+
+
+def _run_batch(
+    slides: Sequence[Path],
+    out_dir: Path,
+    model: Model,
+    options: BatchOptions,
+    reporter: _Reporter,
+    workers: int | None,
+    scheduler: str | None,
+    *,
+    hide_inputs: bool,
+) -> BatchSummary:
+    """Score ``slides`` on a local pool of ``workers`` processes (or the Dask ``scheduler``); failures to run exit 1."""
+    import os
+
+    from ihc_score.errors import IhcScoreError
+    from ihc_score.run import make_executor, run_batch
+
     n_workers = workers or os.cpu_count() or 1
-    reporter = _Reporter(quiet)
     try:
         executor, name = make_executor(min(n_workers, max(1, len(slides) * 64)), scheduler)
     except IhcScoreError as err:
         raise click.ClickException(str(err)) from None
     try:
         with executor:
-            summary = run_batch(
+            return run_batch(
                 slides,
                 out_dir,
                 model,
                 executor=executor,
                 options=options,
                 progress=reporter.progress(),
-                argv=_command_line(click.get_current_context(), hide_inputs=key_file is not None),
+                argv=_command_line(click.get_current_context(), hide_inputs=hide_inputs),
                 executor_name=name,
             )
     except IhcScoreError as err:
         raise click.ClickException(str(err)) from None
-    reporter.summary(summary)
-    sys.exit(summary.exit_code)
 
 
 def _command_line(ctx: click.Context, *, hide_inputs: bool = False) -> list[str]:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ihc_score.cells import DetectionParams, PigmentParams
+from ihc_score.checks import require_range
 from ihc_score.errors import ModelError
 from ihc_score.regions import AutoRegionParams
 from ihc_score.score import ClassifyParams, IntervalParams, PositivityRule
@@ -67,14 +68,11 @@ class AnalysisParams:
     max_failed_tile_fraction: float = 0.05
 
     def __post_init__(self) -> None:
-        if not 0.05 <= self.mpp_um <= 4.0:
-            raise ValueError(f"mpp_um must be within 0.05-4 um/px, got {self.mpp_um!r}")
-        if not self.tile_um >= 32.0:
-            raise ValueError(f"tile_um must be >= 32 um, got {self.tile_um!r}")
+        require_range("mpp_um", self.mpp_um, low=0.05, high=4.0, unit="um/px")
+        require_range("tile_um", self.tile_um, low=32.0, unit="um")
         if not 0.0 <= self.margin_um <= self.tile_um:
             raise ValueError(f"margin_um must be within 0 and tile_um, got {self.margin_um!r}")
-        if not 0.0 <= self.max_failed_tile_fraction < 1.0:
-            raise ValueError(f"max_failed_tile_fraction must be within 0 and 1, got {self.max_failed_tile_fraction!r}")
+        require_range("max_failed_tile_fraction", self.max_failed_tile_fraction, low=0.0, high=1.0, high_open=True)
 
 
 @dataclass(frozen=True)

@@ -23,23 +23,8 @@ from ihc_score.cells.pigment import PigmentParams, cell_pigment_fraction, granul
 from ihc_score.cells.traced_outlines import OutlineParts, Outlines, TracedOutlines
 
 __all__ = [
-    "CellTable",
-    "measure_cells",
-    "DetectionParams",
-    "detection_image",
-    "detect_nuclei",
-    "expand_cells",
-    "detect_cells",
-    "tile_margin_um",
-    "PigmentParams",
-    "granule_contrast",
-    "pigment_mask",
-    "cell_pigment_fraction",
-    "CellOutlines",
-    "UNITS_PER_PX",
-    "TracedOutlines",
-    "OutlineParts",
-    "Outlines",
-    "trace_outlines",
-    "warm_up",
+    "CellTable", "measure_cells", "DetectionParams", "detection_image", "detect_nuclei", "expand_cells",
+    "detect_cells", "tile_margin_um", "PigmentParams", "granule_contrast", "pigment_mask",
+    "cell_pigment_fraction", "CellOutlines", "UNITS_PER_PX", "TracedOutlines", "OutlineParts", "Outlines",
+    "trace_outlines", "warm_up",
 ]

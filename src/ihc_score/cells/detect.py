@@ -71,6 +71,7 @@ from ihc_score.cells._nuclei import (
     _trim,
 )
 from ihc_score.cells.measure import CellTable, _check_mpp, measure_cells
+from ihc_score.checks import require_range
 
 __all__ = [
     "DetectionParams",
@@ -157,11 +158,8 @@ class DetectionParams:
         if self.channel not in ("hematoxylin", "hematoxylin_dab"):
             raise ValueError(f"channel must be 'hematoxylin' or 'hematoxylin_dab', got {self.channel!r}")
         for name in ("background_radius_um", "sigma_um", "cell_expansion_um", "min_area_um2"):
-            value = getattr(self, name)
-            if not np.isfinite(value) or value < 0:
-                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-        if not np.isfinite(self.threshold_od) or self.threshold_od <= 0:
-            raise ValueError(f"threshold_od must be > 0, got {self.threshold_od!r}")
+            require_range(name, getattr(self, name), low=0.0)
+        require_range("threshold_od", self.threshold_od, low=0.0, low_open=True)
         if not np.isfinite(self.max_area_um2) or self.max_area_um2 <= self.min_area_um2:
             raise ValueError(f"max_area_um2 must be > min_area_um2, got {self.max_area_um2!r} <= {self.min_area_um2!r}")
 

@@ -91,6 +91,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from ihc_score.checks import require_range
+
 __all__ = ["PigmentParams", "granule_contrast", "pigment_mask", "cell_pigment_fraction"]
 
 
@@ -148,20 +150,12 @@ class PigmentParams:
     def __post_init__(self) -> None:
         if not isinstance(self.exclude, bool):
             raise ValueError(f"exclude must be true or false, got {self.exclude!r}")
-        if not 0.0 < self.max_cell_fraction <= 1.0:
-            raise ValueError(f"max_cell_fraction must be in (0, 1], got {self.max_cell_fraction!r}")
-        if not 0.1 <= self.granule_radius_um <= 5.0:
-            raise ValueError(f"granule_radius_um must be in 0.1-5 um, got {self.granule_radius_um!r}")
-        for name in ("min_dab_od", "min_contrast_od"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value > 0):
-                raise ValueError(f"{name} must be an OD > 0, got {value!r}")
-        if not (math.isfinite(self.min_residual_od) and 0.0 <= self.min_residual_od <= 1.0):
-            raise ValueError(f"min_residual_od must be in 0-1, got {self.min_residual_od!r}")
-        if not (math.isfinite(self.max_hematoxylin_ratio) and self.max_hematoxylin_ratio > 0):
-            raise ValueError(f"max_hematoxylin_ratio must be > 0, got {self.max_hematoxylin_ratio!r}")
-        if not 0.0 <= self.edge_fraction <= 1.0:
-            raise ValueError(f"edge_fraction must be in 0-1, got {self.edge_fraction!r}")
+        require_range("max_cell_fraction", self.max_cell_fraction, low=0.0, high=1.0, low_open=True)
+        require_range("granule_radius_um", self.granule_radius_um, low=0.1, high=5.0, unit="um")
+        for name in ("min_dab_od", "min_contrast_od", "max_hematoxylin_ratio"):
+            require_range(name, getattr(self, name), low=0.0, low_open=True)
+        for name in ("min_residual_od", "edge_fraction"):
+            require_range(name, getattr(self, name), low=0.0, high=1.0)
         if not 0.0 <= self.min_edge_contrast_od <= self.min_contrast_od:
             raise ValueError(
                 f"min_edge_contrast_od must be in 0-min_contrast_od ({self.min_contrast_od}), "

@@ -235,6 +235,48 @@ def _header(result: SlideResult, model_id: str) -> tuple[str, str]:
     return f"{result.slide}   {model}{what}", f"flags: {flags}   pixel size {_fmt(result.mpp_um, 4)} um"
 
 
+def _canvas_layout(pw: int, ph: int, stacked: bool) -> tuple[tuple[int, int], tuple[int, int], int, int, int]:
+    """Top-left (x, y) of panels (a) and (b), the legend's top y, the canvas width and height; all picture px."""
+    header_h = 2 * _line_px(20) + 12
+    top = _MARGIN + header_h
+    a_xy = (_MARGIN, top)
+    b_xy = (_MARGIN, top + ph + _MARGIN) if stacked else (_MARGIN + pw + _MARGIN, top)
+    panels_w = b_xy[0] + pw - _MARGIN
+    legend_y = b_xy[1] + ph + _MARGIN  # below the panels
+    width = max(panels_w + 2 * _MARGIN, 900)
+    height = legend_y + 2 * (_line_px(16) + 14) + _MARGIN  # two legend rows
+    return a_xy, b_xy, legend_y, width, height
+
+
+def _draw_thumbnail_panel(
+    canvas: np.ndarray, thumb: np.ndarray, result: SlideResult, scale: tuple[float, float], a_xy: tuple[int, int]
+) -> tuple[list[list[np.ndarray]], list[_Text]]:
+    """Panel (a) drawn in place at ``a_xy``, picture px; returns region rings (fixed-point panel px) and labels."""
+    ph, pw = thumb.shape[:2]
+    panel_a = thumb.copy()
+    if (detail := result.detail) is not None:
+        cv2.polylines(panel_a, _tissue_rings(detail, scale), True, TISSUE_COLOUR_RGB, 2, cv2.LINE_AA, _SHIFT)
+        _hatch(panel_a, detail.exclusions, scale)
+        _hatch_artefacts(panel_a, detail)
+    region_rings = [_poly_px(_rings(r.wkt), scale) for r in result.regions]
+    for rings in region_rings:
+        cv2.polylines(panel_a, rings, True, REGION_COLOUR_RGB, 3, cv2.LINE_AA, _SHIFT)
+    canvas[a_xy[1] : a_xy[1] + ph, a_xy[0] : a_xy[0] + pw] = panel_a
+    labels = [_region_label(r) for r in result.regions]
+    sizes = [_text_size(lines, 15) for lines in labels]
+    boxes = []
+    for rings in region_rings:
+        if rings:
+            allp = np.concatenate(rings) / (1 << _SHIFT)
+            x0, y0 = allp.min(axis=0)
+            x1, y1 = allp.max(axis=0)
+            boxes.append((x0 + a_xy[0], y0 + a_xy[1], x1 + a_xy[0], y1 + a_xy[1]))
+        else:  # whole tissue: label at the panel's top
+            boxes.append((a_xy[0], a_xy[1] + 40, a_xy[0] + pw, a_xy[1] + 40))
+    places = _place_labels(boxes, sizes, (a_xy[0], a_xy[1], pw, ph))
+    return region_rings, [_Text(xy, lines, 15, box=True) for lines, xy in zip(labels, places)]
+
+
 def slide_qc_image(result: SlideResult, slide: Slide, *, model_id: str = "") -> tuple[np.ndarray, QcLayout]:
     """The slide QC picture as an RGB array, and where its panels lie.
 
@@ -253,16 +295,7 @@ def slide_qc_image(result: SlideResult, slide: Slide, *, model_id: str = "") -> 
     detail = result.detail
 
     line1, line2 = _header(result, model_id)
-    header_h = 2 * _line_px(20) + 12
-    top = _MARGIN + header_h
-    a_xy = (_MARGIN, top)
-    b_xy = (_MARGIN, top + ph + _MARGIN) if stacked else (_MARGIN + pw + _MARGIN, top)
-    panels_w = b_xy[0] + pw - _MARGIN
-    panels_bottom = b_xy[1] + ph
-    legend_y = panels_bottom + _MARGIN
-    legend_h = 2 * (_line_px(16) + 14)
-    width = max(panels_w + 2 * _MARGIN, 900)
-    height = legend_y + legend_h + _MARGIN
+    a_xy, b_xy, legend_y, width, height = _canvas_layout(pw, ph, stacked)
     canvas = np.empty((height, width, 3), np.uint8)
     canvas[:] = _BG
     texts = [
@@ -271,29 +304,8 @@ def slide_qc_image(result: SlideResult, slide: Slide, *, model_id: str = "") -> 
     ]
 
     # (a) thumbnail with tissue, exclusions, regions and labels
-    panel_a = thumb.copy()
-    if detail is not None:
-        cv2.polylines(panel_a, _tissue_rings(detail, scale), True, TISSUE_COLOUR_RGB, 2, cv2.LINE_AA, _SHIFT)
-        _hatch(panel_a, detail.exclusions, scale)
-        _hatch_artefacts(panel_a, detail)
-    region_rings = [_poly_px(_rings(r.wkt), scale) for r in result.regions]
-    for rings in region_rings:
-        cv2.polylines(panel_a, rings, True, REGION_COLOUR_RGB, 3, cv2.LINE_AA, _SHIFT)
-    canvas[a_xy[1] : a_xy[1] + ph, a_xy[0] : a_xy[0] + pw] = panel_a
-
-    labels = [_region_label(r) for r in result.regions]
-    sizes = [_text_size(lines, 15) for lines in labels]
-    boxes = []
-    for rings in region_rings:
-        if rings:
-            allp = np.concatenate(rings) / (1 << _SHIFT)
-            x0, y0 = allp.min(axis=0)
-            x1, y1 = allp.max(axis=0)
-            boxes.append((x0 + a_xy[0], y0 + a_xy[1], x1 + a_xy[0], y1 + a_xy[1]))
-        else:  # whole tissue: label at the panel's top
-            boxes.append((a_xy[0], a_xy[1] + 40, a_xy[0] + pw, a_xy[1] + 40))
-    for lines, xy in zip(labels, _place_labels(boxes, sizes, (a_xy[0], a_xy[1], pw, ph))):
-        texts.append(_Text(xy, lines, 15, box=True))
+    region_rings, label_texts = _draw_thumbnail_panel(canvas, thumb, result, scale, a_xy)
+    texts.extend(label_texts)
 
     # (b) class map
     if detail is not None:

@@ -171,6 +171,90 @@ def _otsu(values: np.ndarray) -> float:
     return (t + 0.5) * _OTSU_RANGE_PER_MM2 / 255.0
 
 
+def _checked_inputs(
+    l0_x: np.ndarray,
+    l0_y: np.ndarray,
+    nucleus_area_um2: np.ndarray,
+    tissue_downsample: float,
+    mpp_um: float,
+    l0_size: tuple[int, int],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
+    """The nucleus arrays as ndarrays and the level-0 ``(width, height)`` as ints, px; ValueError on bad input."""
+    l0_x = np.asarray(l0_x)
+    l0_y = np.asarray(l0_y)
+    nucleus_area_um2 = np.asarray(nucleus_area_um2)
+    if not (l0_x.shape == l0_y.shape == nucleus_area_um2.shape and l0_x.ndim == 1):
+        raise ValueError("l0_x, l0_y and nucleus_area_um2 must be 1-d arrays of equal length")
+    if not mpp_um > 0:
+        raise ValueError(f"mpp_um must be > 0 um/px, got {mpp_um!r}")
+    if not tissue_downsample > 0:
+        raise ValueError(f"tissue_downsample must be > 0, got {tissue_downsample!r}")
+    w0, h0 = int(l0_size[0]), int(l0_size[1])
+    if w0 < 1 or h0 < 1:
+        raise ValueError(f"l0_size must be a positive (width, height), got {l0_size!r}")
+    return l0_x, l0_y, nucleus_area_um2, w0, h0
+
+
+def _grid_counts(
+    l0_x: np.ndarray,
+    l0_y: np.ndarray,
+    nucleus_area_um2: np.ndarray,
+    grid_px: float,
+    shape: tuple[int, int],
+    min_nucleus_area_um2: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Tumour-like and all nuclei per grid cell (step 1), float32 ``(gh, gw)``.
+
+    A nucleus at level-0 px ``(x, y)`` (pixel centres at integers) falls in cell
+    ``(floor((y + 0.5) / grid_px), floor((x + 0.5) / grid_px))``; nuclei off the grid are ignored.
+    """
+    gh, gw = shape
+    gx = np.floor((l0_x + 0.5) / grid_px).astype(np.int64)
+    gy = np.floor((l0_y + 0.5) / grid_px).astype(np.int64)
+    ok = (gx >= 0) & (gx < gw) & (gy >= 0) & (gy < gh)
+    index = gy[ok] * gw + gx[ok]
+    big = (nucleus_area_um2[ok] >= min_nucleus_area_um2).astype(np.float32)
+    counts = np.bincount(index, weights=big, minlength=gw * gh).astype(np.float32).reshape(gh, gw)
+    counts_all = np.bincount(index, minlength=gw * gh).astype(np.float32).reshape(gh, gw)
+    return counts, counts_all
+
+
+def _smoothed_density(
+    counts: np.ndarray, counts_all: np.ndarray, on_tissue: np.ndarray, p: AutoRegionParams, cell_mm2: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Step 2: Gaussian-smoothed counts (sigma ``smoothing_um``) and the tumour-like nuclei per mm^2 of tissue.
+
+    Returns the smoothed tumour-like counts, the smoothed counts of all nuclei and the density (per mm^2; 0
+    where the smoothed tissue fraction is below ``min_tissue_fraction``); ``cell_mm2`` is a grid cell's area, mm^2.
+    """
+    frac = on_tissue.astype(np.float32)
+    sigma = p.smoothing_um / p.grid_um
+    if sigma > 0:
+        ksize = 2 * int(math.ceil(3.0 * sigma)) + 1
+        counts = cv2.GaussianBlur(counts, (ksize, ksize), sigma, borderType=cv2.BORDER_CONSTANT)
+        counts_all = cv2.GaussianBlur(counts_all, (ksize, ksize), sigma, borderType=cv2.BORDER_CONSTANT)
+        frac = cv2.GaussianBlur(frac, (ksize, ksize), sigma, borderType=cv2.BORDER_CONSTANT)
+    density = np.divide(counts, frac * np.float32(cell_mm2), out=np.zeros_like(counts),
+                        where=frac >= p.min_tissue_fraction)
+    return counts, counts_all, density
+
+
+def _shaped_mask(candidate: np.ndarray, on_tissue: np.ndarray, p: AutoRegionParams, cell_mm2: float) -> np.ndarray:
+    """Steps 4-6 on a bool grid mask: close, back to tissue, open, fill small holes, drop small pieces.
+
+    Radii and areas come from ``p`` (um, mm^2) in grid cells of ``cell_mm2`` mm^2.
+    """
+    mask = candidate
+    if p.close_um > 0:
+        mask = cv2.morphologyEx(mask.view(np.uint8), cv2.MORPH_CLOSE, _disc(p.close_um / p.grid_um)).view(bool)
+        mask &= on_tissue
+    if p.open_um > 0:
+        mask = cv2.morphologyEx(mask.view(np.uint8), cv2.MORPH_OPEN, _disc(p.open_um / p.grid_um)).view(bool)
+    if p.max_hole_mm2 > 0:
+        mask = fill_holes(mask, p.max_hole_mm2 / cell_mm2)
+    return remove_small(mask, max(p.min_area_mm2 / cell_mm2, 1.0))
+
+
 def tumour_map(
     l0_x: np.ndarray,
     l0_y: np.ndarray,
@@ -190,41 +274,17 @@ def tumour_map(
     -------
     TumourMap
     """
-    l0_x = np.asarray(l0_x)
-    l0_y = np.asarray(l0_y)
-    nucleus_area_um2 = np.asarray(nucleus_area_um2)
-    if not (l0_x.shape == l0_y.shape == nucleus_area_um2.shape and l0_x.ndim == 1):
-        raise ValueError("l0_x, l0_y and nucleus_area_um2 must be 1-d arrays of equal length")
-    if not mpp_um > 0:
-        raise ValueError(f"mpp_um must be > 0 um/px, got {mpp_um!r}")
-    if not tissue_downsample > 0:
-        raise ValueError(f"tissue_downsample must be > 0, got {tissue_downsample!r}")
-    w0, h0 = int(l0_size[0]), int(l0_size[1])
-    if w0 < 1 or h0 < 1:
-        raise ValueError(f"l0_size must be a positive (width, height), got {l0_size!r}")
+    l0_x, l0_y, nucleus_area_um2, w0, h0 = _checked_inputs(
+        l0_x, l0_y, nucleus_area_um2, tissue_downsample, mpp_um, l0_size
+    )
     p = params
     grid_px = p.grid_um / mpp_um
     gw, gh = max(int(math.ceil(w0 / grid_px)), 1), max(int(math.ceil(h0 / grid_px)), 1)
     on_tissue = _grid_tissue(np.asarray(tissue, dtype=bool), tissue_downsample, (gh, gw), grid_px)
-
-    gx = np.floor((l0_x + 0.5) / grid_px).astype(np.int64)
-    gy = np.floor((l0_y + 0.5) / grid_px).astype(np.int64)
-    ok = (gx >= 0) & (gx < gw) & (gy >= 0) & (gy < gh)
-    index = gy[ok] * gw + gx[ok]
-    big = (nucleus_area_um2[ok] >= p.min_nucleus_area_um2).astype(np.float32)
-    counts = np.bincount(index, weights=big, minlength=gw * gh).astype(np.float32).reshape(gh, gw)
-    counts_all = np.bincount(index, minlength=gw * gh).astype(np.float32).reshape(gh, gw)
+    counts, counts_all = _grid_counts(l0_x, l0_y, nucleus_area_um2, grid_px, (gh, gw), p.min_nucleus_area_um2)
 
     cell_mm2 = (p.grid_um * 1e-3) ** 2
-    frac = on_tissue.astype(np.float32)
-    sigma = p.smoothing_um / p.grid_um
-    if sigma > 0:
-        ksize = 2 * int(math.ceil(3.0 * sigma)) + 1
-        counts = cv2.GaussianBlur(counts, (ksize, ksize), sigma, borderType=cv2.BORDER_CONSTANT)
-        counts_all = cv2.GaussianBlur(counts_all, (ksize, ksize), sigma, borderType=cv2.BORDER_CONSTANT)
-        frac = cv2.GaussianBlur(frac, (ksize, ksize), sigma, borderType=cv2.BORDER_CONSTANT)
-    density = np.divide(counts, frac * np.float32(cell_mm2), out=np.zeros_like(counts),
-                        where=frac >= p.min_tissue_fraction)
+    counts, counts_all, density = _smoothed_density(counts, counts_all, on_tissue, p, cell_mm2)
 
     threshold = p.min_density_per_mm2
     if p.otsu and on_tissue.any():
@@ -233,14 +293,7 @@ def tumour_map(
     fraction = np.divide(counts, counts_all, out=np.zeros_like(counts), where=counts_all > 1e-6)
     np.minimum(fraction, 1.0, out=fraction)
     mask = (density >= threshold) & (fraction >= p.min_tumour_fraction) & on_tissue
-    if p.close_um > 0:
-        mask = cv2.morphologyEx(mask.view(np.uint8), cv2.MORPH_CLOSE, _disc(p.close_um / p.grid_um)).view(bool)
-        mask &= on_tissue
-    if p.open_um > 0:
-        mask = cv2.morphologyEx(mask.view(np.uint8), cv2.MORPH_OPEN, _disc(p.open_um / p.grid_um)).view(bool)
-    if p.max_hole_mm2 > 0:
-        mask = fill_holes(mask, p.max_hole_mm2 / cell_mm2)
-    mask = remove_small(mask, max(p.min_area_mm2 / cell_mm2, 1.0))
+    mask = _shaped_mask(mask, on_tissue, p, cell_mm2)
     return TumourMap(grid_px, on_tissue, density, fraction, threshold, mask)
 
 

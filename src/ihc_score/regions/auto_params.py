@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ihc_score.checks import require_range
+
 __all__ = ["AutoRegionParams"]
 
 
@@ -66,24 +68,17 @@ class AutoRegionParams:
     simplify_um: float = 8.0
 
     def __post_init__(self) -> None:
-        if not 1.0 <= self.grid_um <= 100.0:
-            raise ValueError(f"grid_um must be within 1-100 um, got {self.grid_um!r}")
-        if not self.min_nucleus_area_um2 >= 0.0:
-            raise ValueError(f"min_nucleus_area_um2 must be >= 0 um^2, got {self.min_nucleus_area_um2!r}")
-        if not 0.0 <= self.smoothing_um <= 500.0:
-            raise ValueError(f"smoothing_um must be within 0-500 um, got {self.smoothing_um!r}")
+        require_range("grid_um", self.grid_um, low=1.0, high=100.0, unit="um")
+        require_range("min_nucleus_area_um2", self.min_nucleus_area_um2, low=0.0, unit="um^2")
+        require_range("smoothing_um", self.smoothing_um, low=0.0, high=500.0, unit="um")
         if not 0.0 < self.min_density_per_mm2 <= self.max_density_per_mm2:
             raise ValueError(
                 "min_density_per_mm2 must be > 0 and <= max_density_per_mm2, "
                 f"got {self.min_density_per_mm2!r} and {self.max_density_per_mm2!r}"
             )
-        if not 0.0 <= self.min_tumour_fraction <= 1.0:
-            raise ValueError(f"min_tumour_fraction must be within 0-1, got {self.min_tumour_fraction!r}")
-        if not 0.0 < self.min_tissue_fraction <= 1.0:
-            raise ValueError(f"min_tissue_fraction must be within (0, 1], got {self.min_tissue_fraction!r}")
+        require_range("min_tumour_fraction", self.min_tumour_fraction, low=0.0, high=1.0)
+        require_range("min_tissue_fraction", self.min_tissue_fraction, low=0.0, high=1.0, low_open=True)
         for name in ("close_um", "open_um", "simplify_um"):
-            if not 0.0 <= getattr(self, name) <= 1000.0:
-                raise ValueError(f"{name} must be within 0-1000 um, got {getattr(self, name)!r}")
+            require_range(name, getattr(self, name), low=0.0, high=1000.0, unit="um")
         for name in ("max_hole_mm2", "min_area_mm2"):
-            if not getattr(self, name) >= 0.0:
-                raise ValueError(f"{name} must be >= 0 mm^2, got {getattr(self, name)!r}")
+            require_range(name, getattr(self, name), low=0.0, unit="mm^2")

@@ -168,7 +168,8 @@ def _run_batch_locked(
         if path in results:
             progress.on_slide(results[path], names[path] in reused)
 
-    _score(todo, out_dir, model, executor, options, progress, results, keys, names, output_stems(slides, names))
+    stems = output_stems(slides, names)
+    results.update(_Scoring(out_dir, model, executor, options, progress, keys, names, stems).run(todo))
 
     ordered = tuple((_case(p, options), results[p]) for p in slides)
     cases = aggregate_cases([(a.case, r) for a, r in ordered], case_rule=model.case_rule)
@@ -220,6 +221,8 @@ def _result_key(path: Path, model: Model, options: BatchOptions) -> dict[str, An
 
 @dataclass
 class _SlideWork:
+    """A planned slide whose tile chunks are being scored."""
+
     plan: SlidePlan
     remaining: int
     started: float
@@ -237,93 +240,117 @@ def _run_here(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future:
     return fut
 
 
-def _score(
-    todo: Sequence[Path],
-    out_dir: Path,
-    model: Model,
-    executor: Executor,
-    options: BatchOptions,
-    progress: Progress,
-    results: dict[Path, SlideResult],
-    keys: dict[Path, dict[str, Any]],
-    names: dict[Path, str],
-    stems: dict[Path, str],
-) -> None:
-    """Plan every slide, then score their tile chunks as plans come in; write each slide's outputs when done."""
-    started = {p: time.perf_counter() for p in todo}
-    plan_args = {"mpp_option_um": options.mpp_option_um, "annotations_dir": options.annotations_dir, "region_mode": options.region_mode}
-    # The workers of a local pool are still starting (a second or so of
-    # imports) when the first slide is to be planned, and its tiles wait for
-    # its plan: plan it here meanwhile, and the others on the pool.
-    here = todo[:1] if isinstance(executor, (ProcessPoolExecutor, LanePool)) else []
-    plans: dict[Future, Path] = {executor.submit(plan_slide, p, model, **plan_args): p for p in todo[len(here) :]}
-    chunks: dict[Future, Path] = {}
-    work: dict[Path, _SlideWork] = {}
-    pending: set[Future] = set(plans)
-    tiles_done = tiles_total = 0
+@dataclass
+class _Scoring:
+    """One scoring pass over the slides to score: its settings, what is in flight, and the results so far."""
 
-    def finish(path: Path, result: SlideResult) -> None:
-        result = public_result(result, path, names[path], options.pseudonymizer)
+    out_dir: Path
+    model: Model
+    executor: Executor
+    options: BatchOptions
+    progress: Progress
+    keys: dict[Path, dict[str, Any]]
+    names: dict[Path, str]
+    stems: dict[Path, str]
+    started: dict[Path, float] = field(default_factory=dict)
+    plans: dict[Future, Path] = field(default_factory=dict)
+    chunks: dict[Future, Path] = field(default_factory=dict)
+    work: dict[Path, _SlideWork] = field(default_factory=dict)
+    pending: set[Future] = field(default_factory=set)
+    results: dict[Path, SlideResult] = field(default_factory=dict)
+    tiles_done: int = 0
+    tiles_total: int = 0
+
+    def run(self, todo: Sequence[Path]) -> dict[Path, SlideResult]:
+        """Plan every slide, then score their tile chunks as plans come in; write each slide's outputs when done.
+
+        Returns
+        -------
+        dict of Path to SlideResult
+            The result of every slide of ``todo`` (scored or failed), without its per-cell detail.
+        """
+        self.started = {p: time.perf_counter() for p in todo}
+        o = self.options
+        plan_args = {
+            "mpp_option_um": o.mpp_option_um,
+            "annotations_dir": o.annotations_dir,
+            "region_mode": o.region_mode,
+        }
+        # The workers of a local pool are still starting (a second or so of
+        # imports) when the first slide is to be planned, and its tiles wait for
+        # its plan: plan it here meanwhile, and the others on the pool.
+        here = todo[:1] if isinstance(self.executor, (ProcessPoolExecutor, LanePool)) else []
+        self.plans = {self.executor.submit(plan_slide, p, self.model, **plan_args): p for p in todo[len(here) :]}
+        self.pending = set(self.plans)
+        try:
+            for p in here:
+                fut = _run_here(plan_slide, p, self.model, **plan_args)
+                self.plans[fut] = p
+                self.pending.add(fut)
+            while self.pending:
+                done, self.pending = wait(self.pending, return_when=FIRST_COMPLETED)
+                for fut in sorted(done, key=self._slide_name):
+                    if fut in self.plans:
+                        self._planned(self.plans.pop(fut), fut)
+                    else:
+                        self._chunk_done(self.chunks.pop(fut), fut)
+        except BaseException:
+            # a write failed (full disk) or the user interrupted: stop now, not after the queued tiles
+            for fut in self.pending:
+                fut.cancel()
+            raise
+        return self.results
+
+    def _slide_name(self, fut: Future) -> str:
+        """The slide path a plan or chunk future belongs to, as text (the order finished futures are handled in)."""
+        return str(self.plans.get(fut) or self.chunks.get(fut))
+
+    def _planned(self, path: Path, fut: Future) -> None:
+        """Turn a finished plan into tile chunks on the executor; record the slide if it failed or has no tiles."""
+        try:
+            plan = fut.result()
+        except Exception as err:  # noqa: BLE001 - any failure of one slide is recorded, never fatal
+            self._finish(path, failed_result(path, err, seconds=time.perf_counter() - self.started[path]))
+            return
+        tasks = tile_tasks(plan, self.model, tiles_per_task=self.options.tiles_per_task, outlines=self.options.outlines)
+        self.work[path] = _SlideWork(plan, len(tasks), self.started[path])
+        self.tiles_total += len(plan.grid.tiles)
+        self.progress.on_tiles(self.tiles_done, self.tiles_total)
+        if not tasks:
+            self._finish(path, finish_slide(plan, [], self.model, seconds=time.perf_counter() - self.started[path]))
+        for task in tasks:
+            f = self.executor.submit(score_tiles, task)
+            self.chunks[f] = path
+            self.pending.add(f)
+
+    def _chunk_done(self, path: Path, fut: Future) -> None:
+        """Gather a finished tile chunk; finish the slide after its last chunk, or record it at its first failed one."""
+        w = self.work[path]
+        w.remaining -= 1
+        try:
+            chunk = fut.result()
+        except Exception as err:  # noqa: BLE001
+            if not w.failed:
+                w.failed = True
+                self._finish(path, failed_result(path, err, seconds=time.perf_counter() - w.started))
+            chunk = None
+        if chunk is not None:
+            self.tiles_done += len(chunk.tile_indices)
+            self.progress.on_tiles(self.tiles_done, self.tiles_total)
+            w.chunks.append(chunk)
+        if w.remaining == 0 and not w.failed:
+            result = finish_slide(w.plan, w.chunks, self.model, seconds=time.perf_counter() - w.started)
+            w.chunks = []  # the result holds its own copy of the cells: free the chunks before writing
+            self._finish(path, result)
+            del result
+        if w.remaining == 0:
+            del self.work[path]
+
+    def _finish(self, path: Path, result: SlideResult) -> None:
+        """Write a slide's outputs and store its result (when scored), keep it, and report it."""
+        result = public_result(result, path, self.names[path], self.options.pseudonymizer)
         if result.status == "ok":
-            result = write_slide_outputs(out_dir, result, stems[path], options, model)
-            save_result(out_dir, path, result, key=keys[path])
-        results[path] = replace(result, detail=None)  # per-cell detail is written; free it
-        progress.on_slide(result, False)
-
-    try:
-        for p in here:
-            fut = _run_here(plan_slide, p, model, **plan_args)
-            plans[fut] = p
-            pending.add(fut)
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in sorted(done, key=lambda f: str(plans.get(f) or chunks.get(f))):
-                if fut in plans:
-                    path = plans.pop(fut)
-                    try:
-                        plan = fut.result()
-                    except Exception as err:  # noqa: BLE001 - any failure of one slide is recorded, never fatal
-                        finish(path, failed_result(path, err, seconds=time.perf_counter() - started[path]))
-                        continue
-                    tasks = tile_tasks(
-                        plan,
-                        model,
-                        tiles_per_task=options.tiles_per_task,
-                        outlines=options.outlines,
-                    )
-                    work[path] = _SlideWork(plan, len(tasks), started[path])
-                    tiles_total += len(plan.grid.tiles)
-                    progress.on_tiles(tiles_done, tiles_total)
-                    if not tasks:
-                        finish(path, finish_slide(plan, [], model, seconds=time.perf_counter() - started[path]))
-                    for task in tasks:
-                        f = executor.submit(score_tiles, task)
-                        chunks[f] = path
-                        pending.add(f)
-                else:
-                    path = chunks.pop(fut)
-                    w = work[path]
-                    w.remaining -= 1
-                    try:
-                        chunk = fut.result()
-                    except Exception as err:  # noqa: BLE001
-                        if not w.failed:
-                            w.failed = True
-                            finish(path, failed_result(path, err, seconds=time.perf_counter() - w.started))
-                        chunk = None
-                    if chunk is not None:
-                        tiles_done += len(chunk.tile_indices)
-                        progress.on_tiles(tiles_done, tiles_total)
-                        w.chunks.append(chunk)
-                    if w.remaining == 0 and not w.failed:
-                        result = finish_slide(w.plan, w.chunks, model, seconds=time.perf_counter() - w.started)
-                        w.chunks = []  # the result holds its own copy of the cells: free the chunks before writing
-                        finish(path, result)
-                        del result
-                    if w.remaining == 0:
-                        del work[path]
-    except BaseException:
-        # a write failed (full disk) or the user interrupted: stop now, not after the queued tiles
-        for fut in pending:
-            fut.cancel()
-        raise
+            result = write_slide_outputs(self.out_dir, result, self.stems[path], self.options, self.model)
+            save_result(self.out_dir, path, result, key=self.keys[path])
+        self.results[path] = replace(result, detail=None)  # per-cell detail is written; free it
+        self.progress.on_slide(result, False)

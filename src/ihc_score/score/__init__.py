@@ -23,24 +23,8 @@ from ihc_score.score.region_scores import HISTOGRAM_EDGES, RegionResult, score_r
 from ihc_score.score.selection import outside_exclusions, pigmented_cells
 
 __all__ = [
-    "IntervalParams",
-    "Interval",
-    "block_counts",
-    "bootstrap_intervals",
-    "CellClass",
-    "CLASS_LABELS",
-    "ClassifyParams",
-    "PositivityRule",
-    "ClassCounts",
-    "Call",
-    "classify",
-    "allred_proportion_score",
-    "allred_intensity_score",
-    "call_region",
-    "outside_exclusions",
-    "pigmented_cells",
-    "RegionResult",
-    "HISTOGRAM_EDGES",
-    "score_region",
-    "score_regions",
+    "IntervalParams", "Interval", "block_counts", "bootstrap_intervals", "CellClass", "CLASS_LABELS",
+    "ClassifyParams", "PositivityRule", "ClassCounts", "Call", "classify", "allred_proportion_score",
+    "allred_intensity_score", "call_region", "outside_exclusions", "pigmented_cells", "RegionResult",
+    "HISTOGRAM_EDGES", "score_region", "score_regions",
 ]

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ihc_score.checks import require_range
+
 __all__ = ["IntervalParams", "Interval", "block_counts", "bootstrap_intervals"]
 
 
@@ -57,12 +59,10 @@ class IntervalParams:
     indeterminate_if_crossing: bool = True
 
     def __post_init__(self) -> None:
-        if not self.block_um > 0:
-            raise ValueError(f"block_um must be > 0, got {self.block_um!r}")
+        require_range("block_um", self.block_um, low=0.0, low_open=True, unit="um")
         if int(self.n_resamples) != self.n_resamples or self.n_resamples < 100:
             raise ValueError(f"n_resamples must be an integer >= 100, got {self.n_resamples!r}")
-        if not 0.5 <= self.level < 1.0:
-            raise ValueError(f"level must be within 0.5 and 1, got {self.level!r}")
+        require_range("level", self.level, low=0.5, high=1.0, high_open=True)
         if int(self.min_blocks) != self.min_blocks or self.min_blocks < 2:
             raise ValueError(f"min_blocks must be an integer >= 2, got {self.min_blocks!r}")
 

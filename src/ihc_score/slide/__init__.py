@@ -13,12 +13,6 @@ from ihc_score.slide.factory import open_slide
 from ihc_score.slide.reader import TileReader
 
 __all__ = [
-    "Slide",
-    "BackendRefusal",
-    "open_slide",
-    "TileReader",
-    "SLIDE_EXTENSIONS",
-    "discover_slides",
-    "output_stems",
-    "case_of",
+    "Slide", "BackendRefusal", "open_slide", "TileReader", "SLIDE_EXTENSIONS", "discover_slides",
+    "output_stems", "case_of",
 ]

@@ -34,24 +34,8 @@ from ihc_score.stain.stain_type import (
 )
 
 __all__ = [
-    "RUIFROK_HEMATOXYLIN",
-    "RUIFROK_DAB",
-    "StainVectors",
-    "DEFAULT_STAINS",
-    "od_lut",
-    "optical_density",
-    "deconvolve",
-    "compose_rgb",
-    "angle_deg",
-    "channel_sum",
-    "StainEstimationParams",
-    "estimate_stains",
-    "estimate_background",
-    "MIN_BRIGHTFIELD_BACKGROUND",
-    "EOSIN_QUPATH",
-    "StainTypeParams",
-    "StainIdentity",
-    "STAIN_KINDS",
-    "identify_stain",
-    "require_dab",
+    "RUIFROK_HEMATOXYLIN", "RUIFROK_DAB", "StainVectors", "DEFAULT_STAINS", "od_lut", "optical_density",
+    "deconvolve", "compose_rgb", "angle_deg", "channel_sum", "StainEstimationParams", "estimate_stains",
+    "estimate_background", "MIN_BRIGHTFIELD_BACKGROUND", "EOSIN_QUPATH", "StainTypeParams", "StainIdentity",
+    "STAIN_KINDS", "identify_stain", "require_dab",
 ]

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ihc_score.checks import require_range
 from ihc_score.errors import NotBrightfieldError
 from ihc_score.stain.deconvolution import (
     DEFAULT_STAINS,
@@ -84,14 +85,10 @@ class StainEstimationParams:
     def __post_init__(self) -> None:
         if not 0.0 < self.min_od < self.max_od:
             raise ValueError(f"min_od must be > 0 and < max_od, got min_od={self.min_od}, max_od={self.max_od}")
-        if not 0.0 <= self.percentile < 25.0:
-            raise ValueError(f"percentile must be in [0, 25), got {self.percentile}")
-        if not 0.0 < self.max_angle_deg <= 90.0:
-            raise ValueError(f"max_angle_deg must be in (0, 90], got {self.max_angle_deg}")
-        if not 0.0 <= self.min_separation_deg < 90.0:
-            raise ValueError(f"min_separation_deg must be in [0, 90), got {self.min_separation_deg}")
-        if self.min_pixels < 10:
-            raise ValueError(f"min_pixels must be >= 10, got {self.min_pixels}")
+        require_range("percentile", self.percentile, low=0.0, high=25.0, high_open=True)
+        require_range("max_angle_deg", self.max_angle_deg, low=0.0, high=90.0, low_open=True, unit="degrees")
+        require_range("min_separation_deg", self.min_separation_deg, low=0.0, high=90.0, high_open=True, unit="degrees")
+        require_range("min_pixels", self.min_pixels, low=10)
         if not self.percentile / 100.0 < self.min_stain_fraction < 0.5:
             raise ValueError(
                 f"min_stain_fraction must be in (percentile/100, 0.5), got {self.min_stain_fraction}"

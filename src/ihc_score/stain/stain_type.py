@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ihc_score.checks import require_range
 from ihc_score.errors import NotDabStainError
 from ihc_score.stain.deconvolution import (
     RUIFROK_DAB,
@@ -129,12 +130,9 @@ class StainTypeParams:
     def __post_init__(self) -> None:
         if not 0.0 < self.min_od < self.max_od:
             raise ValueError(f"min_od must be > 0 and < max_od, got min_od={self.min_od}, max_od={self.max_od}")
-        if self.min_pixels < 10:
-            raise ValueError(f"min_pixels must be >= 10, got {self.min_pixels}")
-        if not self.min_second_od > 0:
-            raise ValueError(f"min_second_od must be > 0, got {self.min_second_od}")
-        if not 0.0 < self.min_angle_deg < 90.0:
-            raise ValueError(f"min_angle_deg must be in (0, 90), got {self.min_angle_deg}")
+        require_range("min_pixels", self.min_pixels, low=10)
+        require_range("min_second_od", self.min_second_od, low=0.0, low_open=True)
+        require_range("min_angle_deg", self.min_angle_deg, low=0.0, high=90.0, low_open=True, high_open=True, unit="degrees")
         for name in ("dab_theta_deg", "eosin_theta_deg"):
             lo, hi = getattr(self, name)
             if not -180.0 <= lo < hi <= 180.0:
@@ -143,18 +141,14 @@ class StainTypeParams:
         (dlo, dhi), (elo, ehi) = self.dab_theta_deg, self.eosin_theta_deg
         if dlo < ehi and elo < dhi:
             raise ValueError(f"eosin_theta_deg {self.eosin_theta_deg} overlaps dab_theta_deg {self.dab_theta_deg}")
-        if not 0.0 < self.min_eosin_fraction <= 1.0:
-            raise ValueError(f"min_eosin_fraction must be in (0, 1], got {self.min_eosin_fraction}")
-        if not self.max_dab_ratio >= 0.0:
-            raise ValueError(f"max_dab_ratio must be >= 0, got {self.max_dab_ratio}")
-        if not 0.0 <= self.hematoxylin_percentile < 25.0:
-            raise ValueError(f"hematoxylin_percentile must be in [0, 25), got {self.hematoxylin_percentile}")
+        require_range("min_eosin_fraction", self.min_eosin_fraction, low=0.0, high=1.0, low_open=True)
+        require_range("max_dab_ratio", self.max_dab_ratio, low=0.0)
+        require_range("hematoxylin_percentile", self.hematoxylin_percentile, low=0.0, high=25.0, high_open=True)
         if not self.min_angle_deg <= self.max_hematoxylin_deg <= 90.0:
             raise ValueError(
                 f"max_hematoxylin_deg must be in [min_angle_deg, 90], got {self.max_hematoxylin_deg}"
             )
-        if not 0.0 <= self.min_own_dab_fraction <= 1.0:
-            raise ValueError(f"min_own_dab_fraction must be in [0, 1], got {self.min_own_dab_fraction}")
+        require_range("min_own_dab_fraction", self.min_own_dab_fraction, low=0.0, high=1.0)
         if self.max_samples < self.min_pixels:
             raise ValueError(f"max_samples must be >= min_pixels, got {self.max_samples}")
 

@@ -15,24 +15,8 @@ from ihc_score.tissue.mask import TissueMask, TissueParams, detect_pen_ink, dete
 from ihc_score.tissue.masks import disc, fill_holes, hysteresis, remove_small
 
 __all__ = [
-    "disc",
-    "remove_small",
-    "fill_holes",
-    "hysteresis",
-    "TissueParams",
-    "TissueMask",
-    "detect_tissue",
-    "detect_pen_ink",
-    "is_brightfield",
-    "ArtefactParams",
-    "ThumbnailArtefacts",
-    "find_thumbnail_artefacts",
-    "find_folds",
-    "find_bubbles",
-    "BlockFocus",
-    "block_focus",
-    "blurred_blocks",
-    "blur_block_px",
-    "ExcludedAreas",
-    "ARTEFACT_KINDS",
+    "disc", "remove_small", "fill_holes", "hysteresis", "TissueParams", "TissueMask", "detect_tissue",
+    "detect_pen_ink", "is_brightfield", "ArtefactParams", "ThumbnailArtefacts", "find_thumbnail_artefacts",
+    "find_folds", "find_bubbles", "BlockFocus", "block_focus", "blurred_blocks", "blur_block_px",
+    "ExcludedAreas", "ARTEFACT_KINDS",
 ]

@@ -6,8 +6,9 @@ Used by :mod:`ihc_score.tissue.artefacts`, :mod:`ihc_score.tissue.bubbles` and
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, fields
+
+from ihc_score.checks import require_range
 
 __all__ = ["ArtefactParams"]
 
@@ -142,8 +143,7 @@ class ArtefactParams:
             v = getattr(self, f.name)
             if f.type == "bool" or isinstance(v, bool):
                 continue
-            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
-                raise ValueError(f"{f.name} must be a positive number, got {v!r}")
+            require_range(f.name, v, low=0.0, low_open=True)
         if not 1.0 < self.fold_grow_ratio <= self.fold_min_ratio < self.fold_max_ratio:
             raise ValueError(f"fold ratios must satisfy 1 < fold_grow_ratio <= fold_min_ratio < fold_max_ratio, "
                              f"got {self.fold_grow_ratio}, {self.fold_min_ratio}, {self.fold_max_ratio}")
@@ -153,8 +153,7 @@ class ArtefactParams:
         if not self.blur_fine_um < self.blur_coarse_um:
             raise ValueError(f"blur_fine_um must be < blur_coarse_um, got {self.blur_fine_um}, {self.blur_coarse_um}")
         for name in ("bubble_min_solidity", "bubble_min_rim_cover", "blur_min_tissue_fraction"):
-            if getattr(self, name) > 1:
-                raise ValueError(f"{name} must be in (0, 1], got {getattr(self, name)}")
+            require_range(name, getattr(self, name), low=0.0, high=1.0, low_open=True)
         if not self.bubble_max_rim_angle_deg <= self.bubble_grow_rim_angle_deg < 90:
             raise ValueError(f"bubble_max_rim_angle_deg <= bubble_grow_rim_angle_deg < 90 must hold, "
                              f"got {self.bubble_max_rim_angle_deg}, {self.bubble_grow_rim_angle_deg}")

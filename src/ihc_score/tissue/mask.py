@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from ihc_score.checks import require_range
 from ihc_score.errors import NotBrightfieldError
 from ihc_score.stain import MIN_BRIGHTFIELD_BACKGROUND, channel_sum, estimate_background, od_lut
 from ihc_score.tissue.masks import fill_holes, remove_small
@@ -95,8 +96,7 @@ class TissueParams:
     close_um: float = 40.0
 
     def __post_init__(self) -> None:
-        if not self.mpp_um > 0:
-            raise ValueError(f"mpp_um must be > 0, got {self.mpp_um}")
+        require_range("mpp_um", self.mpp_um, low=0.0, low_open=True, unit="um/px")
         if not 0 < self.min_tissue_od <= self.max_tissue_od:
             raise ValueError(
                 f"min_tissue_od must be > 0 and <= max_tissue_od, got {self.min_tissue_od}, {self.max_tissue_od}"
@@ -104,8 +104,7 @@ class TissueParams:
         if self.max_tissue_od >= _OTSU_OD_RANGE:
             raise ValueError(f"max_tissue_od must be < {_OTSU_OD_RANGE}, got {self.max_tissue_od}")
         for name in ("min_area_um2", "max_hole_um2", "min_ink_um2", "close_um"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+            require_range(name, getattr(self, name), low=0.0)
 
 
 @dataclass(frozen=True, eq=False)
