@@ -8,6 +8,8 @@ its ``__init__``, which has an edge to each module it imports.
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -225,3 +227,15 @@ def test_one_name_for_each_pixel_size(name: str, optional: bool) -> None:
     assert seen
     wrong = [f"{m}:{line} {name}: {ann}" for m, line, ann in seen if ("None" in ann) != optional]
     assert not wrong, "\n".join(wrong)
+
+
+def test_public_api_loads_on_first_use() -> None:
+    """``import ihc_score`` loads no pipeline module; every name of ``ihc_score.__all__`` then resolves."""
+    code = (
+        "import sys, ihc_score\n"
+        "assert not [m for m in sys.modules if m.startswith('ihc_score.') and m != 'ihc_score.version'], sys.modules\n"
+        "missing = [n for n in ihc_score.__all__ if getattr(ihc_score, n, None) is None]\n"
+        "assert not missing, missing\n"
+        "assert ihc_score.score_slide.__module__ == 'ihc_score.run.pipeline'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

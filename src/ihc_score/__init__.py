@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING, Any
 
 from ihc_score.version import __version__
 
-if TYPE_CHECKING:
-    from ihc_score.model import Model, default_model, load_model
-    from ihc_score.results import CaseAssignment, CaseResult, RegionResult, SlideDetail, SlideResult
-    from ihc_score.run import BatchOptions, BatchSummary, run_batch, score_slide
-    from ihc_score.slide import Slide, open_slide
+if TYPE_CHECKING:  # the names __getattr__ loads, for type checkers
+    from ihc_score.model import Model, default_model, load_model  # noqa: F401
+    from ihc_score.results import CaseAssignment, CaseResult, RegionResult, SlideDetail, SlideResult  # noqa: F401
+    from ihc_score.run import BatchOptions, BatchSummary, run_batch, score_slide  # noqa: F401
+    from ihc_score.slide import Slide, open_slide  # noqa: F401
 
 #: Each public name and the module that holds it.
 _API: dict[str, str] = {
@@ -47,23 +47,7 @@ _API: dict[str, str] = {
     "CaseAssignment": "ihc_score.results",
 }
 
-__all__ = [
-    "__version__",
-    "load_model",
-    "default_model",
-    "Model",
-    "open_slide",
-    "Slide",
-    "score_slide",
-    "run_batch",
-    "BatchOptions",
-    "BatchSummary",
-    "SlideResult",
-    "SlideDetail",
-    "RegionResult",
-    "CaseResult",
-    "CaseAssignment",
-]
+__all__ = ["__version__", *_API]
 
 
 def __getattr__(name: str) -> Any:

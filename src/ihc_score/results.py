@@ -38,7 +38,7 @@ class SlideDetail:
         ``(n_regions, n_cells)``, rows in the order of ``SlideResult.regions``.
     outlines : OutlineParts or TracedOutlines or CellOutlines or None
         Nucleus and cell outlines in level-0 px, when traced (as the chunks'
-        small integers, :class:`~ihc_score.cells.outlines.OutlineParts`;
+        small integers, :class:`~ihc_score.cells.traced_outlines.OutlineParts`;
         ``take(rows).cell_xy`` gives float64 level-0 px of those rows).
     tissue : ndarray of bool
         Tissue mask at ``tissue_downsample`` level-0 px per pixel.

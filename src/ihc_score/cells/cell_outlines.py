@@ -126,7 +126,7 @@ class CellOutlines:
     nucleus_xy : ndarray, float64, shape (M, 2)
         Vertices (x, y), in whatever frame they were made in; after
         :meth:`transform`, in the frame it maps to (level-0 px in a
-        :class:`~ihc_score.run.pipeline.SlideDetail`).
+        :class:`~ihc_score.results.SlideDetail`).
     nucleus_offsets : ndarray, int64, shape (n + 1,)
         Start of each ring in ``nucleus_xy``, then ``M``.
     cell_xy : ndarray, float64, shape (K, 2)

@@ -5,7 +5,7 @@ and whole cell of every labelled cell in one pass over the pixels
 (:func:`ihc_score.cells._kernels.label_stats`), from the nucleus and cell label images of
 :func:`ihc_score.cells.detect.detect_nuclei` and :func:`ihc_score.cells.detect.expand_cells`
 and the stain OD channels of :func:`ihc_score.stain.deconvolution.deconvolve`. Both names
-are re-exported by :mod:`ihc_score.cells.detect`.
+are offered by :mod:`ihc_score.cells`.
 
 Conventions
 -----------

@@ -37,7 +37,7 @@ Conventions
 
 The outlines are held by the classes of :mod:`ihc_score.cells.cell_outlines`
 (float64 vertices) and :mod:`ihc_score.cells.traced_outlines` (small integers),
-re-exported here.
+both offered by :mod:`ihc_score.cells`.
 """
 
 from __future__ import annotations

@@ -133,7 +133,7 @@ def _region_patterns(detail: SlideDetail, names: list[str]) -> tuple[np.ndarray,
 
 @contextmanager
 def _atomic_stream(path: Path, *, compress: bool) -> Iterator[IO[bytes]]:
-    """A binary stream into :func:`~ihc_score.outputs.tables.atomic_open` (callers write UTF-8).
+    """A binary stream into :func:`~ihc_score.fileio.atomic_open` (callers write UTF-8).
 
     With ``compress``, gzip with ``mtime = 0`` and no file name in the header
     (the same text gives the same bytes, however it is cut into writes).

@@ -17,8 +17,8 @@ Conventions
   OpenCV and Pillow (Pillow's built-in font) and written as PNG without any
   time stamp: the same result and slide give the same bytes.
 
-The zoom crops live in :mod:`ihc_score.outputs.qc_zooms` (re-exported here) and the
-drawing helpers both use in :mod:`ihc_score.outputs._drawing`.
+The zoom crops live in :mod:`ihc_score.outputs.qc_zooms`, and the drawing
+helpers both use in :mod:`ihc_score.outputs.drawing`.
 """
 
 from __future__ import annotations
@@ -31,24 +31,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ihc_score.outputs._drawing import (
-    _BG,
-    _MARGIN,
-    _SHIFT,
-    _draw_bar,
-    _draw_texts,
-    _fmt,
-    _hatch,
-    _hatch_lines,
-    _line_px,
-    _poly_px,
-    _rings,
-    _scale_bar,
-    _Text,
-    _text_size,
-    _to_px,
-    _write_png,
-)
+from ihc_score.outputs import drawing as draw
 from ihc_score.outputs.palette import (
     CLASS_COLOURS_RGB,
     CLASS_NAMES,
@@ -147,7 +130,7 @@ def _class_map(detail: SlideDetail, size: tuple[int, int], scale: tuple[float, f
     if n == 0:
         return canvas, True
     category = _categories(detail)
-    px = np.round(_to_px(np.column_stack([detail.l0_x, detail.l0_y]), scale)).astype(np.int64)
+    px = np.round(draw.to_px(np.column_stack([detail.l0_x, detail.l0_y]), scale)).astype(np.int64)
     px[:, 0] = np.clip(px[:, 0], 0, w - 1)
     px[:, 1] = np.clip(px[:, 1], 0, h - 1)
     lut = np.array(list(CLASS_COLOURS_RGB) + [_UNSCORED_RGB, PIGMENT_COLOUR_RGB], np.uint8)
@@ -177,7 +160,7 @@ def _hatch_artefacts(panel: np.ndarray, detail: SlideDetail) -> None:
         return
     h, w = panel.shape[:2]
     inside = cv2.resize((detail.artefacts > 0).view(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
-    panel[(inside > 0) & _hatch_lines((h, w))] = EXCLUSION_COLOUR_RGB
+    panel[(inside > 0) & draw.hatch_lines((h, w))] = EXCLUSION_COLOUR_RGB
     contours, _ = cv2.findContours(inside, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
     cv2.drawContours(panel, contours, -1, EXCLUSION_COLOUR_RGB, 1)
 
@@ -189,15 +172,15 @@ def _tissue_rings(detail: SlideDetail, scale: tuple[float, float]) -> list[np.nd
     out = []
     for c in contours:
         l0 = (c[:, 0, :].astype(np.float64) + 0.5) * ds - 0.5
-        out.append(np.round(_to_px(l0, scale) * (1 << _SHIFT)).astype(np.int32))
+        out.append(np.round(draw.to_px(l0, scale) * (1 << draw.SHIFT)).astype(np.int32))
     return out
 
 
 def _region_label(region: RegionResult) -> tuple[str, ...]:
     c = region.counts
     iv = region.h_interval
-    interval = f" ({_fmt(iv.low)}-{_fmt(iv.high)})" if getattr(iv, "defined", False) else ""
-    return (region.name, f"H-score {_fmt(c.h_score)}{interval}", f"{region.call.call}, {c.n} cells")
+    interval = f" ({draw.fmt(iv.low)}-{draw.fmt(iv.high)})" if getattr(iv, "defined", False) else ""
+    return (region.name, f"H-score {draw.fmt(c.h_score)}{interval}", f"{region.call.call}, {c.n} cells")
 
 
 def _place_labels(
@@ -232,49 +215,49 @@ def _header(result: SlideResult, model_id: str) -> tuple[str, str]:
     model = f"model {model_id}: " if model_id else "model call: "
     what = f"{len(calls)} region{'s' if len(calls) != 1 else ''} - {tally}" if calls else "no region scored"
     flags = ", ".join(result.flags) if result.flags else "none"
-    return f"{result.slide}   {model}{what}", f"flags: {flags}   pixel size {_fmt(result.mpp_um, 4)} um"
+    return f"{result.slide}   {model}{what}", f"flags: {flags}   pixel size {draw.fmt(result.mpp_um, 4)} um"
 
 
 def _canvas_layout(pw: int, ph: int, stacked: bool) -> tuple[tuple[int, int], tuple[int, int], int, int, int]:
     """Top-left (x, y) of panels (a) and (b), the legend's top y, the canvas width and height; all picture px."""
-    header_h = 2 * _line_px(20) + 12
-    top = _MARGIN + header_h
-    a_xy = (_MARGIN, top)
-    b_xy = (_MARGIN, top + ph + _MARGIN) if stacked else (_MARGIN + pw + _MARGIN, top)
-    panels_w = b_xy[0] + pw - _MARGIN
-    legend_y = b_xy[1] + ph + _MARGIN  # below the panels
-    width = max(panels_w + 2 * _MARGIN, 900)
-    height = legend_y + 2 * (_line_px(16) + 14) + _MARGIN  # two legend rows
+    header_h = 2 * draw.line_px(20) + 12
+    top = draw.MARGIN + header_h
+    a_xy = (draw.MARGIN, top)
+    b_xy = (draw.MARGIN, top + ph + draw.MARGIN) if stacked else (draw.MARGIN + pw + draw.MARGIN, top)
+    panels_w = b_xy[0] + pw - draw.MARGIN
+    legend_y = b_xy[1] + ph + draw.MARGIN  # below the panels
+    width = max(panels_w + 2 * draw.MARGIN, 900)
+    height = legend_y + 2 * (draw.line_px(16) + 14) + draw.MARGIN  # two legend rows
     return a_xy, b_xy, legend_y, width, height
 
 
 def _draw_thumbnail_panel(
     canvas: np.ndarray, thumb: np.ndarray, result: SlideResult, scale: tuple[float, float], a_xy: tuple[int, int]
-) -> tuple[list[list[np.ndarray]], list[_Text]]:
+) -> tuple[list[list[np.ndarray]], list[draw.Text]]:
     """Panel (a) drawn in place at ``a_xy``, picture px; returns region rings (fixed-point panel px) and labels."""
     ph, pw = thumb.shape[:2]
     panel_a = thumb.copy()
     if (detail := result.detail) is not None:
-        cv2.polylines(panel_a, _tissue_rings(detail, scale), True, TISSUE_COLOUR_RGB, 2, cv2.LINE_AA, _SHIFT)
-        _hatch(panel_a, detail.exclusions, scale)
+        cv2.polylines(panel_a, _tissue_rings(detail, scale), True, TISSUE_COLOUR_RGB, 2, cv2.LINE_AA, draw.SHIFT)
+        draw.hatch(panel_a, detail.exclusions, scale)
         _hatch_artefacts(panel_a, detail)
-    region_rings = [_poly_px(_rings(r.wkt), scale) for r in result.regions]
+    region_rings = [draw.poly_px(draw.rings(r.wkt), scale) for r in result.regions]
     for rings in region_rings:
-        cv2.polylines(panel_a, rings, True, REGION_COLOUR_RGB, 3, cv2.LINE_AA, _SHIFT)
+        cv2.polylines(panel_a, rings, True, REGION_COLOUR_RGB, 3, cv2.LINE_AA, draw.SHIFT)
     canvas[a_xy[1] : a_xy[1] + ph, a_xy[0] : a_xy[0] + pw] = panel_a
     labels = [_region_label(r) for r in result.regions]
-    sizes = [_text_size(lines, 15) for lines in labels]
+    sizes = [draw.text_size(lines, 15) for lines in labels]
     boxes = []
     for rings in region_rings:
         if rings:
-            allp = np.concatenate(rings) / (1 << _SHIFT)
+            allp = np.concatenate(rings) / (1 << draw.SHIFT)
             x0, y0 = allp.min(axis=0)
             x1, y1 = allp.max(axis=0)
             boxes.append((x0 + a_xy[0], y0 + a_xy[1], x1 + a_xy[0], y1 + a_xy[1]))
         else:  # whole tissue: label at the panel's top
             boxes.append((a_xy[0], a_xy[1] + 40, a_xy[0] + pw, a_xy[1] + 40))
     places = _place_labels(boxes, sizes, (a_xy[0], a_xy[1], pw, ph))
-    return region_rings, [_Text(xy, lines, 15, box=True) for lines, xy in zip(labels, places)]
+    return region_rings, [draw.Text(xy, lines, 15, box=True) for lines, xy in zip(labels, places)]
 
 
 def slide_qc_image(result: SlideResult, slide: Slide, *, model_id: str = "") -> tuple[np.ndarray, QcLayout]:
@@ -297,10 +280,10 @@ def slide_qc_image(result: SlideResult, slide: Slide, *, model_id: str = "") -> 
     line1, line2 = _header(result, model_id)
     a_xy, b_xy, legend_y, width, height = _canvas_layout(pw, ph, stacked)
     canvas = np.empty((height, width, 3), np.uint8)
-    canvas[:] = _BG
+    canvas[:] = draw.BG
     texts = [
-        _Text((_MARGIN - 4, _MARGIN - 4), (line1,), 20),
-        _Text((_MARGIN - 4, _MARGIN - 4 + _line_px(20) + 4), (line2,), 16),
+        draw.Text((draw.MARGIN - 4, draw.MARGIN - 4), (line1,), 20),
+        draw.Text((draw.MARGIN - 4, draw.MARGIN - 4 + draw.line_px(20) + 4), (line2,), 16),
     ]
 
     # (a) thumbnail with tissue, exclusions, regions and labels
@@ -310,32 +293,32 @@ def slide_qc_image(result: SlideResult, slide: Slide, *, model_id: str = "") -> 
     # (b) class map
     if detail is not None:
         panel_b, dots = _class_map(detail, (pw, ph), scale)
-        _hatch(panel_b, detail.exclusions, scale)
+        draw.hatch(panel_b, detail.exclusions, scale)
         _hatch_artefacts(panel_b, detail)
     else:
         panel_b, dots = np.full((ph, pw, 3), _MAP_GLASS, np.uint8), True
         note = ("cell detail not available", "(result reused from an earlier run)")
-        texts.append(_Text((b_xy[0] + 12, b_xy[1] + 12), note, 16, box=True))
+        texts.append(draw.Text((b_xy[0] + 12, b_xy[1] + 12), note, 16, box=True))
     for rings in region_rings:
-        cv2.polylines(panel_b, rings, True, REGION_COLOUR_RGB, 2, cv2.LINE_AA, _SHIFT)
+        cv2.polylines(panel_b, rings, True, REGION_COLOUR_RGB, 2, cv2.LINE_AA, draw.SHIFT)
     canvas[b_xy[1] : b_xy[1] + ph, b_xy[0] : b_xy[0] + pw] = panel_b
     for xy in (a_xy, b_xy):
         cv2.rectangle(canvas, (xy[0] - 1, xy[1] - 1), (xy[0] + pw, xy[1] + ph), (90, 90, 90), 1)
-        bar, bar_label = _scale_bar(xy, (pw, ph), um_per_px)
-        _draw_bar(canvas, bar, bar_label)
+        bar, bar_label = draw.scale_bar(xy, (pw, ph), um_per_px)
+        draw.draw_bar(canvas, bar, bar_label)
         texts.append(bar_label)
 
-    texts.extend(_legend(canvas, (_MARGIN, legend_y), legend_counts(result), dots, um_per_px))
+    texts.extend(_legend(canvas, (draw.MARGIN, legend_y), legend_counts(result), dots, um_per_px))
     layout = QcLayout(scale, a_xy, b_xy, (pw, ph), stacked, dots)
-    return _draw_texts(canvas, texts), layout
+    return draw.draw_texts(canvas, texts), layout
 
 
 def _legend(
     canvas: np.ndarray, xy: tuple[int, int], counts: Sequence[int], dots: bool, um_per_px: float
-) -> list[_Text]:
+) -> list[draw.Text]:
     """Class swatches with counts (first row) and the outline keys (second row), drawn in place; returns their texts."""
     size = 16
-    row_h = _line_px(size) + 14
+    row_h = draw.line_px(size) + 14
     x, y = xy
     texts = []
     entries = [(CLASS_COLOURS_RGB[k], f"{CLASS_NAMES[k]}: {counts[k]}") for k in range(4)]
@@ -346,20 +329,20 @@ def _legend(
     for colour, text in entries:
         cv2.rectangle(canvas, (x, y + 4), (x + 18, y + 22), colour, -1)
         cv2.rectangle(canvas, (x, y + 4), (x + 18, y + 22), (60, 60, 60), 1)
-        texts.append(_Text((x + 22, y), (text,), size))
-        x += 22 + _text_size((text,), size)[0] + 18
-    texts.append(_Text((x, y), (f"class map: {what}",), size))
+        texts.append(draw.Text((x + 22, y), (text,), size))
+        x += 22 + draw.text_size((text,), size)[0] + 18
+    texts.append(draw.Text((x, y), (f"class map: {what}",), size))
     x, y = xy[0], y + row_h
     cv2.line(canvas, (x, y + 13), (x + 30, y + 13), REGION_COLOUR_RGB, 3, cv2.LINE_AA)
-    texts.append(_Text((x + 34, y), ("scored region (metastasis)",), size))
-    x += 34 + _text_size(("scored region (metastasis)",), size)[0] + 18
+    texts.append(draw.Text((x + 34, y), ("scored region (metastasis)",), size))
+    x += 34 + draw.text_size(("scored region (metastasis)",), size)[0] + 18
     cv2.line(canvas, (x, y + 13), (x + 30, y + 13), TISSUE_COLOUR_RGB, 2, cv2.LINE_AA)
-    texts.append(_Text((x + 34, y), ("tissue",), size))
-    x += 34 + _text_size(("tissue",), size)[0] + 18
+    texts.append(draw.Text((x + 34, y), ("tissue",), size))
+    x += 34 + draw.text_size(("tissue",), size)[0] + 18
     swatch = np.full((18, 30, 3), 255, np.uint8)
-    swatch[_hatch_lines(swatch.shape[:2])] = EXCLUSION_COLOUR_RGB
+    swatch[draw.hatch_lines(swatch.shape[:2])] = EXCLUSION_COLOUR_RGB
     canvas[y + 4 : y + 22, x : x + 30] = swatch
-    texts.append(_Text((x + 34, y), ("excluded (necrosis, ink, fold, bubble, blur)",), size))
+    texts.append(draw.Text((x + 34, y), ("excluded (necrosis, ink, fold, bubble, blur)",), size))
     return texts
 
 
@@ -396,4 +379,4 @@ def write_slide_qc(out_png: Path, result: SlideResult, slide: Slide, *, model_id
         The slide's pixels cannot be read.
     """
     image, _ = slide_qc_image(result, slide, model_id=model_id)
-    _write_png(Path(out_png), image)
+    draw.write_png(Path(out_png), image)

@@ -2,7 +2,7 @@
 
 :func:`zoom_windows` picks square windows of a region from its cells'
 centroids and measurements; :mod:`ihc_score.outputs.qc_zooms` draws and writes
-them (and re-exports these names). Conventions are those of
+them; :mod:`ihc_score.outputs` offers these names. Conventions are those of
 :mod:`ihc_score.outputs.qc`: level-0 px, um, OD base 10.
 """
 

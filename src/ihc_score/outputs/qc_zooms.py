@@ -6,7 +6,7 @@ from :mod:`ihc_score.outputs.qc_windows`),
 each drawn by :func:`render_zoom` with every detected cell outlined in its
 class colour, so a pathologist can check the detection and grading. File
 names come from :func:`zoom_file_names`. The conventions are those of
-:mod:`ihc_score.outputs.qc`, which re-exports these names.
+:mod:`ihc_score.outputs.qc`.
 """
 
 from __future__ import annotations
@@ -20,21 +20,7 @@ import cv2
 import numpy as np
 
 from ihc_score.fileio import safe_name
-from ihc_score.outputs._drawing import (
-    _MARGIN,
-    _SHIFT,
-    _draw_bar,
-    _draw_texts,
-    _fmt,
-    _line_px,
-    _poly_px,
-    _rings,
-    _scale_bar,
-    _Text,
-    _text_size,
-    _to_px,
-    _write_png,
-)
+from ihc_score.outputs import drawing as draw
 from ihc_score.outputs.palette import CLASS_COLOURS_RGB, CLASS_NAMES, PIGMENT_COLOUR_RGB, REGION_COLOUR_RGB
 from ihc_score.outputs.qc_windows import ZoomWindow, zoom_windows
 from ihc_score.results import SlideDetail, SlideResult
@@ -128,8 +114,8 @@ def render_zoom(result: SlideResult, slide: Slide, window: ZoomWindow) -> ZoomCr
     size = n_a * k
     labels = np.zeros((size, size), np.int32)  # 0 = no cell, j + 1 = cell idx[j]
     for j, ring in enumerate(_cell_rings(d, idx, a_mpp, ads)):  # a few hundred cells per crop
-        pts = np.round(_to_px(ring, (scale, scale), l0_xy) * (1 << _SHIFT)).astype(np.int32)
-        cv2.fillPoly(labels, [pts], j + 1, cv2.LINE_8, _SHIFT)
+        pts = np.round(draw.to_px(ring, (scale, scale), l0_xy) * (1 << draw.SHIFT)).astype(np.int32)
+        cv2.fillPoly(labels, [pts], j + 1, cv2.LINE_8, draw.SHIFT)
     as_float = labels.astype(np.float32)  # exact below 2**24
     kernel = np.ones((2 * k - 1, 2 * k - 1), np.uint8)
     edge = (labels > 0) & (cv2.dilate(as_float, kernel) != cv2.erode(as_float, kernel))
@@ -138,8 +124,8 @@ def render_zoom(result: SlideResult, slide: Slide, window: ZoomWindow) -> ZoomCr
     colours = np.concatenate([np.zeros((1, 3), np.uint8), palette[shown]])
     rgb[edge] = colours[labels[edge]]
     for region in result.regions:
-        rings = _poly_px(_rings(region.wkt), (scale, scale), l0_xy)
-        cv2.polylines(rgb, rings, True, REGION_COLOUR_RGB, 2, cv2.LINE_8, _SHIFT)
+        rings = draw.poly_px(draw.rings(region.wkt), (scale, scale), l0_xy)
+        cv2.polylines(rgb, rings, True, REGION_COLOUR_RGB, 2, cv2.LINE_8, draw.SHIFT)
     return ZoomCrop(rgb, (float(l0_xy[0]), float(l0_xy[1])), scale, scale * mpp)
 
 
@@ -159,7 +145,7 @@ def zoom_file_names(slide_name: str, region_names: Sequence[str], *, stem: str |
     """Safe, unique file names ``<stem>-<region>-zoom.png``, one per region, in order.
 
     ``stem`` defaults to the slide's file name without its last ending.
-    Names are made safe with :func:`ihc_score.outputs.tables.safe_name` (no path
+    Names are made safe with :func:`ihc_score.fileio.safe_name` (no path
     separators, never ``.`` or ``..``); names that then coincide (also when
     compared case-insensitively) get ``-2``, ``-3``, ... after the region part.
     """
@@ -236,7 +222,7 @@ def write_zooms(
         windows = zoom_windows(result, i, n=n_per_region, size_um=size_um, measurement=measurement)
         crops = [render_zoom(result, slide, w) for w in windows]
         path = out_dir / file_name
-        _write_png(path, _zoom_sheet(result, region, windows, crops, size_um, measurement))
+        draw.write_png(path, _zoom_sheet(result, region, windows, crops, size_um, measurement))
         written.append(path)
     return written
 
@@ -252,44 +238,44 @@ def _zoom_sheet(
     """Header, class key and captioned crops side by side."""
     c = region.counts
     head = (
-        f"{result.slide} - {region.name}: H-score {_fmt(c.h_score)}, {region.call.call}, {c.n} cells",
+        f"{result.slide} - {region.name}: H-score {draw.fmt(c.h_score)}, {region.call.call}, {c.n} cells",
         f"{size_um:g} um windows from the highest to the lowest mean {measurement} of the region's cells;"
         " every detected cell outlined in its class colour",
     )
     cap_lines = 3
-    cap_h = cap_lines * _line_px(15) + 8
-    head_h = _line_px(20) + _line_px(15) + 8
-    key_h = _line_px(15) + 12
+    cap_h = cap_lines * draw.line_px(15) + 8
+    head_h = draw.line_px(20) + draw.line_px(15) + 8
+    key_h = draw.line_px(15) + 12
     crop_w = max((cr.rgb.shape[1] for cr in crops), default=0)
     crop_h = max((cr.rgb.shape[0] for cr in crops), default=0)
-    body_w = len(crops) * crop_w + max(0, len(crops) - 1) * _MARGIN
-    width = max(body_w + 2 * _MARGIN, _text_size(head[1:], 15)[0] + 2 * _MARGIN, 700)
-    top = _MARGIN + head_h + key_h
-    height = top + cap_h + max(crop_h, 40) + _MARGIN
+    body_w = len(crops) * crop_w + max(0, len(crops) - 1) * draw.MARGIN
+    width = max(body_w + 2 * draw.MARGIN, draw.text_size(head[1:], 15)[0] + 2 * draw.MARGIN, 700)
+    top = draw.MARGIN + head_h + key_h
+    height = top + cap_h + max(crop_h, 40) + draw.MARGIN
     canvas = np.full((height, width, 3), 255, np.uint8)
     texts = [
-        _Text((_MARGIN - 4, _MARGIN - 4), head[:1], 20),
-        _Text((_MARGIN - 4, _MARGIN - 4 + _line_px(20)), head[1:], 15),
+        draw.Text((draw.MARGIN - 4, draw.MARGIN - 4), head[:1], 20),
+        draw.Text((draw.MARGIN - 4, draw.MARGIN - 4 + draw.line_px(20)), head[1:], 15),
     ]
-    x = _MARGIN
-    ky = _MARGIN + head_h
+    x = draw.MARGIN
+    ky = draw.MARGIN + head_h
     for k in range(4):
         cv2.rectangle(canvas, (x, ky + 4), (x + 16, ky + 20), CLASS_COLOURS_RGB[k], 2)
-        texts.append(_Text((x + 18, ky), (CLASS_NAMES[k],), 15))
-        x += 18 + _text_size((CLASS_NAMES[k],), 15)[0] + 14
+        texts.append(draw.Text((x + 18, ky), (CLASS_NAMES[k],), 15))
+        x += 18 + draw.text_size((CLASS_NAMES[k],), 15)[0] + 14
     if not crops:
-        texts.append(_Text((_MARGIN, top), ("no window of this region holds enough cells to show",), 15))
+        texts.append(draw.Text((draw.MARGIN, top), ("no window of this region holds enough cells to show",), 15))
     for j, (w, cr) in enumerate(zip(windows, crops)):
-        x0 = _MARGIN + j * (crop_w + _MARGIN)
+        x0 = draw.MARGIN + j * (crop_w + draw.MARGIN)
         um = result.mpp_um / 1000.0
-        texts.append(_Text((x0 - 4, top - 4), (
+        texts.append(draw.Text((x0 - 4, top - 4), (
             w.label,
             f"mean DAB {w.mean_dab:.2f} OD, {w.n_cells} cells",
             f"at x {w.l0_xy[0] * um:.2f} mm, y {w.l0_xy[1] * um:.2f} mm",
         ), 15))  # fmt: skip
         h, wd = cr.rgb.shape[:2]
         canvas[top + cap_h : top + cap_h + h, x0 : x0 + wd] = cr.rgb
-        bar, label = _scale_bar((x0, top + cap_h), (wd, h), cr.um_per_px)
-        _draw_bar(canvas, bar, label)
+        bar, label = draw.scale_bar((x0, top + cap_h), (wd, h), cr.um_per_px)
+        draw.draw_bar(canvas, bar, label)
         texts.append(label)
-    return _draw_texts(canvas, texts)
+    return draw.draw_texts(canvas, texts)

@@ -8,7 +8,7 @@ the shortest decimal that reads back to the same float, so
 :func:`ihc_score.regions.annotations.read_annotations` returns the same geometry.
 
 An excluded shape whose name and class do not mark it as excluded (see
-:data:`~ihc_score.regions.annotations.EXCLUDED_CLASSES`) is written with QuPath's
+:data:`~ihc_score.regions.geometry.EXCLUDED_CLASSES`) is written with QuPath's
 class ``Ignore*``, so any reader leaves it out.
 """
 

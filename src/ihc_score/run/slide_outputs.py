@@ -1,6 +1,6 @@
 """Per-slide evidence written as each slide finishes: detections, cell table, QC pictures.
 
-Written from the slide's per-cell detail (:class:`~ihc_score.run.pipeline.SlideDetail`)
+Written from the slide's per-cell detail (:class:`~ihc_score.results.SlideDetail`)
 while it is in memory; the stored result that a rerun reuses does not keep
 that detail, so these files are written once, when the slide is scored.
 """

@@ -254,7 +254,7 @@ def concat_outlines(
 
     ``keep`` (boolean, one entry per row of all chunks) selects rows. With
     ``copy=False`` the result refers to the chunks' arrays
-    (:class:`~ihc_score.cells.outlines.OutlineParts`) instead of gathering them, so
+    (:class:`~ihc_score.cells.traced_outlines.OutlineParts`) instead of gathering them, so
     a slide's outlines are not held twice while its chunks are alive.
     """
     if not parts:

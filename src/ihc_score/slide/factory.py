@@ -8,9 +8,9 @@ interface and its conventions.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
+from ihc_score.checks import require_range
 from ihc_score.errors import SlideOpenError
 from ihc_score.slide.base import BackendRefusal, Slide
 
@@ -60,8 +60,8 @@ def open_slide(path: str | Path, *, mpp_option_um: float | None = None) -> Slide
     from ihc_score.slide import _image_backend, _openslide_backend, _tiff_backend  # noqa: PLC0415
 
     p = Path(path)
-    if mpp_option_um is not None and not (math.isfinite(mpp_option_um) and mpp_option_um > 0):
-        raise ValueError(f"mpp_option_um must be a positive number of micrometres per pixel, got {mpp_option_um}")
+    if mpp_option_um is not None:
+        require_range("mpp_option_um", mpp_option_um, low=0.0, low_open=True, unit="um/px")
     if not p.is_file():
         what = "is a folder, not a slide file" if p.is_dir() else "file not found"
         raise SlideOpenError(f"{p.name}: {what} ({p}); give the path of a slide file")

@@ -20,7 +20,7 @@ from ihc_score.stain import compose_rgb
 from ihc_score.synthetic import artefact_drawing as draw
 from ihc_score.synthetic import artefacts as art
 from ihc_score.synthetic import pigments as pg
-from ihc_score.synthetic.cell_dab import _cell_dab, _cell_stats
+from ihc_score.synthetic.drawn_cells import cell_dab, cell_stats
 from ihc_score.synthetic.layout import _TEXTURE_PX, Cells, SlideLayout
 from ihc_score.synthetic.spec import CELL_EXPANSION_UM, SynthSpec
 
@@ -276,7 +276,7 @@ def render_region(layout: SlideLayout, l0_xy: tuple[int, int], size: tuple[int, 
     body = (owner > 0) & (dist <= cyto_px[owner])
     in_cell = (owner > 0) & (dist <= CELL_EXPANSION_UM / spec.mpp_um)
     is_nuc = nuc > 0
-    cd = _cell_dab(sub, owner, body, in_cell, is_nuc, chrom, tex, stroma_dab)
+    cd = cell_dab(sub, owner, body, in_cell, is_nuc, chrom, tex, stroma_dab)
     cyto_h = np.concatenate([[0.0], sub.cytoplasm_h_od]).astype(np.float32)
     hema = np.where(body & ~is_nuc, cyto_h[owner] * (0.7 + 0.6 * tex[..., 1]), stroma_h) + nuc_h
     resid = alpha * 0.01 * (tex[..., 1] - 0.5)
@@ -288,7 +288,7 @@ def render_region(layout: SlideLayout, l0_xy: tuple[int, int], size: tuple[int, 
     core = (slice(m, m + h), slice(m, m + w))
     rgb = compose_rgb(conc_b[core], spec.render_stains)
     rgb = _add_noise(rgb, spec, noise_key)
-    stats = _cell_stats(sel, sub, nuc, cd, pig, spec, (x0, y0, w, h), (ex0, ey0))
+    stats = cell_stats(sel, sub, nuc, cd, pig, spec, (x0, y0, w, h), (ex0, ey0))
     to_global = np.concatenate([[0], sel + 1]).astype(np.int32)
     return RenderedRegion((x0, y0), conc[core], rgb, to_global[nuc[core]], to_global[cd.cell_o[core]], stats,
                           None if pig is None else pig[core])

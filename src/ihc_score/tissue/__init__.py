@@ -12,7 +12,7 @@ from ihc_score.tissue.bubbles import find_bubbles
 from ihc_score.tissue.excluded import ARTEFACT_KINDS, ExcludedAreas
 from ihc_score.tissue.focus import BlockFocus, block_focus, blur_block_px, blurred_blocks
 from ihc_score.tissue.mask import TissueMask, TissueParams, detect_pen_ink, detect_tissue, is_brightfield
-from ihc_score.tissue.masks import disc, fill_holes, hysteresis, remove_small
+from ihc_score.tissue.morphology import disc, fill_holes, hysteresis, remove_small
 
 __all__ = [
     "disc", "remove_small", "fill_holes", "hysteresis", "TissueParams", "TissueMask", "detect_tissue",

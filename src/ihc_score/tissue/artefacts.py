@@ -62,7 +62,7 @@ import numpy as np
 from ihc_score.stain import DEFAULT_STAINS, StainVectors, channel_sum, deconvolve, od_lut
 from ihc_score.tissue.artefact_params import ArtefactParams
 from ihc_score.tissue.bubbles import find_bubbles
-from ihc_score.tissue.masks import disc, hysteresis, remove_small
+from ihc_score.tissue.morphology import disc, hysteresis, remove_small
 
 if TYPE_CHECKING:
     from ihc_score.tissue.mask import TissueMask

@@ -29,7 +29,7 @@ import numpy as np
 
 from ihc_score.stain import channel_sum, od_lut
 from ihc_score.tissue.artefact_params import ArtefactParams
-from ihc_score.tissue.masks import disc, hysteresis, remove_small
+from ihc_score.tissue.morphology import disc, hysteresis, remove_small
 
 __all__ = ["find_bubbles"]
 

@@ -31,7 +31,7 @@ import numpy as np
 from ihc_score.checks import require_range
 from ihc_score.errors import NotBrightfieldError
 from ihc_score.stain import MIN_BRIGHTFIELD_BACKGROUND, channel_sum, estimate_background, od_lut
-from ihc_score.tissue.masks import fill_holes, remove_small
+from ihc_score.tissue.morphology import fill_holes, remove_small
 
 __all__ = ["TissueParams", "TissueMask", "detect_tissue", "detect_pen_ink", "is_brightfield"]
 

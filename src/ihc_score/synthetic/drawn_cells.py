@@ -1,8 +1,11 @@
 """Each drawn cell's DAB and its designed measurements, for :func:`ihc_score.synthetic.render.render_region` (pure).
 
-The per-cell DAB amplitude is set from the cell's drawn pixels, and the
-truth of a cell (its class, compartment means, pigment) is read from the
-pixels drawn for it, never from the tool's own measurement.
+Each cell's DAB amplitude is scaled so that the mean DAB OD over its nucleus
+grown by ``CELL_EXPANSION_UM`` is its designed target, and its truth (class,
+compartment means, pigment) is read from the pixels drawn for it. That
+expansion is also the scorer's default cell compartment, so on the default
+compartment this truth and the scorer share one definition of a cell: a
+known limit of these slides, which favour the default measurement.
 """
 
 from __future__ import annotations
@@ -15,11 +18,11 @@ from ihc_score.synthetic import pigments as pg
 from ihc_score.synthetic.layout import Cells
 from ihc_score.synthetic.spec import SynthSpec
 
-__all__: list[str] = []
+__all__ = ["CellDab", "cell_dab", "cell_stats"]
 
 
 @dataclass(frozen=True)
-class _CellDab:
+class CellDab:
     """DAB of an extended block and its per-cell sums.
 
     Per-cell arrays are indexed by local cell index + 1 (0 = no cell).
@@ -37,8 +40,8 @@ class _CellDab:
     amp: np.ndarray
 
 
-def _cell_dab(sub: Cells, owner: np.ndarray, body: np.ndarray, in_cell: np.ndarray, is_nuc: np.ndarray,
-              chrom: np.ndarray, tex: np.ndarray, stroma_dab: np.ndarray) -> _CellDab:
+def cell_dab(sub: Cells, owner: np.ndarray, body: np.ndarray, in_cell: np.ndarray, is_nuc: np.ndarray,
+              chrom: np.ndarray, tex: np.ndarray, stroma_dab: np.ndarray) -> CellDab:
     """DAB OD of a block, scaled so each cell's mean DAB OD over its expansion is its designed ``dab_target``.
 
     Parameters
@@ -58,7 +61,7 @@ def _cell_dab(sub: Cells, owner: np.ndarray, body: np.ndarray, in_cell: np.ndarr
 
     Returns
     -------
-    _CellDab
+    CellDab
     """
     k = len(sub) + 1
     ratio = np.concatenate([[0.0], sub.cytoplasm_ratio]).astype(np.float32)
@@ -72,10 +75,10 @@ def _cell_dab(sub: Cells, owner: np.ndarray, body: np.ndarray, in_cell: np.ndarr
     target = np.concatenate([[0.0], sub.dab_target])
     amp = np.where(s_pat > 0, np.maximum(target * n_cell - s_bg, 0.0) / np.maximum(s_pat, 1e-12), 0.0)
     dab = amp.astype(np.float32)[owner] * pattern + bg_dab
-    return _CellDab(cell_o, dab, n_cell, s_pat, s_bg, amp)
+    return CellDab(cell_o, dab, n_cell, s_pat, s_bg, amp)
 
 
-def _cell_stats(sel: np.ndarray, sub: Cells, nuc: np.ndarray, cd: _CellDab, pig: np.ndarray | None,
+def cell_stats(sel: np.ndarray, sub: Cells, nuc: np.ndarray, cd: CellDab, pig: np.ndarray | None,
                 spec: SynthSpec, rect: tuple[int, int, int, int], ext_xy: tuple[int, int]
                 ) -> dict[str, np.ndarray]:
     """Per-cell truth (see :class:`RenderedRegion`) of the cells whose designed centre is in the core.
@@ -88,7 +91,7 @@ def _cell_stats(sel: np.ndarray, sub: Cells, nuc: np.ndarray, cd: _CellDab, pig:
         The block's cells.
     nuc : (h, w) int32
         Nucleus labels of the extended block (local index + 1).
-    cd : _CellDab
+    cd : CellDab
         DAB and per-cell sums of the extended block.
     pig : (h, w, 2) float32 or None
         Pigment OD of the extended block.
