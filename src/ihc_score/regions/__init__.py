@@ -15,7 +15,7 @@ from ihc_score.regions.annotations import (
     load_annotations,
     read_annotations,
 )
-from ihc_score.regions.auto import TumourMap, find_metastases, tumour_map
+from ihc_score.regions.auto import SlideNuclei, TumourMap, find_metastases, tumour_map
 from ihc_score.regions.auto_params import AutoRegionParams
 from ihc_score.regions.geometry import (
     EXCLUDED_CLASSES,
@@ -41,6 +41,6 @@ __all__ = [
     "EXCLUDED_CLASSES", "Annotation", "Areal", "Region", "build_regions", "is_excluded", "make_areal",
     "region_membership", "ANNOTATION_SUFFIXES", "MAX_FILE_BYTES", "AnnotationFile", "find_annotation_file",
     "load_annotations", "read_annotations", "geojson_bytes", "imagescope_xml_bytes", "asap_xml_bytes",
-    "write_geojson", "write_imagescope_xml", "write_asap_xml", "class_color", "AutoRegionParams", "TumourMap",
+    "write_geojson", "write_imagescope_xml", "write_asap_xml", "class_color", "AutoRegionParams", "SlideNuclei", "TumourMap",
     "tumour_map", "find_metastases",
 ]

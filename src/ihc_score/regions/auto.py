@@ -110,10 +110,61 @@ from ihc_score.regions.auto_params import AutoRegionParams
 from ihc_score.regions.geometry import Region
 from ihc_score.tissue import fill_holes, remove_small
 
-__all__ = ["TumourMap", "tumour_map", "find_metastases"]
+__all__ = ["SlideNuclei", "TumourMap", "tumour_map", "find_metastases"]
 
 #: Densities above this (per mm^2) share the top bin of the Otsu histogram.
 _OTSU_RANGE_PER_MM2 = 20000.0
+
+
+@dataclass(frozen=True, eq=False)
+class SlideNuclei:
+    """The nuclei of one slide with its tissue mask: what the automatic regions are found from.
+
+    Attributes
+    ----------
+    l0_x, l0_y : ndarray, shape (n,)
+        Nucleus centroids, level-0 px (pixel centres at integer coordinates).
+    nucleus_area_um2 : ndarray, shape (n,)
+        Nucleus areas, um^2.
+    tissue : ndarray of bool, (h, w)
+        Tissue mask of the slide.
+    tissue_downsample : float
+        Level-0 px per tissue-mask pixel.
+    mpp_um : float
+        Level-0 pixel size, um/px.
+    l0_size : (int, int)
+        Level-0 ``(width, height)``, px.
+
+    Raises
+    ------
+    ValueError
+        Arrays of unequal length, or a non-positive pixel size, downsample or
+        slide size.
+    """
+
+    l0_x: np.ndarray
+    l0_y: np.ndarray
+    nucleus_area_um2: np.ndarray
+    tissue: np.ndarray
+    tissue_downsample: float
+    mpp_um: float
+    l0_size: tuple[int, int]
+
+    def __post_init__(self) -> None:
+        x, y, area = np.asarray(self.l0_x), np.asarray(self.l0_y), np.asarray(self.nucleus_area_um2)
+        if not (x.shape == y.shape == area.shape and x.ndim == 1):
+            raise ValueError("l0_x, l0_y and nucleus_area_um2 must be 1-d arrays of equal length")
+        if not self.mpp_um > 0:
+            raise ValueError(f"mpp_um must be > 0 um/px, got {self.mpp_um!r}")
+        if not self.tissue_downsample > 0:
+            raise ValueError(f"tissue_downsample must be > 0, got {self.tissue_downsample!r}")
+        size = (int(self.l0_size[0]), int(self.l0_size[1]))
+        if min(size) < 1:
+            raise ValueError(f"l0_size must be a positive (width, height), got {self.l0_size!r}")
+        # frozen: the normalised values are set once, here
+        for name, value in (("l0_x", x), ("l0_y", y), ("nucleus_area_um2", area),
+                            ("tissue", np.asarray(self.tissue, dtype=bool)), ("l0_size", size)):
+            object.__setattr__(self, name, value)
 
 
 @dataclass(frozen=True)
@@ -169,30 +220,6 @@ def _otsu(values: np.ndarray) -> float:
     scaled = np.clip(values * (255.0 / _OTSU_RANGE_PER_MM2), 0, 255).astype(np.uint8).reshape(-1, 1)
     t, _ = cv2.threshold(scaled, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
     return (t + 0.5) * _OTSU_RANGE_PER_MM2 / 255.0
-
-
-def _checked_inputs(
-    l0_x: np.ndarray,
-    l0_y: np.ndarray,
-    nucleus_area_um2: np.ndarray,
-    tissue_downsample: float,
-    mpp_um: float,
-    l0_size: tuple[int, int],
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
-    """The nucleus arrays as ndarrays and the level-0 ``(width, height)`` as ints, px; ValueError on bad input."""
-    l0_x = np.asarray(l0_x)
-    l0_y = np.asarray(l0_y)
-    nucleus_area_um2 = np.asarray(nucleus_area_um2)
-    if not (l0_x.shape == l0_y.shape == nucleus_area_um2.shape and l0_x.ndim == 1):
-        raise ValueError("l0_x, l0_y and nucleus_area_um2 must be 1-d arrays of equal length")
-    if not mpp_um > 0:
-        raise ValueError(f"mpp_um must be > 0 um/px, got {mpp_um!r}")
-    if not tissue_downsample > 0:
-        raise ValueError(f"tissue_downsample must be > 0, got {tissue_downsample!r}")
-    w0, h0 = int(l0_size[0]), int(l0_size[1])
-    if w0 < 1 or h0 < 1:
-        raise ValueError(f"l0_size must be a positive (width, height), got {l0_size!r}")
-    return l0_x, l0_y, nucleus_area_um2, w0, h0
 
 
 def _grid_counts(
@@ -255,33 +282,25 @@ def _shaped_mask(candidate: np.ndarray, on_tissue: np.ndarray, p: AutoRegionPara
     return remove_small(mask, max(p.min_area_mm2 / cell_mm2, 1.0))
 
 
-def tumour_map(
-    l0_x: np.ndarray,
-    l0_y: np.ndarray,
-    nucleus_area_um2: np.ndarray,
-    *,
-    tissue: np.ndarray,
-    tissue_downsample: float,
-    mpp_um: float,
-    l0_size: tuple[int, int],
-    params: AutoRegionParams = AutoRegionParams(),
-) -> TumourMap:
+def tumour_map(nuclei: SlideNuclei, params: AutoRegionParams = AutoRegionParams()) -> TumourMap:
     """Density of tumour-like nuclei and the tumour mask on a grid (steps 1-6 of the module docstring).
 
-    Parameters are those of :func:`find_metastases`.
+    Parameters
+    ----------
+    nuclei : SlideNuclei
+    params : AutoRegionParams
 
     Returns
     -------
     TumourMap
     """
-    l0_x, l0_y, nucleus_area_um2, w0, h0 = _checked_inputs(
-        l0_x, l0_y, nucleus_area_um2, tissue_downsample, mpp_um, l0_size
-    )
+    n = nuclei
     p = params
-    grid_px = p.grid_um / mpp_um
+    grid_px = p.grid_um / n.mpp_um
+    w0, h0 = n.l0_size
     gw, gh = max(int(math.ceil(w0 / grid_px)), 1), max(int(math.ceil(h0 / grid_px)), 1)
-    on_tissue = _grid_tissue(np.asarray(tissue, dtype=bool), tissue_downsample, (gh, gw), grid_px)
-    counts, counts_all = _grid_counts(l0_x, l0_y, nucleus_area_um2, grid_px, (gh, gw), p.min_nucleus_area_um2)
+    on_tissue = _grid_tissue(n.tissue, n.tissue_downsample, (gh, gw), grid_px)
+    counts, counts_all = _grid_counts(n.l0_x, n.l0_y, n.nucleus_area_um2, grid_px, (gh, gw), p.min_nucleus_area_um2)
 
     cell_mm2 = (p.grid_um * 1e-3) ** 2
     counts, counts_all, density = _smoothed_density(counts, counts_all, on_tissue, p, cell_mm2)
@@ -329,33 +348,13 @@ def _polygons(mask: np.ndarray, grid_px: float, simplify_px: float) -> list[Poly
     return polys
 
 
-def find_metastases(
-    l0_x: np.ndarray,
-    l0_y: np.ndarray,
-    nucleus_area_um2: np.ndarray,
-    *,
-    tissue: np.ndarray,
-    tissue_downsample: float,
-    mpp_um: float,
-    l0_size: tuple[int, int],
-    params: AutoRegionParams = AutoRegionParams(),
-) -> tuple[Region, ...]:
+def find_metastases(nuclei: SlideNuclei, params: AutoRegionParams = AutoRegionParams()) -> tuple[Region, ...]:
     """Metastases of a slide found from its nuclei (method in the module docstring).
 
     Parameters
     ----------
-    l0_x, l0_y : ndarray, shape (n,)
-        Nucleus centroids, level-0 px (pixel centres at integer coordinates).
-    nucleus_area_um2 : ndarray, shape (n,)
-        Nucleus areas, um^2.
-    tissue : ndarray of bool, (h, w)
-        Tissue mask of the slide.
-    tissue_downsample : float
-        Level-0 px per tissue-mask pixel.
-    mpp_um : float
-        Level-0 pixel size, um/px.
-    l0_size : (int, int)
-        Level-0 ``(width, height)``.
+    nuclei : SlideNuclei
+        The slide's nuclei, tissue mask and pixel size.
     params : AutoRegionParams
 
     Returns
@@ -366,18 +365,9 @@ def find_metastases(
         cell in level-0 px); geometry a valid Polygon (holes allowed) in
         level-0 px; ``source="auto"``, ``classification="Tumor"``. Empty when
         no part of the tissue is dense enough.
-
-    Raises
-    ------
-    ValueError
-        Arrays of unequal length, or a non-positive pixel size, downsample or
-        slide size.
     """
-    tmap = tumour_map(
-        l0_x, l0_y, nucleus_area_um2, tissue=tissue, tissue_downsample=tissue_downsample,
-        mpp_um=mpp_um, l0_size=l0_size, params=params,
-    )
-    polys = _polygons(tmap.mask, tmap.grid_px, params.simplify_um / mpp_um)
+    tmap = tumour_map(nuclei, params)
+    polys = _polygons(tmap.mask, tmap.grid_px, params.simplify_um / nuclei.mpp_um)
     g = tmap.grid_px
     keyed = sorted(
         ((round(p.centroid.y / g), round(p.centroid.x / g)), i) for i, p in enumerate(polys)

@@ -22,7 +22,7 @@ import shapely
 from ihc_score.cells import CellTable, Outlines
 from ihc_score.errors import IhcScoreError
 from ihc_score.model import Model
-from ihc_score.regions import Annotation, Region, build_regions, find_metastases, region_membership
+from ihc_score.regions import Annotation, Region, SlideNuclei, build_regions, find_metastases, region_membership
 from ihc_score.results import SlideDetail, SlideResult
 from ihc_score.run.plan import SlidePlan, as_regions, plan_slide
 from ihc_score.run.tile_scoring import TileResult, checks_pigment, concat_outlines, score_tiles, tile_tasks
@@ -166,11 +166,9 @@ def _regions(
         return None, np.ones((1, n), dtype=bool), ()
     regions, flags = plan.regions, ()
     if regions is None:
-        regions = find_metastases(
-            cells.l0_x, cells.l0_y, cells.table.nucleus_area_um2, tissue=plan.tissue,
-            tissue_downsample=plan.tissue_downsample, mpp_um=plan.mpp_um, l0_size=plan.l0_size,
-            params=model.auto_regions,
-        )  # fmt: skip
+        nuclei = SlideNuclei(cells.l0_x, cells.l0_y, cells.table.nucleus_area_um2, plan.tissue,
+                             plan.tissue_downsample, plan.mpp_um, plan.l0_size)
+        regions = find_metastases(nuclei, model.auto_regions)
         if regions and plan.exclusions:
             shapes = [Annotation(r.name, "Tumor", r.geometry) for r in regions] + list(plan.exclusions)
             regions = build_regions(shapes, slide_size=plan.l0_size, source="auto", origin=plan.annotation_file)
