@@ -9,9 +9,13 @@ case below, scores each with the default model, through the same
 ``score_slide`` the CLI runs, and prints the true and measured H-score,
 percent positive and cell count. The truth counts every cell a detector
 should find: tumour cells by their designed class, stromal nuclei as class 0
-(the model has no tumour-cell filter yet). ``fixed`` repeats the score with
-the textbook stain vectors and a white background, to show what the slide's
-own stain estimate buys.
+(the model has no tumour-cell filter yet). The slides are drawn with the
+generator's own dyes and optics (``ihc_score.synthetic.optics``), with
+hue-shifted dyes, tinted glass and JPEG quality 60 among the cases (the
+non-linear scanners are compared in ``scanner_sweep.py``). ``fixed`` repeats
+the score with the textbook stain vectors and a white background, to show
+what the slide's own stain estimate buys. Slides are cached per generator
+version.
 
 Targets (issue "Score a folder of S100A9 slides end to end"): |H - truth| <= 10
 and cell count within 10 % on every slide.
@@ -22,25 +26,29 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from ihc_score.model import default_model
 from ihc_score.run import score_slide
 from ihc_score.score import ClassCounts
-from ihc_score.stain import DEFAULT_STAINS
-from ihc_score.synthetic import make_slide, preset, shift_stains
+from ihc_score.synthetic import DEFAULT_DYES, GENERATOR_VERSION, SCANNERS, make_slide, preset, shift_dyes
 
 CACHE = Path(__file__).resolve().parent / "cache"
+REFERENCE = SCANNERS["reference"]
 
 #: name -> (preset, extra SynthSpec fields)
 CASES: dict[str, tuple[str, dict]] = {
     "default": ("default", {}),
     "negative": ("negative", {}),
     "strong": ("strong", {}),
+    "near-cutoff": ("near-cutoff", {}),
     "shifted -10deg, yellow glass": ("shifted-stains", {}),
-    "shifted +12deg, dim glass": ("default", {"stains": shift_stains(DEFAULT_STAINS, 12.0), "background": (215.0, 212.0, 205.0)}),
-    "shifted +20deg, dim yellow": ("default", {"stains": shift_stains(DEFAULT_STAINS, 20.0), "background": (225.0, 215.0, 190.0)}),
-    "jpeg q60": ("default", {"jpeg_quality": 60}),
+    "shifted +12deg, dim glass": ("default", {"dyes": shift_dyes(DEFAULT_DYES, 12.0),
+                                              "scanner": replace(REFERENCE, glass=(215.0, 212.0, 205.0))}),
+    "shifted +20deg, dim yellow": ("default", {"dyes": shift_dyes(DEFAULT_DYES, 20.0),
+                                               "scanner": replace(REFERENCE, glass=(225.0, 215.0, 190.0))}),
+    "jpeg q60": ("default", {"scanner": replace(REFERENCE, jpeg_quality=60)}),
     "dense tumour": ("strong", {"tumour_density_per_mm2": 7000.0}),
 }
 
@@ -53,7 +61,7 @@ def truth_counts(truth: dict) -> ClassCounts:
 def slide_for(name: str, seed: int, width: int, height: int) -> tuple[Path, dict]:
     base, fields = CASES[name]
     key = name.replace(" ", "_").replace(",", "").replace("+", "p")
-    path = CACHE / f"{key}-s{seed}-{width}x{height}.svs"
+    path = CACHE / f"{key}-s{seed}-{width}x{height}-g{GENERATOR_VERSION}.svs"
     truth_file = path.with_suffix(".truth.json")
     if not truth_file.exists():
         CACHE.mkdir(parents=True, exist_ok=True)

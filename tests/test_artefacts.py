@@ -62,7 +62,7 @@ def rendered(spec: SynthSpec) -> tuple[np.ndarray, dict]:
     """Whole slide (level 0, after JPEG) and its truth."""
     layout = make_layout(spec)
     region = render_region(layout, (0, 0), (spec.width, spec.height))
-    return jpeg(region.rgb), build_truth(layout, [region.stats])
+    return jpeg(region.rgb, spec.scanner.jpeg_quality), build_truth(layout, [region.stats])
 
 
 def thumbnail(rgb: np.ndarray, spec: SynthSpec, um: float = THUMB_UM) -> tuple[np.ndarray, float]:
@@ -169,7 +169,7 @@ def test_artefact_blocks_render_identically_across_seams() -> None:
                               PenStroke(points=((0.1, 0.9), (0.9, 0.8)), width_um=40.0, name="p")))
     layout = make_layout(spec)
     whole = render_region(layout, (0, 0), (900, 700), noise_key=(0,)).rgb.astype(int)
-    spec0 = replace(spec, noise_sigma=0.0)
+    spec0 = replace(spec, scanner=replace(spec.scanner, noise_sigma=0.0))
     layout0 = make_layout(spec0)
     a = render_region(layout0, (0, 0), (900, 700)).rgb
     b = np.concatenate([render_region(layout0, (0, 0), (450, 700)).rgb,
@@ -324,9 +324,9 @@ def test_pen_ink_is_found_by_detect_tissue(art_thumb) -> None:
 def test_blur_patch_blocks_are_found_and_in_focus_blocks_are_not() -> None:
     rgb, _ = rendered(ART)
     b = blur_block_px(ART.mpp_um)
-    focus = block_focus(rgb, background=ART.background, mpp_um=ART.mpp_um)
+    focus = block_focus(rgb, background=ART.scanner.glass, mpp_um=ART.mpp_um)
     assert focus.blurred.shape == (-(-ART.height // b), -(-ART.width // b))
-    assert np.array_equal(focus.blurred, blurred_blocks(rgb, background=ART.background, mpp_um=ART.mpp_um))
+    assert np.array_equal(focus.blurred, blurred_blocks(rgb, background=ART.scanner.glass, mpp_um=ART.mpp_um))
     size = (ART.width, ART.height)
     patch = next(a for a in ART.artefacts if isinstance(a, BlurPatch))
     others = shapely.union_all([outline(a, size, ART.mpp_um) for a in ART.artefacts if a is not patch])
@@ -364,7 +364,7 @@ def test_blur_detector_finds_patches_of_1_5_um_at_two_pixel_sizes(sigma_um: floa
                      regions=(TumourRegion(center=(0.5, 0.5), radii=(0.6, 0.6)),),
                      artefacts=(BlurPatch(center=(0.0, 0.5), radii=(0.45, 0.9), sigma_um=sigma_um),))
     rgb = jpeg(render_region(make_layout(spec), (0, 0), (side, side)).rgb)
-    focus = block_focus(rgb, background=spec.background, mpp_um=mpp_um)
+    focus = block_focus(rgb, background=spec.scanner.glass, mpp_um=mpp_um)
     b = blur_block_px(mpp_um)
     cover = block_cover(outline(spec.artefacts[0], (side, side), mpp_um), rgb.shape[:2], b)
     tissue = focus.tissue_fraction >= 0.5

@@ -41,12 +41,13 @@ def test_sample_slides_match_truth(model, name):
 
 
 def test_drifted_stains_are_recovered(tmp_path, model):
-    """Stains 20 degrees off the textbook and a dim yellowish background: the estimate keeps H within 10."""
-    from ihc_score.stain import DEFAULT_STAINS
-    from ihc_score.synthetic import shift_stains
+    """Dyes turned 20 degrees and a dim yellowish glass: the estimate keeps H within 10."""
+    from dataclasses import replace
 
-    spec = preset("default", width=3000, height=2400, seed=11, stains=shift_stains(DEFAULT_STAINS, 20.0),
-                  background=(225.0, 215.0, 190.0))
+    from ihc_score.synthetic import DEFAULT_DYES, SCANNERS, shift_dyes
+
+    spec = preset("default", width=3000, height=2400, seed=11, dyes=shift_dyes(DEFAULT_DYES, 20.0),
+                  scanner=replace(SCANNERS["reference"], glass=(225.0, 215.0, 190.0)))
     truth = make_slide(tmp_path / "drift.svs", spec)
     want = truth_counts(truth)
     estimated = score_slide(tmp_path / "drift.svs", model, region_mode="tissue")

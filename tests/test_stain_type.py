@@ -21,13 +21,13 @@ from ihc_score.stain import (
     StainVectors,
     angle_deg,
     compose_rgb,
-    deconvolve,
     estimate_background,
     estimate_stains,
     identify_stain,
     require_dab,
 )
-from ihc_score.synthetic import make_layout, make_slide, preset, render_region
+from ihc_score.synthetic import DEFAULT_DYES, Dyes, make_layout, make_slide, preset, render_region
+from ihc_score.synthetic.optics import sensor_rgb, transmittance
 from vectors import rotate
 
 WHITE = (255.0, 255.0, 255.0)
@@ -261,7 +261,7 @@ def test_real_double_stain_with_dab_is_planned(shared_data: Path, model) -> None
 
 def test_synthetic_he_slide_gets_no_h_score(tmp_path: Path, model) -> None:
     """The generator's slide drawn with eosin in place of DAB: H&E, refused before any tile is scored."""
-    spec = preset("default", width=1200, height=900, seed=7, stains=StainVectors(RUIFROK_HEMATOXYLIN, EOSIN_QUPATH))
+    spec = preset("default", width=1200, height=900, seed=7, dyes=Dyes(DEFAULT_DYES.hematoxylin, EOSIN_QUPATH))
     make_slide(tmp_path / "he.svs", spec)
     with pytest.raises(NotDabStainError, match=r"^he\.svs: stained H&E"):
         score_slide(tmp_path / "he.svs", model, region_mode="tissue")
@@ -282,10 +282,13 @@ def test_hematoxylin_only_field_scores_zero(tmp_path: Path, model) -> None:
     """A synthetic field with its DAB removed (hematoxylin only, no eosin): scored, H-score 0, not refused."""
     spec = preset("default", width=1200, height=1000, seed=3, tissue_fraction=0.6)
     rgb = render_region(make_layout(spec), (0, 0), (1200, 1000)).rgb
-    conc = deconvolve(rgb, spec.render_stains)
+    # unmixed with the generator's own dyes and glass (its reference scanner is linear, without crosstalk)
+    od = -np.log10(np.maximum(rgb, 1.0) / np.asarray(spec.scanner.glass))
+    conc = od @ np.linalg.inv(spec.dyes.matrix)
     conc[..., 1] = 0.0
     png = tmp_path / "hematoxylin-only.png"
-    cv2.imwrite(str(png), cv2.cvtColor(compose_rgb(conc, spec.render_stains), cv2.COLOR_RGB2BGR))
+    h_only = sensor_rgb(transmittance(conc @ spec.dyes.matrix), spec.scanner)
+    cv2.imwrite(str(png), cv2.cvtColor(h_only, cv2.COLOR_RGB2BGR))
     result = score_slide(png, model, mpp_option_um=0.25, region_mode="tissue")
     (region,) = result.regions
     assert result.status == "ok" and region.counts.n > 50 and region.counts.h_score == 0.0

@@ -1,7 +1,7 @@
 """Drawing synthetic artefacts into a rendered rectangle (pure).
 
-:func:`apply_absorbers` changes the stain concentrations before the optics
-blur (folds, pen ink); :func:`apply_optics` changes the image after it
+:func:`apply_absorbers` changes the drawn OD before the optics blur (folds,
+pen ink); :func:`apply_optics` changes the transmitted light after it
 (out-of-focus patches, air bubbles). The artefacts, their outlines and the
 margin a rectangle needs are in :mod:`ihc_score.synthetic.artefacts`, whose
 docstring gives the conventions.
@@ -94,59 +94,51 @@ def _segment_distance(xs: np.ndarray, ys: np.ndarray, pts: np.ndarray) -> np.nda
     return best
 
 
-def _od_to_conc(od: tuple[float, float, float], stains_matrix: np.ndarray) -> np.ndarray:
-    """Concentrations (H, DAB, residual) whose OD is ``od``: ``od @ inv(M)``."""
-    return (np.asarray(od, np.float64) @ np.linalg.inv(stains_matrix)).astype(np.float32)
-
-
-def apply_absorbers(conc: np.ndarray, artefacts: tuple[Artefact, ...], *, size: tuple[int, int], mpp_um: float,
-                    stains_matrix: np.ndarray, l0_xy: tuple[int, int]) -> np.ndarray:
-    """Folds and pen ink drawn into stain concentrations (before the optics blur).
+def apply_absorbers(od: np.ndarray, artefacts: tuple[Artefact, ...], *, size: tuple[int, int], mpp_um: float,
+                    l0_xy: tuple[int, int]) -> np.ndarray:
+    """Folds and pen ink drawn into the OD (before the optics blur).
 
     Parameters
     ----------
-    conc : ndarray, float32, (h, w, 3)
-        Hematoxylin, DAB, residual OD of a rectangle at ``l0_xy``.
+    od : ndarray, float32, (h, w, 3)
+        OD (R, G, B, base 10) of a rectangle at ``l0_xy``.
     artefacts : tuple
     size : (int, int)
         Slide (width, height), level-0 px.
     mpp_um : float
-    stains_matrix : (3, 3) array
-        Rows hematoxylin, DAB, residual OD vectors the image is composed with.
     l0_xy : (int, int)
-        Top-left corner of ``conc``, level-0 px.
+        Top-left corner of ``od``, level-0 px.
 
     Returns
     -------
     ndarray, float32, (h, w, 3)
-        A new array; ``conc`` is not changed.
+        A new array; ``od`` is not changed.
     """
-    out = conc.copy()
+    out = od.copy()
     w, h = size
     edge = EDGE_UM / mpp_um
-    place = (size, mpp_um, l0_xy, conc.shape[:2])
+    place = (size, mpp_um, l0_xy, od.shape[:2])
     for a, (rows, cols, xs, ys) in _placed(artefacts, Fold, edge, *place):
         out[rows, cols] *= (1.0 + (a.od_factor - 1.0) * _fold_weight(a, xs, ys, w, h, edge))[..., None]
     ink_edge = _INK_EDGE_UM / mpp_um
     for a, (rows, cols, xs, ys) in _placed(artefacts, PenStroke, ink_edge, *place):
         pts = np.array([(x * w, y * h) for x, y in a.points])
         wt = _ramp(0.5 * a.width_um / mpp_um - _segment_distance(xs, ys, pts), ink_edge)
-        out[rows, cols] += wt[..., None] * _od_to_conc(INK_OD[a.colour], stains_matrix)
+        out[rows, cols] += wt[..., None] * np.asarray(INK_OD[a.colour], np.float32)
     return out
 
 
-def apply_optics(conc: np.ndarray, conc_blurred: np.ndarray, artefacts: tuple[Artefact, ...], *,
-                 size: tuple[int, int], mpp_um: float, base_sigma_px: float, stains_matrix: np.ndarray,
-                 l0_xy: tuple[int, int]) -> np.ndarray:
-    """Out-of-focus patches and air bubbles drawn into an optics-blurred rectangle.
+def apply_optics(od: np.ndarray, light_blurred: np.ndarray, artefacts: tuple[Artefact, ...], *,
+                 size: tuple[int, int], mpp_um: float, base_sigma_px: float, l0_xy: tuple[int, int]) -> np.ndarray:
+    """Out-of-focus patches and air bubbles drawn into the optics-blurred transmitted light of a rectangle.
 
     Parameters
     ----------
-    conc : ndarray, float32, (h, w, 3)
-        Concentrations before the optics blur (after :func:`apply_absorbers`).
-    conc_blurred : ndarray, float32, (h, w, 3)
-        ``conc`` after the slide's own optics blur (``base_sigma_px``).
-    artefacts, size, mpp_um, stains_matrix, l0_xy
+    od : ndarray, float32, (h, w, 3)
+        OD before the optics blur (after :func:`apply_absorbers`).
+    light_blurred : ndarray, float32, (h, w, 3)
+        Its transmitted light ``10 ** -od`` after the slide's own optics blur (``base_sigma_px``).
+    artefacts, size, mpp_um, l0_xy
         As :func:`apply_absorbers`.
     base_sigma_px : float
         The slide's optics blur, level-0 px.
@@ -154,29 +146,31 @@ def apply_optics(conc: np.ndarray, conc_blurred: np.ndarray, artefacts: tuple[Ar
     Returns
     -------
     ndarray, float32, (h, w, 3)
-        A new array. In a patch the blur is ``sqrt(sigma^2 + base^2)``;
-        inside a bubble the tissue is ``0.6 x`` its OD, blurred by 1 um more,
-        and its rim adds grey OD ``rim_od`` (raised-cosine profile).
+        A new array of light. In a patch the blur is ``sqrt(sigma^2 +
+        base^2)``; inside a bubble the tissue is ``0.6 x`` its OD, blurred by
+        1 um more, and its rim adds grey OD ``rim_od`` (raised-cosine profile).
     """
-    out = conc_blurred.copy()
+    out = light_blurred.copy()
     w, h = size
     edge = EDGE_UM / mpp_um
-    place = (size, mpp_um, l0_xy, conc.shape[:2])
+    place = (size, mpp_um, l0_xy, od.shape[:2])
+    light = None
     for a, (rows, cols, xs, ys) in _placed(artefacts, BlurPatch, edge, *place):
+        light = np.power(np.float32(10.0), -od) if light is None else light
         s = math.hypot(a.sigma_um / mpp_um, base_sigma_px)
-        strong = cv2.GaussianBlur(conc, (0, 0), s)[rows, cols]
+        strong = cv2.GaussianBlur(light, (0, 0), s)[rows, cols]
         wt = _ellipse_weight(a, xs, ys, w, h, edge)[..., None]
         out[rows, cols] += wt * (strong - out[rows, cols])
-    grey = haze = None
+    haze = None
     for a, (rows, cols, xs, ys) in _placed(artefacts, AirBubble, edge, *place):
         half = _rim_half_px(a, mpp_um)
-        if grey is None:  # once for every bubble of the rectangle
-            grey = _od_to_conc((1.0, 1.0, 1.0), stains_matrix)
-            haze = _BUBBLE_PALE * cv2.GaussianBlur(conc, (0, 0), math.hypot(_BUBBLE_SIGMA_UM / mpp_um, base_sigma_px))
+        if haze is None:  # once for every bubble of the rectangle
+            pale = np.power(np.float32(10.0), -_BUBBLE_PALE * od)
+            haze = cv2.GaussianBlur(pale, (0, 0), math.hypot(_BUBBLE_SIGMA_UM / mpp_um, base_sigma_px))
         r = a.radius * w
         d = np.hypot(xs[None, :] - a.center[0] * w, ys[:, None] - a.center[1] * h)
         wi = _ramp(r - d, edge)[..., None]
         out[rows, cols] += wi * (haze[rows, cols] - out[rows, cols])
         rim = 0.5 * (1.0 + np.cos(math.pi * np.clip((d - r) / half, -1.0, 1.0)))
-        out[rows, cols] += (a.rim_od * rim).astype(np.float32)[..., None] * grey
+        out[rows, cols] *= np.power(np.float32(10.0), -(a.rim_od * rim).astype(np.float32))[..., None]
     return out

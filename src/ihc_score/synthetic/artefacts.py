@@ -5,14 +5,14 @@ gives its exact area as a polygon (level-0 px), and two functions of
 :mod:`ihc_score.synthetic.artefact_drawing` draw them into a rendered
 rectangle:
 
-* :func:`apply_absorbers` changes the stain concentrations before the optics
-  blur: a fold is a second layer of the same tissue, so every stain's OD is
-  multiplied by ``od_factor`` (about 1.8-2) inside the band, with a soft
-  edge of :data:`EDGE_UM`; pen ink adds the OD vector of its colour.
-* :func:`apply_optics` changes the image after the optics blur: an
-  out-of-focus patch replaces it by a stronger Gaussian blur of the
-  concentrations (``sigma_um``); an air bubble makes its inside paler and
-  slightly blurred and adds a thin, achromatic (grey) refraction rim.
+* :func:`apply_absorbers` changes the drawn OD before the optics blur: a
+  fold is a second layer of the same tissue, so the OD is multiplied by
+  ``od_factor`` (about 1.8-2) inside the band, with a soft edge of
+  :data:`EDGE_UM`; pen ink adds the OD vector of its colour.
+* :func:`apply_optics` changes the transmitted light after the optics blur:
+  an out-of-focus patch replaces it by a stronger Gaussian blur of the
+  light (``sigma_um``); an air bubble makes its inside paler and slightly
+  blurred and adds a thin, achromatic (grey) refraction rim.
 
 Both work on any rectangle with a margin of at least :func:`margin_px`, so a
 pixel is the same whichever rectangle it is rendered in. Nothing here draws

@@ -31,7 +31,7 @@ from scipy.spatial import cKDTree
 from ihc_score.synthetic import outlines as ol
 from ihc_score.synthetic import pigments as pg
 from ihc_score.synthetic import tissue_types as tt
-from ihc_score.synthetic.spec import CELL_EXPANSION_UM, SynthSpec
+from ihc_score.synthetic.spec import CLASS_THRESHOLDS, THRESHOLD_GUARD_OD, SynthSpec
 from ihc_score.synthetic.tissue_types import Cells
 
 __all__ = ["Cells", "SlideLayout", "make_layout"]
@@ -170,6 +170,16 @@ def _classes(rng: np.random.Generator, latent: np.ndarray, proportions: tuple[fl
     return np.searchsorted(bounds, rank, side="right").astype(np.int8)
 
 
+def _designed_targets(rng: np.random.Generator, bands: tuple[tuple[float, float], ...], klass: np.ndarray
+                      ) -> np.ndarray:
+    """Designed cell DAB OD means: uniform in each class's band, kept ``THRESHOLD_GUARD_OD`` from the thresholds."""
+    b = np.asarray(bands, np.float64)
+    g = THRESHOLD_GUARD_OD
+    lo = np.array([0.0, *(t + g for t in CLASS_THRESHOLDS)])
+    hi = np.array([*(t - g for t in CLASS_THRESHOLDS), np.inf])
+    return np.clip(rng.uniform(b[klass, 0], b[klass, 1]), lo[klass], hi[klass])
+
+
 def _tumour_cells(rng: np.random.Generator, spec: SynthSpec, x: np.ndarray, y: np.ndarray, region: int,
                   latent: np.ndarray) -> Cells:
     n = x.shape[0]
@@ -181,11 +191,11 @@ def _tumour_cells(rng: np.random.Generator, spec: SynthSpec, x: np.ndarray, y: n
     cyto_h = rng.uniform(0.06, 0.11, n)
     ratio = rng.uniform(1.15, 1.6, n)
     klass = _classes(rng, latent, spec.regions[region].class_proportions)
-    bands = np.asarray(spec.class_bands)
-    target = rng.uniform(bands[klass, 0], bands[klass, 1])
+    target = _designed_targets(rng, spec.class_bands, klass)
+    half_gap = 0.5 * rng.uniform(*spec.cell_gap_um, n) / spec.mpp_um  # neighbours: the sum of two halves
     return tt.make_cells(rng, x, y, kind=tt.KIND_TUMOUR, mpp_um=spec.mpp_um, diameter_um=d, aspect=aspect,
                          harm=(0.08, 0.06), nucleus_h_od=nuc_h, cytoplasm_px=cyto, cytoplasm_h_od=cyto_h,
-                         cytoplasm_ratio=ratio, klass=klass, dab_target=target, region=region)
+                         cytoplasm_ratio=ratio, klass=klass, dab_target=target, region=region, half_gap_px=half_gap)
 
 
 def _poisson(rng: np.random.Generator, spec: SynthSpec, density_per_mm2: float,
@@ -323,10 +333,9 @@ def make_layout(spec: SynthSpec, cells: Cells | None = None) -> SlideLayout:
     outlines = _outlines(spec, step_px, tissue, tumour, necroses)
     if cells is None:
         cells = _place_cells(spec, rng, step_px, tissue, tumour, outlines, necroses)
-    grow = CELL_EXPANSION_UM / spec.mpp_um
-    rmax = 0.0
-    if len(cells):
+    rmax = grow = 0.0
+    if len(cells):  # a cell's body reaches its nucleus's outer radius plus its cytoplasm width
         rmax = float(np.max(cells.radius_a * (1.0 + cells.harm2 + cells.harm3)))
-        grow = max(grow, float(np.max(cells.cytoplasm_px)))
+        grow = float(np.max(cells.cytoplasm_px))
     return SlideLayout(spec, step_px, tissue, tumour, _textures(spec.seed, spec.mpp_um), cells, rmax + grow + 2.0,
                        necrosis_um, outlines, necroses, pg.make_granules(spec, cells))

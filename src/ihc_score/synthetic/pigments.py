@@ -2,11 +2,11 @@
 
 Pigment is drawn as an extra Beer-Lambert term with its own OD vector::
 
-    RGB = I0 * 10 ** -(OD_H * h + OD_DAB * d + OD_res * r + OD_pig * p)
+    T = 10 ** -(OD_H * h + OD_DAB * d + OD_res * r + OD_pig * p)
 
 where ``p`` is the pigment OD along its unit vector. Each pigmented cell gets
 small dense blobs inside its cytoplasm (:func:`make_granules`), drawn only
-on pixels of its own territory (:func:`splat_granules`), so the pigment of a
+on pixels of its own body (:func:`splat_granules`), so the pigment of a
 cell never spills into its neighbours. Lengths are level-0 px unless named
 ``_um``; OD base-10.
 
@@ -18,13 +18,13 @@ R 610 nm, G 540 nm, B 465 nm, then normalised:
 
 * melanin, ``k = 3.5`` (the absorption of eumelanin falls about as
   ``lambda ** -3.5`` across the visible [1]_): (0.316, 0.484, 0.816),
-  6.0 degrees from the Ruifrok-Johnston DAB vector, i.e. hue alone cannot
-  tell them apart; in the default H-DAB basis it is DAB 1.02, hematoxylin
-  -0.04, residual 0.10 per unit OD.
+  4.6 degrees from the generator's DAB vector, i.e. hue alone cannot
+  tell them apart; in the generator's dye basis it is DAB 1.00,
+  hematoxylin -0.12, residual 0.12 per unit OD.
 * hemosiderin, ``k = 6`` (iron(III) oxyhydroxide absorbs more steeply
   towards blue, hence golden-brown [2]_; the exponent is a modelling choice
-  that gives its yellower hue): (0.179, 0.372, 0.911), 14.6 degrees from
-  DAB; DAB 1.26, hematoxylin -0.37, residual 0.12 per unit OD.
+  that gives its yellower hue): (0.179, 0.372, 0.911), 14.3 degrees from
+  DAB; DAB 1.25, hematoxylin -0.47, residual 0.13 per unit OD.
 
 References
 ----------
@@ -41,8 +41,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ihc_score.stain import StainVectors
 from ihc_score.synthetic import tissue_types as tt
+from ihc_score.synthetic.optics import Dyes
 from ihc_score.synthetic.spec import SynthSpec
 
 __all__ = [
@@ -163,7 +163,7 @@ def splat_granules(granules: Granules, cell_label: np.ndarray, territory: np.nda
     cell_label : ndarray, int32, (h, w)
         Label of the cell owning each pixel of the block (0 = none).
     territory : ndarray, bool, (h, w)
-        Pixels a cell may hold pigment in (within the cell expansion).
+        Pixels a cell may hold pigment in (its body).
     x0, y0 : int
         Level-0 corner of the block.
 
@@ -208,12 +208,12 @@ def _blob_pixels(granules: Granules, cell_label: np.ndarray, territory: np.ndarr
     return flat, val.astype(np.float32)
 
 
-def pigment_concentrations(stains: StainVectors) -> np.ndarray:
-    """(2, 3) float32: melanin and hemosiderin unit OD vectors in the stain basis (H, DAB, residual).
+def pigment_concentrations(dyes: Dyes) -> np.ndarray:
+    """(2, 3) float32: melanin and hemosiderin unit OD vectors in a dye basis (H, DAB, residual).
 
-    ``OD_pig = c @ M`` with ``M`` the stain matrix, so adding ``p * c`` to
-    the concentrations adds exactly ``p * OD_pig`` to the OD of every
-    channel.
+    ``OD_pig = c @ M`` with ``M`` the dyes' (3, 3) ``matrix`` (any object
+    with one will do), so ``c[:, 1]`` is the DAB a pigment passes for in
+    that basis: what counting pigment as DAB measures.
     """
-    inv = np.linalg.inv(stains.matrix)
+    inv = np.linalg.inv(dyes.matrix)
     return (np.array([MELANIN_OD, HEMOSIDERIN_OD]) @ inv).astype(np.float32)

@@ -2,18 +2,30 @@
 
 from __future__ import annotations
 
-from ihc_score.stain import DEFAULT_STAINS
+from dataclasses import replace
+
 from ihc_score.synthetic.artefacts import AirBubble, BlurPatch, Fold, PenStroke
-from ihc_score.synthetic.spec import NecrosisRegion, SynthSpec, TumourRegion, shift_stains
+from ihc_score.synthetic.optics import DEFAULT_DYES, SCANNERS, shift_dyes
+from ihc_score.synthetic.spec import NecrosisRegion, SynthSpec, TumourRegion
 
 __all__ = ["PRESETS", "preset"]
 
 
 PRESETS: dict[str, dict] = {
     "default": {},
-    "shifted-stains": {"stains": shift_stains(DEFAULT_STAINS, -10.0), "background": (240.0, 235.0, 215.0)},
+    "shifted-stains": {"dyes": shift_dyes(DEFAULT_DYES, -10.0),
+                       "scanner": replace(SCANNERS["reference"], name="yellow-glass", glass=(240.0, 235.0, 215.0))},
     "negative": {"regions": (TumourRegion(class_proportions=(0.75, 0.2, 0.05, 0.0)),)},
     "strong": {"regions": (TumourRegion(class_proportions=(0.12, 0.25, 0.33, 0.30)),)},
+    "near-cutoff": {
+        "width": 6000, "height": 4000, "tissue_fraction": 0.5, "tissue_pieces": 1,
+        "regions": (
+            TumourRegion(center=(0.28, 0.5), radii=(0.19, 0.3), angle_deg=10.0,
+                         class_proportions=(0.46, 0.25, 0.20, 0.09), name="met-below"),
+            TumourRegion(center=(0.72, 0.5), radii=(0.19, 0.3), angle_deg=-15.0,
+                         class_proportions=(0.40, 0.27, 0.18, 0.15), name="met-above"),
+        ),
+    },
     "multi-met": {
         "width": 8000, "height": 6000, "host_tissue": "brain", "stroma_density_per_mm2": 600.0,
         "tissue_fraction": 0.7, "tissue_pieces": 1,
@@ -65,10 +77,14 @@ def preset(name: str, **overrides: object) -> SynthSpec:
     ----------
     name : str
         ``default`` (class proportions 0.4/0.3/0.2/0.1, H-score 100),
-        ``shifted-stains`` (as default, stain vectors hue-shifted by -10
-        degrees with :func:`shift_stains`, yellowish glass 240,235,215),
+        ``shifted-stains`` (as default, hematoxylin and DAB hue-shifted by
+        -10 degrees with :func:`~ihc_score.synthetic.optics.shift_dyes`, the
+        reference scanner with yellowish glass 240,235,215),
         ``negative`` (0.75/0.2/0.05/0, H-score 30) or ``strong``
-        (0.12/0.25/0.33/0.30, H-score 181), or ``multi-met`` (8000 x 6000
+        (0.12/0.25/0.33/0.30, H-score 181), or ``near-cutoff`` (6000 x
+        4000 px, two metastases either side of the H-score cut-off 100:
+        ``met-below`` 0.46/0.25/0.20/0.09, H-score 92, and ``met-above``
+        0.40/0.27/0.18/0.15, H-score 108), or ``multi-met`` (8000 x 6000
         px of brain parenchyma with two metastases: ``met-positive``
         0.10/0.20/0.40/0.30, H-score 190, with the necrosis ``necrosis-1``
         in its upper part, and ``met-negative`` 0.80/0.15/0.05/0, H-score

@@ -1,10 +1,12 @@
 """Rendering of a synthetic slide's level-0 rectangles (pure).
 
 :func:`render_region` draws any rectangle of a
-:class:`~ihc_score.synthetic.layout.SlideLayout` as stain concentrations and
-RGB (Beer-Lambert through :func:`ihc_score.stain.deconvolution.compose_rgb`), with nucleus
-and cell label images and the designed per-cell measurements. The rectangle
-is rendered with a margin wide enough that every pixel is the same whichever
+:class:`~ihc_score.synthetic.layout.SlideLayout` as dye amounts and RGB
+through the generator's own optics (:mod:`ihc_score.synthetic.optics`:
+dye OD vectors, Beer-Lambert, blur of the transmitted light, the scanner's
+crosstalk, tone curve, glass and noise), with nucleus and cell body label
+images and the per-cell truth read from the drawn bodies. The rectangle is
+rendered with a margin wide enough that every pixel is the same whichever
 rectangle it is rendered in, so a slide can be drawn block by block.
 """
 
@@ -16,13 +18,13 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ihc_score.stain import compose_rgb
 from ihc_score.synthetic import artefact_drawing as draw
 from ihc_score.synthetic import artefacts as art
+from ihc_score.synthetic import drawn_cells as dc
 from ihc_score.synthetic import pigments as pg
-from ihc_score.synthetic.drawn_cells import cell_dab, cell_stats
 from ihc_score.synthetic.layout import _TEXTURE_PX, Cells, SlideLayout
-from ihc_score.synthetic.spec import CELL_EXPANSION_UM, SynthSpec
+from ihc_score.synthetic.optics import glass_rgb, sensor_rgb, transmittance
+from ihc_score.synthetic.spec import SynthSpec
 
 __all__ = ["RenderedRegion", "render_region"]
 
@@ -31,17 +33,19 @@ __all__ = ["RenderedRegion", "render_region"]
 class RenderedRegion:
     """A rendered level-0 rectangle.
 
-    ``concentrations`` (h, w, 3) float32 OD of hematoxylin, DAB, residual
-    before blur; ``rgb`` (h, w, 3) uint8 after blur and noise;
-    ``nucleus_labels`` / ``cell_labels`` int32, cell index + 1 (0 = none);
-    ``stats`` per-cell measurements of the cells whose designed centre lies
-    in the rectangle: ``index`` (into the layout's cells), ``l0_x``,
-    ``l0_y`` (nucleus centroid), ``nucleus_px``, ``cell_px``,
-    ``dab_cell_mean``, ``dab_nucleus_mean``, ``dab_cytoplasm_mean``, and
+    ``concentrations`` (h, w, 3) float32 amounts (OD along each unit dye
+    vector) of hematoxylin, DAB, residual before blur; ``rgb`` (h, w, 3)
+    uint8 as the scanner records it; ``nucleus_labels`` / ``cell_labels``
+    int32 nuclei / cell bodies, cell index + 1 (0 = none); ``stats``
+    per-cell truth of the cells whose designed centre lies in the
+    rectangle, read from the pixels drawn for them: ``index`` (into the
+    layout's cells), ``l0_x``, ``l0_y`` (nucleus centroid), ``nucleus_px``,
+    ``cell_px`` (body pixels), ``dab_cell_mean`` (mean DAB amount over the
+    body), ``dab_nucleus_mean``, ``dab_cytoplasm_mean``, and
     on a layout with pigment ``pigment_px`` (pixels of pigment in the cell)
     and ``dab_pigment_cell_mean`` (the cell's mean DAB OD with the
     pigment's projection on the DAB channel added: what counting pigment as
-    DAB measures). ``concentrations`` holds the stains only; ``pigment``
+    DAB in the generator's dye basis measures). ``concentrations`` holds the dyes only; ``pigment``
     (h, w, 2) float32 the melanin and hemosiderin OD along their own
     vectors before blur (None on a layout without pigment), drawn on top.
     """
@@ -115,16 +119,6 @@ def _splat_nuclei(cells: Cells, x0: int, y0: int, w: int, h: int, tex: np.ndarra
     return labels.reshape(h, w), h_od.reshape(h, w), tex[..., 0]
 
 
-def _owners(nuc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Nearest nucleus label of every pixel and its distance (px)."""
-    if not nuc.any():
-        return np.zeros_like(nuc), np.full(nuc.shape, np.inf, np.float32)
-    dist, lab = cv2.distanceTransformWithLabels((nuc == 0).astype(np.uint8), cv2.DIST_L2, 5,
-                                                labelType=cv2.DIST_LABEL_PIXEL)
-    ids = np.concatenate([np.zeros(1, np.int32), nuc[nuc > 0]])
-    return ids[lab], dist
-
-
 def _field_max(layout: SlideLayout, x0: int, y0: int, w: int, h: int) -> float:
     st = layout.field_step_px
     g = layout.tissue_um
@@ -161,10 +155,12 @@ def _ground(layout: SlideLayout, tex: np.ndarray, alpha: np.ndarray, x0: int, y0
 
 
 def _add_noise(rgb: np.ndarray, spec: SynthSpec, noise_key: tuple[int, ...]) -> np.ndarray:
-    if spec.noise_sigma <= 0:
+    """Sensor noise of the scanner (8-bit units), seeded by the spec's seed and ``noise_key``."""
+    sigma = spec.scanner.noise_sigma
+    if sigma <= 0:
         return rgb
     rng = np.random.default_rng(np.random.SeedSequence([spec.seed, 2, *noise_key]))
-    noise = rng.standard_normal(rgb.shape, dtype=np.float32) * np.float32(spec.noise_sigma)
+    noise = rng.standard_normal(rgb.shape, dtype=np.float32) * np.float32(sigma)
     return np.clip(rgb + np.rint(noise), 0, 255).astype(np.uint8)
 
 
@@ -172,7 +168,7 @@ def _blank_region(layout: SlideLayout, l0_xy: tuple[int, int], size: tuple[int, 
                   noise_key: tuple[int, ...]) -> RenderedRegion:
     w, h = size
     rgb = np.empty((h, w, 3), np.uint8)
-    rgb[:] = compose_rgb(np.zeros((1, 3)), layout.spec.render_stains)[0]
+    rgb[:] = glass_rgb(layout.spec.scanner)
     keys = _STAT_KEYS if layout.granules is None else _STAT_KEYS + _PIGMENT_KEYS
     empty = {k: np.empty(0, np.int64 if k == "index" else np.float64) for k in keys}
     zeros = np.zeros((h, w), np.int32)
@@ -184,11 +180,14 @@ def _blank_region(layout: SlideLayout, l0_xy: tuple[int, int], size: tuple[int, 
 _STAT_KEYS = ("index", "l0_x", "l0_y", "nucleus_px", "cell_px", "dab_cell_mean", "dab_nucleus_mean",
               "dab_cytoplasm_mean")
 _PIGMENT_KEYS = ("pigment_px", "dab_pigment_cell_mean")
+#: Unit OD vectors of melanin and hemosiderin, rows (2, 3).
+_PIGMENT_OD = np.array([pg.MELANIN_OD, pg.HEMOSIDERIN_OD], np.float32)
+#: Thickness of a membranous ring, um.
+_MEMBRANE_UM = 1.0
 
 
-def _pigment(layout: SlideLayout, sel: np.ndarray, cell_o: np.ndarray, in_cell: np.ndarray, x0: int, y0: int
-             ) -> np.ndarray:
-    """Pigment OD (h, w, 2) of the extended block: granules of the selected cells, in their own territory."""
+def _pigment(layout: SlideLayout, sel: np.ndarray, cell_o: np.ndarray, x0: int, y0: int) -> np.ndarray:
+    """Pigment OD (h, w, 2) of the extended block: granules of the selected cells, in their own bodies."""
     g = layout.granules
     if sel.size == 0:
         return np.zeros((*cell_o.shape, 2), np.float32)
@@ -196,7 +195,7 @@ def _pigment(layout: SlideLayout, sel: np.ndarray, cell_o: np.ndarray, in_cell: 
     ok = sel[pos] == g.cell
     local = g.take(ok)
     local = pg.Granules(**{**local.__dict__, "cell": pos[ok].astype(np.int64) + 1})
-    return pg.splat_granules(local, cell_o, in_cell, x0, y0)
+    return pg.splat_granules(local, cell_o, cell_o > 0, x0, y0)
 
 
 def _margin_px(layout: SlideLayout, blur_px: float) -> int:
@@ -216,19 +215,47 @@ def _cells_near(layout: SlideLayout, x0: int, y0: int, w: int, h: int) -> np.nda
                           (cells.l0_y >= y0 - r) & (cells.l0_y < y0 + h + r))
 
 
-def _optics(drawn: np.ndarray, spec: SynthSpec, blur_px: float, l0_xy: tuple[int, int]) -> np.ndarray:
-    """OD (h, w, 3) of a block at level-0 ``l0_xy`` (px) after absorbers, blur (``blur_px``, px) and optics."""
-    where = {"size": (spec.width, spec.height), "mpp_um": spec.mpp_um, "stains_matrix": spec.render_stains.matrix,
-             "l0_xy": l0_xy}
+def _sheet(layout: SlideLayout, tissue: np.ndarray, x0: int, y0: int, w: int, h: int) -> np.ndarray:
+    """Weight (0-1) of the metastasis sheets in a block: 1 inside an outline, soft over 1 um, necroses cut out."""
+    st = layout.field_step_px
+    e = np.max([_field_block(t, st, x0, y0, w, h) for t in layout.tumour_um], axis=0)
+    e = np.minimum(e, tissue)
+    if layout.necrosis_um is not None and layout.spec.necroses:
+        e = np.minimum(e, -_field_block(layout.necrosis_um, st, x0, y0, w, h))
+    return np.clip(e + 0.5, 0.0, 1.0).astype(np.float32)
+
+
+def _optics(od: np.ndarray, spec: SynthSpec, blur_px: float, l0_xy: tuple[int, int]) -> np.ndarray:
+    """Transmitted light (h, w, 3) of a block at level-0 ``l0_xy`` (px) from its drawn OD, after blur (px) and optics.
+
+    Absorbers (folds, ink) change the OD; the scanner's blur and the optical
+    artefacts (out-of-focus patches, bubbles) act on the light.
+    """
+    where = {"size": (spec.width, spec.height), "mpp_um": spec.mpp_um, "l0_xy": l0_xy}
     if spec.artefacts:  # folds and ink absorb; the per-cell stats keep the designed values
-        drawn = draw.apply_absorbers(drawn, spec.artefacts, **where)
-    if blur_px > 0:
-        conc_b = cv2.GaussianBlur(drawn, (0, 0), blur_px)
-    else:
-        conc_b = drawn
+        od = draw.apply_absorbers(od, spec.artefacts, **where)
+    light = transmittance(od)
+    blurred = cv2.GaussianBlur(light, (0, 0), blur_px) if blur_px > 0 else light
     if spec.artefacts:
-        conc_b = draw.apply_optics(drawn, conc_b, spec.artefacts, base_sigma_px=blur_px, **where)
-    return conc_b
+        blurred = draw.apply_optics(od, blurred, spec.artefacts, base_sigma_px=blur_px, **where)
+    return blurred
+
+
+def _drawn(layout: SlideLayout, sub: Cells, tex: np.ndarray, alpha: np.ndarray, tissue: np.ndarray,
+           ext: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray, dc.CellDab]:
+    """Dye amounts (h, w, 3) of an extended block ``ext`` (x0, y0, w, h px), its nucleus labels and cell DAB."""
+    spec = layout.spec
+    nuc, nuc_h, chrom = _splat_nuclei(sub, *ext, tex)
+    owner, body = dc.cell_bodies(sub, nuc)
+    if spec.gap_fill == "glass":  # inside a metastasis only the cells are stained
+        alpha = np.where(body, alpha, alpha * (1.0 - _sheet(layout, tissue, *ext)))
+    stroma_h, stroma_dab = _ground(layout, tex, alpha, *ext)
+    pattern = dc.dab_pattern(spec.staining, sub, owner, body, nuc, chrom, tex[..., 1], _MEMBRANE_UM / spec.mpp_um)
+    cd = dc.cell_dab(sub, owner, body, pattern, stroma_dab)
+    cyto_h = np.concatenate([[0.0], sub.cytoplasm_h_od]).astype(np.float32)
+    hema = np.where(body & (nuc == 0), cyto_h[owner] * (0.7 + 0.6 * tex[..., 1]), stroma_h) + nuc_h
+    resid = alpha * 0.01 * (tex[..., 1] - 0.5)
+    return np.stack([hema, cd.dab, resid], axis=-1).astype(np.float32), nuc, cd
 
 
 def render_region(layout: SlideLayout, l0_xy: tuple[int, int], size: tuple[int, int], *,
@@ -255,40 +282,28 @@ def render_region(layout: SlideLayout, l0_xy: tuple[int, int], size: tuple[int, 
     spec = layout.spec
     x0, y0 = int(l0_xy[0]), int(l0_xy[1])
     w, h = int(size[0]), int(size[1])
-    blur_px = spec.blur_sigma_um / spec.mpp_um
+    blur_px = spec.scanner.blur_sigma_um / spec.mpp_um
     m = _margin_px(layout, blur_px)
-    ex0, ey0, ew, eh = x0 - m, y0 - m, w + 2 * m, h + 2 * m
-    sel = _cells_near(layout, ex0, ey0, ew, eh)
+    ext = (x0 - m, y0 - m, w + 2 * m, h + 2 * m)
+    sel = _cells_near(layout, *ext)
     sub = layout.cells.take(sel)
-    on_glass = bool(spec.artefacts) and art.touches(spec.artefacts, (spec.width, spec.height), spec.mpp_um,
-                                                    (ex0, ey0, ew, eh))
-    if len(sub) == 0 and _field_max(layout, ex0, ey0, ew, eh) < -8.0 and not on_glass:
+    on_glass = bool(spec.artefacts) and art.touches(spec.artefacts, (spec.width, spec.height), spec.mpp_um, ext)
+    if len(sub) == 0 and _field_max(layout, *ext) < -8.0 and not on_glass:
         return _blank_region(layout, (x0, y0), (w, h), noise_key)
-    ys = np.arange(ey0, ey0 + eh) % _TEXTURE_PX
-    xs = np.arange(ex0, ex0 + ew) % _TEXTURE_PX
+    ys = np.arange(ext[1], ext[1] + ext[3]) % _TEXTURE_PX
+    xs = np.arange(ext[0], ext[0] + ext[2]) % _TEXTURE_PX
     tex = layout.textures[ys[:, None], xs[None, :]]
-    tissue = _field_block(layout.tissue_um, layout.field_step_px, ex0, ey0, ew, eh)
+    tissue = _field_block(layout.tissue_um, layout.field_step_px, *ext)
     alpha = np.clip((tissue + 3.0 * (tex[..., 3] - 0.5)) / 1.5, 0.0, 1.0)
-    stroma_h, stroma_dab = _ground(layout, tex, alpha, ex0, ey0, ew, eh)
-    nuc, nuc_h, chrom = _splat_nuclei(sub, ex0, ey0, ew, eh, tex)
-    owner, dist = _owners(nuc)
-    cyto_px = np.concatenate([[0.0], sub.cytoplasm_px]).astype(np.float32)
-    body = (owner > 0) & (dist <= cyto_px[owner])
-    in_cell = (owner > 0) & (dist <= CELL_EXPANSION_UM / spec.mpp_um)
-    is_nuc = nuc > 0
-    cd = cell_dab(sub, owner, body, in_cell, is_nuc, chrom, tex, stroma_dab)
-    cyto_h = np.concatenate([[0.0], sub.cytoplasm_h_od]).astype(np.float32)
-    hema = np.where(body & ~is_nuc, cyto_h[owner] * (0.7 + 0.6 * tex[..., 1]), stroma_h) + nuc_h
-    resid = alpha * 0.01 * (tex[..., 1] - 0.5)
-    conc = np.stack([hema, cd.dab, resid], axis=-1).astype(np.float32)
-    pig = None if layout.granules is None else _pigment(layout, sel, cd.cell_o, in_cell, ex0, ey0)
-    # pigment adds its own OD term: p * OD_pig = (p * c_pig) @ M in the stain basis
-    drawn = conc if pig is None else conc + pig @ pg.pigment_concentrations(spec.render_stains)
-    conc_b = _optics(drawn, spec, blur_px, (ex0, ey0))
+    conc, nuc, cd = _drawn(layout, sub, tex, alpha, tissue, ext)
+    pig = None if layout.granules is None else _pigment(layout, sel, cd.cell_o, ext[0], ext[1])
+    od = conc @ spec.dyes.matrix.astype(np.float32)
+    if pig is not None:  # pigment adds its own OD along its own vectors
+        od += pig @ _PIGMENT_OD
+    light = _optics(od, spec, blur_px, ext[:2])
     core = (slice(m, m + h), slice(m, m + w))
-    rgb = compose_rgb(conc_b[core], spec.render_stains)
-    rgb = _add_noise(rgb, spec, noise_key)
-    stats = cell_stats(sel, sub, nuc, cd, pig, spec, (x0, y0, w, h), (ex0, ey0))
+    rgb = _add_noise(sensor_rgb(light[core], spec.scanner), spec, noise_key)
+    stats = dc.cell_stats(sel, sub, nuc, cd, pig, spec, (x0, y0, w, h), ext[:2])
     to_global = np.concatenate([[0], sel + 1]).astype(np.int32)
     return RenderedRegion((x0, y0), conc[core], rgb, to_global[nuc[core]], to_global[cd.cell_o[core]], stats,
                           None if pig is None else pig[core])

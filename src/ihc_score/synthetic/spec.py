@@ -1,8 +1,9 @@
 """Parameters of a synthetic slide: tumour regions and the spec.
 
 Everything that decides a synthetic slide (same spec, same bytes): the
-designed class thresholds and bands, :class:`TumourRegion`,
-:class:`SynthSpec` and :func:`shift_stains`; the named specs are in
+designed class thresholds and bands, the staining patterns,
+:class:`TumourRegion` and :class:`SynthSpec`; the dyes and scanners are in
+:mod:`ihc_score.synthetic.optics`, the named specs in
 :mod:`ihc_score.synthetic.presets`. Pure, no I/O.
 """
 
@@ -13,29 +14,36 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ihc_score.stain import DEFAULT_STAINS, StainVectors
 from ihc_score.synthetic.artefacts import AirBubble, Artefact, BlurPatch, Fold, PenStroke
+from ihc_score.synthetic.optics import DEFAULT_DYES, SCANNERS, Dyes, Scanner
 
 __all__ = [
     "GENERATOR_VERSION",
     "CLASS_THRESHOLDS",
     "CLASS_BANDS",
-    "CELL_EXPANSION_UM",
+    "THRESHOLD_GUARD_OD",
+    "STAININGS",
+    "GAP_FILLS",
     "TumourRegion",
     "NecrosisRegion",
     "HOST_TISSUES",
     "PIGMENT_FIELDS",
     "SynthSpec",
-    "shift_stains",
 ]
 
-GENERATOR_VERSION = "2"
-#: DAB OD thresholds of classes 1+, 2+, 3+ (``>=``), QuPath's defaults.
+GENERATOR_VERSION = "3"
+#: Designed DAB OD thresholds of classes 1+, 2+, 3+ (``>=``): QuPath's conventional ones.
 CLASS_THRESHOLDS: tuple[float, float, float] = (0.2, 0.4, 0.6)
-#: Designed cell DAB OD mean of each class, kept away from the thresholds.
-CLASS_BANDS: tuple[tuple[float, float], ...] = ((0.0, 0.13), (0.25, 0.35), (0.45, 0.55), (0.68, 0.9))
-#: Cell = nucleus grown by this distance (um), limited by neighbours.
-CELL_EXPANSION_UM = 5.0
+#: Range of the designed cell DAB OD mean of each class: each class interval up to its thresholds.
+CLASS_BANDS: tuple[tuple[float, float], ...] = ((0.0, 0.2), (0.2, 0.4), (0.4, 0.6), (0.6, 0.9))
+#: Least distance of a designed cell mean from a threshold, OD: keeps the class
+#: through float rounding and the truth's 4 decimals, and lets cells sit near thresholds.
+THRESHOLD_GUARD_OD = 5e-4
+#: Where tumour cells hold DAB: nucleus and cytoplasm; cytoplasm only (negative
+#: nucleus); a ~1 um ring at the outer edge of the body (faint interior).
+STAININGS: tuple[str, ...] = ("nuclear_cytoplasmic", "cytoplasmic", "membranous")
+#: What fills the ground between tumour cell bodies inside a metastasis.
+GAP_FILLS: tuple[str, ...] = ("stroma", "glass")
 #: Kinds of non-tumour tissue around the metastases.
 HOST_TISSUES: tuple[str, ...] = ("stroma", "brain")
 #: SynthSpec fields of brown pigment, left out of the truth's spec when no pigment is drawn.
@@ -142,13 +150,15 @@ class SynthSpec:
         Level-0 pixel size, um/px (0.25 = 40x).
     seed : int
         Seed of every random choice.
-    stains : StainVectors
-        Hematoxylin and DAB OD vectors used to draw (their ``background`` is
-        ignored: ``background`` below is the glass colour).
-    background : (float, float, float)
-        Blank glass colour ``I0``, 8-bit RGB.
-    jpeg_quality : int
-        JPEG quality of the tiles, 1-100.
+    dyes : Dyes
+        Absorbance spectra the slide is drawn with
+        (:mod:`ihc_score.synthetic.optics`).
+    scanner : Scanner or str
+        The scanner that records it: optical blur, tone curve, crosstalk,
+        glass colour, noise, JPEG quality; a name of
+        :data:`~ihc_score.synthetic.optics.SCANNERS` is replaced by that
+        scanner. Default ``"reference"`` (linear, no crosstalk, white glass,
+        blur 0.2 um, noise 2, JPEG 85).
     tile_px : int
         Tile size, 256 or 512.
     tissue_fraction : float
@@ -177,13 +187,27 @@ class SynthSpec:
         Mean non-specific DAB OD of necrotic debris (0 = none); nuclear dust
         and ghost cells carry up to a few times more.
     nucleus_diameter_um : (float, float)
-        Range of tumour nucleus diameters (equivalent circle), um.
+        Range of tumour nucleus diameters (equivalent circle), um (3-16).
     cytoplasm_width_um : (float, float)
-        Range of the tumour cytoplasm width around the nucleus, um.
-    blur_sigma_um : float
-        Gaussian optics blur, um.
-    noise_sigma : float
-        Sensor noise, 8-bit units.
+        Range of the tumour cytoplasm width around the nucleus, um
+        (0.5-10); a cell body is its nucleus grown by it, each pixel going
+        to the nearest nucleus.
+    cell_gap_um : (float, float)
+        Range of the gap between neighbouring tumour cell bodies, um (0-10;
+        0 = touching): each tumour cell keeps its cytoplasm half a gap,
+        drawn from this range, from the edge of its territory (the pixels
+        nearer its nucleus than any other), so neighbours are at least the
+        sum apart. Nuclei are never cut: nuclei closer than the gap meet.
+    gap_fill : str
+        ``"stroma"`` (the host ground runs between bodies) or ``"glass"``
+        (inside a metastasis outline, everything but the cells is unstained).
+    staining : str
+        Where tumour cells hold DAB (:data:`STAININGS`):
+        ``"nuclear_cytoplasmic"`` (both, cytoplasm 1.15-1.6 x darker),
+        ``"cytoplasmic"`` (negative nucleus) or ``"membranous"`` (a ~1 um
+        ring at the outer edge of the cytoplasm, its interior faint,
+        negative nucleus). A cell without the stained compartment (all
+        cytoplasm cut away) stains its nucleus instead.
     stroma_dab_od : float
         Mean nonspecific DAB OD of stroma.
     class_clustering : float
@@ -191,9 +215,10 @@ class SynthSpec:
         (patches of ~50 um) rather than chance. Each region's class counts
         are its proportions times its cell count, rounded, either way.
     class_bands : 4 (low, high) pairs
-        Range of the designed cell DAB OD mean of classes 0, 1+, 2+, 3+;
-        each inside its class's interval of :data:`CLASS_THRESHOLDS`
-        (narrow margins make harder slides).
+        Range of the designed cell DAB OD mean (over the cell body) of
+        classes 0, 1+, 2+, 3+; each inside its class's interval of
+        :data:`CLASS_THRESHOLDS` (at most 3 OD), values drawn uniformly and
+        kept :data:`THRESHOLD_GUARD_OD` from a threshold.
     artefacts : tuple of Fold, AirBubble, BlurPatch, PenStroke
         Slide artefacts drawn over the tissue
         (:mod:`ihc_score.synthetic.artefacts`); their names are distinct
@@ -214,9 +239,8 @@ class SynthSpec:
     height: int = 3072
     mpp_um: float = 0.25
     seed: int = 0
-    stains: StainVectors = DEFAULT_STAINS
-    background: tuple[float, float, float] = (255.0, 255.0, 255.0)
-    jpeg_quality: int = 85
+    dyes: Dyes = DEFAULT_DYES
+    scanner: Scanner = SCANNERS["reference"]
     tile_px: int = 512
     tissue_fraction: float = 0.3
     tissue_pieces: int = 2
@@ -229,8 +253,9 @@ class SynthSpec:
     necrosis_dab_od: float = 0.04
     nucleus_diameter_um: tuple[float, float] = (6.0, 12.0)
     cytoplasm_width_um: tuple[float, float] = (4.0, 6.0)
-    blur_sigma_um: float = 0.2
-    noise_sigma: float = 2.0
+    cell_gap_um: tuple[float, float] = (0.0, 0.0)
+    gap_fill: str = "stroma"
+    staining: str = "nuclear_cytoplasmic"
     stroma_dab_od: float = 0.015
     class_clustering: float = 0.7
     class_bands: tuple[tuple[float, float], ...] = CLASS_BANDS
@@ -249,18 +274,20 @@ class SynthSpec:
         self._check_pigment()
 
     def _check_slide(self) -> None:
-        """Validate the slide's size (px), pixel size (um/px), glass colour (8-bit RGB, made floats) and tiles."""
+        """Validate the slide's size (px), pixel size (um/px), dyes, scanner (a name made a Scanner) and tiles."""
         for name in ("width", "height"):
             if int(getattr(self, name)) < 64:
                 raise ValueError(f"{name} must be at least 64 px, got {getattr(self, name)!r}")
         if not 0.05 <= self.mpp_um <= 2.0:
             raise ValueError(f"mpp_um must be in 0.05-2 um/px, got {self.mpp_um!r}")
-        bg = tuple(float(x) for x in self.background)
-        if len(bg) != 3 or not all(1 <= x <= 255 for x in bg):
-            raise ValueError(f"background must be 3 intensities in 1-255, got {self.background!r}")
-        object.__setattr__(self, "background", bg)
-        if not 1 <= self.jpeg_quality <= 100:
-            raise ValueError(f"jpeg_quality must be in 1-100, got {self.jpeg_quality!r}")
+        if not isinstance(self.dyes, Dyes):
+            raise ValueError(f"dyes must be a Dyes, got {type(self.dyes).__name__}")
+        if isinstance(self.scanner, str):
+            if self.scanner not in SCANNERS:
+                raise ValueError(f"scanner must be a Scanner or one of {', '.join(SCANNERS)}, got {self.scanner!r}")
+            object.__setattr__(self, "scanner", SCANNERS[self.scanner])
+        if not isinstance(self.scanner, Scanner):
+            raise ValueError(f"scanner must be a Scanner or a name, got {type(self.scanner).__name__}")
         if self.tile_px not in (256, 512):
             raise ValueError(f"tile_px must be 256 or 512, got {self.tile_px!r}")
 
@@ -291,20 +318,17 @@ class SynthSpec:
             raise ValueError(f"tumour_density_per_mm2 must be <= 12000, got {self.tumour_density_per_mm2!r}")
 
     def _check_cells(self) -> None:
-        """Validate cell sizes and blur (um), noise (8-bit), class bands (OD, made floats), clustering, stroma DAB."""
-        lo, hi = self.nucleus_diameter_um
-        if not 3.0 <= lo <= hi <= 16.0:
-            raise ValueError(f"nucleus_diameter_um must be (min, max) within 3-16 um, got {self.nucleus_diameter_um!r}")
-        lo, hi = self.cytoplasm_width_um
-        if not 0.5 <= lo <= hi <= CELL_EXPANSION_UM + 2.0:
-            raise ValueError(f"cytoplasm_width_um must be (min, max) within 0.5-7 um, got {self.cytoplasm_width_um!r}")
-        if not 0.0 <= self.blur_sigma_um <= 1.0:
-            raise ValueError(f"blur_sigma_um must be in 0-1 um, got {self.blur_sigma_um!r}")
-        if not 0.0 <= self.noise_sigma <= 20.0:
-            raise ValueError(f"noise_sigma must be in 0-20, got {self.noise_sigma!r}")
+        """Validate cell geometry (um, made float pairs), staining, class bands (OD, made floats), clustering, stroma DAB."""
+        for name, lo, hi in (("nucleus_diameter_um", 3.0, 16.0), ("cytoplasm_width_um", 0.5, 10.0),
+                             ("cell_gap_um", 0.0, 10.0)):
+            object.__setattr__(self, name, _check_range(getattr(self, name), lo, hi, name))
+        if self.gap_fill not in GAP_FILLS:
+            raise ValueError(f"gap_fill must be one of {', '.join(GAP_FILLS)}, got {self.gap_fill!r}")
+        if self.staining not in STAININGS:
+            raise ValueError(f"staining must be one of {', '.join(STAININGS)}, got {self.staining!r}")
         bands = tuple((float(lo), float(hi)) for lo, hi in self.class_bands)
         edges = (0.0, *CLASS_THRESHOLDS, 3.0)
-        if len(bands) != 4 or not all(edges[k] <= lo <= hi < edges[k + 1] for k, (lo, hi) in enumerate(bands)):
+        if len(bands) != 4 or not all(edges[k] <= lo <= hi <= edges[k + 1] for k, (lo, hi) in enumerate(bands)):
             raise ValueError(
                 f"class_bands must be 4 (low, high) OD ranges inside 0-0.2-0.4-0.6-3, got {self.class_bands!r}")
         object.__setattr__(self, "class_bands", bands)
@@ -336,42 +360,3 @@ class SynthSpec:
     def has_pigment(self) -> bool:
         """True when melanin or hemosiderin is drawn."""
         return self.hemosiderin_density_per_mm2 > 0 or any(r.pigmented_fraction > 0 for r in self.regions)
-
-    @property
-    def render_stains(self) -> StainVectors:
-        """The stain vectors with the glass colour as background ``I0``."""
-        return StainVectors(self.stains.hematoxylin, self.stains.dab, background=self.background, source="synthetic")
-
-
-def shift_stains(stains: StainVectors, angle_deg: float) -> StainVectors:
-    """Hue-shift both stain vectors by a fixed angle.
-
-    Each unit vector ``v`` is turned by ``angle_deg`` towards
-    ``grey x v`` (``grey`` = (1, 1, 1)), i.e. around the grey axis, so the
-    new vector is exactly ``angle_deg`` from the old one and keeps its
-    distance from grey (saturation) as far as a rotation can.
-
-    Parameters
-    ----------
-    stains : StainVectors
-    angle_deg : float
-        Angle, degrees; positive turns R towards G towards B.
-
-    Returns
-    -------
-    StainVectors
-        Same background, ``source="synthetic"``.
-
-    Raises
-    ------
-    ValueError
-        When a turned vector has a negative component.
-    """
-    grey = np.ones(3) / math.sqrt(3.0)
-    t = math.radians(angle_deg)
-    out = []
-    for v in (np.asarray(stains.hematoxylin), np.asarray(stains.dab)):
-        d = np.cross(grey, v)
-        d /= np.linalg.norm(d)
-        out.append(tuple(float(x) for x in math.cos(t) * v + math.sin(t) * d))
-    return StainVectors(out[0], out[1], background=stains.background, source="synthetic")

@@ -20,6 +20,7 @@ import numpy as np
 
 from ihc_score.errors import OutputError
 from ihc_score.synthetic.layout import SlideLayout, make_layout
+from ihc_score.synthetic.optics import glass_rgb
 from ihc_score.synthetic.render import render_region
 from ihc_score.synthetic.spec import SynthSpec
 from ihc_score.synthetic.truth import build_truth, dump
@@ -44,9 +45,9 @@ def _description(spec: SynthSpec, size: tuple[int, int] | None = None) -> str:
     t = spec.tile_px
     head = f"Aperio Image Library v12.0.15 \n{w}x{h} [0,0 {w}x{h}] ({t}x{t})"
     if size is not None:
-        return f"{head} -> {size[0]}x{size[1]} JPEG/RGB Q={spec.jpeg_quality}"
+        return f"{head} -> {size[0]}x{size[1]} JPEG/RGB Q={spec.scanner.jpeg_quality}"
     mag = 10.0 / spec.mpp_um
-    return f"{head} JPEG/RGB Q={spec.jpeg_quality}|AppMag = {mag:g}|MPP = {spec.mpp_um:.4f}"
+    return f"{head} JPEG/RGB Q={spec.scanner.jpeg_quality}|AppMag = {mag:g}|MPP = {spec.mpp_um:.4f}"
 
 
 def _downsample4(img: np.ndarray, fill: tuple[float, float, float]) -> np.ndarray:
@@ -76,18 +77,19 @@ class _Level0:
         spec = self.layout.spec
         t = spec.tile_px
         bw, bh = _BLOCK_PX
+        glass = tuple(float(c) for c in glass_rgb(spec.scanner))  # fill of the padding, as blank glass
         for by in range(math.ceil(spec.height / bh)):
             h = min(bh, spec.height - by * bh)
             xs = range(math.ceil(spec.width / bw))
             blocks = self.pool.map(lambda bx: self._block(bx, by, min(bw, spec.width - bx * bw), h), xs)
             strip = np.concatenate(list(blocks), axis=1)
             y1 = by * bh // 4
-            lvl = _downsample4(strip, spec.background)
+            lvl = _downsample4(strip, glass)
             self.level1[y1: y1 + lvl.shape[0]] = lvl[:, : self.level1.shape[1]]
             ph, pw = -h % t, -spec.width % t
             if ph or pw:
                 strip = cv2.copyMakeBorder(strip, 0, ph, 0, pw, cv2.BORDER_CONSTANT,
-                                           value=[int(round(c)) for c in spec.background])
+                                           value=[int(c) for c in glass])
             for ty in range(0, h, t):
                 for tx in range(0, spec.width, t):
                     yield np.ascontiguousarray(strip[ty: ty + t, tx: tx + t])
@@ -146,8 +148,11 @@ def make_slide(path: Path, spec: SynthSpec, *, annotations: bool = False) -> dic
     dict
         The truth (as written to JSON). Header: ``generator``,
         ``generator_version``, ``seed``, ``width``, ``height``, ``mpp_um``,
-        ``background``, ``stains``, ``compartment``, ``cell_expansion_um``,
-        ``thresholds``, ``class_bands``, ``host_tissue``; ``totals``
+        ``background`` (the scanner's glass colour), ``dyes`` (unit OD
+        vectors drawn with), ``scanner`` (its name; its parameters are in
+        ``spec``), ``compartment`` ``"cell"``, ``cell`` (what a cell is:
+        its drawn body), ``staining``, ``thresholds``, ``class_bands``,
+        ``host_tissue``; ``totals``
         (``n_cells``, ``n_class`` {"0", "1+", "2+", "3+"}, ``h_score``,
         ``percent_positive``; None when no cell) over all tumour cells;
         ``regions``: per metastasis ``name``, ``class_proportions``,
@@ -158,8 +163,10 @@ def make_slide(path: Path, spec: SynthSpec, *, annotations: bool = False) -> dic
         whose centroid is inside the outline: 0 by design); ``necroses``:
         per necrosis ``name``, ``outline``, ``area_um2``, ``dab_od``;
         ``spec``; ``cells`` (tumour cells: ``id``, ``l0_x``, ``l0_y``
-        nucleus centroid, ``nucleus_area_um2``, ``cell_area_um2``, ``class``,
-        ``dab_cell_mean``, ``dab_nucleus_mean``, ``dab_cytoplasm_mean``,
+        nucleus centroid, ``nucleus_area_um2``, ``cell_area_um2`` (of the
+        drawn body), ``class`` (of ``dab_cell_mean`` against the designed
+        thresholds), ``dab_cell_mean`` (mean DAB amount over the drawn body
+        before optics), ``dab_nucleus_mean``, ``dab_cytoplasm_mean``,
         ``tumour`` true, ``region`` name) and ``stromal_cells`` (non-tumour
         cells, class 0, the same keys with ``tumour`` false, ``kind``
         ``"stroma"``, ``"glia"`` or ``"neuron"``, and ``region``: the
@@ -177,7 +184,7 @@ def make_slide(path: Path, spec: SynthSpec, *, annotations: bool = False) -> dic
     layout = make_layout(spec)
     level0 = _Level0(layout)
     t = spec.tile_px
-    kw = dict(photometric="rgb", compression="jpeg", compressionargs={"level": spec.jpeg_quality},
+    kw = dict(photometric="rgb", compression="jpeg", compressionargs={"level": spec.scanner.jpeg_quality},
               tile=(t, t), metadata=None, software=False)
 
     def write(tmp: Path) -> None:
@@ -187,7 +194,7 @@ def make_slide(path: Path, spec: SynthSpec, *, annotations: bool = False) -> dic
             above, level = (spec.height, spec.width), level0.level1
             while max(above) >= 1024:
                 tw.write(level, description=_description(spec, (level.shape[1], level.shape[0])), **kw)
-                above, level = level.shape[:2], _downsample4(level, spec.background)
+                above, level = level.shape[:2], _downsample4(level, tuple(float(c) for c in glass_rgb(spec.scanner)))
 
     try:
         _write_atomic(path, write)

@@ -56,7 +56,9 @@ class Cells:
     designed class (0-3), ``region`` the index of its tumour region (-1 for
     other cells), ``dab_target`` the designed cell DAB OD mean, ``kind``
     one of the ``KIND_*`` constants (default: tumour where ``tumour``, else
-    stroma), ``pigment`` one of the ``PIGMENT_*`` constants (default none).
+    stroma), ``pigment`` one of the ``PIGMENT_*`` constants (default none),
+    ``half_gap_px`` how far its cytoplasm keeps from the edge of its
+    territory (half the gap to a neighbour's body; default 0, touching).
     """
 
     l0_x: np.ndarray
@@ -78,12 +80,15 @@ class Cells:
     region: np.ndarray
     kind: np.ndarray | None = None
     pigment: np.ndarray | None = None
+    half_gap_px: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.kind is None:
             object.__setattr__(self, "kind", np.where(self.tumour, KIND_TUMOUR, KIND_STROMA).astype(np.int8))
         if self.pigment is None:
             object.__setattr__(self, "pigment", np.zeros(self.l0_x.shape[0], np.int8))
+        if self.half_gap_px is None:
+            object.__setattr__(self, "half_gap_px", np.zeros(self.l0_x.shape[0], np.float32))
 
     def __len__(self) -> int:
         return int(self.l0_x.shape[0])
@@ -101,12 +106,14 @@ class Cells:
 def make_cells(rng: np.random.Generator, x: np.ndarray, y: np.ndarray, *, kind: int, mpp_um: float,
                diameter_um: np.ndarray, aspect: np.ndarray, harm: tuple[float, float], nucleus_h_od: np.ndarray,
                cytoplasm_px: np.ndarray, cytoplasm_h_od: np.ndarray, cytoplasm_ratio: np.ndarray,
-               klass: np.ndarray, dab_target: np.ndarray, region: int = -1) -> Cells:
+               klass: np.ndarray, dab_target: np.ndarray, region: int = -1,
+               half_gap_px: np.ndarray | None = None) -> Cells:
     """A cell table from per-cell shape and stain arrays (angles and phases drawn here).
 
     ``diameter_um`` is the equivalent-circle nucleus diameter, ``aspect``
     the ratio of its axes, ``harm`` the upper bounds of the 2nd and 3rd
-    harmonic amplitudes of its outline (relative).
+    harmonic amplitudes of its outline (relative), ``half_gap_px`` the
+    clearance of its cytoplasm from its territory's edge (px, default 0).
     """
     n = x.shape[0]
     r = 0.5 * np.asarray(diameter_um) / mpp_um
@@ -121,7 +128,7 @@ def make_cells(rng: np.random.Generator, x: np.ndarray, y: np.ndarray, *, kind: 
         cytoplasm_h_od=f32(cytoplasm_h_od), cytoplasm_ratio=f32(cytoplasm_ratio),
         dab_target=np.asarray(dab_target, np.float64), klass=np.asarray(klass, np.int8),
         tumour=np.full(n, kind == KIND_TUMOUR), region=np.full(n, region, np.int16),
-        kind=np.full(n, kind, np.int8),
+        kind=np.full(n, kind, np.int8), half_gap_px=None if half_gap_px is None else f32(half_gap_px),
     )
 
 
@@ -164,8 +171,8 @@ def debris_cells(rng: np.random.Generator, x: np.ndarray, y: np.ndarray, *, kind
     ``KIND_DUST``: nuclear dust (karyorrhexis), fragments of 0.8-2.6 um,
     irregular, very dark (H OD 0.5-1.0); ``KIND_GHOST``: ghost cells, pale
     tumour-sized nuclear outlines (8-12 um, H OD 0.05-0.09). Their designed
-    DAB mean over their 5-um surroundings is ``dab_od`` times 0-1 (dust)
-    or 0.5-1.5 (ghosts): non-specific staining.
+    DAB mean over their drawn body (the fragment or outline itself) is
+    ``dab_od`` times 0-1 (dust) or 0.5-1.5 (ghosts): non-specific staining.
     """
     n = x.shape[0]
     z = np.zeros(n)

@@ -19,7 +19,7 @@ from ihc_score.synthetic import outlines as ol
 from ihc_score.synthetic import pigments as pg
 from ihc_score.synthetic import tissue_types as tt
 from ihc_score.synthetic.layout import SlideLayout
-from ihc_score.synthetic.spec import CELL_EXPANSION_UM, CLASS_THRESHOLDS, GENERATOR_VERSION, PIGMENT_FIELDS, SynthSpec
+from ihc_score.synthetic.spec import CLASS_THRESHOLDS, GENERATOR_VERSION, PIGMENT_FIELDS, SynthSpec
 
 __all__ = ["build_truth", "dump", "totals"]
 
@@ -169,7 +169,7 @@ def build_truth(layout: SlideLayout, stats: list[dict[str, np.ndarray]]) -> dict
     um2 = spec.mpp_um**2
     necroses = [{"name": nec.name, "outline": ol.geometry_dict(g), "area_um2": round(float(g.area) * um2, 2),
                  "dab_od": spec.necrosis_dab_od} for nec, g in zip(spec.necroses, layout.necrosis_outlines)]
-    st = spec.render_stains
+    dyes = spec.dyes
     return {
         "generator": "ihc_score.synthetic",
         "generator_version": GENERATOR_VERSION,
@@ -177,10 +177,12 @@ def build_truth(layout: SlideLayout, stats: list[dict[str, np.ndarray]]) -> dict
         "width": spec.width,
         "height": spec.height,
         "mpp_um": spec.mpp_um,
-        "background": list(spec.background),
-        "stains": {"hematoxylin": list(st.hematoxylin), "dab": list(st.dab), "residual": list(st.residual)},
+        "background": list(spec.scanner.glass),
+        "dyes": {"hematoxylin": list(dyes.hematoxylin), "dab": list(dyes.dab), "residual": list(dyes.residual)},
+        "scanner": spec.scanner.name,
         "compartment": "cell",
-        "cell_expansion_um": CELL_EXPANSION_UM,
+        "cell": "drawn body: nucleus + its drawn cytoplasm",
+        "staining": spec.staining,
         "thresholds": list(CLASS_THRESHOLDS),
         "class_bands": [list(b) for b in spec.class_bands],
         "host_tissue": spec.host_tissue,
@@ -242,7 +244,6 @@ def _artefact_truth(layout: SlideLayout, rows: dict[str, list[dict]]) -> dict:
 def spec_dict(spec: SynthSpec) -> dict:
     """The spec as plain JSON values (pigment fields only when pigment is drawn)."""
     d = asdict(spec)
-    d["stains"] = {"hematoxylin": list(spec.stains.hematoxylin), "dab": list(spec.stains.dab)}
     if spec.artefacts:
         d["artefacts"] = [{"kind": a.kind, **asdict(a)} for a in spec.artefacts]
     else:  # slides without artefacts keep the truth they had before artefacts existed
