@@ -184,11 +184,12 @@ def test_unreachable_scheduler_is_a_clear_error(tmp_path):
     assert res.exit_code == 1 and "cannot reach the Dask scheduler" in res.output
 
 
-def test_synth_offers_every_preset():
-    from ihc_score.cli import SYNTH_PRESETS
-    from ihc_score.synthetic import PRESETS
+def test_synth_offers_every_preset_and_scanner():
+    from ihc_score.cli import SYNTH_PRESETS, SYNTH_SCANNERS
+    from ihc_score.synthetic import PRESETS, SCANNERS
 
     assert set(SYNTH_PRESETS) == set(PRESETS)
+    assert set(SYNTH_SCANNERS) == set(SCANNERS)
 
 
 def test_synth_writes_a_slide_and_its_truth(tmp_path):
@@ -201,3 +202,20 @@ def test_synth_writes_a_slide_and_its_truth(tmp_path):
     assert "H-score 300.0" in res.output
     bad = CliRunner().invoke(main, ["synth", str(tmp_path / "t.svs"), "--class-proportions", "0.5,0.1"])
     assert bad.exit_code == 2
+
+
+def test_synth_takes_a_scanner_dyes_glass_and_jpeg_quality(tmp_path):
+    from ihc_score.synthetic import DEFAULT_DYES, SCANNERS, shift_dyes
+
+    res = CliRunner().invoke(main, ["synth", str(tmp_path / "s.svs"), "--width", "512", "--height", "512", "--seed", "3",
+                                    "--scanner", "scanner-b", "--stain-shift-deg", "10", "--background", "230,228,220",
+                                    "--jpeg-quality", "60"])
+    assert res.exit_code == 0, res.output
+    truth = json.loads((tmp_path / "s.truth.json").read_text())
+    assert "H-score none (no tumour cells)" in res.output  # too small for a metastasis
+    assert truth["scanner"] == "scanner-b" and truth["background"] == [230.0, 228.0, 220.0]
+    assert truth["spec"]["scanner"]["gamma"] == SCANNERS["scanner-b"].gamma
+    assert truth["spec"]["scanner"]["jpeg_quality"] == 60
+    assert truth["dyes"]["dab"] == pytest.approx(shift_dyes(DEFAULT_DYES, 10.0).dab)
+    bad = CliRunner().invoke(main, ["synth", str(tmp_path / "t.svs"), "--background", "0,0,0"])
+    assert bad.exit_code == 2 and "glass" in bad.output

@@ -14,11 +14,15 @@ from ihc_score.version import __version__
 if TYPE_CHECKING:  # only for annotations: importing these at run time would slow down --help
     from ihc_score.model import Model
     from ihc_score.run import BatchOptions, BatchSummary
+    from ihc_score.synthetic import SynthSpec
 
 __all__ = ["main"]
 
 #: Names of ihc_score.synthetic.PRESETS, spelled out so --help needs no numpy.
-SYNTH_PRESETS = ("default", "shifted-stains", "negative", "strong", "multi-met", "artefacts", "melanoma")
+SYNTH_PRESETS = ("default", "shifted-stains", "negative", "strong", "near-cutoff", "multi-met", "artefacts",
+                 "melanoma")
+#: Names of ihc_score.synthetic.SCANNERS, spelled out for the same reason.
+SYNTH_SCANNERS = ("reference", "scanner-a", "scanner-b", "scanner-c")
 
 
 def _floats(text: str | None, option: str) -> tuple[float, ...] | None:
@@ -79,8 +83,13 @@ def score(
 ) -> None:
     """Score every slide under PATHS and write the CSVs and run.json into --out.
 
-    Exit status: 0 all slides scored, 1 some failed or were incomplete (the
-    rest are written), 2 usage error.
+    Earlier ihc-score output folders under PATHS (and --out itself) are
+    searched for slides, but not their qc/, store/, detections/ and cells/.
+
+    Exit status: 0 every slide scored (a slide where --regions auto finds no
+    metastasis counts as scored: it is noted, and its case is indeterminate),
+    1 some slides failed or were incomplete, or a --manifest slide was not
+    found (the rest are written), 2 usage error.
     """
     from ihc_score.slide import discover_slides
 
@@ -89,10 +98,10 @@ def score(
         out_dir, key_file, mpp=mpp, force=force, annotations_dir=annotations_dir, region_mode=region_mode,
         manifest=manifest, case_pattern=case_pattern, detections=detections, cells_csv=cells_csv, qc=not no_qc,
     )
-    slides = discover_slides(paths, exclude=out_dir)
+    reporter = _Reporter(quiet)
+    slides = discover_slides(paths, exclude=out_dir, on_skip=reporter.skipped)
     if not slides:
         raise click.UsageError("no slide files found under the given paths (" + ", ".join(map(str, paths)) + ")")
-    reporter = _Reporter(quiet)
     hide_inputs = key_file is not None
     summary = _run_batch(slides, out_dir, model, options, reporter, workers, scheduler, hide_inputs=hide_inputs)
     reporter.summary(summary)
@@ -228,7 +237,21 @@ class _Reporter:
     def progress(self):  # noqa: ANN201 - returns batch.Progress (imported lazily)
         from ihc_score.run import Progress
 
-        return Progress(on_start=self._start, on_tiles=self._tiles, on_slide=self._slide)
+        return Progress(on_start=self._start, on_tiles=self._tiles, on_slide=self._slide, on_missing=self._missing)
+
+    def skipped(self, folder: Path, subfolders: Sequence[str]) -> None:
+        """Say that an earlier output folder's outputs are not scored as slides (discovery calls it once per folder)."""
+        if not self.quiet:
+            names = ", ".join(f"{name}/" for name in subfolders)
+            click.echo(f"skipping {names} in {folder}: output of an earlier ihc-score run, not slides", err=True)
+
+    def _missing(self, slide: str, case: str) -> None:
+        # even when quiet: a case is reported indeterminate because of it
+        click.echo(
+            f"warning: the manifest lists {slide} (case {case}) but no such file is under the given paths; "
+            "add its folder or fix the manifest (the case is indeterminate)",
+            err=True,
+        )
 
     def _line(self) -> None:
         if self.tty and not self.quiet:
@@ -250,9 +273,12 @@ class _Reporter:
             return
         if self.tty:
             click.echo("\r" + " " * 60 + "\r", err=True, nl=False)
-        what = "reused" if reused else result.status
-        detail = f": {result.error}" if result.error else ""
-        click.echo(f"[{self.n_done}/{self.n_slides}] {result.slide} {what}{detail}", err=True)
+        from ihc_score.outputs import slide_note  # the words of slides.csv's note column
+
+        note = slide_note(result.flags) if result.status == "ok" else ""
+        what = " reused" if reused else ("" if note else f" {result.status}")  # "ok" would belie the note
+        detail = f": {result.error}" if result.error else (f": {note}" if note else "")
+        click.echo(f"[{self.n_done}/{self.n_slides}] {result.slide}{what}{detail}", err=True)
         self._line()
 
     def summary(self, summary) -> None:  # noqa: ANN001
@@ -265,7 +291,8 @@ class _Reporter:
             if r.status != "ok":
                 rows.append((r.slide, "-", "-", "-", "-", "-", r.status.upper()))
             elif not r.regions:
-                rows.append((r.slide, "-", "0", "-", "-", "-", "no region"))
+                empty = "no metastasis found" if "no_metastasis_found" in r.flags else "no region"
+                rows.append((r.slide, "-", "0", "-", "-", "-", empty))
             for g in r.regions:
                 c, iv = g.counts, g.h_interval
                 h = "-" if c.n == 0 else f"{c.h_score:.1f}"
@@ -277,11 +304,40 @@ class _Reporter:
         for row in rows:
             cells = (v.ljust(w) if i in left else v.rjust(w) for i, (v, w) in enumerate(zip(row, widths)))
             click.echo("  ".join(cells).rstrip())
-        n = len(summary.results)
+        n, s = len(summary.results), summary
+        missing = f", {len(s.missing)} of the manifest not found" if s.missing else ""
         click.echo(
-            f"\n{n - summary.n_failed}/{n} slides scored ({len(summary.reused)} reused), "
-            f"{summary.n_failed} failed or incomplete. Results in {summary.out_dir}/"
+            f"\n{s.n_scored}/{n} slides scored ({len(s.reused)} reused), {s.n_no_metastasis} with no metastasis "
+            f"found, {s.n_failed} failed or incomplete{missing}. Results in {s.out_dir}/"
         )
+
+
+def _synth_spec(preset_name: str, options: dict[str, object]) -> SynthSpec:
+    """The spec of ``ihc-score synth``: preset ``preset_name`` with the command's ``options`` (None = the preset's).
+
+    ``stain_shift_deg``, ``scanner_name``, ``background``, ``jpeg_quality`` and
+    ``class_proportions`` are popped from ``options``, the rest are SynthSpec
+    fields. Raises ValueError on an invalid field.
+    """
+    from dataclasses import replace
+
+    from ihc_score.synthetic import DEFAULT_DYES, TumourRegion, preset, shift_dyes
+
+    shift = options.pop("stain_shift_deg")
+    scanner_name = options.pop("scanner_name")
+    glass = _floats(options.pop("background"), "--background")  # type: ignore[arg-type]
+    jpeg_quality = options.pop("jpeg_quality")
+    proportions = _floats(options.pop("class_proportions"), "--class-proportions")  # type: ignore[arg-type]
+    fields: dict[str, object] = {k: v for k, v in options.items() if v is not None}
+    if shift is not None:
+        fields["dyes"] = shift_dyes(DEFAULT_DYES, float(shift))  # type: ignore[arg-type]
+    if scanner_name is not None:
+        fields["scanner"] = scanner_name
+    if proportions is not None:
+        fields["regions"] = (TumourRegion(class_proportions=proportions),)
+    spec = preset(preset_name, **fields)
+    scanner = {k: v for k, v in (("glass", glass), ("jpeg_quality", jpeg_quality)) if v is not None}
+    return replace(spec, scanner=replace(spec.scanner, **scanner)) if scanner else spec
 
 
 @main.command()
@@ -292,31 +348,23 @@ class _Reporter:
 @click.option("--width", type=click.IntRange(256, 200_000), help="Level-0 width in px.")
 @click.option("--height", type=click.IntRange(256, 200_000), help="Level-0 height in px.")
 @click.option("--mpp", "mpp_um", type=click.FloatRange(0.1, 2.0), help="Pixel size in um/px.")
-@click.option("--stain-shift-deg", type=click.FloatRange(-45, 45), help="Turn both stain vectors by this hue angle.")
-@click.option("--background", help="Glass colour R,G,B (e.g. 240,235,215).")
+@click.option("--stain-shift-deg", type=click.FloatRange(-45, 45),
+              help="Draw with the generator's hematoxylin and DAB vectors turned by this hue angle.")
+@click.option("--scanner", "scanner_name", type=click.Choice(SYNTH_SCANNERS),
+              help="Scanner that records the slide (tone curve, crosstalk, blur, glass, noise, JPEG); default the preset's.")
+@click.option("--background", help="Glass colour R,G,B of the scanner (e.g. 240,235,215).")
 @click.option("--class-proportions", help="Fractions of tumour cells in classes 0,1+,2+,3+ (e.g. 0.4,0.3,0.2,0.1).")
-@click.option("--jpeg-quality", type=click.IntRange(30, 100), help="JPEG quality of the tiles.")
+@click.option("--jpeg-quality", type=click.IntRange(30, 100), help="JPEG quality of the scanner's tiles.")
 @click.option("--tumour-density", "tumour_density_per_mm2", type=click.FloatRange(100, 20_000), help="Tumour cells per mm^2.")
 @click.option("--tissue-fraction", type=click.FloatRange(0.05, 0.95), help="Fraction of the slide covered by tissue.")
 @click.option("--annotations", is_flag=True, help="Also write the true metastases and necroses as QuPath GeoJSON (OUT stem + .geojson).")
 def synth(out: Path, preset_name: str, annotations: bool, **options: object) -> None:
     """Write a synthetic S100A9 slide OUT (.svs) with its ground truth (OUT.truth.json)."""
     from ihc_score.errors import IhcScoreError
-    from ihc_score.stain import DEFAULT_STAINS
-    from ihc_score.synthetic import TumourRegion, make_slide, preset, shift_stains
+    from ihc_score.synthetic import make_slide
 
-    shift = options.pop("stain_shift_deg")
-    background = _floats(options.pop("background"), "--background")  # type: ignore[arg-type]
-    proportions = _floats(options.pop("class_proportions"), "--class-proportions")  # type: ignore[arg-type]
-    fields = {k: v for k, v in options.items() if v is not None}
-    if shift is not None:
-        fields["stains"] = shift_stains(DEFAULT_STAINS, float(shift))  # type: ignore[arg-type]
-    if background is not None:
-        fields["background"] = background
     try:
-        if proportions is not None:
-            fields["regions"] = (TumourRegion(class_proportions=proportions),)
-        spec = preset(preset_name, **fields)
+        spec = _synth_spec(preset_name, options)
         truth = make_slide(out, spec, annotations=annotations)
     except ValueError as err:
         raise click.UsageError(str(err)) from None
@@ -324,9 +372,10 @@ def synth(out: Path, preset_name: str, annotations: bool, **options: object) -> 
         raise click.ClickException(str(err)) from None
     t = truth["totals"]
     n = t["n_class"]
+    h = "none (no tumour cells)" if t["h_score"] is None else f"{t['h_score']:.1f}"
     click.echo(
         f"{out}: {spec.width}x{spec.height} px at {spec.mpp_um} um/px, {t['n_cells']} tumour cells "
-        f"(0: {n['0']}, 1+: {n['1+']}, 2+: {n['2+']}, 3+: {n['3+']}), H-score {t['h_score']:.1f}"
+        f"(0: {n['0']}, 1+: {n['1+']}, 2+: {n['2+']}, 3+: {n['3+']}), H-score {h}"
     )
 
 

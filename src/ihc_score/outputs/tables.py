@@ -27,13 +27,14 @@ __all__ = [
     "CASE_COLUMNS",
     "case_rows",
     "slide_rows",
+    "slide_note",
     "metastasis_rows",
     "write_csv",
     "write_json",
 ]
 
 SLIDE_COLUMNS = (
-    "slide", "case", "case_source", "status", "error", "annotation_file", "n_regions", "vendor", "mpp_um",
+    "slide", "case", "case_source", "status", "error", "note", "annotation_file", "n_regions", "vendor", "mpp_um",
     "mpp_source", "analysis_mpp_um", "width_px", "height_px", "tissue_area_mm2", "n_tiles", "failed_tile_fraction",
     "n_cells", "n_pigmented", "ink_area_mm2", "fold_area_mm2", "bubble_area_mm2", "blur_area_mm2", "pigment_area_mm2",
     "stain_source",
@@ -96,6 +97,7 @@ def slide_rows(results: Sequence[tuple[CaseAssignment, SlideResult]]) -> list[di
             "case_source": case.source,
             "status": r.status,
             "error": r.error,
+            "note": slide_note(r.flags) if r.status == "ok" else "",
             "annotation_file": r.annotation_file,
             "n_regions": len(r.regions) if r.status != "failed" else "",
             "vendor": r.vendor,
@@ -128,6 +130,18 @@ def slide_rows(results: Sequence[tuple[CaseAssignment, SlideResult]]) -> list[di
             row[f"background_{ch}"] = _fixed(v, 1) if st else ""
         rows.append(row)
     return sorted(rows, key=lambda r: (r["slide"], r["case"]))
+
+
+#: QC flags that change what a slide's numbers mean, in words for the reader of ``slides.csv`` and the console.
+FLAG_NOTES = {
+    "no_metastasis_found": "no metastasis found automatically, so nothing on this slide was scored; "
+    "--regions tissue scores all its tissue",
+}
+
+
+def slide_note(flags: Iterable[str]) -> str:
+    """A one-line note in words on the flags of :data:`FLAG_NOTES` among ``flags`` ("" when none)."""
+    return "; ".join(FLAG_NOTES[f] for f in sorted(set(flags)) if f in FLAG_NOTES)
 
 
 def _model_columns(model: Model) -> dict[str, Any]:

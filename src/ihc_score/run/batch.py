@@ -32,7 +32,7 @@ from ihc_score.outputs import (
 )
 from ihc_score.regions import find_annotation_file
 from ihc_score.results import CaseAssignment, SlideResult
-from ihc_score.run.cases import aggregate_cases, assign_case
+from ihc_score.run.cases import aggregate_cases, assign_case, missing_slides
 from ihc_score.run.lane_pool import LanePool
 from ihc_score.run.options import BatchOptions
 from ihc_score.run.pipeline import (
@@ -48,7 +48,7 @@ from ihc_score.run.provenance import run_record
 from ihc_score.run.pseudonym import Pseudonymizer, save_key_file
 from ihc_score.run.slide_outputs import write_slide_outputs
 from ihc_score.run.store import file_fingerprint, load_result, save_result
-from ihc_score.slide import case_of, output_stems
+from ihc_score.slide import OUTPUT_SUBFOLDERS, case_of, output_stems
 
 __all__ = ["BatchSummary", "Progress", "run_batch"]
 
@@ -59,28 +59,56 @@ class Progress:
     on_start: Callable[[int, int], None] = lambda n_slides, n_reused: None
     on_tiles: Callable[[int, int], None] = lambda done, total: None
     on_slide: Callable[[SlideResult, bool], None] = lambda result, reused: None
+    on_missing: Callable[[str, str], None] = lambda slide, case: None
 
 
 @dataclass(frozen=True)
 class BatchSummary:
-    """What a batch did."""
+    """What a batch did.
+
+    Attributes
+    ----------
+    results : tuple of (CaseAssignment, SlideResult)
+        Every slide found, in the order given.
+    reused : tuple of str
+        Slides whose stored result was reused.
+    out_dir : Path
+    missing : tuple of (str, str)
+        ``(slide, case)`` of every ``--manifest`` row whose slide was not found.
+    """
 
     results: tuple[tuple[CaseAssignment, SlideResult], ...]
     reused: tuple[str, ...]
     out_dir: Path
+    missing: tuple[tuple[str, str], ...] = ()
 
     @property
     def n_failed(self) -> int:
+        """Slides failed or incomplete."""
         return sum(r.status != "ok" for _, r in self.results)
 
     @property
+    def n_no_metastasis(self) -> int:
+        """Slides read whole where automatic regions found no metastasis: nothing on them was scored."""
+        return sum(r.status == "ok" and "no_metastasis_found" in r.flags for _, r in self.results)
+
+    @property
+    def n_scored(self) -> int:
+        """Slides with at least one region scored (or all tissue, or annotated regions)."""
+        return len(self.results) - self.n_failed - self.n_no_metastasis
+
+    @property
     def exit_code(self) -> int:
-        """0 when every slide was scored, 1 when some failed."""
-        return 1 if self.n_failed else 0
+        """1 when a slide failed or a manifest slide is missing, else 0.
+
+        A slide with no metastasis found is a result, not a failure: it is
+        named in ``slides.csv`` and its case is indeterminate.
+        """
+        return 1 if self.n_failed or self.missing else 0
 
 
-#: Subfolders of the output folder that a batch writes (temporary files of killed writes are removed there).
-OUTPUT_SUBFOLDERS = ("store", "qc", "detections", "cells")
+
+
 
 
 def run_batch(
@@ -163,6 +191,9 @@ def _run_batch_locked(
             reused.append(names[path])
         else:
             todo.append(path)
+    missing = _missing(slides, options)
+    for name, case in missing:
+        progress.on_missing(name, case)
     progress.on_start(len(slides), len(reused))
     for path in slides:
         if path in results:
@@ -172,7 +203,7 @@ def _run_batch_locked(
     results.update(_Scoring(out_dir, model, executor, options, progress, keys, names, stems).run(todo))
 
     ordered = tuple((_case(p, options), results[p]) for p in slides)
-    cases = aggregate_cases([(a.case, r) for a, r in ordered], case_rule=model.case_rule)
+    cases = aggregate_cases([(a.case, r) for a, r in ordered], case_rule=model.case_rule, missing=missing)
     write_csv(out_dir / "slides.csv", SLIDE_COLUMNS, slide_rows(ordered))
     write_csv(out_dir / "metastases.csv", METASTASIS_COLUMNS, metastasis_rows(ordered, model))
     write_csv(out_dir / "cases.csv", CASE_COLUMNS, case_rows(cases, model))
@@ -180,7 +211,7 @@ def _run_batch_locked(
     build_report(out_dir)
     if pz is not None:
         save_key_file(pz)
-    return BatchSummary(ordered, tuple(reused), out_dir)
+    return BatchSummary(ordered, tuple(reused), out_dir, missing)
 
 
 def _case(path: Path, options: BatchOptions) -> CaseAssignment:
@@ -188,6 +219,13 @@ def _case(path: Path, options: BatchOptions) -> CaseAssignment:
     case = assign_case(path, case_of(path), manifest=options.manifest, pattern=options.case_pattern)
     pz = options.pseudonymizer
     return replace(case, case=pz.case(case.case)) if pz else case
+
+
+def _missing(slides: Sequence[Path], options: BatchOptions) -> tuple[tuple[str, str], ...]:
+    """``(slide, case)`` of the manifest rows whose slide is not among ``slides``, by pseudonyms when pseudonymizing."""
+    pz = options.pseudonymizer
+    rows = missing_slides(options.manifest, slides)
+    return tuple((pz.slide(name), pz.case(case)) if pz else (name, case) for name, case in rows)
 
 
 def public_result(result: SlideResult, path: Path, name: str, pz: Pseudonymizer | None) -> SlideResult:

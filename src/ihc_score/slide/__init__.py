@@ -8,11 +8,18 @@ Label, macro and thumbnail images are never read.
 """
 
 from ihc_score.slide.base import BackendRefusal, Slide
-from ihc_score.slide.discovery import SLIDE_EXTENSIONS, case_of, discover_slides, output_stems
+from ihc_score.slide.discovery import (
+    OUTPUT_SUBFOLDERS,
+    SLIDE_EXTENSIONS,
+    case_of,
+    discover_slides,
+    is_output_folder,
+    output_stems,
+)
 from ihc_score.slide.factory import open_slide
 from ihc_score.slide.reader import TileReader
 
 __all__ = [
     "Slide", "BackendRefusal", "open_slide", "TileReader", "SLIDE_EXTENSIONS", "discover_slides",
-    "output_stems", "case_of",
+    "output_stems", "case_of", "OUTPUT_SUBFOLDERS", "is_output_folder",
 ]

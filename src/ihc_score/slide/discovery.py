@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+import os
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from ihc_score.fileio import safe_name
 
-__all__ = ["SLIDE_EXTENSIONS", "discover_slides", "output_stems", "case_of"]
+__all__ = ["SLIDE_EXTENSIONS", "OUTPUT_SUBFOLDERS", "is_output_folder", "discover_slides", "output_stems", "case_of"]
 
 #: File endings scored when a folder is given (lower case).
 SLIDE_EXTENSIONS = (
@@ -17,27 +18,67 @@ SLIDE_EXTENSIONS = (
 )  # fmt: skip
 
 
-def discover_slides(paths: Iterable[str | Path], *, exclude: Path | None = None) -> list[Path]:
+#: What marks a folder as ihc-score's output: the lock every batch takes (kept after it ends), or a finished
+#: batch's tables (a copy without the hidden lock file). Names alone: this layer reads no results.
+OUTPUT_LOCK = ".ihc-score.lock"
+OUTPUT_TABLES = ("run.json", "slides.csv")
+
+#: Subfolders of an output folder holding the tool's own files (its QC PNGs would pass for slides).
+OUTPUT_SUBFOLDERS = ("store", "qc", "detections", "cells")
+
+
+def is_output_folder(folder: Path) -> bool:
+    """Whether ihc-score has written into ``folder`` (its lock file, or ``run.json`` with ``slides.csv``)."""
+    folder = Path(folder)
+    return (folder / OUTPUT_LOCK).is_file() or all((folder / name).is_file() for name in OUTPUT_TABLES)
+
+
+def discover_slides(
+    paths: Iterable[str | Path],
+    *,
+    exclude: Path | None = None,
+    on_skip: Callable[[Path, tuple[str, ...]], None] | None = None,
+) -> list[Path]:
     """Slide files under the given files and folders, sorted, without duplicates.
 
     Folders are searched recursively for :data:`SLIDE_EXTENSIONS`; hidden
-    files and anything under ``exclude`` (the output folder) are skipped. A
-    file named explicitly is taken whatever its ending.
+    files and folders are skipped, and so are the :data:`OUTPUT_SUBFOLDERS`
+    of ``exclude`` (the output folder) and of every folder ihc-score wrote
+    into before (:func:`is_output_folder`). Only those subfolders are
+    skipped: slides in an output folder itself (``--out`` equal to an input
+    folder) are found. A file named explicitly is taken whatever its ending.
+
+    Parameters
+    ----------
+    paths : iterable of str or Path
+    exclude : Path, optional
+        The output folder of this run.
+    on_skip : callable, optional
+        Called once per earlier output folder met (as walked from the given
+        path; never ``exclude``) with the names of its subfolders not searched.
     """
     found: set[Path] = set()
+    told: set[Path] = set()
     excl = exclude.resolve() if exclude else None
     for p in map(Path, paths):
-        if p.is_dir():
-            for f in p.rglob("*"):
-                if (
-                    f.is_file()
-                    and f.suffix.lower() in SLIDE_EXTENSIONS
-                    and not any(part.startswith(".") for part in f.relative_to(p).parts)
-                    and not (excl and excl in f.resolve().parents)
-                ):
-                    found.add(f.resolve())
-        else:
+        if not p.is_dir():
             found.add(p.resolve())
+            continue
+        for folder, dirs, files in os.walk(p):
+            here = Path(folder)
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            is_out = here.resolve() == excl
+            if is_out or is_output_folder(here):
+                pruned = tuple(d for d in dirs if d in OUTPUT_SUBFOLDERS)
+                dirs[:] = [d for d in dirs if d not in OUTPUT_SUBFOLDERS]
+                if pruned and not is_out and on_skip and here.resolve() not in told:
+                    told.add(here.resolve())
+                    on_skip(here, pruned)
+            found.update(
+                (here / f).resolve()
+                for f in files
+                if not f.startswith(".") and Path(f).suffix.lower() in SLIDE_EXTENSIONS and (here / f).is_file()
+            )
     return sorted(found, key=lambda f: (f.name, str(f)))
 
 
