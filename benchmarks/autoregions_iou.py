@@ -33,13 +33,13 @@ from pathlib import Path
 import numpy as np
 import shapely
 
+from _preset_slides import spec_slide
 from ihc_score.model import default_model
 from ihc_score.regions import AutoRegionParams, SlideNuclei, find_metastases, tumour_map
 from ihc_score.run import plan_slide, score_slide
-from ihc_score.synthetic import SynthSpec, TumourRegion, make_layout, make_slide, preset
+from ihc_score.synthetic import SynthSpec, TumourRegion, make_layout, preset
 from ihc_score.synthetic.spec import NecrosisRegion
 
-CACHE = Path(__file__).resolve().parent / "cache"
 #: Outline tolerance used to judge necrosis exclusion, um.
 NECROSIS_TOLERANCE_UM = 20.0
 
@@ -75,10 +75,7 @@ def slide_for(name: str, seed: int) -> tuple[Path, SynthSpec]:
     base, fields = CASES[name]
     spec = preset(base, seed=seed, **fields)
     key = name.replace(" ", "_").replace(",", "").replace("/", "per")
-    path = CACHE / f"auto-{key}-s{seed}.svs"
-    if not path.with_suffix(".truth.json").exists():
-        CACHE.mkdir(parents=True, exist_ok=True)
-        make_slide(path, spec)
+    path, _ = spec_slide(f"auto-{key}-s{seed}", spec, annotations=False)
     return path, spec
 
 

@@ -104,7 +104,7 @@ def main() -> None:
         found = found_per_region(path, truth, params)
         for t in truth["regions"]:
             r = max(result.regions, key=lambda rr: shape(t["outline"]).intersection(shapely.from_wkt(rr.wkt)).area)
-            handled = "pigment-aware" if hasattr(r.counts, "n_pigmented") else "no pigment step"
+            handled = f"{r.n_pigmented} pigmented" if "pigment" in result.flags else "no pigment step"
             n_found, area_found = found[t["name"]]
             print(f"{seed:>4} {t['name']:15} {t['unpigmented']['h_score']:7.1f} {t['pigment_as_dab']['h_score']:6.1f} "
                   f"{r.counts.h_score:7.1f} {handled:>14} {r.call.call:>13} {t['n_pigmented']:>10} {n_found:>6} "

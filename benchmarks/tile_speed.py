@@ -124,7 +124,11 @@ def stages(rgb: np.ndarray, params: C.DetectionParams) -> list[tuple[str, Callab
         s["nuclei"] = N._trim(*s["part"], s["image"], params.min_area_um2 / px_area, params.max_area_um2 / px_area)
 
     def expand(s: dict) -> None:
-        s["cells"] = C.expand_cells(s["nuclei"], mpp_um=mpp, params=params)
+        if params.cell_body == "stained":
+            stain = np.add(s["conc"][..., 0], s["conc"][..., 1], dtype=np.float32)
+            s["cells"] = C.stained_bodies(s["nuclei"], stain, mpp_um=mpp, params=params)
+        else:
+            s["cells"] = C.expand_cells(s["nuclei"], mpp_um=mpp, params=params)
 
     def measure(s: dict) -> None:
         s["table"] = C.measure_cells(s["nuclei"], s["cells"], s["conc"][..., 0], s["conc"][..., 1], mpp_um=mpp)
@@ -137,7 +141,7 @@ def stages(rgb: np.ndarray, params: C.DetectionParams) -> list[tuple[str, Callab
         ("maxima", maxima),
         ("watershed / assignment", assign),
         ("edge cut, area filter, relabel", trim),
-        ("expansion", expand),
+        (f"cells ({params.cell_body})", expand),
         ("measurement", measure),
     ]
 
@@ -173,9 +177,11 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5, help="runs per tile; the best time of each stage is kept")
     parser.add_argument("--size", type=int, default=2048, help="tile side, analysis px")
     parser.add_argument("--tiles", default=",".join(TILES), help="comma-separated tile names")
+    parser.add_argument("--cell-body", choices=("stained", "expansion"), default="stained",
+                        help="how cells are found from their nuclei (DetectionParams.cell_body)")
     args = parser.parse_args()
     cv2.setNumThreads(1)
-    params = C.DetectionParams()
+    params = C.DetectionParams(cell_body=args.cell_body)
     names = args.tiles.split(",")
     results = {}
     for name in names:

@@ -59,11 +59,13 @@ SCENE = (
     + [("disc", 90.0, 60.0, 1.0, 0.6, 0.0), ("disc", 140.0, 70.0, 13.0, 0.5, 0.0)]
 )
 SIZE_UM = 180.0
+#: The scene's nuclei have no cytoplasm drawn: its cells are QuPath's fixed expansion.
+EXPANSION = DetectionParams(cell_body="expansion")
 
 
 @pytest.fixture(scope="module")
 def scene() -> tuple[CellTable, np.ndarray, np.ndarray]:
-    return detect_cells(_draw(SIZE_UM, MPP, SCENE), mpp_um=MPP)
+    return detect_cells(_draw(SIZE_UM, MPP, SCENE), mpp_um=MPP, params=EXPANSION)
 
 
 def _nearest(table: CellTable, x_um: float, y_um: float, mpp_um: float = MPP) -> int:
@@ -278,7 +280,8 @@ def test_tile_with_margin_reproduces_core_cells_of_whole_field(shared_data: Path
     whole, _, _ = detect_cells(image, mpp_um=MPP)
     margin = int(np.ceil(tile_margin_um() / MPP))
     margin += margin % 2
-    x0, y0, x1, y1 = 300, 200, 500, 400
+    x0, y0, x1, y1 = 300, 204, 500, 404
+    assert y0 - margin >= 0 and y1 + margin <= image.shape[0]  # the margin (about 100 um) fits in the field
     tile, _, _ = detect_cells(np.ascontiguousarray(image[y0 - margin : y1 + margin, x0 - margin : x1 + margin]), mpp_um=MPP)
 
     def core(table: CellTable, dx: int, dy: int) -> np.ndarray:

@@ -81,12 +81,23 @@ def test_scatter_max_is_numpy_maximum_at_nan_included():
 
 
 def _trim_reference(labels, n_labels, image, min_area, max_area):
+    from skimage.measure import label
+
     fg_idx = np.flatnonzero(labels)
     fg_label = labels.ravel()[fg_idx].astype(np.intp)
     value = image.ravel()[fg_idx]
     peak = np.zeros(n_labels, dtype=np.float32)
     np.maximum.at(peak, fg_label, value)
     lab = np.where(value >= np.float32(_EDGE_FRACTION) * peak[fg_label], fg_label, 0)
+    # only the 8-connected piece of each label that holds its peak (first in raster order) stays
+    cut = np.zeros(labels.shape, dtype=np.int64)
+    cut.ravel()[fg_idx] = lab
+    pieces = label(cut, background=0, connectivity=2).ravel()
+    first_peak = {}
+    for i, lb in zip(fg_idx, fg_label):
+        if image.ravel()[i] == peak[lb] and lb not in first_peak:
+            first_peak[lb] = i
+    lab = np.where(pieces[fg_idx] == pieces[[first_peak[lb] for lb in fg_label]], lab, 0)
     area = np.bincount(lab, minlength=1)
     keep = (area >= min_area) & (area <= max_area)
     keep[0] = False
@@ -106,6 +117,19 @@ def test_trim_cuts_filters_and_renumbers_as_numpy(seed):
     got = _trim(labels.copy(), int(labels.max()) + 1, image, 12.0, 60.0)
     assert 0 < got.max() < labels.max() // 3
     np.testing.assert_array_equal(got, want)
+
+
+def test_trim_drops_a_piece_cut_off_from_the_peak():
+    """A label whose pale bridge is cut keeps only the piece holding its peak; a neighbour is untouched."""
+    labels = np.zeros((12, 30), dtype=np.int32)
+    image = np.zeros((12, 30), dtype=np.float32)
+    labels[2:8, 2:20] = 1
+    image[2:8, 2:8], image[2:8, 8:12], image[2:8, 12:20] = 1.0, 0.1, 0.6   # peak, bridge, dark piece
+    labels[2:8, 22:28], image[2:8, 22:28] = 2, 0.5
+    want = _trim_reference(labels, 3, image, 1.0, 1000.0)
+    got = _trim(labels.copy(), 3, image, 1.0, 1000.0)
+    np.testing.assert_array_equal(got, want)
+    assert (got == 1).sum() == 36 and (got == 2).sum() == 36 and not got[2:8, 8:20].any()
 
 
 @pytest.mark.parametrize("seed", [4, 5])

@@ -7,15 +7,10 @@ pictures. The per-pixel loops are compiled kernels (private modules),
 loaded at once by :func:`warm_up`.
 """
 
+from ihc_score.cells.body import stained_bodies
 from ihc_score.cells.cell_outlines import UNITS_PER_PX, CellOutlines
-from ihc_score.cells.detect import (
-    DetectionParams,
-    detect_cells,
-    detect_nuclei,
-    detection_image,
-    expand_cells,
-    tile_margin_um,
-)
+from ihc_score.cells.detect import detect_cells, detect_nuclei, detection_image, expand_cells
+from ihc_score.cells.detection_params import DetectionParams, tile_margin_um
 from ihc_score.cells.kernels import warm_up
 from ihc_score.cells.measure import CellTable, measure_cells
 from ihc_score.cells.outlines import trace_outlines
@@ -24,7 +19,7 @@ from ihc_score.cells.traced_outlines import OutlineParts, Outlines, TracedOutlin
 
 __all__ = [
     "CellTable", "measure_cells", "DetectionParams", "detection_image", "detect_nuclei", "expand_cells",
-    "detect_cells", "tile_margin_um", "PigmentParams", "granule_contrast", "pigment_mask",
+    "stained_bodies", "detect_cells", "tile_margin_um", "PigmentParams", "granule_contrast", "pigment_mask",
     "cell_pigment_fraction", "CellOutlines", "UNITS_PER_PX", "TracedOutlines", "OutlineParts", "Outlines",
     "trace_outlines", "warm_up",
 ]

@@ -28,10 +28,40 @@ __all__ = [
 
 
 @_jit
+def _keep_peak_pieces(labels: np.ndarray, at: np.ndarray) -> None:
+    """Zero every pixel not 8-connected, through its own label, to the label's peak pixel ``at[label]``.
+
+    Cutting an object at a fraction of its peak can leave pieces apart from
+    it (on a dark neighbour, pigment): they are not the nucleus. Union-find
+    over pixel indices in raster order; a parent never lies after its pixel.
+    """
+    h, w = labels.shape
+    parent = np.arange(h * w, dtype=np.int64)
+    for y in range(h):
+        for x in range(w):
+            lab = labels[y, x]
+            if lab == 0:
+                continue
+            i = y * w + x
+            for dy, dx in ((0, -1), (-1, -1), (-1, 0), (-1, 1)):
+                yy, xx = y + dy, x + dx
+                if yy >= 0 and 0 <= xx < w and labels[yy, xx] == lab:
+                    a, b = _root(parent, i), _root(parent, yy * w + xx)
+                    if a != b:
+                        parent[max(a, b)] = min(a, b)
+    for y in range(h):
+        for x in range(w):
+            lab = labels[y, x]
+            if lab != 0 and _root(parent, y * w + x) != _root(parent, at[lab]):
+                labels[y, x] = 0
+
+
+@_jit
 def trim_labels(
     labels: np.ndarray, n_labels: int, image: np.ndarray, edge_fraction: np.float32, min_area: float, max_area: float
 ) -> None:
-    """Cut objects at ``edge_fraction`` of their peak, keep areas within limits, number 1..k (:func:`ihc_score.cells._nuclei._trim`).
+    """Cut objects at ``edge_fraction`` of their peak, keep the piece holding the peak and areas within limits,
+    number 1..k (:func:`ihc_score.cells._nuclei._trim`).
 
     Relabels ``labels`` (2-D int32, 0..n_labels - 1) in place; the numbering
     follows the order of the labels given. ``edge_fraction`` is float32,
@@ -39,24 +69,31 @@ def trim_labels(
     """
     h, w = labels.shape
     peak = np.zeros(n_labels, dtype=np.float32)
+    at = np.full(n_labels, -1, dtype=np.int64)  # first pixel (raster order) holding each label's peak
     for y in range(h):
         for x in range(w):
             lab = labels[y, x]
             if lab < 0 or lab >= n_labels:
                 raise ValueError("labels must be in 0..n_labels - 1")
             if lab != 0:
-                peak[lab] = _maximum(peak[lab], image[y, x])
+                v = image[y, x]
+                if at[lab] < 0 or v > peak[lab] or v != v and peak[lab] == peak[lab]:
+                    at[lab] = y * w + x
+                peak[lab] = _maximum(peak[lab], v)
+    for y in range(h):
+        for x in range(w):
+            lab = labels[y, x]
+            if lab != 0 and not image[y, x] >= edge_fraction * peak[lab]:
+                labels[y, x] = 0
+    _keep_peak_pieces(labels, at)
     area = np.zeros(n_labels, dtype=np.intp)
     top = 0
     for y in range(h):
         for x in range(w):
             lab = labels[y, x]
             if lab != 0:
-                if image[y, x] >= edge_fraction * peak[lab]:
-                    area[lab] += 1
-                    top = max(top, lab)
-                else:
-                    labels[y, x] = 0
+                area[lab] += 1
+                top = max(top, lab)
     lut = np.zeros(n_labels, dtype=np.int32)
     k = 0
     for lab in range(1, top + 1):

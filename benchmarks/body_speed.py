@@ -1,0 +1,85 @@
+"""What finding each cell's stained body costs: whole-slide scoring with it against QuPath's fixed ring.
+
+Run from the repository root::
+
+    .venv/bin/python benchmarks/body_speed.py [--rounds 3] [--full]
+
+Scores the throughput benchmark's slide (``throughput.py``; 14000 x 14000 px
+unless ``--full``) with the CLI, one worker, scoring alone (``--detections
+none --no-qc``), alternately with the shipped model (``detection.cell_body =
+stained``) and with the same model but cells grown by a fixed 5 um
+(``expansion``, the cells of earlier releases and of QuPath), ``--rounds``
+times each. Prints level-0 tissue Mpx/s of each run in wall and in CPU time
+of the process tree, and the ratio stained / expansion of the best runs
+(target: at least 0.85). Runs are interleaved so that load on the shared
+machine falls on both alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import throughput as T  # noqa: E402
+from ihc_score.model import DEFAULT_MODEL_PATH  # noqa: E402
+
+
+def _expansion_model(folder: Path) -> Path:
+    """A copy of the shipped model with cells grown by a fixed ring."""
+    data = json.loads(DEFAULT_MODEL_PATH.read_text())
+    data["detection"]["cell_body"] = "expansion"
+    data["id"] += "-expansion"
+    path = folder / "expansion.json"
+    path.write_text(json.dumps(data, indent=2))
+    return path
+
+
+def _run(slide: Path, model: Path | None, out: Path) -> tuple[float, float]:
+    """Wall and CPU seconds (process tree) of one scoring-only CLI run."""
+    cmd = T._cli() + ["score", str(slide), "--out", str(out), "--workers", "1", "--force", "-q",
+                      "--detections", "none", "--no-qc"]
+    if model is not None:
+        cmd += ["--model", str(model)]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, cwd=T.ROOT, stdout=subprocess.DEVNULL)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--full", action="store_true", help="the full-size throughput slide (long)")
+    args = parser.parse_args()
+    slide = T._slide("main", T.MAIN_SIDE if args.full else T.QUICK_SIDE)
+    px = T._info(slide).tissue_l0_px
+    subprocess.run([sys.executable, "-c", "from ihc_score.cells import warm_up; warm_up()"], check=True)
+    with tempfile.TemporaryDirectory(prefix="body-speed-") as tmp:
+        folder = Path(tmp)
+        models = {"stained": None, "expansion": _expansion_model(folder)}
+        best = {name: (float("inf"), float("inf")) for name in models}
+        print(f"{px / 1e6:.0f} Mpx of tissue at level 0; scoring alone, 1 worker")
+        for k in range(args.rounds):
+            for name, model in models.items():
+                wall, cpu = _run(slide, model, folder / f"{name}-{k}")
+                best[name] = (min(best[name][0], wall), min(best[name][1], cpu))
+                print(f"  round {k + 1} {name:9}: {wall:6.2f} s wall {px / 1e6 / wall:6.1f} Mpx/s, "
+                      f"{cpu:6.2f} s CPU {px / 1e6 / cpu:6.1f} Mpx/CPU-s", flush=True)
+    (ws, cs), (we, ce) = best["stained"], best["expansion"]
+    print(f"stained bodies / fixed ring, best runs: {we / ws:.2f} in wall time, {ce / cs:.2f} in CPU time "
+          "(speed ratio; target >= 0.85)")
+
+
+if __name__ == "__main__":
+    main()
