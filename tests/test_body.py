@@ -13,6 +13,7 @@ import pytest
 
 from ihc_score.cells import DetectionParams, detect_cells, stained_bodies
 from ihc_score.cells import _body_kernels as K
+from ihc_score.cells.body import _holes_filled_and_joined
 from ihc_score.score import classify
 
 MPP = 0.5
@@ -133,34 +134,72 @@ def test_params_refuse_an_unknown_body_and_a_zero_rise():
 # --- the compiled loops against plain NumPy / scikit-image formulations ------------------------------
 
 
-def test_fill_enclosed_fills_holes_of_one_label_only():
+def _bodies_reference(candidates: np.ndarray, nuclei: np.ndarray) -> np.ndarray:
+    """``_holes_filled_and_joined`` spelled out with OpenCV and scikit-image: fill the holes one label alone borders, keep the
+    4-connected pieces of each label that hold a nucleus pixel."""
+    from skimage.measure import label
+
+    n, holes = cv2.connectedComponents((candidates == 0).view(np.uint8), connectivity=4, ltype=cv2.CV_32S)
+    filled = candidates.copy()
+    padded = np.pad(candidates, 1, constant_values=-1)  # the image edge borders every hole that touches it
+    hole_pad = np.pad(holes, 1)
+    for k in range(1, n):
+        ring = cv2.dilate((hole_pad == k).view(np.uint8), np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], np.uint8))
+        around = set(np.unique(padded[(ring == 1) & (hole_pad != k)]).tolist()) - {0}
+        if len(around) == 1 and -1 not in around:
+            filled[holes == k] = around.pop()
+    pieces = label(filled, background=0, connectivity=1)
+    keep = np.isin(pieces, np.unique(pieces[nuclei != 0]))
+    return np.where(keep & (filled != 0), filled, 0)
+
+
+def test_holes_of_one_label_only_are_filled():
     labels = np.zeros((10, 12), np.int32)
     labels[1:8, 1:6] = 1
     labels[2:4, 2:4] = 0          # hole of 1 alone: filled
     labels[1:8, 6:11] = 2
-    labels[5, 5] = 0              # notch between 1 and 2: bordered by both, kept
+    labels[5, 5] = 0              # notch between 1 and 2: bordered by both, kept empty
     labels[2:4, 7:9] = 0          # hole of 2 alone: filled
     labels[8:10, 0:3] = 3         # touching the image edge: the glass around it stays
-    n, holes = cv2.connectedComponents((labels == 0).view(np.uint8), connectivity=4, ltype=cv2.CV_32S)
-    out = K.fill_enclosed(labels, holes, n)
+    nuclei = np.zeros_like(labels)
+    nuclei[6, 2], nuclei[6, 9], nuclei[9, 1] = 1, 2, 3
+    out = _holes_filled_and_joined(labels, nuclei)
     assert np.all(out[2:4, 2:4] == 1) and np.all(out[2:4, 7:9] == 2)
     assert out[5, 5] == 0 and out[0, 0] == 0 and out[9, 5] == 0
     assert (out != labels).sum() == 8
+    np.testing.assert_array_equal(out, _bodies_reference(labels, nuclei))
 
 
-def test_keep_connected_equals_component_labelling():
-    from skimage.measure import label
+def test_a_ring_around_a_pale_interior_is_joined_to_its_nucleus_through_the_hole():
+    labels = np.zeros((11, 11), np.int32)
+    labels[1:10, 1:10] = 4
+    labels[2:9, 2:9] = 0          # the pale interior: not a candidate
+    labels[5, 5] = 4              # the nucleus inside
+    nuclei = np.zeros_like(labels)
+    nuclei[5, 5] = 4
+    out = _holes_filled_and_joined(labels, nuclei)
+    assert np.all(out[1:10, 1:10] == 4) and out[0].sum() == 0
 
-    rng = np.random.default_rng(3)
-    candidates = rng.integers(0, 4, (60, 70)).astype(np.int32)
-    candidates[rng.random((60, 70)) < 0.3] = 0
+
+@pytest.mark.parametrize("seed", [3, 7, 11])
+def test_bodies_equal_hole_filling_then_component_labelling(seed: int):
+    """Random cells (each pixel to its nearest of 12 seeds) with random gaps: holes, channels and cut-off bits."""
+    rng = np.random.default_rng(seed)
+    h, w = 80, 90
+    seeds = np.stack([rng.integers(3, h - 3, 12), rng.integers(3, w - 3, 12)], axis=1)
+    free = np.ones((h, w), np.uint8)
+    free[seeds[:, 0], seeds[:, 1]] = 0
+    _, near = cv2.distanceTransformWithLabels(free, cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL)
+    candidates = near.astype(np.int32)                     # labels 1..12 by raster order of the seeds
+    gaps = cv2.GaussianBlur(rng.random((h, w)).astype(np.float32), (0, 0), 1.2)
+    candidates[gaps < np.quantile(gaps, 0.3)] = 0
     nuclei = np.zeros_like(candidates)
-    for lab, (y, x) in zip((1, 2, 3), ((10, 10), (30, 40), (50, 60))):
-        nuclei[y, x] = candidates[y, x] = lab
-    pieces = label(candidates, background=0, connectivity=1)
-    keep = np.isin(pieces, np.unique(pieces[nuclei != 0]))
-    expected = np.where(keep, candidates, 0)
-    np.testing.assert_array_equal(K.keep_connected(candidates, nuclei), expected)
+    for y, x in seeds:
+        nuclei[y, x] = candidates[y, x] = near[y, x]
+    want = _bodies_reference(candidates, nuclei)
+    assert ((want != 0) & (candidates == 0)).sum() > 5      # holes filled
+    assert ((want == 0) & (candidates != 0)).sum() > 5      # bits cut off from their nucleus dropped
+    np.testing.assert_array_equal(_holes_filled_and_joined(candidates, nuclei), want)
 
 
 def test_stained_candidates_equal_the_numpy_rule():

@@ -92,6 +92,18 @@ def _stain_levels(
     return image, background, plateau
 
 
+def _holes_filled_and_joined(candidates: np.ndarray, nuclei: np.ndarray) -> np.ndarray:
+    """Steps 4-5: holes one cell alone borders take its label; the pieces of each cell joined to its nucleus stay.
+
+    ``candidates`` (int32, (H, W)) holds each pixel's cell or 0 and every
+    nucleus pixel with its own label; pieces and holes are 4-connected.
+    """
+    from . import _body_kernels  # on first use: see ihc_score.cells._kernels
+    n_holes, holes = cv2.connectedComponents((candidates == 0).view(np.uint8), connectivity=4, ltype=cv2.CV_32S)
+    filled = _body_kernels.fill_enclosed(candidates, holes, n_holes)
+    return _body_kernels.keep_connected(filled, nuclei)
+
+
 def stained_bodies(
     nuclei: np.ndarray, stain_od: np.ndarray, *, mpp_um: float, params: DetectionParams = DetectionParams()
 ) -> np.ndarray:
@@ -125,6 +137,4 @@ def stained_bodies(
     candidates = _body_kernels.stained_candidates(image, background, plateau, reach, nuclei,
                                                   np.float32(params.body_min_od),
                                                   np.float32(params.body_max_background_od))
-    n_holes, holes = cv2.connectedComponents((candidates == 0).view(np.uint8), connectivity=4, ltype=cv2.CV_32S)
-    filled = _body_kernels.fill_enclosed(candidates, holes, n_holes)
-    return _body_kernels.keep_connected(filled, nuclei)
+    return _holes_filled_and_joined(candidates, nuclei)
