@@ -204,11 +204,13 @@ def test_bodies_equal_hole_filling_then_component_labelling(seed: int):
 
 def test_stained_candidates_equal_the_numpy_rule():
     rng = np.random.default_rng(4)
-    image, background, plateau = (rng.random((30, 40), dtype=np.float32) for _ in range(3))
-    reach = rng.integers(0, 5, (30, 40)).astype(np.int32)
-    nuclei = np.where(rng.random((30, 40)) < 0.1, reach, 0).astype(np.int32)
+    image = rng.random((31, 40), dtype=np.float32)                       # an odd height: the last block is half
+    background, plateau = (rng.random((16, 20), dtype=np.float32) for _ in range(2))
+    reach = rng.integers(0, 5, (31, 40)).astype(np.int32)
+    nuclei = np.where(rng.random((31, 40)) < 0.1, reach, 0).astype(np.int32)
     lo, cap = np.float32(0.05), np.float32(0.1)
-    b = np.minimum(background, cap)
-    stained = image >= b + np.maximum(lo, np.float32(0.5) * (plateau - b))
+    b = np.minimum(np.kron(background, np.ones((2, 2), np.float32))[:31, :40], cap)
+    top = np.kron(plateau, np.ones((2, 2), np.float32))[:31, :40]
+    stained = image >= b + np.maximum(lo, np.float32(0.5) * (top - b))
     expected = np.where(stained | (nuclei != 0), reach, 0)
     np.testing.assert_array_equal(K.stained_candidates(image, background, plateau, reach, nuclei, lo, cap), expected)

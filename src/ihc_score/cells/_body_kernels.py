@@ -128,12 +128,14 @@ def stained_candidates(
     image: np.ndarray, background: np.ndarray, plateau: np.ndarray, reach: np.ndarray, nuclei: np.ndarray,
     min_od: np.float32, max_background_od: np.float32,
 ) -> np.ndarray:
-    """Each pixel's cell where it is stained or a nucleus, else 0 (step 2-3 of :mod:`ihc_score.cells.body`).
+    """Each pixel's cell where it is stained or a nucleus, else 0 (steps 2-3 of :mod:`ihc_score.cells.body`).
 
-    ``image`` is the smoothed stain OD, ``background`` the level of the
-    gaps between cells, ``plateau`` the highest cytoplasm OD near each
-    pixel, ``reach`` the nearest nucleus within reach (all (H, W)). A pixel
-    is stained when ``image >= b + max(min_od, (plateau - b) / 2)`` with
+    ``image`` is the smoothed stain OD, ``reach`` the nearest nucleus within
+    reach, ``nuclei`` the nucleus labels (all (H, W)); ``background`` (the
+    level of the gaps between cells) and ``plateau`` (the highest cytoplasm
+    OD near each pixel) are at half resolution, a value per 2 x 2 block on
+    even rows and columns. A pixel is stained when
+    ``image >= b + max(min_od, (plateau - b) / 2)`` with
     ``b = min(background, max_background_od)``.
     """
     h, w = image.shape
@@ -148,8 +150,8 @@ def stained_candidates(
                 out[y, x] = lab
                 continue
             v = image[y, x]
-            b = min(background[y, x], max_background_od)
-            if v >= b + max(min_od, half * (plateau[y, x] - b)):
+            b = min(background[y >> 1, x >> 1], max_background_od)
+            if v >= b + max(min_od, half * (plateau[y >> 1, x >> 1] - b)):
                 out[y, x] = lab
     return out
 

@@ -60,16 +60,10 @@ def _halve(image: np.ndarray, op: Callable) -> np.ndarray:
     return op(op(image[0::2, 0::2], image[0::2, 1::2]), op(image[1::2, 0::2], image[1::2, 1::2]))
 
 
-def _double(half: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Each value of a half-resolution image over its 2 x 2 block, cropped to ``shape``."""
-    full = cv2.resize(half, (2 * half.shape[1], 2 * half.shape[0]), interpolation=cv2.INTER_NEAREST)
-    return np.ascontiguousarray(full[: shape[0], : shape[1]])
-
-
 def _stain_levels(
     stain_od: np.ndarray, nuclei: np.ndarray, mpp_um: float, params: DetectionParams
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The smoothed stain image, the background between cells and the cytoplasm level near each pixel.
+    """The smoothed stain image, and the background between cells and the cytoplasm level at half resolution.
 
     Both levels vary slowly and are found at half resolution, on 2 x 2
     blocks on even rows and columns (so a tile of even origin matches the
@@ -85,10 +79,10 @@ def _stain_levels(
                              borderType=cv2.BORDER_REPLICATE)
     radius = params.body_background_um / mpp_um / 2.0
     low = _octagon_filter(_halve(image, cv2.min), radius, cv2.MORPH_ERODE)
-    background = _double(_octagon_filter(low, radius, cv2.MORPH_DILATE), image.shape)
+    background = _octagon_filter(low, radius, cv2.MORPH_DILATE)
     cytoplasm = _halve(np.where(nuclei != 0, np.float32(0.0), image), cv2.max)
     side = 2 * max(1, int(round(_EDGE_REACH_UM / mpp_um / 2.0))) + 1
-    plateau = _double(cv2.dilate(cytoplasm, np.ones((side, side), dtype=np.uint8)), image.shape)
+    plateau = cv2.dilate(cytoplasm, np.ones((side, side), dtype=np.uint8))
     return image, background, plateau
 
 
