@@ -453,3 +453,30 @@ def test_touching_nuclei_of_different_sizes_are_cut_near_their_valley():
     areas = sorted(table.nucleus_area_um2)
     assert areas[0] == pytest.approx(np.pi * small_r**2, rel=0.3)
     assert areas[1] == pytest.approx(np.pi * big_r**2, rel=0.2)
+
+
+def _textured_nucleus(x_um: float, y_um: float) -> list[tuple]:
+    """A 15 um nucleus (0.4 OD) with three chromatin clumps (1 um, 0.8 OD) at the corners of a 5 um triangle."""
+    h = 5.0 * np.sqrt(3.0) / 2.0
+    clumps = [(x_um - 2.5, y_um - h / 3.0), (x_um + 2.5, y_um - h / 3.0), (x_um, y_um + 2.0 * h / 3.0)]
+    return [("disc", x_um, y_um, 7.5, 0.4, 0.0)] + [("disc", x, y, 1.0, 0.8, 0.0) for x, y in clumps]
+
+
+def test_textured_large_nucleus_is_one_and_touching_nuclei_stay_two():
+    """The clumps are maxima more than 3 um apart (without the merge of markers the nucleus comes
+    out in three pieces), but in one convex piece of the stain: one nucleus. Two such nuclei
+    touching, and two touching 8 um nuclei, have a waist between them: two each."""
+    area = np.pi * 7.5**2
+    table, _, _ = detect_cells(_draw(60.0, MPP, _textured_nucleus(30.0, 30.0)), mpp_um=MPP)
+    assert len(table) == 1
+    assert table.nucleus_area_um2[0] == pytest.approx(area, rel=0.15)
+    centres = [(25.0, 40.0), (37.0, 49.0)]  # 15 um apart: the discs touch
+    table, _, _ = detect_cells(_draw(80.0, MPP, _textured_nucleus(*centres[0]) + _textured_nucleus(*centres[1])),
+                               mpp_um=MPP)
+    assert len(table) == 2
+    for x, y in centres:
+        assert table.nucleus_area_um2[_nearest(table, x, y)] == pytest.approx(area, rel=0.15)
+    pair = [("disc", 26.0, 30.0, NUCLEUS_R_UM, 0.5, 0.0), ("disc", 34.0, 30.0, NUCLEUS_R_UM, 0.5, 0.0)]
+    table, _, _ = detect_cells(_draw(60.0, MPP, pair), mpp_um=MPP)
+    assert len(table) == 2
+    assert table.nucleus_area_um2 == pytest.approx([DISC_AREA_UM2] * 2, rel=0.15)

@@ -219,3 +219,53 @@ print(t.nucleus_area_um2[0], t.cell_area_um2[0], t.a_x[0])
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["1.0", "2.25", "1.5"]
+
+
+def _one_nucleus_reference(mask, score, a, b, level, min_ratio):
+    """:func:`ihc_score.cells._detection_kernels._one_nucleus` in NumPy: the segment's pixels, then on each
+    side the steps perpendicular to it that stay in the level set, against the line between the ends."""
+    h, w = score.shape
+    (ay, ax), (by, bx) = divmod(a, w), divmod(b, w)
+    ly, lx = by - ay, bx - ax
+    n, d = max(abs(ly), abs(lx)), np.hypot(ly, lx)
+    k = np.arange(n + 1)
+    ys, xs = ay + (2 * k * ly + n) // (2 * n), ax + (2 * k * lx + n) // (2 * n)
+    inside = mask & (score >= level)
+    if not inside[ys, xs].all():
+        return False
+    ext = np.zeros((2, n + 1))
+    steps = np.arange(1, n + 1)
+    for side, (dy, dx) in enumerate([(lx / d, -ly / d), (-lx / d, ly / d)]):
+        oy, ox = np.floor(steps * dy + 0.5).astype(int), np.floor(steps * dx + 0.5).astype(int)
+        for i in range(n + 1):
+            yy, xx = ys[i] + oy, xs[i] + ox
+            ok = (yy >= 0) & (yy < h) & (xx >= 0) & (xx < w)
+            ok[ok] = inside[yy[ok], xx[ok]]
+            ext[side, i] = n if ok.all() else np.argmin(ok)
+    t = np.arange(1, n) / n
+    line = (1.0 - t) * ext[:, :1] + t * ext[:, n:]
+    return bool(np.all(ext[:, 1:n] + 0.5 >= min_ratio * (line + 0.5)))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_one_nucleus_is_its_numpy_formulation_and_does_not_move_with_the_image(seed):
+    rng = np.random.default_rng(seed)
+    score = cv2.GaussianBlur(rng.random((70, 90), dtype=np.float32), (0, 0), 4.0)
+    mask = score > np.quantile(score, 0.2)
+    on = np.flatnonzero(mask)
+    shifted_score = np.pad(score, ((3, 0), (5, 0)))
+    shifted_mask = np.pad(mask, ((3, 0), (5, 0)))
+    got = []
+    for a, b in rng.choice(on, size=(300, 2)):
+        if a == b:
+            continue
+        level = np.float32(rng.uniform(0.7, 1.0)) * min(score.flat[a], score.flat[b])
+        ratio = rng.uniform(0.7, 1.0)
+        want = _one_nucleus_reference(mask, score, int(a), int(b), level, ratio)
+        assert D._one_nucleus(mask, score, a, b, level, ratio) == want
+        ya, xa = divmod(int(a), 90)
+        yb, xb = divmod(int(b), 90)
+        a2, b2 = (ya + 3) * 95 + xa + 5, (yb + 3) * 95 + xb + 5
+        assert D._one_nucleus(shifted_mask, shifted_score, a2, b2, level, ratio) == want
+        got.append(want)
+    assert 10 < sum(got) < len(got) - 10

@@ -1,7 +1,7 @@
 """Compiled kernels of nucleus detection (:mod:`ihc_score.cells._nuclei`) and of cell growth.
 
-Small holes, maxima, markers, the split of touching nuclei, the trim and
-renumbering of nuclei, and the growth of cells
+Small holes, maxima, markers (and which are one nucleus), the split of
+touching nuclei, the trim and renumbering of nuclei, and the growth of cells
 (:func:`ihc_score.cells.detect.expand_cells`): each in one to three
 passes over the pixels, bit-identical to the NumPy and OpenCV formulations
 they replaced (``tests/test_kernels.py``); compiled and cached as described
@@ -247,38 +247,28 @@ def scatter_max(out: np.ndarray, index: np.ndarray, values: np.ndarray) -> None:
 def blob_markers(
     comp: np.ndarray, comp_label: np.ndarray, n_markers: np.ndarray, near: np.ndarray, seeds: np.ndarray,
     score: np.ndarray, peak_value: np.ndarray, core_fraction: np.float32, labels: np.ndarray, core_half: np.ndarray,
-    blocks: np.ndarray,
-) -> None:
-    """Label the blobs; in those to split, each pixel's nearest marker and the cores (:func:`ihc_score.cells._nuclei._partition_box`).
+    blocks: np.ndarray, mask: np.ndarray, at: np.ndarray, merge_level: float, merge_convexity: float,
+) -> np.ndarray:
+    """Label the blobs; in those to split, each pixel's nearest marker, the cores, and which markers are one nucleus
+    (:func:`ihc_score.cells._nuclei._partition_box`).
 
-    Parameters
-    ----------
-    comp : 2-D int32
-        Blob (connected component of the foreground) of every pixel, 0 = none.
-    comp_label : 1-D int32
-        Label of each blob's pixels.
-    n_markers : 1-D int
-        Markers in each blob; the pixels of a blob with two or more are split.
-    near : 2-D int32
-        Distance-transform labels on 2 x 2 blocks (even rows and columns):
-        1-based index into the raster order of the seed blocks.
-    seeds : 1-D int32
-        Marker of each seed block, with 0 in front.
-    score : 2-D float32
-        The image the markers were found on.
-    peak_value : 1-D float32
-        Score of each marker's peak.
-    core_fraction : float32
-    labels : 2-D int32, zeros
-        Set to the blob's label; a pixel to split is set to its nearest
-        marker when in that marker's core (score at least ``core_fraction``
-        of the marker's peak), else to -1.
-    core_half : 2-D int32, zeros
-        Set to the largest marker of the core pixels of each block.
-    blocks : 2-D uint8, zeros
-        Set to 1 on the blocks holding a pixel to split.
+    ``comp`` (2-D int32) is each pixel's blob (0 = none), ``comp_label`` each blob's label, ``n_markers`` its
+    markers: the pixels of a blob with two or more are split. ``near`` (2-D int32, on 2 x 2 blocks on even rows
+    and columns) is the 1-based index of each block's nearest seed block in raster order, ``seeds`` the marker
+    of each seed block with 0 in front. ``score`` (2-D float32) is the image the markers were found on,
+    ``peak_value`` each marker's peak score. Set, from zeros: ``labels`` (2-D int32) to the blob's label, a pixel
+    to split to its nearest marker when in that marker's core (score at least ``core_fraction``, float32, of its
+    peak), else to -1; ``core_half`` (int32 on blocks) to the largest marker of each block's core pixels;
+    ``blocks`` (uint8) to 1 on the blocks holding a pixel to split.
+
+    Returns, for each marker, the smallest marker it is one nucleus with (int32): the markers of neighbouring
+    blocks to split are when the segment between their first pixels ``at`` (1-D int64, raster indices) passes
+    :func:`_one_nucleus` on ``mask`` (2-D bool, so two blobs fail) at ``merge_level`` of the lower peak, with
+    ``merge_convexity``. Each pair is decided alone: the order does not matter.
     """
     h, w = comp.shape
+    parent = np.arange(peak_value.size, dtype=np.int32)
+    seen = np.zeros((2, peak_value.size), dtype=np.int32)  # each marker's last neighbour on the left and above
     for y in range(h):
         for x in range(w):
             c = comp[y, x]
@@ -296,14 +286,64 @@ def blob_markers(
                     core_half[by, bx] = mk
             else:
                 labels[y, x] = -1
+    for by in range(blocks.shape[0]):
+        for bx in range(blocks.shape[1]):
+            mk = seeds[near[by, bx]]
+            for k in range(2 if blocks[by, bx] else 0):  # the block on the left, above
+                nb = seeds[near[by - k, bx - 1 + k]] if (by if k else bx) > 0 and blocks[by - k, bx - 1 + k] else mk
+                if nb != mk and seen[k, mk] != nb:  # a boundary repeats: once a run
+                    seen[k, mk] = nb
+                    a, b, lo = _root(parent, mk), _root(parent, nb), min(peak_value[mk], peak_value[nb])
+                    if a != b and _one_nucleus(mask, score, at[mk], at[nb], merge_level * lo, merge_convexity):
+                        parent[max(a, b)] = min(a, b)
+    for i in range(parent.size):
+        parent[i] = _root(parent, i)
+    return parent
+
+
+@_jit
+def _one_nucleus(mask: np.ndarray, score: np.ndarray, a: int, b: int, level: float, min_ratio: float) -> bool:
+    """Whether the segment between pixels ``a`` and ``b`` (raster indices) lies in one convex piece of a level set.
+
+    Every pixel of the segment must be on ``mask`` with ``score`` >= ``level``; on each side, those pixels' extent
+    perpendicular to it (at most its length) must reach ``min_ratio`` of the straight line between its ends'.
+    """
+    ay, ax = divmod(a, score.shape[1])
+    ly, lx = b // score.shape[1] - ay, b % score.shape[1] - ax
+    n, d = max(abs(ly), abs(lx)), np.sqrt(ly * ly + lx * lx)
+    for k in range(n + 1):  # a valley: most pairs of nuclei stop here
+        y, x = ay + (2 * k * ly + n) // (2 * n), ax + (2 * k * lx + n) // (2 * n)
+        if not mask[y, x] or not score[y, x] >= level:
+            return False
+    for dy, dx in ((lx / d, -ly / d), (-lx / d, ly / d)):
+        end_a = _reach(mask, score, level, ay, ax, dy, dx, n)
+        end_b = _reach(mask, score, level, ay + ly, ax + lx, dy, dx, n)
+        for k in range(1, n):  # a waist below the straight line between the ends is a cut
+            need = min_ratio * ((1.0 - k / n) * end_a + k / n * end_b + 0.5) - 0.5
+            y, x = ay + (2 * k * ly + n) // (2 * n), ax + (2 * k * lx + n) // (2 * n)
+            if _reach(mask, score, level, y, x, dy, dx, min(n, int(np.ceil(need)))) < need:
+                return False
+    return True
+
+
+@_jit
+def _reach(mask: np.ndarray, score: np.ndarray, level: float, y: int, x: int, dy: float, dx: float, cap: int) -> int:
+    """Steps (at most ``cap``) from pixel (y, x) along (dy, dx) that stay on ``mask`` with ``score`` >= ``level``."""
+    h, w = score.shape
+    for k in range(cap):  # offsets rounded alone, so that a shifted image takes the same steps
+        yy, xx = y + int(np.floor((k + 1) * dy + 0.5)), x + int(np.floor((k + 1) * dx + 0.5))
+        if yy < 0 or yy >= h or xx < 0 or xx >= w or not mask[yy, xx] or not score[yy, xx] >= level:
+            return k
+    return max(cap, 0)
 
 
 @_jit
 def split_labels(
     comp: np.ndarray, n_markers: np.ndarray, near: np.ndarray, seeds: np.ndarray, marker_comp: np.ndarray,
-    labels: np.ndarray,
+    labels: np.ndarray, merged: np.ndarray,
 ) -> None:
-    """Finish :func:`blob_markers`: a pixel to split outside a core takes its nearest core's marker, 0 when that is another blob's."""
+    """Finish :func:`blob_markers`: a pixel to split outside a core takes its nearest core's marker, 0 when that is another blob's;
+    a core pixel's marker becomes ``merged[marker]`` (the ``seeds`` are already so mapped)."""
     h, w = comp.shape
     for y in range(h):
         for x in range(w):
@@ -311,8 +351,7 @@ def split_labels(
             if c == 0 or n_markers[c] < 2:
                 continue
             lab = labels[y, x]
-            if lab < 0:
-                lab = seeds[near[y // 2, x // 2]]
+            lab = seeds[near[y // 2, x // 2]] if lab < 0 else merged[lab]
             if marker_comp[lab] != c:
                 lab = 0
             labels[y, x] = lab
@@ -341,7 +380,6 @@ def grow_labels(
     return out
 
 
-
 def warm_up() -> None:
     """Load these kernels for the argument types detection passes them (:func:`ihc_score.cells.warm_up`)."""
     one = np.ones((2, 2), dtype=np.int32)
@@ -355,8 +393,8 @@ def warm_up() -> None:
     scatter_max(np.zeros(2, dtype=np.int32), np.zeros(1, dtype=np.int64), np.ones(1, dtype=np.int32))
     seeds = np.zeros(2, dtype=np.int32)
     n_markers = np.zeros(2, dtype=np.int64)
-    blob_markers(zero, seeds, n_markers, zero, seeds, image, image.ravel(), np.float32(0.5), zero.copy(), zero.copy(),
-                 np.zeros((2, 2), dtype=np.uint8))
-    split_labels(zero, n_markers, zero, seeds, seeds, zero.copy())
+    merged = blob_markers(zero, seeds, n_markers, zero, seeds, image, image.ravel(), np.float32(0.5), zero.copy(),
+                          zero.copy(), np.zeros((2, 2), dtype=np.uint8), image > 0, np.zeros(4, np.int64), 0.7, 0.85)
+    split_labels(zero, n_markers, zero, seeds, seeds, zero.copy(), merged)
     for box in (np.zeros((2, 3), dtype=np.int32)[:, :2], zero):
         grow_labels(box, zero, image, seeds, np.float32(1.0))

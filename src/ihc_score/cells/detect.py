@@ -19,11 +19,19 @@ Steps of :func:`detect_nuclei`
 2. Gaussian smoothing (``sigma_um``) and the threshold ``threshold_od``
    give the foreground; small holes in it are filled.
 3. Markers: maxima of the smoothed channel within 3 um (plateaus merged).
-   Each marker grows into its core (pixels at >= half its peak), and each
-   foreground pixel goes to the nearest core, so touching nuclei are cut
-   along the valley between them (a fast stand-in for the marker-controlled
-   watershed: two labelled distance transforms, at half resolution, instead
-   of a priority flood). A blob with a single marker is one nucleus.
+   Two neighbouring markers are one nucleus (the maxima that chromatin
+   makes in a large nucleus) when the segment between them stays at >= 70 %
+   of the lower peak and that level set shows no waist along it (a convex
+   piece: its width on either side never falls below 85 % of the straight
+   line between its widths at the two markers); a valley or a waist keeps
+   two touching nuclei apart. This stands in for the h-maxima (dynamics)
+   of a priority flood, with the waist test because the 1.5 um blur leaves
+   nuclei that touch almost no valley. Each marker grows into its core
+   (pixels at >= half its peak), and each foreground pixel goes to the
+   nearest core, so touching nuclei are cut along the valley between them
+   (a fast stand-in for the marker-controlled watershed: two labelled
+   distance transforms, at half resolution, instead of a priority flood).
+   A blob with a single marker is one nucleus.
 4. Each nucleus ends where the smoothed channel falls below 45 % of its own
    peak (about the half maximum), so its area follows the stained nucleus
    and not how far the blur of a dark nucleus reaches above the threshold.
