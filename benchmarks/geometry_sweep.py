@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    .venv/bin/python benchmarks/geometry_sweep.py [--seed 1] [--only NAME,...]
+    .venv/bin/python benchmarks/geometry_sweep.py [--seed 1] [--only NAME [--only NAME ...]]
 
 Each setting is one synthetic slide (3072 x 3072 px at 0.25 um/px, one
 metastasis over most of it, no host cells, so that every detected cell is a
@@ -107,11 +107,11 @@ def measure(name: str, seed: int, models: dict[str, Model]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--only", help="comma-separated setting names")
+    parser.add_argument("--only", action="append", choices=list(SETTINGS), help="a setting to run (repeatable)")
     args = parser.parse_args()
     shipped = default_model()
     models = {"body": shipped, "ring": expansion_model(shipped)}
-    names = args.only.split(",") if args.only else list(SETTINGS)
+    names = args.only or list(SETTINGS)
     print(f"{'setting':28} {'cells':>6} {'true H':>7} | {'body H':>7} {'err':>6} {'cells %':>7} | "
           f"{'5 um ring H':>11} {'err':>6} {'cells %':>7}")
     worst_h = {k: 0.0 for k in models}
