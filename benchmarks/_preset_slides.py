@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from ihc_score.synthetic import GENERATOR_VERSION, SynthSpec, make_slide, preset
+from ihc_score.synthetic.truth import totals
 
 CACHE = Path(__file__).resolve().parent / "cache"
 
@@ -28,3 +29,9 @@ def spec_slide(stem: str, spec: SynthSpec, *, annotations: bool = True) -> tuple
 def preset_slide(stem: str, name: str, **overrides: object) -> tuple[Path, dict]:
     """A slide of preset ``name`` with ``overrides`` (with its annotation file), and its truth (:func:`spec_slide`)."""
     return spec_slide(stem, preset(name, **overrides))
+
+
+def drawn_totals(truth: dict) -> dict:
+    """Counts and H-score (:func:`ihc_score.synthetic.truth.totals`) of every drawn cell, tumour and host:
+    what a slide scored whole (``--regions tissue``) should report."""
+    return totals([c["class"] for c in truth["cells"] + truth.get("stromal_cells", [])])

@@ -31,13 +31,12 @@ hand-drawn fields (``tests/test_body.py``) before this sweep was written.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _preset_slides import spec_slide  # noqa: E402
+from _preset_slides import drawn_totals, spec_slide  # noqa: E402
 from ihc_score.model import Model, default_model  # noqa: E402
 from ihc_score.run import score_slide  # noqa: E402
 from ihc_score.synthetic import TumourRegion, preset  # noqa: E402
@@ -83,19 +82,12 @@ def spec_for(name: str, seed: int):
     )
 
 
-def expansion_model(model: Model) -> Model:
-    """The model with QuPath's cells: nucleus grown by ``cell_expansion_um``."""
-    return dataclasses.replace(model, detection=dataclasses.replace(model.detection, cell_body="expansion"))
-
-
 def measure(name: str, seed: int, models: dict[str, Model]) -> dict:
     """True H-score and cell count of a setting's slide, and each model's H-score and count."""
     path, truth = spec_slide(f"geometry-{name.replace(' ', '_').replace(',', '').replace('/', '')}-s{seed}",
                              spec_for(name, seed), annotations=False)
-    cells = truth["cells"] + truth.get("stromal_cells", [])
-    n = len(cells)
-    h_true = 100.0 * sum(c["class"] for c in cells) / max(n, 1)
-    row = {"setting": name, "n_true": n, "h_true": h_true}
+    drawn = drawn_totals(truth)
+    row = {"setting": name, "n_true": drawn["n_cells"], "h_true": drawn["h_score"]}
     for label, model in models.items():
         r = score_slide(path, model, region_mode="tissue")
         counts = r.regions[0].counts if r.regions else None
@@ -110,7 +102,7 @@ def main() -> None:
     parser.add_argument("--only", action="append", choices=list(SETTINGS), help="a setting to run (repeatable)")
     args = parser.parse_args()
     shipped = default_model()
-    models = {"body": shipped, "ring": expansion_model(shipped)}
+    models = {"body": shipped, "ring": shipped.with_overrides(**{"detection.cell_body": "expansion"})}
     names = args.only or list(SETTINGS)
     print(f"{'setting':28} {'cells':>6} {'true H':>7} | {'body H':>7} {'err':>6} {'cells %':>7} | "
           f"{'5 um ring H':>11} {'err':>6} {'cells %':>7}")

@@ -22,18 +22,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _preset_slides import spec_slide  # noqa: E402
+from _preset_slides import drawn_totals, spec_slide  # noqa: E402
 from ihc_score.model import default_model  # noqa: E402
 from ihc_score.run import score_slide  # noqa: E402
 from ihc_score.synthetic import SCANNERS, preset  # noqa: E402
 
 TARGET = 5.0
-
-
-def true_h(truth: dict) -> float:
-    """H-score of every drawn cell (tumour and host) in the truth."""
-    cells = truth["cells"] + truth.get("stromal_cells", [])
-    return 100.0 * sum(c["class"] for c in cells) / max(len(cells), 1)
 
 
 def main() -> None:
@@ -51,7 +45,7 @@ def main() -> None:
         for name in names:
             spec = dataclasses.replace(preset(args.preset, seed=seed), scanner=SCANNERS[name])
             path, truth = spec_slide(f"scanner-{args.preset}-{name}-s{seed}", spec, annotations=False)
-            h = true_h(truth)
+            h = drawn_totals(truth)["h_score"]
             r = score_slide(path, model, region_mode="tissue")
             scores[name] = r.regions[0].counts.h_score if r.regions else float("nan")
         ref = scores[names[0]]

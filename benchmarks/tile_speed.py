@@ -125,7 +125,7 @@ def stages(rgb: np.ndarray, params: C.DetectionParams) -> list[tuple[str, Callab
 
     def expand(s: dict) -> None:
         if params.cell_body == "stained":
-            stain = np.add(s["conc"][..., 0], s["conc"][..., 1], dtype=np.float32)
+            stain = C.detection_image(s["conc"], "hematoxylin_dab")
             s["cells"] = C.stained_bodies(s["nuclei"], stain, mpp_um=mpp, params=params)
         else:
             s["cells"] = C.expand_cells(s["nuclei"], mpp_um=mpp, params=params)

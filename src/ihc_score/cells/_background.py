@@ -7,10 +7,12 @@ could find; pure functions over arrays in pixel units.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import cv2
 import numpy as np
 
-__all__ = ["_octagon_filter", "_subtract_background", "_surely_empty"]
+__all__ = ["_halve", "_octagon_filter", "_subtract_background", "_surely_empty"]
 
 
 def _octagon_passes(radius_px: float) -> tuple[int, int]:
@@ -40,6 +42,14 @@ def _octagon_filter(image: np.ndarray, radius_px: float, op: int) -> np.ndarray:
     return out
 
 
+def _halve(image: np.ndarray, op: Callable) -> np.ndarray:
+    """``op`` (``cv2.min`` / ``cv2.max``) of each 2 x 2 block on even rows and columns, the image edge-padded."""
+    h, w = image.shape
+    if h % 2 or w % 2:
+        image = cv2.copyMakeBorder(image, 0, h % 2, 0, w % 2, cv2.BORDER_REPLICATE)
+    return op(op(image[0::2, 0::2], image[0::2, 1::2]), op(image[1::2, 0::2], image[1::2, 1::2]))
+
+
 #: Pixels by which the half-resolution opening is widened before it is
 #: capped by the image (see :func:`_subtract_background`).
 _BACKGROUND_REACH_PX = 2
@@ -64,13 +74,9 @@ def _subtract_background(image: np.ndarray, radius_px: float) -> np.ndarray:
     if radius_px < 1:
         return image
     h, w = image.shape
-    src = image
-    if h % 2 or w % 2:
-        src = cv2.copyMakeBorder(image, 0, h % 2, 0, w % 2, cv2.BORDER_REPLICATE)
-    small = cv2.min(cv2.min(src[0::2, 0::2], src[0::2, 1::2]), cv2.min(src[1::2, 0::2], src[1::2, 1::2]))
-    small = _octagon_filter(small, radius_px / 2.0, cv2.MORPH_ERODE)
+    small = _octagon_filter(_halve(image, cv2.min), radius_px / 2.0, cv2.MORPH_ERODE)
     small = _octagon_filter(small, radius_px / 2.0, cv2.MORPH_DILATE)
-    background = cv2.resize(small, (src.shape[1], src.shape[0]), interpolation=cv2.INTER_NEAREST)[:h, :w]
+    background = cv2.resize(small, (2 * small.shape[1], 2 * small.shape[0]), interpolation=cv2.INTER_NEAREST)[:h, :w]
     reach = np.ones((2 * _BACKGROUND_REACH_PX + 1,) * 2, dtype=np.uint8)
     background = cv2.dilate(background, reach, borderType=cv2.BORDER_REPLICATE)
     background = cv2.min(background, image, dst=background)

@@ -36,12 +36,10 @@ References
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import cv2
 import numpy as np
 
-from ihc_score.cells._background import _octagon_filter
+from ihc_score.cells._background import _halve, _octagon_filter
 from ihc_score.cells._nuclei import _grow
 from ihc_score.cells.detection_params import BODY_SIGMA_UM, DetectionParams
 
@@ -50,14 +48,6 @@ __all__ = ["stained_bodies"]
 #: How far (um) a pixel looks for the cytoplasm level its edge is judged against: beyond the reach of the
 #: optics' and the smoothing's blur across an edge (about 2 sigma of both).
 _EDGE_REACH_UM = 1.5
-
-
-def _halve(image: np.ndarray, op: Callable) -> np.ndarray:
-    """``op`` (``cv2.min`` / ``cv2.max``) of each 2 x 2 block on even rows and columns, the image edge-padded."""
-    h, w = image.shape
-    if h % 2 or w % 2:
-        image = cv2.copyMakeBorder(image, 0, h % 2, 0, w % 2, cv2.BORDER_REPLICATE)
-    return op(op(image[0::2, 0::2], image[0::2, 1::2]), op(image[1::2, 0::2], image[1::2, 1::2]))
 
 
 def _stain_levels(

@@ -200,7 +200,7 @@ def detect_cells(
     image = detection_image(deconvolved, params.channel)
     nuclei = detect_nuclei(image, mpp_um=mpp_um, params=params)
     if params.cell_body == "stained":
-        stain = np.add(deconvolved[..., 0], deconvolved[..., 1], dtype=np.float32)
+        stain = image if params.channel == "hematoxylin_dab" else detection_image(deconvolved, "hematoxylin_dab")
         cells = stained_bodies(nuclei, stain, mpp_um=mpp_um, params=params)
     else:
         cells = expand_cells(nuclei, mpp_um=mpp_um, params=params)
