@@ -1,0 +1,11 @@
+"""Command line: parse, call, print. Heavy imports live inside the commands so ``--help`` is instant.
+
+Each command lives in its own module of this folder and registers itself on
+the group :func:`main` when imported.
+"""
+
+from ihc_score.cli import scoring, tools  # noqa: F401 - registers the commands
+from ihc_score.cli._group import main
+from ihc_score.cli.tools import SYNTH_PRESETS, SYNTH_SCANNERS
+
+__all__ = ["main", "SYNTH_PRESETS", "SYNTH_SCANNERS"]
