@@ -21,6 +21,7 @@ from typing import Any
 from ihc_score.cells import DetectionParams, PigmentParams
 from ihc_score.checks import require_range
 from ihc_score.errors import ModelError
+from ihc_score.fileio import atomic_write
 from ihc_score.regions import AutoRegionParams
 from ihc_score.score import ClassifyParams, IntervalParams, PositivityRule
 from ihc_score.stain import RUIFROK_DAB, RUIFROK_HEMATOXYLIN, StainEstimationParams, StainVectors
@@ -33,6 +34,7 @@ __all__ = [
     "DEFAULT_MODEL_PATH",
     "load_model",
     "default_model",
+    "derive_model",
     "CASE_RULES",
 ]
 
@@ -77,21 +79,27 @@ class AnalysisParams:
 
 @dataclass(frozen=True)
 class StainParams:
-    """Default stain vectors and whether to estimate the slide's own."""
+    """Default stain vectors, whether to estimate the slide's own, and the scanner's OD factor.
+
+    ``od_scale`` multiplies every stain concentration (0.25-4; 1 = the
+    scanner the thresholds were set on): set by ``ihc-score
+    calibrate-scanner`` from one section scanned on both scanners.
+    """
 
     hematoxylin: tuple[float, float, float] = RUIFROK_HEMATOXYLIN
     dab: tuple[float, float, float] = RUIFROK_DAB
     estimate: bool = True
     estimation: StainEstimationParams = field(default_factory=StainEstimationParams)
+    od_scale: float = 1.0
 
     def __post_init__(self) -> None:
-        StainVectors(self.hematoxylin, self.dab)  # validates the vectors
+        StainVectors(self.hematoxylin, self.dab, od_scale=self.od_scale)  # validates the vectors and the scale
         if not isinstance(self.estimate, bool):
             raise ValueError(f"estimate must be true or false, got {self.estimate!r}")
 
     def defaults(self, background: tuple[float, float, float] = (255.0, 255.0, 255.0)) -> StainVectors:
         """The model's default vectors with a given background."""
-        return StainVectors(self.hematoxylin, self.dab, background=background)
+        return StainVectors(self.hematoxylin, self.dab, background=background, od_scale=self.od_scale)
 
 
 @dataclass(frozen=True)
@@ -102,6 +110,10 @@ class Model:
     ----------
     id, version, marker : str
         Identity of the model (``id`` and ``version`` go into every result).
+    calibrations : tuple of dict
+        What derived this model from another (``kind``, date, inputs and
+        their sha256, fitted values), oldest first; written by
+        :func:`derive_model`, never read by scoring.
     sha256 : str
         Hash of the model file's bytes.
     overrides : tuple of (str, str)
@@ -124,6 +136,7 @@ class Model:
     case_rule: str = "any_positive"
     rationale: str = ""
     sources: tuple[str, ...] = ()
+    calibrations: tuple[dict[str, Any], ...] = ()
     sha256: str = ""
     overrides: tuple[tuple[str, str], ...] = ()
 
@@ -182,7 +195,7 @@ _SECTIONS: dict[str, type] = {
     "pigment": PigmentParams,
 }
 _NESTED: dict[tuple[str, str], type] = {("stains", "estimation"): StainEstimationParams}
-_TOP_KEYS = {"schema", "id", "version", "marker", "case_rule", "rationale", "sources", *_SECTIONS}
+_TOP_KEYS = {"schema", "id", "version", "marker", "case_rule", "rationale", "sources", "calibrations", *_SECTIONS}
 SCHEMA = "ihc-score-model/1"
 
 
@@ -229,6 +242,9 @@ def load_model(path: str | Path | None = None) -> Model:
     sources = data.get("sources", [])
     if not isinstance(sources, list) or not all(isinstance(s, str) for s in sources):
         raise ModelError(f"{path}: 'sources' must be a list of strings")
+    calibrations = data.get("calibrations", [])
+    if not isinstance(calibrations, list) or not all(isinstance(c, dict) and "kind" in c for c in calibrations):
+        raise ModelError(f"{path}: 'calibrations' must be a list of objects, each with a 'kind'")
     return Model(
         id=data["id"],
         version=data["version"],
@@ -236,6 +252,7 @@ def load_model(path: str | Path | None = None) -> Model:
         case_rule=data.get("case_rule", "any_positive"),
         rationale=str(data.get("rationale", "")),
         sources=tuple(sources),
+        calibrations=tuple(calibrations),
         sha256=hashlib.sha256(raw).hexdigest(),
         **sections,
     )
@@ -244,6 +261,50 @@ def load_model(path: str | Path | None = None) -> Model:
 def default_model() -> Model:
     """The packaged default model."""
     return load_model(None)
+
+
+def derive_model(
+    source: str | Path | None, out: str | Path, *, new_id: str, values: dict[str, Any], record: dict[str, Any]
+) -> Model:
+    """Write a new model file: ``source`` with single values changed, a new id and a calibration record.
+
+    The source's text is the starting point (its rationale and sources
+    kept); ``values`` are ``section.key`` (or ``section.sub.key``) pairs;
+    ``record`` (with a ``kind``) is appended to ``calibrations``. A model
+    file is never overwritten: change control needs every version kept.
+
+    Returns
+    -------
+    Model
+        The new model, loaded back from ``out`` (so it is valid).
+
+    Raises
+    ------
+    ModelError
+        ``out`` exists, a key is unknown, or a value is rejected (then
+        nothing is left at ``out``).
+    """
+    source, out = Path(source) if source is not None else DEFAULT_MODEL_PATH, Path(out)
+    if out.exists():
+        raise ModelError(f"{out} exists: give a new file name (a model file is never overwritten)")
+    if not new_id.strip():
+        raise ModelError("the new model needs a non-empty id")
+    load_model(source)  # the source must be a valid model itself
+    data = json.loads(source.read_text(encoding="utf-8"))
+    for dotted, value in values.items():
+        *parents, key = dotted.split(".")
+        node = data
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[key] = value
+    data["id"] = new_id
+    data["calibrations"] = [*data.get("calibrations", []), record]
+    atomic_write(out, (json.dumps(data, indent=2) + "\n").encode())
+    try:
+        return load_model(out)
+    except ModelError:
+        out.unlink(missing_ok=True)
+        raise
 
 
 def _section(path: Path, name: str, cls: type, values: Any) -> Any:

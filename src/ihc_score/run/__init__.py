@@ -6,6 +6,8 @@ in any worker; :func:`finish_slide` gathers the chunks into a
 :class:`~ihc_score.results.SlideResult`; :func:`score_slide` chains them in
 this process. :func:`run_batch` scores many slides on a local pool or a Dask
 cluster, reuses stored results and writes the outputs.
+:func:`calibrate_scanner` fits a new scanner's OD factor from one section
+scanned on it and on the model's scanner.
 """
 
 from ihc_score.run.batch import BatchSummary, Progress, run_batch
@@ -17,6 +19,7 @@ from ihc_score.run.pipeline import failed_result, finish_slide, score_slide
 from ihc_score.run.plan import REGION_MODES, SlidePlan, as_regions, plan_slide
 from ihc_score.run.provenance import run_record
 from ihc_score.run.pseudonym import Pseudonymizer, load_key_file, save_key_file
+from ihc_score.run.scanner_calibration import ScannerCalibration, calibrate_scanner, tissue_concentrations
 from ihc_score.run.slide_outputs import write_slide_outputs
 from ihc_score.run.store import STORE_FORMAT, file_fingerprint, load_result, save_result, store_path
 from ihc_score.run.tile_scoring import TileResult, TileTask, checks_pigment, concat_outlines, score_tiles, tile_tasks
@@ -29,4 +32,5 @@ __all__ = [
     "aggregate_cases", "STORE_FORMAT", "file_fingerprint", "store_path", "save_result", "load_result",
     "Pseudonymizer", "load_key_file", "save_key_file", "BatchOptions", "run_record", "LanePool", "next_call",
     "InlineExecutor", "make_executor", "write_slide_outputs", "BatchSummary", "Progress", "run_batch",
+    "ScannerCalibration", "calibrate_scanner", "tissue_concentrations",
 ]

@@ -90,6 +90,7 @@ def _to_json(r: SlideResult) -> dict[str, Any]:
             "background": list(r.stains.background),
             "source": r.stains.source,
             "flags": list(r.stains.flags),
+            "od_scale": r.stains.od_scale,
         },
         "flags": list(r.flags),
         "n_tiles": r.n_tiles,
@@ -125,7 +126,8 @@ def _from_json(d: dict[str, Any], path: Path) -> SlideResult:
         None
         if st is None
         else StainVectors(
-            tuple(st["hematoxylin"]), tuple(st["dab"]), tuple(st["background"]), st["source"], tuple(st["flags"])
+            tuple(st["hematoxylin"]), tuple(st["dab"]), tuple(st["background"]), st["source"], tuple(st["flags"]),
+            st.get("od_scale", 1.0),
         )
     )
     regions = tuple(

@@ -68,6 +68,10 @@ class StainVectors:
         ``"default"`` (Ruifrok-Johnston) or ``"estimated"`` (from the slide).
     flags : tuple of str
         QC flags raised while estimating (empty when all went well).
+    od_scale : float
+        Factor on every concentration :func:`deconvolve` returns: the
+        scanner calibration of the model (:mod:`ihc_score.stain.intensity`;
+        1 = none), 0.25-4.
     """
 
     hematoxylin: tuple[float, float, float] = RUIFROK_HEMATOXYLIN
@@ -75,6 +79,7 @@ class StainVectors:
     background: tuple[float, float, float] = (255.0, 255.0, 255.0)
     source: str = "default"
     flags: tuple[str, ...] = ()
+    od_scale: float = 1.0
 
     def __post_init__(self) -> None:
         for name in ("hematoxylin", "dab"):
@@ -87,6 +92,9 @@ class StainVectors:
             raise ValueError(f"background must be 3 intensities in 1-255, got {self.background!r}")
         object.__setattr__(self, "background", tuple(float(x) for x in bg))
         object.__setattr__(self, "flags", tuple(self.flags))
+        if not 0.25 <= float(self.od_scale) <= 4.0:
+            raise ValueError(f"od_scale must be in 0.25-4, got {self.od_scale!r}")
+        object.__setattr__(self, "od_scale", float(self.od_scale))
 
     @property
     def residual(self) -> tuple[float, float, float]:
@@ -166,7 +174,7 @@ def deconvolve(rgb: np.ndarray, stains: StainVectors = DEFAULT_STAINS) -> np.nda
     -------
     ndarray, float32, same shape as ``rgb``
         Channels hematoxylin, DAB, residual, each in OD units along its unit
-        vector (QuPath's "Hematoxylin OD" / "DAB OD"): ``C = OD @ inv(M)``.
+        vector (QuPath's "Hematoxylin OD" / "DAB OD"): ``C = od_scale * OD @ inv(M)``.
     """
     img = _as_image(rgb)
     if img.size == 0:
@@ -174,7 +182,7 @@ def deconvolve(rgb: np.ndarray, stains: StainVectors = DEFAULT_STAINS) -> np.nda
     lut = np.ascontiguousarray(od_lut(stains.background).T.reshape(1, 256, 3))
     od = cv2.LUT(img, lut)
     # cv2.transform computes dst = m @ src per pixel, so m = inv(M).T.
-    m = np.ascontiguousarray(np.linalg.inv(stains.matrix).T.astype(np.float32))
+    m = np.ascontiguousarray((stains.od_scale * np.linalg.inv(stains.matrix).T).astype(np.float32))
     return cv2.transform(od, m).reshape(rgb.shape)
 
 

@@ -99,7 +99,8 @@ class StainEstimationParams:
 
 def _fallback(defaults: StainVectors, background: tuple[float, float, float], reason: str) -> StainVectors:
     return StainVectors(
-        defaults.hematoxylin, defaults.dab, background, source="default", flags=(f"stain_fallback:{reason}",)
+        defaults.hematoxylin, defaults.dab, background, source="default", flags=(f"stain_fallback:{reason}",),
+        od_scale=defaults.od_scale,
     )
 
 
@@ -179,7 +180,7 @@ def estimate_stains(
         ``I0`` per channel, 8-bit units (see :func:`estimate_background`).
     defaults : StainVectors
         Vectors to fall back on and to assign the estimates by; its
-        background is ignored.
+        background is ignored, its ``od_scale`` is kept.
     params : StainEstimationParams
 
     Returns
@@ -239,7 +240,7 @@ def estimate_stains(
         return _fallback(defaults, bg, "dab_angle")
     if angle_deg(h_est, dab_est) < params.min_separation_deg:
         return _fallback(defaults, bg, "near_parallel")
-    return StainVectors(tuple(h_est), tuple(dab_est), bg, source="estimated", flags=flags)
+    return StainVectors(tuple(h_est), tuple(dab_est), bg, source="estimated", flags=flags, od_scale=defaults.od_scale)
 
 
 def _order_statistic(counts: np.ndarray, k: int) -> int:
