@@ -28,6 +28,7 @@ from ihc_score.tissue import (
     ArtefactParams,
     block_focus,
     blur_block_px,
+    blur_threshold,
     blurred_blocks,
     detect_tissue,
     find_bubbles,
@@ -517,3 +518,35 @@ def test_fold_search_around_the_tissue_gives_the_folds_of_the_whole_thumbnail(px
     assert searched[0][0] * searched[0][1] < 0.6 * searched[1][0] * searched[1][1]  # the box, then the whole
     assert (fold & band).sum() >= 0.7 * (fold | band).sum()
     np.testing.assert_array_equal(fold, whole)
+
+
+# --- a slide soft all over ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sharpness, threshold", [(None, 0.03), (1.0, 0.03), (0.06, 0.03), (0.04, 0.02), (0.01, 0.005)])
+def test_the_focus_threshold_is_lowered_only_on_a_slide_soft_all_over(sharpness, threshold) -> None:
+    assert blur_threshold(ArtefactParams(), sharpness) == pytest.approx(threshold)
+
+
+def test_a_sharp_slide_is_not_soft_and_keeps_the_absolute_threshold() -> None:
+    from ihc_score.model import default_model
+    from ihc_score.run import plan_slide
+
+    plan = plan_slide(Path(__file__).resolve().parents[1] / "sample_slides" / "synthetic-positive.svs", default_model())
+    assert plan.sharpness is not None and plan.sharpness > 0.1
+    assert "soft_focus" not in plan.flags
+
+
+def test_a_soft_camera_field_is_flagged_and_not_left_out(shared_data: Path) -> None:
+    """A SHIDC-B-Ki-67 field measures 0.02-0.04 all over: soft, not out of focus; every marked cell was annotated."""
+    from ihc_score.model import default_model
+    from ihc_score.run import score_slide
+
+    field = shared_data / "ihc/shidc-ki67/shidc-p1_0299_1.jpg"
+    soft = score_slide(field, default_model(), mpp_option_um=0.2, region_mode="tissue")
+    assert "soft_focus" in soft.flags
+    assert soft.excluded.blur_mm2 == 0.0
+    absolute = default_model().with_overrides(**{"artefacts.blur_relative_sharpness": 1.0})
+    before = score_slide(field, absolute, mpp_option_um=0.2, region_mode="tissue")
+    assert before.excluded.blur_mm2 > 0.3 * before.tissue_area_mm2  # what an absolute threshold left out
+    assert soft.regions[0].counts.n > 1.5 * before.regions[0].counts.n

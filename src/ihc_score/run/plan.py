@@ -21,7 +21,14 @@ from ihc_score.regions import Annotation, Region, build_regions, find_annotation
 from ihc_score.run.tiles import TileGrid, tile_grid
 from ihc_score.slide import Slide, TileReader, open_slide
 from ihc_score.stain import StainVectors, estimate_stains, require_dab
-from ihc_score.tissue import ExcludedAreas, ThumbnailArtefacts, TissueMask, detect_tissue, find_thumbnail_artefacts
+from ihc_score.tissue import (
+    ExcludedAreas,
+    ThumbnailArtefacts,
+    TissueMask,
+    detect_tissue,
+    find_thumbnail_artefacts,
+    slide_sharpness,
+)
 
 __all__ = ["REGION_MODES", "SlidePlan", "plan_slide", "as_regions"]
 
@@ -89,6 +96,10 @@ class SlidePlan:
     mpp_option_um : float or None
         The pixel size the user gave (``--mpp``), with which workers open the
         slide again; ``mpp_um`` is what the slide was read at.
+    sharpness : float or None
+        Median focus sharpness of the stain sample's patches
+        (:func:`ihc_score.tissue.slide_sharpness`); None when the focus check
+        is off or too little tissue structure was sampled.
     """
 
     path: str
@@ -111,6 +122,7 @@ class SlidePlan:
     excluded: ExcludedAreas = ExcludedAreas()
     artefacts: np.ndarray | None = None
     mpp_option_um: float | None = None
+    sharpness: float | None = None
 
 
 def plan_slide(
@@ -156,7 +168,11 @@ def plan_slide(
         regions, exclusions, scored = _annotated(ann_file, tissue, found, slide.dimensions)
         analysis_mpp = max(model.analysis.mpp_um, slide.mpp)
         grid = _grid(slide.dimensions, analysis_mpp / slide.mpp, analysis_mpp, model, scored, tissue.downsample)
-        stains = _stains(path, mpp_option_um, grid, scored, tissue, model)
+        patches = _sample_patches(path, mpp_option_um, grid, scored, tissue.downsample)
+        stains = _stains(path.name, patches, tissue, model, bool(grid.tiles))
+        sharpness = (slide_sharpness([p for p, _ in patches], background=tissue.background, mpp_um=analysis_mpp,
+                                     params=model.artefacts) if model.artefacts.blur else None)
+        soft = ("soft_focus",) if sharpness is not None and sharpness < model.artefacts.soft_focus_sharpness else ()
         return SlidePlan(
             path=str(path),
             vendor=slide.vendor,
@@ -169,7 +185,7 @@ def plan_slide(
             tissue_downsample=tissue.downsample,
             stains=stains,
             tissue_area_mm2=tissue.area_mm2,
-            flags=tuple(tissue.flags) + tuple(found.flags) + tuple(stains.flags),
+            flags=tuple(tissue.flags) + tuple(found.flags) + tuple(stains.flags) + soft,
             regions=regions,
             region_mode=region_mode,
             annotation_file=ann_file.name if ann_file else "",
@@ -180,6 +196,7 @@ def plan_slide(
             ),
             artefacts=_artefact_labels(tissue.ink, found.fold, found.bubble),
             mpp_option_um=mpp_option_um,
+            sharpness=sharpness,
         )
 
 
@@ -222,9 +239,9 @@ def _grid(
 
 
 def _stains(
-    path: Path, mpp_option_um: float | None, grid: TileGrid, scored: np.ndarray, tissue: TissueMask, model: Model
+    name: str, patches: list[tuple[np.ndarray, np.ndarray]], tissue: TissueMask, model: Model, has_tiles: bool
 ) -> StainVectors:
-    """The slide's stain vectors, from tissue pixels sampled over its tiles; refuses greyscale and H&E slides.
+    """The slide's stain vectors, from the tissue pixels of the sample patches; refuses greyscale and H&E slides.
 
     Raises
     ------
@@ -232,12 +249,12 @@ def _stains(
     """
     defaults = model.stains.defaults(tissue.background)
     stains = defaults
-    if grid.tiles:
-        pixels = _stain_sample(path, mpp_option_um, grid, scored, tissue.downsample)
+    if has_tiles:
+        pixels = tissue_pixels(patches)
         if model.stains.estimate:
             stains = estimate_stains(pixels, background=tissue.background, defaults=defaults, params=model.stains.estimation)
-        _require_colour(pixels, path.name)
-        require_dab(pixels, background=tissue.background, slide_name=path.name, hematoxylin=stains.hematoxylin)
+        _require_colour(pixels, name)
+        require_dab(pixels, background=tissue.background, slide_name=name, hematoxylin=stains.hematoxylin)
     return stains
 
 
@@ -308,12 +325,20 @@ def _tissue_mpp(slide: Slide, mpp_um: float) -> float:
     return max(slide.mpp, min(mpp_um, long_um / _MIN_MASK_PX))
 
 
-def _stain_sample(
-    path: Path, mpp_option_um: float | None, grid: TileGrid, tissue: np.ndarray, tissue_ds: float
-) -> np.ndarray:
-    """Tissue pixels (N, 3) uint8 from tiles spread evenly over the tissue, at analysis resolution.
+def tissue_pixels(patches: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """(N, 3) uint8: the tissue pixels of sample patches (:func:`_sample_patches`)."""
+    chunks = [rgb[inside] for rgb, inside in patches]
+    return np.concatenate(chunks) if chunks else np.zeros((0, 3), np.uint8)
 
-    A patch that cannot be decoded is left out (the tile scoring reports it).
+
+def _sample_patches(
+    path: Path, mpp_option_um: float | None, grid: TileGrid, tissue: np.ndarray, tissue_ds: float
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Patches (RGB, tissue mask) from tiles spread evenly over the tissue, at analysis resolution.
+
+    They give the stain estimate its pixels and the focus check the slide's
+    own sharpness. A patch that cannot be decoded is left out (the tile
+    scoring reports it).
     """
     tiles = grid.tiles
     pick = np.unique(np.linspace(0, len(tiles) - 1, min(_STAIN_SAMPLE_TILES, len(tiles))).round().astype(int))
@@ -326,11 +351,10 @@ def _stain_sample(
             l0_xy, l0_size = grid.l0_rect((x + (w - pw) // 2, y + (h - ph) // 2, pw, ph))
             rgb = reader.read(l0_xy, l0_size, grid.downsample)
             if rgb is not None:
-                inside = _tissue_at(tissue, tissue_ds, rgb.shape[:2], l0_xy, grid.downsample)
-                chunks.append(rgb[inside])
+                chunks.append((rgb, _tissue_at(tissue, tissue_ds, rgb.shape[:2], l0_xy, grid.downsample)))
     finally:
         reader.close()
-    return np.concatenate(chunks) if chunks else np.zeros((0, 3), np.uint8)
+    return chunks
 
 
 def _tissue_at(tissue: np.ndarray, tissue_ds: float, shape: tuple[int, int], l0_xy: tuple[int, int], ds: float) -> np.ndarray:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ihc_score.model import Model
-from ihc_score.run.plan import _stain_sample, plan_slide
+from ihc_score.run.plan import _sample_patches, plan_slide, tissue_pixels
 from ihc_score.stain import ScannerScale, deconvolve, scanner_scale
 
 __all__ = ["ScannerCalibration", "calibrate_scanner", "tissue_concentrations"]
@@ -80,7 +80,7 @@ def tissue_concentrations(path: str | Path, model: Model, *, mpp_option_um: floa
     background and the model's ``stains.od_scale``.
     """
     plan = plan_slide(path, model, mpp_option_um=mpp_option_um, region_mode="tissue")
-    pixels = _stain_sample(Path(plan.path), mpp_option_um, plan.grid, plan.tissue, plan.tissue_downsample)
+    pixels = tissue_pixels(_sample_patches(Path(plan.path), mpp_option_um, plan.grid, plan.tissue, plan.tissue_downsample))
     return deconvolve(pixels, plan.stains).reshape(-1, 3)
 
 

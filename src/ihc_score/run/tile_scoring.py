@@ -28,7 +28,7 @@ from ihc_score.run.plan import SlidePlan
 from ihc_score.run.tiles import Tile, in_core
 from ihc_score.slide import TileReader
 from ihc_score.stain import StainVectors, deconvolve
-from ihc_score.tissue import blur_block_px, blurred_blocks
+from ihc_score.tissue import blur_block_px, blur_threshold, blurred_blocks
 
 if TYPE_CHECKING:
     from ihc_score.cells import OutlineParts, TracedOutlines
@@ -46,6 +46,8 @@ class TileTask:
 
     The worker opens the slide from ``path`` with the pixel size the user gave
     (``mpp_option_um``, :attr:`SlidePlan.mpp_option_um`), as the plan did.
+    ``blur_max_sharpness`` is the slide's own focus threshold
+    (:func:`ihc_score.tissue.blur_threshold`).
     """
 
     path: str
@@ -57,6 +59,7 @@ class TileTask:
     stains: StainVectors
     model: Model
     outlines: bool = False
+    blur_max_sharpness: float | None = None
 
 
 @dataclass(frozen=True)
@@ -124,6 +127,7 @@ def tile_tasks(
                 stains=plan.stains,
                 model=model,
                 outlines=outlines,
+                blur_max_sharpness=blur_threshold(model.artefacts, plan.sharpness),
             )
         )
     return tasks
@@ -211,7 +215,10 @@ def _score_tile(task: TileTask, tile: Tile, crop: TissueCrop, rgb: np.ndarray) -
     blurred_px = pigment_px = 0
     fraction = None
     if model.artefacts.blur:
-        blocks = blurred_blocks(rgb, background=task.stains.background, mpp_um=task.analysis_mpp_um, params=model.artefacts)
+        focus = model.artefacts
+        if task.blur_max_sharpness is not None:
+            focus = replace(focus, blur_max_sharpness=task.blur_max_sharpness)
+        blocks = blurred_blocks(rgb, background=task.stains.background, mpp_um=task.analysis_mpp_um, params=focus)
         if blocks.any():
             b = blur_block_px(task.analysis_mpp_um, model.artefacts)
             keep &= ~_in_blocks(blocks, b, cells.a_x, cells.a_y)

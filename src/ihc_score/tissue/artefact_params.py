@@ -93,6 +93,14 @@ class ArtefactParams:
     blur_max_sharpness : float
         Fine energy over structure energy below which a judged block is out
         of focus.
+    blur_relative_sharpness : float
+        On a slide soft all over, a block is out of focus only below this
+        fraction (0-1] of the slide's median sharpness: blur is the part of
+        a scan less sharp than the rest of it, not a camera or scanner that
+        is softer than others (the slide gets ``soft_focus`` instead).
+    soft_focus_sharpness : float
+        A slide whose median block sharpness is below this is flagged
+        ``soft_focus`` (in focus, real scans measure 0.1-0.5).
     blur_min_contrast_od : float
         Standard deviation of the grey OD (smoothed at ``blur_fine_um``)
         a block needs to be judged.
@@ -134,6 +142,8 @@ class ArtefactParams:
     blur_fine_um: float = 0.75
     blur_coarse_um: float = 3.0
     blur_max_sharpness: float = 0.03
+    blur_relative_sharpness: float = 0.5
+    soft_focus_sharpness: float = 0.06
     blur_min_contrast_od: float = 0.03
     blur_tissue_od: float = 0.04
     blur_min_tissue_fraction: float = 0.5
@@ -152,7 +162,7 @@ class ArtefactParams:
                              f"got {self.bubble_min_area_um2}, {self.bubble_max_area_um2}")
         if not self.blur_fine_um < self.blur_coarse_um:
             raise ValueError(f"blur_fine_um must be < blur_coarse_um, got {self.blur_fine_um}, {self.blur_coarse_um}")
-        for name in ("bubble_min_solidity", "bubble_min_rim_cover", "blur_min_tissue_fraction"):
+        for name in ("bubble_min_solidity", "bubble_min_rim_cover", "blur_min_tissue_fraction", "blur_relative_sharpness"):
             require_range(name, getattr(self, name), low=0.0, high=1.0, low_open=True)
         if not self.bubble_max_rim_angle_deg <= self.bubble_grow_rim_angle_deg < 90:
             raise ValueError(f"bubble_max_rim_angle_deg <= bubble_grow_rim_angle_deg < 90 must hold, "

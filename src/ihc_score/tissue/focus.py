@@ -16,6 +16,12 @@ in the fine band) below the threshold. A block is judged only when at least
 ``blur_tissue_od``) and its grey OD varies by at least
 ``blur_min_contrast_od`` (standard deviation).
 
+The threshold is the slide's own where the whole slide is soft
+(:func:`blur_threshold`): a microscope camera's fields or a soft scanner
+measure 0.02-0.06 all over, and an absolute threshold would leave half of
+such a field out; there a block must also be less sharp than a fraction
+of the slide's median (:func:`slide_sharpness`, from sample patches).
+
 Blur detection needs structure: blocks of pale, smooth tissue are not
 judged, and at pixel sizes coarser than about 1 um a blur of 1.5 um cannot be
 seen at all. The options are the ``blur_*`` fields of
@@ -33,7 +39,10 @@ import numpy as np
 from ihc_score.stain import od_lut
 from ihc_score.tissue.artefact_params import ArtefactParams
 
-__all__ = ["BlockFocus", "block_focus", "blurred_blocks", "blur_block_px"]
+__all__ = ["BlockFocus", "block_focus", "blurred_blocks", "blur_block_px", "slide_sharpness", "blur_threshold"]
+
+#: Fewest judged blocks for a slide's median sharpness.
+_MIN_JUDGED_BLOCKS = 4
 
 
 def blur_block_px(mpp_um: float, params: ArtefactParams = ArtefactParams()) -> int:
@@ -89,6 +98,37 @@ def _shrink(img: np.ndarray, k: int) -> np.ndarray:
     if k == 1:
         return img
     return cv2.resize(img, (img.shape[1] // k, img.shape[0] // k), interpolation=cv2.INTER_AREA)
+
+
+def slide_sharpness(patches: list[np.ndarray], *, background: tuple[float, float, float], mpp_um: float,
+                    params: ArtefactParams = ArtefactParams()) -> float | None:
+    """Median sharpness of the judged blocks of a slide's sample patches (None with fewer than 4 judged).
+
+    Parameters
+    ----------
+    patches : list of ndarray, uint8, (h, w, 3)
+        Patches spread over the slide's tissue at ``mpp_um``.
+    background, mpp_um, params
+        As :func:`blurred_blocks`.
+    """
+    values = []
+    for rgb in patches:
+        focus = block_focus(rgb, background=background, mpp_um=mpp_um, params=params)
+        values.append(focus.sharpness[focus.judged])
+    judged = np.concatenate(values) if values else np.zeros(0)
+    return float(np.median(judged)) if len(judged) >= _MIN_JUDGED_BLOCKS else None
+
+
+def blur_threshold(params: ArtefactParams, sharpness: float | None) -> float:
+    """Sharpness below which a block of a slide is out of focus.
+
+    ``blur_max_sharpness``, lowered to ``blur_relative_sharpness`` times the
+    slide's median ``sharpness`` (:func:`slide_sharpness`) when that is
+    smaller; ``blur_max_sharpness`` when the median is unknown (None).
+    """
+    if sharpness is None:
+        return params.blur_max_sharpness
+    return min(params.blur_max_sharpness, params.blur_relative_sharpness * sharpness)
 
 
 def block_focus(rgb: np.ndarray, *, background: tuple[float, float, float], mpp_um: float,
