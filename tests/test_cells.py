@@ -480,3 +480,45 @@ def test_textured_large_nucleus_is_one_and_touching_nuclei_stay_two():
     table, _, _ = detect_cells(_draw(60.0, MPP, pair), mpp_um=MPP)
     assert len(table) == 2
     assert table.nucleus_area_um2 == pytest.approx([DISC_AREA_UM2] * 2, rel=0.15)
+
+
+def test_a_pale_nucleus_beside_a_dark_one_is_found_by_the_second_search():
+    """A 1.2 OD nucleus touching a 0.15 OD one: the blurred slope of the dark one leaves the pale one no maximum,
+    so one search loses it to the dark one's object; the search around the found nuclei finds it."""
+    scene = [("disc", 30.0, 30.0, NUCLEUS_R_UM, 1.2, 0.8), ("disc", 38.5, 30.0, NUCLEUS_R_UM, 0.15, 0.0)]
+    image = _draw(60.0, MPP, scene)
+    one, _, _ = detect_cells(image, mpp_um=MPP)
+    two, _, _ = detect_cells(image, mpp_um=MPP, params=DetectionParams(faint_pass=True))
+    assert len(one) == 1 and len(two) == 2
+    pale = _nearest(two, 38.5, 30.0)
+    assert two.nucleus_area_um2[pale] == pytest.approx(DISC_AREA_UM2, rel=0.35)
+    assert two.dab_nucleus_mean[pale] < 0.1  # its own pixels, not the dark neighbour's
+    lone = detect_cells(_draw(60.0, MPP, [scene[1]]), mpp_um=MPP)[0]
+    assert len(lone) == 1  # alone, the pale nucleus needs no second search
+
+
+def test_the_second_search_adds_no_nucleus_from_stained_cytoplasm_or_a_blurred_edge():
+    """A dark nucleus in a ring of faintly counterstained cytoplasm (0.15 OD, 3 um wide), and a large bright
+    nucleus whose blurred edge reaches past its trim: nothing new."""
+    image = _draw(80.0, MPP, [("disc", 25.0, 25.0, NUCLEUS_R_UM, 1.0, 0.5), ("disc", 55.0, 55.0, 7.5, 1.5, 0.0)])
+    yy, xx = (np.mgrid[0 : image.shape[0], 0 : image.shape[1]] + 0.5) * MPP
+    ring = (np.hypot(xx - 25.0, yy - 25.0) > NUCLEUS_R_UM) & (np.hypot(xx - 25.0, yy - 25.0) <= NUCLEUS_R_UM + 3.0)
+    image[..., 0] = np.where(ring, 0.15, image[..., 0])
+    one, _, _ = detect_cells(image, mpp_um=MPP)
+    two, _, _ = detect_cells(image, mpp_um=MPP, params=DetectionParams(faint_pass=True))
+    assert len(one) == len(two) == 2
+
+
+def test_ellipse_fill_of_a_disc_a_square_and_a_ring():
+    from ihc_score.cells._faint import _ellipse_fill
+
+    yy, xx = np.mgrid[0:101, 0:101]
+    r = np.hypot(xx - 50, yy - 50)
+    shapes = {"disc": r <= 20, "square": (abs(xx - 50) <= 20) & (abs(yy - 50) <= 20), "ring": (r >= 15) & (r <= 20)}
+    fill = {}
+    for name, mask in shapes.items():
+        at = np.flatnonzero(mask)
+        fill[name] = _ellipse_fill(np.ones(at.size, np.int32), at, 101, 1)[1]
+    assert fill["disc"] == pytest.approx(1.0, abs=0.02)
+    assert fill["square"] == pytest.approx(3.0 / np.pi, abs=0.02)  # a square: its moments' ellipse is larger
+    assert fill["ring"] < 0.5

@@ -67,3 +67,11 @@ def test_verdict_needs_every_held_out_set_no_worse(loso):
     assert loso.verdict({"a": summary(2.0), "b": summary(3.2)}, defaults)[0]
     assert not loso.verdict({"a": summary(1.0), "b": summary(4.0)}, defaults)[0]
     assert not loso.verdict({"a": summary(2.0), "b": summary(2.0, recall=0.8)}, defaults)[0]
+
+
+def test_faint_variants_are_the_search_off_then_on_with_every_pair_of_limits(loso):
+    variants = loso.faint_variants()
+    assert not variants[0].faint_pass and all(v.faint_pass for v in variants[1:])
+    pairs = {(v.faint_min_peak_od, v.faint_min_fill) for v in variants[1:]}
+    assert len(pairs) == len(variants) - 1 == len(loso.FAINT_GRID["faint_min_peak_od"]) * len(loso.FAINT_GRID["faint_min_fill"])
+    assert "faint_pass=True" in loso.Setting(0.5, variants[1], 0.2).describe()

@@ -36,6 +36,13 @@ Steps of :func:`detect_nuclei`
    peak (about the half maximum), so its area follows the stained nucleus
    and not how far the blur of a dark nucleus reaches above the threshold.
 5. Nuclei outside ``min_area_um2`` .. ``max_area_um2`` are dropped.
+6. With ``faint_pass`` (off by default): next to a dark nucleus a pale one
+   holds no maximum of its own (the slope of the dark one's blurred edge
+   is steeper than its bump) and is lost to the dark one's object. The
+   found nuclei, widened by ``faint_exclusion_um``, are set to 0 before
+   smoothing (so their blurred edges go too) and steps 2-5 run again; a new nucleus must peak at
+   ``faint_min_peak_od``, at least ``faint_min_peak_distance_um`` from the
+   widened nuclei, and fill ``faint_min_fill`` of its moments' ellipse.
 
 :func:`ihc_score.cells.body.stained_bodies` then grows each nucleus over its
 own stained cytoplasm (``cell_body="stained"``, default), or
@@ -65,6 +72,7 @@ import cv2
 import numpy as np
 
 from ihc_score.cells._background import _subtract_background, _surely_empty
+from ihc_score.cells._faint import _faint_nuclei
 from ihc_score.cells._nuclei import (
     _CORE_FRACTION,
     _HOLE_FRACTION,
@@ -137,8 +145,8 @@ def detect_nuclei(image_od: np.ndarray, *, mpp_um: float, params: DetectionParam
     image = np.ascontiguousarray(image_od, dtype=np.float32)
     if _surely_empty(image, params.background_radius_um / mpp_um, params.threshold_od):
         return np.zeros(image.shape, dtype=np.int32)
-    image = _subtract_background(image, params.background_radius_um / mpp_um)
-    image = _smooth(image, params.sigma_um / mpp_um)
+    raw = _subtract_background(image, params.background_radius_um / mpp_um)
+    image = _smooth(raw, params.sigma_um / mpp_um)
     px_area_um2 = mpp_um * mpp_um
     mask = _foreground(image, params.threshold_od, _HOLE_FRACTION * params.max_area_um2 / px_area_um2)
     score = image
@@ -146,7 +154,17 @@ def detect_nuclei(image_od: np.ndarray, *, mpp_um: float, params: DetectionParam
         score = image * cv2.distanceTransform(mask.view(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
     peaks = _maxima(mask, score, _SPLIT_MIN_DISTANCE_UM / mpp_um)
     labels, n_labels = _partition(mask, score, peaks, _CORE_FRACTION)
-    return _trim(labels, n_labels, image, params.min_area_um2 / px_area_um2, params.max_area_um2 / px_area_um2)
+    labels = _trim(labels, n_labels, image, params.min_area_um2 / px_area_um2, params.max_area_um2 / px_area_um2)
+    if params.faint_pass:
+        labels = _faint_nuclei(
+            labels, raw, sigma_px=params.sigma_um / mpp_um, exclusion_px=params.faint_exclusion_um / mpp_um,
+            threshold_od=params.threshold_od,
+            max_hole_px=_HOLE_FRACTION * params.max_area_um2 / px_area_um2,
+            min_distance_px=_SPLIT_MIN_DISTANCE_UM / mpp_um, min_area_px=params.min_area_um2 / px_area_um2,
+            max_area_px=params.max_area_um2 / px_area_um2, min_peak_od=params.faint_min_peak_od,
+            min_fill=params.faint_min_fill, min_peak_distance_px=params.faint_min_peak_distance_um / mpp_um,
+        )
+    return labels
 
 
 def expand_cells(nuclei: np.ndarray, *, mpp_um: float, params: DetectionParams = DetectionParams()) -> np.ndarray:
