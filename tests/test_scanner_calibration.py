@@ -114,12 +114,18 @@ def test_calibrate_scanner_brings_another_section_back_to_the_reference(scans, t
     assert 0.78 < model.stains.od_scale < 0.92  # gamma 1.2 with scanner-b's blur and crosstalk
     (record,) = model.calibrations
     assert record["kind"] == "scanner" and len(record["new_sha256"]) == 64 and record["new_scan"] == "s4-scanner-b.svs"
+    assert (record["reference_scanner"], record["new_scanner"]) == ("ihc-score synthetic reference",
+                                                                     "ihc-score synthetic scanner-b")
     # Section 5 was not calibrated on: its H-score on scanner-b moves back to the reference scan's.
     h = {key: score_slide(scans[key], m, region_mode="tissue").regions[0].counts.h_score
          for key, m in (("5-reference", default_model()), ("5-scanner-b", default_model()))}
-    calibrated = score_slide(scans["5-scanner-b"], model, region_mode="tissue").regions[0].counts.h_score
+    calibrated = score_slide(scans["5-scanner-b"], model, region_mode="tissue")
     assert abs(h["5-scanner-b"] - h["5-reference"]) > 10
-    assert abs(calibrated - h["5-reference"]) < 5
+    assert abs(calibrated.regions[0].counts.h_score - h["5-reference"]) < 5
+    # The model holds for scanner-b only: a slide of another scanner is flagged, and none is by the shipped model.
+    assert "scanner_not_calibrated" not in calibrated.flags
+    assert "scanner_not_calibrated" in score_slide(scans["5-reference"], model, region_mode="tissue").flags
+    assert "scanner_not_calibrated" not in score_slide(scans["5-reference"], default_model(), region_mode="tissue").flags
 
 
 def test_calibrate_scanner_never_overwrites_and_names_a_bad_scan(scans, tmp_path):

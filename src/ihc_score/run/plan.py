@@ -100,6 +100,8 @@ class SlidePlan:
         Median focus sharpness of the stain sample's patches
         (:func:`ihc_score.tissue.slide_sharpness`); None when the focus check
         is off or too little tissue structure was sampled.
+    scanner_model : str
+        The scanner model the file names, or empty.
     """
 
     path: str
@@ -123,6 +125,7 @@ class SlidePlan:
     artefacts: np.ndarray | None = None
     mpp_option_um: float | None = None
     sharpness: float | None = None
+    scanner_model: str = ""
 
 
 def plan_slide(
@@ -173,6 +176,8 @@ def plan_slide(
         sharpness = (slide_sharpness([p for p, _ in patches], background=tissue.background, mpp_um=analysis_mpp,
                                      params=model.artefacts) if model.artefacts.blur else None)
         soft = ("soft_focus",) if sharpness is not None and sharpness < model.artefacts.soft_focus_sharpness else ()
+        scanner = str(slide.metadata.get("scanner_model") or "")
+        flags = tuple(tissue.flags) + tuple(found.flags) + tuple(stains.flags) + soft + _scanner_flags(scanner, model)
         return SlidePlan(
             path=str(path),
             vendor=slide.vendor,
@@ -185,7 +190,7 @@ def plan_slide(
             tissue_downsample=tissue.downsample,
             stains=stains,
             tissue_area_mm2=tissue.area_mm2,
-            flags=tuple(tissue.flags) + tuple(found.flags) + tuple(stains.flags) + soft,
+            flags=flags,
             regions=regions,
             region_mode=region_mode,
             annotation_file=ann_file.name if ann_file else "",
@@ -197,6 +202,7 @@ def plan_slide(
             artefacts=_artefact_labels(tissue.ink, found.fold, found.bubble),
             mpp_option_um=mpp_option_um,
             sharpness=sharpness,
+            scanner_model=scanner,
         )
 
 
@@ -317,6 +323,18 @@ def _require_colour(pixels: np.ndarray, name: str) -> None:
         raise NotDabStainError(
             f"{name}: a greyscale image, so DAB cannot be told from hematoxylin; no H-score is given (scan in colour)"
         )
+
+
+def _scanner_flags(scanner: str, model: Model) -> tuple[str, ...]:
+    """``scanner_not_calibrated`` when the model was calibrated for named scanners and the slide names another or none.
+
+    A model's ``stains.od_scale`` from ``calibrate-scanner`` holds for the
+    scanner it was fitted on; a slide from any other scanner (the reference
+    one included) is scored on the wrong intensity scale.
+    """
+    calibrated = {str(c.get("new_scanner") or "") for c in model.calibrations if c.get("kind") == "scanner"}
+    calibrated.discard("")
+    return ("scanner_not_calibrated",) if calibrated and scanner not in calibrated else ()
 
 
 def _tissue_mpp(slide: Slide, mpp_um: float) -> float:

@@ -31,6 +31,8 @@ class ScannerCalibration:
         The new scanner's ``stains.od_scale``: ``fit.scale``.
     reference, new : str
         File names of the two scans.
+    reference_scanner, new_scanner : str
+        The scanner models the files name (empty when they name none).
     reference_sha256, new_sha256 : str
         sha256 of their files (of the index file of a multi-file format).
     warnings : tuple of str
@@ -44,6 +46,8 @@ class ScannerCalibration:
     new: str
     reference_sha256: str
     new_sha256: str
+    reference_scanner: str = ""
+    new_scanner: str = ""
     warnings: tuple[str, ...] = ()
 
     def record(self, date: str) -> dict[str, object]:
@@ -55,6 +59,8 @@ class ScannerCalibration:
             "reference_sha256": self.reference_sha256,
             "new_scan": self.new,
             "new_sha256": self.new_sha256,
+            "reference_scanner": self.reference_scanner,
+            "new_scanner": self.new_scanner,
             "od_scale": round(self.od_scale, 4),
             "hematoxylin_scale": _rounded(self.fit.hematoxylin_scale),
             "dab_scale": _rounded(self.fit.dab_scale),
@@ -72,16 +78,20 @@ def _sha256(path: Path) -> str:
         return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
-def tissue_concentrations(path: str | Path, model: Model, *, mpp_option_um: float | None = None) -> np.ndarray:
-    """(N, 3) float32 stain concentrations of tissue pixels sampled over a slide.
+def tissue_concentrations(
+    path: str | Path, model: Model, *, mpp_option_um: float | None = None
+) -> tuple[np.ndarray, str]:
+    """(N, 3) float32 stain concentrations of tissue pixels sampled over a slide, and its scanner model.
 
     The pixels the stain estimate reads (patches spread over the tissue, at
     the analysis pixel size), deconvolved with the slide's own vectors and
-    background and the model's ``stains.od_scale``.
+    background and the model's ``stains.od_scale``; the scanner model the
+    file names, or empty.
     """
     plan = plan_slide(path, model, mpp_option_um=mpp_option_um, region_mode="tissue")
-    pixels = tissue_pixels(_sample_patches(Path(plan.path), mpp_option_um, plan.grid, plan.tissue, plan.tissue_downsample))
-    return deconvolve(pixels, plan.stains).reshape(-1, 3)
+    patches = _sample_patches(Path(plan.path), mpp_option_um, plan.grid, plan.tissue, plan.tissue_downsample)
+    pixels = tissue_pixels(patches)
+    return deconvolve(pixels, plan.stains).reshape(-1, 3), plan.scanner_model
 
 
 def calibrate_scanner(
@@ -111,9 +121,9 @@ def calibrate_scanner(
     ValueError
         Too little tissue, or no stain, to fit on.
     """
-    ref_conc = tissue_concentrations(reference, model, mpp_option_um=mpp_option_um)
+    ref_conc, ref_scanner = tissue_concentrations(reference, model, mpp_option_um=mpp_option_um)
     raw = model.with_overrides(**{"stains.od_scale": 1.0})
-    new_conc = tissue_concentrations(new, raw, mpp_option_um=mpp_option_um)
+    new_conc, new_scanner = tissue_concentrations(new, raw, mpp_option_um=mpp_option_um)
     fit = scanner_scale(ref_conc, new_conc)
     warnings = []
     if fit.residual > RESIDUAL_WARNING:
@@ -121,6 +131,9 @@ def calibrate_scanner(
     for stain, value in (("hematoxylin", fit.hematoxylin_scale), ("DAB", fit.dab_scale)):
         if np.isnan(value):
             warnings.append(f"too little {stain} in the section: fitted on the other stain alone")
+    if not new_scanner:
+        warnings.append("the new scan names no scanner model: its slides cannot be checked against it "
+                        "(scanner_not_calibrated is never raised)")
     return ScannerCalibration(
         fit=fit,
         od_scale=fit.scale,
@@ -128,5 +141,7 @@ def calibrate_scanner(
         new=Path(new).name,
         reference_sha256=_sha256(Path(reference)),
         new_sha256=_sha256(Path(new)),
+        reference_scanner=ref_scanner,
+        new_scanner=new_scanner,
         warnings=tuple(warnings),
     )

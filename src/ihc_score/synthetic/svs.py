@@ -40,6 +40,15 @@ def annotation_path(path: Path) -> Path:
     return Path(path).with_suffix(".geojson")
 
 
+#: TIFF tag Model (272): readers report it as the scanner model.
+_MODEL_TAG = 272
+
+
+def _model(spec: SynthSpec) -> str:
+    """The scanner model written into the slide: the generator's scanner, named."""
+    return f"ihc-score synthetic {spec.scanner.name}"
+
+
 def _description(spec: SynthSpec, size: tuple[int, int] | None = None) -> str:
     w, h = spec.width, spec.height
     t = spec.tile_px
@@ -190,7 +199,7 @@ def make_slide(path: Path, spec: SynthSpec, *, annotations: bool = False) -> dic
     def write(tmp: Path) -> None:
         with tifffile.TiffWriter(tmp, bigtiff=spec.width * spec.height > 1.5e9) as tw:
             tw.write(level0.tiles(), shape=(spec.height, spec.width, 3), dtype=np.uint8,
-                     description=_description(spec), **kw)
+                     description=_description(spec), extratags=[(_MODEL_TAG, "s", 0, _model(spec), True)], **kw)
             above, level = (spec.height, spec.width), level0.level1
             while max(above) >= 1024:
                 tw.write(level, description=_description(spec, (level.shape[1], level.shape[0])), **kw)
