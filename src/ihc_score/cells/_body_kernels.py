@@ -86,7 +86,8 @@ def keep_connected(candidates: np.ndarray, nuclei: np.ndarray) -> np.ndarray:
     ndarray, int32, (H, W)
     """
     h, w = candidates.shape
-    parent = np.arange(h * w, dtype=np.int32)  # a pixel's parent never lies after it (roots are the smallest)
+    # a pixel's parent never lies after it (roots are the smallest); set only on candidate pixels, read only there
+    parent = np.empty(h * w, dtype=np.int32)
     for y in range(h):
         run = -1  # root of the left neighbour's piece while the row stays on one label
         for x in range(w):
@@ -97,6 +98,7 @@ def keep_connected(candidates: np.ndarray, nuclei: np.ndarray) -> np.ndarray:
             i = y * w + x
             left = x > 0 and candidates[y, x - 1] == lab
             r = run if left else i
+            parent[i] = r
             # the upper neighbour is already joined when the upper-left one is the label too and so is the left
             if y > 0 and candidates[y - 1, x] == lab and not (left and candidates[y - 1, x - 1] == lab):
                 u = _root(parent, i - w)
@@ -105,20 +107,18 @@ def keep_connected(candidates: np.ndarray, nuclei: np.ndarray) -> np.ndarray:
                     r = u
                 elif u > r:
                     parent[u] = r
-            parent[i] = r
+                parent[i] = r
             run = r
-    for i in range(h * w):  # flatten: every parent points at its root
-        parent[i] = parent[parent[i]]
     seeded = np.zeros(h * w, dtype=np.bool_)
     for y in range(h):
         for x in range(w):
             if nuclei[y, x] != 0:
-                seeded[parent[y * w + x]] = True
+                seeded[_root(parent, y * w + x)] = True
     out = np.zeros((h, w), dtype=np.int32)
     for y in range(h):
         for x in range(w):
             lab = candidates[y, x]
-            if lab != 0 and seeded[parent[y * w + x]]:
+            if lab != 0 and seeded[_root(parent, y * w + x)]:
                 out[y, x] = lab
     return out
 
