@@ -16,9 +16,8 @@ __all__ = ["_faint_nuclei", "_ellipse_fill"]
 
 def _faint_nuclei(
     labels: np.ndarray, raw: np.ndarray, *, sigma_px: float, exclusion_px: float, threshold_od: float,
-    max_hole_px: float,
-    min_distance_px: float, min_area_px: float, max_area_px: float, min_peak_od: float, min_fill: float,
-    min_peak_distance_px: float,
+    max_hole_px: float, min_distance_px: float, min_area_px: float, max_area_px: float, min_peak_od: float,
+    min_fill: float, min_peak_distance_px: float,
 ) -> np.ndarray:
     """``labels`` with the nuclei a first pass left out beside darker ones added (numbered after them).
 

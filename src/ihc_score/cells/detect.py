@@ -40,9 +40,10 @@ Steps of :func:`detect_nuclei`
    holds no maximum of its own (the slope of the dark one's blurred edge
    is steeper than its bump) and is lost to the dark one's object. The
    found nuclei, widened by ``faint_exclusion_um``, are set to 0 before
-   smoothing (so their blurred edges go too) and steps 2-5 run again; a new nucleus must peak at
-   ``faint_min_peak_od``, at least ``faint_min_peak_distance_um`` from the
-   widened nuclei, and fill ``faint_min_fill`` of its moments' ellipse.
+   smoothing (so their blurred edges go too) and steps 2-5 run again; a
+   new nucleus must peak at ``faint_min_peak_od``, at least
+   ``faint_min_peak_distance_um`` from the widened nuclei, and fill
+   ``faint_min_fill`` of its moments' ellipse.
 
 :func:`ihc_score.cells.body.stained_bodies` then grows each nucleus over its
 own stained cytoplasm (``cell_body="stained"``, default), or
@@ -158,8 +159,7 @@ def detect_nuclei(image_od: np.ndarray, *, mpp_um: float, params: DetectionParam
     if params.faint_pass:
         labels = _faint_nuclei(
             labels, raw, sigma_px=params.sigma_um / mpp_um, exclusion_px=params.faint_exclusion_um / mpp_um,
-            threshold_od=params.threshold_od,
-            max_hole_px=_HOLE_FRACTION * params.max_area_um2 / px_area_um2,
+            threshold_od=params.threshold_od, max_hole_px=_HOLE_FRACTION * params.max_area_um2 / px_area_um2,
             min_distance_px=_SPLIT_MIN_DISTANCE_UM / mpp_um, min_area_px=params.min_area_um2 / px_area_um2,
             max_area_px=params.max_area_um2 / px_area_um2, min_peak_od=params.faint_min_peak_od,
             min_fill=params.faint_min_fill, min_peak_distance_px=params.faint_min_peak_distance_um / mpp_um,

@@ -63,4 +63,5 @@ def calibrate_scanner_command(
                f"({per_stain}; one factor maps the scans to {100 * fit.residual:.1f} %)")
     for warning in cal.warnings:
         click.echo(f"warning: {warning}", err=True)
-    click.echo(f"model written: {out_path} (id {new.id}, stains.od_scale {new.stains.od_scale:g}, sha256 {new.sha256[:12]})")
+    click.echo(f"model written: {out_path} (id {new.id}, stains.od_scale {new.stains.od_scale:g}, "
+               f"sha256 {new.sha256[:12]})")

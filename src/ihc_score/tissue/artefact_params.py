@@ -162,7 +162,8 @@ class ArtefactParams:
                              f"got {self.bubble_min_area_um2}, {self.bubble_max_area_um2}")
         if not self.blur_fine_um < self.blur_coarse_um:
             raise ValueError(f"blur_fine_um must be < blur_coarse_um, got {self.blur_fine_um}, {self.blur_coarse_um}")
-        for name in ("bubble_min_solidity", "bubble_min_rim_cover", "blur_min_tissue_fraction", "blur_relative_sharpness"):
+        for name in ("bubble_min_solidity", "bubble_min_rim_cover", "blur_min_tissue_fraction",
+                     "blur_relative_sharpness"):
             require_range(name, getattr(self, name), low=0.0, high=1.0, low_open=True)
         if not self.bubble_max_rim_angle_deg <= self.bubble_grow_rim_angle_deg < 90:
             raise ValueError(f"bubble_max_rim_angle_deg <= bubble_grow_rim_angle_deg < 90 must hold, "
