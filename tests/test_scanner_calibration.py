@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from ihc_score.cli import main
 from ihc_score.errors import ModelError
 from ihc_score.model import DEFAULT_MODEL_PATH, default_model, derive_model, load_model
+from ihc_score.outputs import slide_note
 from ihc_score.run import score_slide
 from ihc_score.stain import StainVectors, deconvolve, scanner_scale
 
@@ -124,7 +125,9 @@ def test_calibrate_scanner_brings_another_section_back_to_the_reference(scans, t
     assert abs(calibrated.regions[0].counts.h_score - h["5-reference"]) < 5
     # The model holds for scanner-b only: a slide of another scanner is flagged, and none is by the shipped model.
     assert "scanner_not_calibrated" not in calibrated.flags
-    assert "scanner_not_calibrated" in score_slide(scans["5-reference"], model, region_mode="tissue").flags
+    other = score_slide(scans["5-reference"], model, region_mode="tissue")
+    assert "scanner_not_calibrated" in other.flags
+    assert "calibrate-scanner" in slide_note(other.flags) and slide_note(calibrated.flags) == ""
     assert "scanner_not_calibrated" not in score_slide(scans["5-reference"], default_model(), region_mode="tissue").flags
 
 

@@ -136,6 +136,10 @@ def slide_rows(results: Sequence[tuple[CaseAssignment, SlideResult]]) -> list[di
 FLAG_NOTES = {
     "no_metastasis_found": "no metastasis found automatically, so nothing on this slide was scored; "
     "--regions tissue scores all its tissue",
+    "scanner_not_calibrated": "the model was calibrated for another scanner, so its intensities may not hold "
+    "here; calibrate this scanner with ihc-score calibrate-scanner, or score with its own model",
+    "soft_focus": "soft all over (a camera field or a soft scan): only blocks much softer than the rest of the "
+    "slide were left out as out of focus",
 }
 
 
