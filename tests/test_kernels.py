@@ -269,3 +269,16 @@ def test_one_nucleus_is_its_numpy_formulation_and_does_not_move_with_the_image(s
         assert D._one_nucleus(shifted_mask, shifted_score, a2, b2, level, ratio) == want
         got.append(want)
     assert 10 < sum(got) < len(got) - 10
+
+
+@pytest.mark.parametrize("shape", [(64, 48), (63, 47), (1, 5)])
+def test_block_levels_are_the_halved_minimum_and_the_nucleus_free_maximum(shape):
+    from ihc_score.cells import _body_kernels
+    from ihc_score.cells._background import _halve
+
+    rng = np.random.default_rng(3)
+    image = rng.normal(0.1, 0.2, shape).astype(np.float32)  # negative values too
+    nuclei = (rng.random(shape) < 0.3).astype(np.int32) * rng.integers(1, 9, shape).astype(np.int32)
+    low, high = _body_kernels.block_levels(image, nuclei)
+    np.testing.assert_array_equal(low, _halve(image, cv2.min))
+    np.testing.assert_array_equal(high, _halve(np.where(nuclei != 0, np.float32(0.0), image), cv2.max))

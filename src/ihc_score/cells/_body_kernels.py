@@ -12,7 +12,7 @@ import numpy as np
 from ihc_score.cells._detection_kernels import _root
 from ihc_score.cells._kernels import _jit
 
-__all__ = ["fill_enclosed", "keep_connected", "stained_candidates", "warm_up"]
+__all__ = ["block_levels", "fill_enclosed", "keep_connected", "stained_candidates", "warm_up"]
 
 
 @_jit
@@ -156,6 +156,35 @@ def stained_candidates(
     return out
 
 
+@_jit
+def block_levels(image: np.ndarray, nuclei: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per 2 x 2 block (even rows and columns): the lowest value, and the highest with nucleus pixels as 0.
+
+    One pass for what ``_halve(image, cv2.min)`` and ``_halve(np.where(nuclei != 0, 0, image), cv2.max)`` give
+    (:func:`ihc_score.cells._background._halve`; a block cut by the image edge holds what lies inside).
+
+    Returns
+    -------
+    (ndarray, ndarray), float32, ((H + 1) // 2, (W + 1) // 2)
+    """
+    h, w = image.shape
+    hh, hw = (h + 1) // 2, (w + 1) // 2
+    low = np.empty((hh, hw), dtype=np.float32)
+    high = np.empty((hh, hw), dtype=np.float32)
+    for by in range(hh):
+        for bx in range(hw):
+            lo = np.float32(np.inf)
+            hi = np.float32(-np.inf)
+            for y in range(2 * by, min(2 * by + 2, h)):
+                for x in range(2 * bx, min(2 * bx + 2, w)):
+                    v = image[y, x]
+                    lo = min(lo, v)
+                    hi = max(hi, np.float32(0.0) if nuclei[y, x] != 0 else v)
+            low[by, bx] = lo
+            high[by, bx] = hi
+    return low, high
+
+
 def warm_up() -> None:
     """Load these kernels for the argument types bodies pass them (:func:`ihc_score.cells.warm_up`)."""
     one = np.ones((3, 3), dtype=np.int32)
@@ -163,3 +192,4 @@ def warm_up() -> None:
     keep_connected(one, one)
     image = np.ones((3, 3), dtype=np.float32)
     stained_candidates(image, image, image, one, one, np.float32(0.05), np.float32(0.1))
+    block_levels(image, one)

@@ -39,7 +39,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from ihc_score.cells._background import _halve, _octagon_filter
+from ihc_score.cells._background import _octagon_filter
 from ihc_score.cells._nuclei import _grow
 from ihc_score.cells.detection_params import BODY_SIGMA_UM, DetectionParams
 
@@ -67,10 +67,10 @@ def _stain_levels(
     size = 2 * int(np.ceil(2.0 * sigma)) + 1  # +-2 sigma: OpenCV's default of +-4 costs twice as much here
     image = cv2.GaussianBlur(np.ascontiguousarray(stain_od, dtype=np.float32), (size, size), sigma,
                              borderType=cv2.BORDER_REPLICATE)
+    from . import _body_kernels  # on first use: see ihc_score.cells._kernels
     radius = params.body_background_um / mpp_um / 2.0
-    low = _octagon_filter(_halve(image, cv2.min), radius, cv2.MORPH_ERODE)
-    background = _octagon_filter(low, radius, cv2.MORPH_DILATE)
-    cytoplasm = _halve(np.where(nuclei != 0, np.float32(0.0), image), cv2.max)
+    low, cytoplasm = _body_kernels.block_levels(image, nuclei)  # block minima; maxima with nuclei as 0
+    background = _octagon_filter(_octagon_filter(low, radius, cv2.MORPH_ERODE), radius, cv2.MORPH_DILATE)
     side = 2 * max(1, int(round(_EDGE_REACH_UM / mpp_um / 2.0))) + 1
     plateau = cv2.dilate(cytoplasm, np.ones((side, side), dtype=np.uint8))
     return image, background, plateau
