@@ -35,6 +35,7 @@ __all__ = [
     "load_model",
     "default_model",
     "derive_model",
+    "require_new_model_path",
     "CASE_RULES",
 ]
 
@@ -263,6 +264,18 @@ def default_model() -> Model:
     return load_model(None)
 
 
+def require_new_model_path(out: str | Path) -> None:
+    """Refuse to write a model over an existing file (change control keeps every version).
+
+    Raises
+    ------
+    ModelError
+        ``out`` exists.
+    """
+    if Path(out).exists():
+        raise ModelError(f"{out} exists: give a new file name (a model file is never overwritten)")
+
+
 def derive_model(
     source: str | Path | None, out: str | Path, *, new_id: str, values: dict[str, Any], record: dict[str, Any]
 ) -> Model:
@@ -285,8 +298,7 @@ def derive_model(
         nothing is left at ``out``).
     """
     source, out = Path(source) if source is not None else DEFAULT_MODEL_PATH, Path(out)
-    if out.exists():
-        raise ModelError(f"{out} exists: give a new file name (a model file is never overwritten)")
+    require_new_model_path(out)
     if not new_id.strip():
         raise ModelError("the new model needs a non-empty id")
     load_model(source)  # the source must be a valid model itself

@@ -39,13 +39,12 @@ def calibrate_scanner_command(
 
     from ihc_score.errors import IhcScoreError
     from ihc_score.fileio import safe_name
-    from ihc_score.model import derive_model, load_model
+    from ihc_score.model import derive_model, load_model, require_new_model_path
     from ihc_score.run import calibrate_scanner
 
     try:
         model = load_model(model_path)
-        if out_path.exists():
-            raise click.ClickException(f"{out_path} exists: give a new file name (a model file is never overwritten)")
+        require_new_model_path(out_path)  # before the scans are read, not after
         cal = calibrate_scanner(reference_scan, new_scan, model, mpp_option_um=mpp)
         date = datetime.now(timezone.utc).date().isoformat()
         new = derive_model(

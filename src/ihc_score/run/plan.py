@@ -156,6 +156,13 @@ def plan_slide(
         is not stained with DAB (``NotDabStainError``: H&E), or its
         annotation file is unusable.
     """
+    return _plan_and_sample(path, model, mpp_option_um, annotations_dir, region_mode)[0]
+
+
+def _plan_and_sample(
+    path: str | Path, model: Model, mpp_option_um: float | None, annotations_dir: str | Path | None, region_mode: str
+) -> tuple[SlidePlan, np.ndarray]:
+    """:func:`plan_slide`, and the (N, 3) uint8 tissue pixels its stain estimate read (for a calibration)."""
     if region_mode not in REGION_MODES:
         raise ValueError(f"region_mode must be one of {REGION_MODES}, got {region_mode!r}")
     path = Path(path).resolve()
@@ -172,13 +179,14 @@ def plan_slide(
         analysis_mpp = max(model.analysis.mpp_um, slide.mpp)
         grid = _grid(slide.dimensions, analysis_mpp / slide.mpp, analysis_mpp, model, scored, tissue.downsample)
         patches = _sample_patches(path, mpp_option_um, grid, scored, tissue.downsample)
-        stains = _stains(path.name, patches, tissue, model, bool(grid.tiles))
+        pixels = tissue_pixels(patches)
+        stains = _stains(path.name, pixels, tissue, model, bool(grid.tiles))
         sharpness = (slide_sharpness([p for p, _ in patches], background=tissue.background, mpp_um=analysis_mpp,
                                      params=model.artefacts) if model.artefacts.blur else None)
         soft = ("soft_focus",) if sharpness is not None and sharpness < model.artefacts.soft_focus_sharpness else ()
         scanner = str(slide.metadata.get("scanner_model") or "")
         flags = tuple(tissue.flags) + tuple(found.flags) + tuple(stains.flags) + soft + _scanner_flags(scanner, model)
-        return SlidePlan(
+        plan = SlidePlan(
             path=str(path),
             vendor=slide.vendor,
             mpp_um=slide.mpp,
@@ -204,6 +212,7 @@ def plan_slide(
             sharpness=sharpness,
             scanner_model=scanner,
         )
+        return plan, pixels
 
 
 def _annotated(
@@ -244,9 +253,7 @@ def _grid(
     )
 
 
-def _stains(
-    name: str, patches: list[tuple[np.ndarray, np.ndarray]], tissue: TissueMask, model: Model, has_tiles: bool
-) -> StainVectors:
+def _stains(name: str, pixels: np.ndarray, tissue: TissueMask, model: Model, has_tiles: bool) -> StainVectors:
     """The slide's stain vectors, from the tissue pixels of the sample patches; refuses greyscale and H&E slides.
 
     Raises
@@ -256,7 +263,6 @@ def _stains(
     defaults = model.stains.defaults(tissue.background)
     stains = defaults
     if has_tiles:
-        pixels = tissue_pixels(patches)
         if model.stains.estimate:
             stains = estimate_stains(pixels, background=tissue.background, defaults=defaults, params=model.stains.estimation)
         _require_colour(pixels, name)

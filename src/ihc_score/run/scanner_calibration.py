@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ihc_score.model import Model
-from ihc_score.run.plan import _sample_patches, plan_slide, tissue_pixels
+from ihc_score.run.plan import _plan_and_sample
 from ihc_score.stain import ScannerScale, deconvolve, scanner_scale
 
 __all__ = ["ScannerCalibration", "calibrate_scanner", "tissue_concentrations"]
@@ -88,9 +88,7 @@ def tissue_concentrations(
     background and the model's ``stains.od_scale``; the scanner model the
     file names, or empty.
     """
-    plan = plan_slide(path, model, mpp_option_um=mpp_option_um, region_mode="tissue")
-    patches = _sample_patches(Path(plan.path), mpp_option_um, plan.grid, plan.tissue, plan.tissue_downsample)
-    pixels = tissue_pixels(patches)
+    plan, pixels = _plan_and_sample(path, model, mpp_option_um, None, "tissue")
     return deconvolve(pixels, plan.stains).reshape(-1, 3), plan.scanner_model
 
 

@@ -31,6 +31,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from ihc_score.checks import require_range
+
 __all__ = [
     "RUIFROK_HEMATOXYLIN",
     "RUIFROK_DAB",
@@ -92,8 +94,7 @@ class StainVectors:
             raise ValueError(f"background must be 3 intensities in 1-255, got {self.background!r}")
         object.__setattr__(self, "background", tuple(float(x) for x in bg))
         object.__setattr__(self, "flags", tuple(self.flags))
-        if not 0.25 <= float(self.od_scale) <= 4.0:
-            raise ValueError(f"od_scale must be in 0.25-4, got {self.od_scale!r}")
+        require_range("od_scale", self.od_scale, low=0.25, high=4.0)
         object.__setattr__(self, "od_scale", float(self.od_scale))
 
     @property
