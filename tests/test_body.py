@@ -13,6 +13,7 @@ import pytest
 
 from ihc_score.cells import DetectionParams, detect_cells, stained_bodies
 from ihc_score.cells import _body_kernels as K
+from ihc_score.cells._nuclei import _block_max
 from ihc_score.cells.body import _holes_filled_and_joined
 from ihc_score.score import classify
 
@@ -213,4 +214,23 @@ def test_stained_candidates_equal_the_numpy_rule():
     top = np.kron(plateau, np.ones((2, 2), np.float32))[:31, :40]
     stained = image >= b + np.maximum(lo, np.float32(0.5) * (top - b))
     expected = np.where(stained | (nuclei != 0), reach, 0)
-    np.testing.assert_array_equal(K.stained_candidates(image, background, plateau, reach, nuclei, lo, cap), expected)
+    candidates, half, half_nuclei = K.stained_candidates(image, background, plateau, reach, nuclei, lo, cap)
+    np.testing.assert_array_equal(candidates, expected)
+    np.testing.assert_array_equal(half, _block_max(expected))
+    np.testing.assert_array_equal(half_nuclei, _block_max(nuclei))
+
+
+def test_bodies_from_blocks_keep_full_resolution_edges_and_fill_whole_block_holes():
+    candidates = np.zeros((12, 12), np.int32)
+    candidates[1:11, 1:11] = 5            # a ring of cell 5 around a pale interior
+    candidates[4:8, 4:8] = 0              # the interior: whole 2 x 2 blocks, filled
+    candidates[1, 5] = 0                  # a pale pixel on the cell's edge (a block beside it is glass): stays out
+    candidates[8, 2] = 0                  # a pale pixel whose block and the four beside it are the cell's: filled
+    candidates[0, 9:12] = 7               # a stray bit of cell 7 cut off from its nucleus: dropped
+    nuclei = np.zeros_like(candidates)
+    nuclei[1, 1] = 5
+    half = _block_max(candidates)
+    out = K.from_half(candidates, nuclei, half, _holes_filled_and_joined(half, _block_max(nuclei)))
+    assert np.all(out[4:8, 4:8] == 5) and out[1, 5] == 0 and out[8, 2] == 5
+    assert np.all(out[0] == 0) and np.all(out[11] == 0) and out[1, 1] == 5
+    assert (out == 5).sum() == 100 - 1

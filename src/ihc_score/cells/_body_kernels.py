@@ -12,7 +12,7 @@ import numpy as np
 from ihc_score.cells._detection_kernels import _root
 from ihc_score.cells._kernels import _jit
 
-__all__ = ["block_levels", "fill_enclosed", "keep_connected", "stained_candidates", "warm_up"]
+__all__ = ["block_levels", "fill_enclosed", "from_half", "keep_connected", "stained_candidates", "warm_up"]
 
 
 @_jit
@@ -127,7 +127,7 @@ def keep_connected(candidates: np.ndarray, nuclei: np.ndarray) -> np.ndarray:
 def stained_candidates(
     image: np.ndarray, background: np.ndarray, plateau: np.ndarray, reach: np.ndarray, nuclei: np.ndarray,
     min_od: np.float32, max_background_od: np.float32,
-) -> np.ndarray:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each pixel's cell where it is stained or a nucleus, else 0 (steps 2-3 of :mod:`ihc_score.cells.body`).
 
     ``image`` is the smoothed stain OD, ``reach`` the nearest nucleus within
@@ -137,23 +137,34 @@ def stained_candidates(
     even rows and columns. A pixel is stained when
     ``image >= b + max(min_od, (plateau - b) / 2)`` with
     ``b = min(background, max_background_od)``.
+
+    Returns
+    -------
+    candidates : ndarray, int32, (H, W)
+    half_candidates, half_nuclei : ndarray, int32, ((H + 1) // 2, (W + 1) // 2)
+        The largest candidate and nucleus label of each 2 x 2 block.
     """
     h, w = image.shape
     out = np.zeros((h, w), dtype=np.int32)
-    half = np.float32(0.5)
+    half = np.zeros(((h + 1) // 2, (w + 1) // 2), dtype=np.int32)
+    half_nuclei = np.zeros_like(half)
+    half_od = np.float32(0.5)
     for y in range(h):
         for x in range(w):
             lab = reach[y, x]
             if lab == 0:
                 continue
-            if nuclei[y, x] != 0:
-                out[y, x] = lab
-                continue
-            v = image[y, x]
-            b = min(background[y >> 1, x >> 1], max_background_od)
-            if v >= b + max(min_od, half * (plateau[y >> 1, x >> 1] - b)):
-                out[y, x] = lab
-    return out
+            nucleus = nuclei[y, x]
+            if nucleus != 0:
+                half_nuclei[y >> 1, x >> 1] = max(half_nuclei[y >> 1, x >> 1], nucleus)
+            else:
+                v = image[y, x]
+                b = min(background[y >> 1, x >> 1], max_background_od)
+                if v < b + max(min_od, half_od * (plateau[y >> 1, x >> 1] - b)):
+                    continue
+            out[y, x] = lab
+            half[y >> 1, x >> 1] = max(half[y >> 1, x >> 1], lab)
+    return out, half, half_nuclei
 
 
 @_jit
@@ -185,6 +196,52 @@ def block_levels(image: np.ndarray, nuclei: np.ndarray) -> tuple[np.ndarray, np.
     return low, high
 
 
+@_jit
+def from_half(candidates: np.ndarray, nuclei: np.ndarray, half_candidates: np.ndarray, half_bodies: np.ndarray
+              ) -> np.ndarray:
+    """Full-resolution bodies from bodies found on 2 x 2 blocks (even rows and columns).
+
+    A candidate pixel keeps its own label where its block, or one of the
+    four blocks beside it, kept that label (a block on the edge between two
+    cells holds one label only), and always on its own nucleus; a pixel
+    that is no candidate takes its block's label where the whole block was
+    a hole the block-level bodies filled, or where its block and the four
+    beside it all kept that label (a pale pixel inside the cell).
+
+    Parameters
+    ----------
+    candidates : ndarray, int32, (H, W)
+        Each pixel's cell or 0.
+    nuclei : ndarray, int32, (H, W)
+        Nucleus labels (each nucleus pixel a candidate of its own label).
+    half_candidates, half_bodies : ndarray, int32, ((H + 1) // 2, (W + 1) // 2)
+        Each block's largest candidate label, and the bodies found on them.
+
+    Returns
+    -------
+    ndarray, int32, (H, W)
+    """
+    h, w = candidates.shape
+    hh, hw = half_bodies.shape
+    out = np.zeros((h, w), dtype=np.int32)
+    for y in range(h):
+        by = y >> 1
+        for x in range(w):
+            bx = x >> 1
+            lab = candidates[y, x]
+            kept = half_bodies[by, bx]
+            if lab == 0:
+                if kept != 0 and (half_candidates[by, bx] == 0 or 0 < by < hh - 1 and 0 < bx < hw - 1
+                                  and half_bodies[by - 1, bx] == kept and half_bodies[by + 1, bx] == kept
+                                  and half_bodies[by, bx - 1] == kept and half_bodies[by, bx + 1] == kept):
+                    out[y, x] = kept
+            elif (kept == lab or nuclei[y, x] != 0
+                  or by > 0 and half_bodies[by - 1, bx] == lab or by + 1 < hh and half_bodies[by + 1, bx] == lab
+                  or bx > 0 and half_bodies[by, bx - 1] == lab or bx + 1 < hw and half_bodies[by, bx + 1] == lab):
+                out[y, x] = lab
+    return out
+
+
 def warm_up() -> None:
     """Load these kernels for the argument types bodies pass them (:func:`ihc_score.cells.warm_up`)."""
     one = np.ones((3, 3), dtype=np.int32)
@@ -193,3 +250,4 @@ def warm_up() -> None:
     image = np.ones((3, 3), dtype=np.float32)
     stained_candidates(image, image, image, one, one, np.float32(0.05), np.float32(0.1))
     block_levels(image, one)
+    from_half(one, one, one, one)
