@@ -55,7 +55,7 @@ from ihc_score.cells import DetectionParams
 from ihc_score.model import Model, default_model
 from ihc_score.results import SlideResult
 from ihc_score.run import score_slide
-from ihc_score.score import classify
+from ihc_score.score import classify, left_out_by_type
 
 #: Nucleus mean DAB OD at or above which a nucleus is Ki67-positive: QuPath's
 #: default "1+" DAB threshold and the project's first class threshold, fixed
@@ -213,9 +213,15 @@ def benchmark_model(
     threshold_od: float = DEFAULT_THRESHOLD_OD, params: DetectionParams | None = None,
     estimate_stains: bool = True, analysis_mpp_um: float | None = None,
 ) -> Model:  # fmt: skip
-    """The default model graded on the nucleus mean DAB OD against one threshold."""
+    """The default model graded on the nucleus mean DAB OD against one threshold, every cell scored.
+
+    The cell-type step is off: these sets measure detection and grading over
+    every marked cell; ``cell_types.py`` measures the step on SHIDC's
+    lymphocytes, on fields it was not fitted on.
+    """
     model = default_model().with_overrides(
-        **{"classification.compartment": "nucleus", "classification.thresholds": (threshold_od,)}
+        **{"classification.compartment": "nucleus", "classification.thresholds": (threshold_od,),
+           "cell_types.model": ""}
     )
     if analysis_mpp_um is not None:
         model = model.with_overrides(**{"analysis.mpp_um": analysis_mpp_um})
@@ -243,7 +249,10 @@ def cells_of(result: SlideResult, model: Model, name: str = "") -> OurCells:
     own_y = (table.a_y.astype(np.float64) + 0.5) * downsample - 0.5
     positive = classify(getattr(table, model.classification.measurement), model.classification.thresholds) > 0
     pigmented = result.detail.pigmented if result.detail.pigmented is not None else np.zeros(len(table), bool)
-    graded = ~pigmented  # cells mostly covered by pigment are reported apart, not graded
+    left_out = left_out_by_type(result.detail.cell_type, model.cell_types)
+    graded = ~pigmented  # cells mostly covered by pigment (or of a type not scored) are reported apart, not graded
+    if left_out is not None:
+        graded &= ~left_out
     counts = result.regions[0].counts
     if (counts.n, counts.n_positive) != (int(graded.sum()), int(positive[graded].sum())):
         raise RuntimeError(f"{name}: region counts {counts} disagree with the cell table")

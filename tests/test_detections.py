@@ -45,7 +45,8 @@ def make_result(n_side: int = 30, *, outlines: bool = True) -> SlideResult:
     cytoplasm[::97] = np.nan  # cells without cytoplasm pixels
     table = CellTable(
         a_x=l0_x / 2, a_y=l0_y / 2, nucleus_area_um2=np.full(n, 25.0), cell_area_um2=np.full(n, 100.0),
-        hematoxylin_od_mean=np.full(n, 0.3), dab_nucleus_mean=dab, dab_nucleus_max=dab + 0.1,
+        hematoxylin_od_mean=np.full(n, 0.3), hematoxylin_od_sd=np.full(n, 0.05), nucleus_elongation=np.full(n, 1.2),
+        nucleus_roughness=np.full(n, 1.0), dab_nucleus_mean=dab, dab_nucleus_max=dab + 0.1,
         dab_cytoplasm_mean=cytoplasm, dab_cytoplasm_max=cytoplasm + 0.1, dab_cell_mean=dab, dab_cell_max=dab + 0.1,
     )  # fmt: skip
     membership = np.stack([shapely.contains_xy(g, l0_x, l0_y) for g in REGIONS.values()])

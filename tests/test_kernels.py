@@ -282,3 +282,38 @@ def test_block_levels_are_the_halved_minimum_and_the_nucleus_free_maximum(shape)
     low, high = _body_kernels.block_levels(image, nuclei)
     np.testing.assert_array_equal(low, _halve(image, cv2.min))
     np.testing.assert_array_equal(high, _halve(np.where(nuclei != 0, np.float32(0.0), image), cv2.max))
+
+
+def test_nucleus_shape_sums_equal_numpy_sums_and_edges():
+    rng = np.random.default_rng(5)
+    nuclei = _labels(rng, (61, 77), 25, 3.0)
+    hema = rng.gamma(1.0, 0.3, size=nuclei.shape).astype(np.float32)
+    n = int(nuclei.max())
+    got = K.nucleus_shape_sums(nuclei.ravel(), hema.ravel(), nuclei.shape[1], n)
+    rows, cols = np.indices(nuclei.shape)
+    padded = np.pad(nuclei, 1, constant_values=-1)
+    inner = np.ones(nuclei.shape, bool)
+    for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1)):
+        inner &= padded[1 + dy:1 + dy + nuclei.shape[0], 1 + dx:1 + dx + nuclei.shape[1]] == nuclei
+    lab = nuclei.ravel()
+    h = hema.astype(np.float64).ravel()
+    want = [np.bincount(lab, weights=w, minlength=n + 1)[1:] for w in
+            (h * h, (cols * cols).ravel(), (rows * rows).ravel(), (cols * rows).ravel(), (~inner).ravel() * 1.0)]
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g[1:], w, rtol=1e-12)
+
+
+def test_shape_of_a_disc_and_of_a_bar():
+    """Golden values: a disc is round and smooth; a 4 x 24 px bar is about 6 times as long as wide."""
+    yy, xx = np.mgrid[0:60, 0:90]
+    nuclei = np.zeros((60, 90), np.int32)
+    nuclei[(yy - 30) ** 2 + (xx - 25) ** 2 <= 12 ** 2] = 1
+    nuclei[28:32, 55:79] = 2
+    od = np.full(nuclei.shape, 0.4, np.float32)
+    od[nuclei == 1] = np.where((yy + xx)[nuclei == 1] % 2 == 0, 0.3, 0.5)  # a checkerboard: SD exactly 0.1
+    t = measure_cells(nuclei, nuclei, od, od, mpp_um=0.5)
+    assert t.nucleus_elongation[0] == pytest.approx(1.0, abs=0.02)
+    assert t.nucleus_elongation[1] == pytest.approx(6.0, rel=0.01)  # sqrt((24^2 / 12) / (4^2 / 12))
+    assert t.hematoxylin_od_sd[0] == pytest.approx(0.1, rel=0.01) and t.hematoxylin_od_sd[1] == pytest.approx(0.0)
+    assert 0.85 <= t.nucleus_roughness[0] <= 1.0  # digital edge of a disc: 2 pi r px of about 0.9 ring
+    assert t.nucleus_roughness[1] > 1.3           # a bar has far more edge than a disc of its area

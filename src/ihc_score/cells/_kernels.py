@@ -31,7 +31,7 @@ from collections.abc import Callable
 import numba
 import numpy as np
 
-__all__ = ["label_stats", "label_counts", "pigment_candidates", "warm_up"]
+__all__ = ["label_stats", "nucleus_shape_sums", "label_counts", "pigment_candidates", "warm_up"]
 
 
 def _jit(fn: Callable) -> Callable:
@@ -110,6 +110,51 @@ def label_stats(
 
 
 @_jit
+def nucleus_shape_sums(nuc: np.ndarray, hema: np.ndarray, width: int, n: int) -> tuple[np.ndarray, ...]:
+    """Per-nucleus sums for shape and texture (:func:`ihc_score.cells.measure.measure_cells`).
+
+    Parameters
+    ----------
+    nuc : 1-D int32
+        Nucleus labels, 0..n (raster order, rows of ``width``).
+    hema : 1-D float
+        Hematoxylin OD.
+    width : int
+        Row length, px.
+    n : int
+        Largest label.
+
+    Returns
+    -------
+    sum_hh, sum_xx, sum_yy, sum_xy, edge : float64, (n + 1,)
+        Sums of squared hematoxylin OD, of column^2, row^2 and column x row,
+        and the count of edge pixels (a 4-neighbour outside the nucleus or
+        the image); index 0 unused.
+    """
+    sum_hh = np.zeros(n + 1)
+    sum_xx = np.zeros(n + 1)
+    sum_yy = np.zeros(n + 1)
+    sum_xy = np.zeros(n + 1)
+    edge = np.zeros(n + 1)
+    height = nuc.size // width
+    for i in range(nuc.size):
+        k = nuc[i]
+        if k <= 0:
+            continue
+        row = i // width
+        col = i - row * width
+        h = np.float64(hema[i])
+        sum_hh[k] += h * h
+        sum_xx[k] += col * col
+        sum_yy[k] += row * row
+        sum_xy[k] += col * row
+        if (col == 0 or nuc[i - 1] != k or col == width - 1 or nuc[i + 1] != k
+                or row == 0 or nuc[i - width] != k or row == height - 1 or nuc[i + width] != k):
+            edge[k] += 1.0
+    return sum_hh, sum_xx, sum_yy, sum_xy, edge
+
+
+@_jit
 def label_counts(labels: np.ndarray, on: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Pixels of each label 1..n, and those of them where ``on`` (int64, (n + 1,) each, index 0 unused)."""
     area = np.zeros(n + 1, dtype=np.int64)
@@ -154,5 +199,6 @@ def warm_up() -> None:
     rgb = np.ones((2, 2, 3), dtype=np.float32)
     flags = np.zeros((2, 2), dtype=np.bool_)
     label_stats(one.ravel(), one.ravel(), rgb[..., 0].reshape(-1), rgb[..., 1].reshape(-1), 2, 1)
+    nucleus_shape_sums(one.ravel(), rgb[..., 0].reshape(-1), 2, 1)
     label_counts(one.ravel(), flags.ravel(), 1)
     pigment_candidates(rgb, np.float32(1.0), np.float32(0.1), np.float32(0.5))

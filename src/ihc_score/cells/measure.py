@@ -33,6 +33,9 @@ _COLUMNS = (
     "nucleus_area_um2",
     "cell_area_um2",
     "hematoxylin_od_mean",
+    "hematoxylin_od_sd",
+    "nucleus_elongation",
+    "nucleus_roughness",
     "dab_nucleus_mean",
     "dab_nucleus_max",
     "dab_cytoplasm_mean",
@@ -52,8 +55,16 @@ class CellTable:
         Nucleus centroid (column, row) in pixels of the image measured.
     nucleus_area_um2, cell_area_um2 : ndarray
         Areas (um^2); the cell includes its nucleus.
-    hematoxylin_od_mean : ndarray
-        Mean hematoxylin OD over the nucleus.
+    hematoxylin_od_mean, hematoxylin_od_sd : ndarray
+        Mean and standard deviation of hematoxylin OD over the nucleus (the
+        SD as texture: chromatin clumps, a lymphocyte's dense nucleus).
+    nucleus_elongation : ndarray
+        Ratio of the nucleus's long to short axis (>= 1), from its second
+        moments with each pixel a unit square.
+    nucleus_roughness : ndarray
+        Edge pixels (a 4-neighbour outside the nucleus) over the perimeter
+        of a disc of the same area: about 0.9-1 for a round nucleus, more
+        for a lobed or ragged one.
     dab_nucleus_mean, dab_nucleus_max : ndarray
         DAB OD mean and max over the nucleus.
     dab_cytoplasm_mean, dab_cytoplasm_max : ndarray
@@ -68,6 +79,9 @@ class CellTable:
     nucleus_area_um2: np.ndarray
     cell_area_um2: np.ndarray
     hematoxylin_od_mean: np.ndarray
+    hematoxylin_od_sd: np.ndarray
+    nucleus_elongation: np.ndarray
+    nucleus_roughness: np.ndarray
     dab_nucleus_mean: np.ndarray
     dab_nucleus_max: np.ndarray
     dab_cytoplasm_mean: np.ndarray
@@ -105,6 +119,13 @@ class CellTable:
     def empty(cls) -> CellTable:
         """A table without rows."""
         return cls(**{name: np.zeros(0, dtype=np.float32) for name in _COLUMNS})
+
+
+def _elongation(var_x: np.ndarray, var_y: np.ndarray, cov_xy: np.ndarray) -> np.ndarray:
+    """Long over short axis from second central moments (px^2); each pixel a unit square adds 1/12 to both."""
+    half_sum = 0.5 * (var_x + var_y) + 1.0 / 12.0
+    root = np.sqrt(0.25 * (var_x - var_y) ** 2 + cov_xy * cov_xy)
+    return np.sqrt((half_sum + root) / np.maximum(half_sum - root, 1e-6))
 
 
 def _check_mpp(mpp_um: float) -> None:
@@ -153,15 +174,23 @@ def measure_cells(
     area_n, area_c, sum_x, sum_y, sum_h, sum_dn, sum_dc, max_n, max_c = (
         a[1:] for a in _kernels.label_stats(nuc, cel, hematoxylin_od.reshape(-1), dab_od.reshape(-1), shape[1], n)
     )
+    sum_hh, sum_xx, sum_yy, sum_xy, edge = (
+        a[1:] for a in _kernels.nucleus_shape_sums(nuc, hematoxylin_od.reshape(-1), shape[1], n)
+    )
     area_cyto = area_c - area_n
     with np.errstate(invalid="ignore", divide="ignore"):
         nan_n = np.where(area_n > 0, 1.0, np.nan)
+        mean_x, mean_y, mean_h = sum_x / area_n, sum_y / area_n, sum_h / area_n
         table = CellTable(
-            a_x=sum_x / area_n,
-            a_y=sum_y / area_n,
+            a_x=mean_x,
+            a_y=mean_y,
             nucleus_area_um2=area_n * mpp_um * mpp_um,
             cell_area_um2=area_c * mpp_um * mpp_um,
-            hematoxylin_od_mean=sum_h / area_n,
+            hematoxylin_od_mean=mean_h,
+            hematoxylin_od_sd=np.sqrt(np.maximum(sum_hh / area_n - mean_h * mean_h, 0.0)),
+            nucleus_elongation=_elongation(sum_xx / area_n - mean_x * mean_x, sum_yy / area_n - mean_y * mean_y,
+                                           sum_xy / area_n - mean_x * mean_y),
+            nucleus_roughness=edge / (2.0 * np.sqrt(np.pi * area_n)),
             dab_nucleus_mean=sum_dn / area_n,
             dab_nucleus_max=np.where(area_n > 0, max_n, np.nan),
             dab_cytoplasm_mean=np.where(area_cyto > 0, (sum_dc - sum_dn) / area_cyto, np.nan),
