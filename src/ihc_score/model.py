@@ -23,7 +23,14 @@ from ihc_score.checks import require_range
 from ihc_score.errors import ModelError
 from ihc_score.fileio import atomic_write
 from ihc_score.regions import AutoRegionParams
-from ihc_score.score import ClassifyParams, IntervalParams, PositivityRule
+from ihc_score.score import (
+    CellTypeModel,
+    CellTypeParams,
+    ClassifyParams,
+    IntervalParams,
+    PositivityRule,
+    resolve_cell_type_model,
+)
 from ihc_score.stain import RUIFROK_DAB, RUIFROK_HEMATOXYLIN, StainEstimationParams, StainVectors
 from ihc_score.tissue import ArtefactParams, TissueParams
 
@@ -134,6 +141,8 @@ class Model:
     auto_regions: AutoRegionParams = field(default_factory=AutoRegionParams)
     artefacts: ArtefactParams = field(default_factory=ArtefactParams)
     pigment: PigmentParams = field(default_factory=PigmentParams)
+    cell_types: CellTypeParams = field(default_factory=CellTypeParams)
+    cell_type_model: CellTypeModel | None = None
     case_rule: str = "any_positive"
     rationale: str = ""
     sources: tuple[str, ...] = ()
@@ -180,6 +189,8 @@ class Model:
                 raise ModelError(f"model option {key}: {err}") from err
             model = dataclasses.replace(model, **{section: new_section})
             done.append((key, _format_override(value)))
+        if any(dotted.get(k) is not None for k in ("cell_types.model", "cell_types.sha256")):
+            model = dataclasses.replace(model, cell_type_model=_cell_type_model(Path.cwd(), model))
         return dataclasses.replace(model, overrides=tuple(done))
 
 
@@ -194,6 +205,7 @@ _SECTIONS: dict[str, type] = {
     "auto_regions": AutoRegionParams,
     "artefacts": ArtefactParams,
     "pigment": PigmentParams,
+    "cell_types": CellTypeParams,
 }
 _NESTED: dict[tuple[str, str], type] = {("stains", "estimation"): StainEstimationParams}
 _TOP_KEYS = {"schema", "id", "version", "marker", "case_rule", "rationale", "sources", "calibrations", *_SECTIONS}
@@ -246,7 +258,7 @@ def load_model(path: str | Path | None = None) -> Model:
     calibrations = data.get("calibrations", [])
     if not isinstance(calibrations, list) or not all(isinstance(c, dict) and "kind" in c for c in calibrations):
         raise ModelError(f"{path}: 'calibrations' must be a list of objects, each with a 'kind'")
-    return Model(
+    model = Model(
         id=data["id"],
         version=data["version"],
         marker=data["marker"],
@@ -257,6 +269,7 @@ def load_model(path: str | Path | None = None) -> Model:
         sha256=hashlib.sha256(raw).hexdigest(),
         **sections,
     )
+    return dataclasses.replace(model, cell_type_model=_cell_type_model(path.parent, model, path))
 
 
 def default_model() -> Model:
@@ -317,6 +330,14 @@ def derive_model(
     except ModelError:
         out.unlink(missing_ok=True)
         raise
+
+
+def _cell_type_model(folder: Path, model: Model, path: Path | None = None) -> CellTypeModel | None:
+    """The cell-type model the ``cell_types`` section names (relative to ``folder``), checked; None without one."""
+    try:
+        return resolve_cell_type_model(folder, model.cell_types, margin_um=model.analysis.margin_um)
+    except ValueError as err:
+        raise ModelError(f"{path}: {err}" if path else str(err)) from err
 
 
 def _section(path: Path, name: str, cls: type, values: Any) -> Any:

@@ -49,6 +49,8 @@ class SlideDetail:
         what the DAB channel alone would give, for pictures only).
     artefacts : ndarray of uint8 or None
         Artefact kind of each tissue-mask pixel (:data:`ihc_score.tissue.excluded.ARTEFACT_KINDS`, 0 = none).
+    cell_type : ndarray of int8 or None
+        Each cell's type (index into :data:`ihc_score.score.CELL_TYPES`) when the model has a cell-type step.
     """
 
     cells: CellTable
@@ -62,6 +64,7 @@ class SlideDetail:
     exclusions: tuple[str, ...] = ()
     pigmented: np.ndarray | None = None
     artefacts: np.ndarray | None = None
+    cell_type: np.ndarray | None = None
 
     @property
     def shown_classes(self) -> np.ndarray:

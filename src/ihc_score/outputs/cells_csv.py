@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from ihc_score.outputs._json_text import fixed_strings as _fixed_strings
 from ihc_score.outputs.detections import _CHUNK, _atomic_stream, _cell_order, _detail, _region_patterns
-from ihc_score.score import CLASS_LABELS
+from ihc_score.score import CELL_TYPES, CLASS_LABELS
 
 if TYPE_CHECKING:
     from ihc_score.results import SlideResult
@@ -30,6 +30,9 @@ CELL_COLUMNS: tuple[tuple[str, int | None], ...] = (
     ("nucleus_area_um2", 2),
     ("cell_area_um2", 2),
     ("hematoxylin_od_mean", 4),
+    ("hematoxylin_od_sd", 4),
+    ("nucleus_elongation", 3),
+    ("nucleus_roughness", 3),
     ("dab_nucleus_mean", 4),
     ("dab_nucleus_max", 4),
     ("dab_cytoplasm_mean", 4),
@@ -37,6 +40,7 @@ CELL_COLUMNS: tuple[tuple[str, int | None], ...] = (
     ("dab_cell_mean", 4),
     ("dab_cell_max", 4),
     ("class", None),
+    ("type", None),
     ("regions", None),
 )
 
@@ -48,8 +52,9 @@ def write_cells_csv(path: str | Path, result: SlideResult, *, gzip: bool = True)
     order written (by centroid row, then column), ``l0_x``, ``l0_y`` are the
     centroid in level-0 px, ``a_x``, ``a_y`` in the slide's analysis frame,
     then every :class:`~ihc_score.cells.measure.CellTable` measurement, ``class``
-    (``0``, ``1+``, ``2+``, ``3+``, or ``pigment`` for a cell left ungraded)
-    and ``regions`` (names of the scored regions holding the centroid,
+    (``0``, ``1+``, ``2+``, ``3+``, or ``pigment`` for a cell left ungraded),
+    ``type`` (its cell type, :data:`~ihc_score.score.CELL_TYPES`; empty
+    without a cell-type step) and ``regions`` (names of the scored regions holding the centroid,
     joined by ``;``; empty for none). NaN is written as an empty field.
 
     Raises
@@ -69,11 +74,13 @@ def write_cells_csv(path: str | Path, result: SlideResult, *, gzip: bool = True)
         for start in range(0, len(order), _CHUNK):
             rows = order[start : start + _CHUNK]
             columns = [[str(i) for i in range(start + 1, start + len(rows) + 1)]]
-            for name, decimals in CELL_COLUMNS[1:-2]:
+            for name, decimals in CELL_COLUMNS[1:-3]:
                 values = sources[name][rows] if name in sources else getattr(detail.cells, name)[rows]
                 columns.append(_fixed_strings(values, decimals))
             labels = (*CLASS_LABELS, "pigment")
             columns.append([labels[c] for c in detail.shown_classes[rows].tolist()])
+            types = [""] * len(rows) if detail.cell_type is None else [CELL_TYPES[t] for t in detail.cell_type[rows]]
+            columns.append(types)
             columns.append([region_text[p] for p in pattern[rows].tolist()])
             out.write("".join(",".join(fields) + "\n" for fields in zip(*columns)).encode("utf-8"))
 

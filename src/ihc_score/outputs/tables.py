@@ -19,7 +19,7 @@ from typing import Any
 from ihc_score.fileio import atomic_write
 from ihc_score.model import Model
 from ihc_score.results import CaseAssignment, CaseResult, SlideResult
-from ihc_score.score import allred_intensity_score, allred_proportion_score
+from ihc_score.score import RegionResult, allred_intensity_score, allred_proportion_score
 
 __all__ = [
     "SLIDE_COLUMNS",
@@ -44,7 +44,8 @@ SLIDE_COLUMNS = (
 
 METASTASIS_COLUMNS = (
     "case", "slide", "region", "metastasis", "region_source", "region_area_mm2", "n_cells", "n_0", "n_1plus",
-    "n_2plus", "n_3plus", "n_pigmented", "h_score", "h_score_low", "h_score_high", "pct_positive", "pct_positive_low",
+    "n_2plus", "n_3plus", "n_pigmented", "scored_types", "n_lymphocyte", "n_neutrophil", "n_macrophage", "n_other",
+    "left_out_h_score", "left_out_pct_positive", "h_score", "h_score_low", "h_score_high", "pct_positive", "pct_positive_low",
     "pct_positive_high", "allred", "allred_proportion", "allred_intensity", "call", "call_reason", "region_flags",
     "qc_zoom", "metric", "cutoff", "borderline", "min_cells", "compartment", "statistic",
     "thresholds", "model_id", "model_version", "model_sha256", "model_overrides",
@@ -180,6 +181,7 @@ def metastasis_rows(results: Sequence[tuple[CaseAssignment, SlideResult]], model
                     "n_2plus": c.n2,
                     "n_3plus": c.n3,
                     "n_pigmented": g.n_pigmented,
+                    **_left_out_columns(g, model),
                     "h_score": _fixed(c.h_score, 2),
                     "h_score_low": _fixed(g.h_interval.low, 2),
                     "h_score_high": _fixed(g.h_interval.high, 2),
@@ -204,6 +206,22 @@ def metastasis_rows(results: Sequence[tuple[CaseAssignment, SlideResult]], model
                 }
             )
     return sorted(rows, key=lambda r: (r["case"], r["slide"], r["region"]))
+
+
+def _left_out_columns(g: RegionResult, model: Model) -> dict[str, Any]:
+    """The cell-type step's columns of a region: types scored, cells of each type left out, and their own scores.
+
+    Empty without a cell-type step (every cell scored) or on a result stored before it.
+    """
+    typed = bool(model.cell_types.model) and g.left_out_counts is not None
+    left = dict(g.left_out)
+    out: dict[str, Any] = {"scored_types": ";".join(model.cell_types.scored) if typed else ""}
+    for t in ("lymphocyte", "neutrophil", "macrophage", "other"):
+        out[f"n_{t}"] = left.get(t, 0) if typed else ""
+    lc = g.left_out_counts
+    out["left_out_h_score"] = _fixed(lc.h_score, 2) if typed and lc.n else ""
+    out["left_out_pct_positive"] = _fixed(lc.pct_positive, 2) if typed and lc.n else ""
+    return out
 
 
 def case_rows(cases: Sequence[CaseResult], model: Model) -> list[dict[str, Any]]:

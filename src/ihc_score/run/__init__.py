@@ -12,6 +12,13 @@ scanned on it and on the model's scanner.
 
 from ihc_score.run.batch import BatchSummary, Progress, run_batch
 from ihc_score.run.cases import aggregate_cases, assign_case, compile_case_pattern, read_manifest
+from ihc_score.run.cell_training import (
+    DEFAULT_TYPE_NAMES,
+    LabelledSlide,
+    labelled_cells,
+    train_cell_types,
+    type_mapping,
+)
 from ihc_score.run.executors import InlineExecutor, make_executor
 from ihc_score.run.lane_pool import LanePool, next_call
 from ihc_score.run.options import BatchOptions
@@ -32,5 +39,6 @@ __all__ = [
     "aggregate_cases", "STORE_FORMAT", "file_fingerprint", "store_path", "save_result", "load_result",
     "Pseudonymizer", "load_key_file", "save_key_file", "BatchOptions", "run_record", "LanePool", "next_call",
     "InlineExecutor", "make_executor", "write_slide_outputs", "BatchSummary", "Progress", "run_batch",
-    "ScannerCalibration", "calibrate_scanner", "tissue_concentrations",
+    "ScannerCalibration", "calibrate_scanner", "tissue_concentrations", "DEFAULT_TYPE_NAMES", "LabelledSlide",
+    "labelled_cells", "train_cell_types", "type_mapping",
 ]

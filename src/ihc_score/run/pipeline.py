@@ -26,7 +26,16 @@ from ihc_score.regions import Annotation, Region, SlideNuclei, build_regions, fi
 from ihc_score.results import SlideDetail, SlideResult
 from ihc_score.run.plan import SlidePlan, as_regions, plan_slide
 from ihc_score.run.tile_scoring import TileResult, checks_pigment, concat_outlines, score_tiles, tile_tasks
-from ihc_score.score import RegionResult, classify, outside_exclusions, pigmented_cells, score_region, score_regions
+from ihc_score.score import (
+    RegionResult,
+    classify,
+    left_out_by_type,
+    outside_exclusions,
+    pigmented_cells,
+    score_region,
+    score_regions,
+    with_left_out,
+)
 from ihc_score.tissue import ExcludedAreas
 
 __all__ = ["finish_slide", "score_slide", "failed_result"]
@@ -56,21 +65,30 @@ def finish_slide(plan: SlidePlan, results: list[TileResult], model: Model, *, se
         )
     cells = _slide_cells(plan, ordered, model)
     regions, membership, region_flags = _regions(plan, cells, model)
-    graded = ~cells.pigmented
+    left_out = left_out_by_type(cells.cell_type, model.cell_types)
+    untyped = np.zeros(len(cells.classes), bool) if left_out is None else left_out
+    graded = ~cells.pigmented & ~untyped
+    pigmented = cells.pigmented & ~untyped  # a left-out type is counted as such, pigment or not
     values = getattr(cells.table, model.classification.measurement)
     score_args = {"mpp_um": plan.mpp_um, "rule": model.positivity, "intervals": model.confidence}
     if regions is None:  # all tissue as one region
         region_results: tuple[RegionResult, ...] = (
             score_region(
                 "tissue", cells.classes[graded], cells.l0_x[graded], cells.l0_y[graded], values=values[graded],
-                area_mm2=plan.tissue_area_mm2, n_pigmented=int(cells.pigmented.sum()), **score_args,
+                area_mm2=plan.tissue_area_mm2, n_pigmented=int(pigmented.sum()), **score_args,
             ),
         )  # fmt: skip
     else:
         region_results = score_regions(
             regions, cells.classes[graded], cells.l0_x[graded], cells.l0_y[graded], values=values[graded],
-            membership=membership[:, graded], n_pigmented=(membership & cells.pigmented).sum(axis=1), **score_args,
+            membership=membership[:, graded], n_pigmented=(membership & pigmented).sum(axis=1), **score_args,
         )  # fmt: skip
+    if left_out is not None:
+        region_results = tuple(
+            with_left_out(r, cells.cell_type[member & left_out], cells.classes[member & left_out], model.cell_types,
+                          model.positivity)
+            for r, member in zip(region_results, membership)
+        )
     excluded = _excluded(plan, ordered, int(cells.pigmented.sum()))
     return SlideResult(
         status="ok",
@@ -90,6 +108,7 @@ def finish_slide(plan: SlidePlan, results: list[TileResult], model: Model, *, se
             exclusions=tuple(shapely.to_wkt(a.geometry, rounding_precision=3, trim=True) for a in plan.exclusions),
             pigmented=cells.pigmented,
             artefacts=_artefact_mask(plan, ordered),
+            cell_type=cells.cell_type,
         ),
     )
 
@@ -134,6 +153,7 @@ class _SlideCells:
     classes: np.ndarray
     pigmented: np.ndarray
     outlines: Outlines | None
+    cell_type: np.ndarray | None = None
 
 
 def _slide_cells(plan: SlidePlan, ordered: list[TileResult], model: Model) -> _SlideCells:
@@ -148,13 +168,16 @@ def _slide_cells(plan: SlidePlan, ordered: list[TileResult], model: Model) -> _S
     ds = plan.grid.downsample
     l0_x = (cells.a_x.astype(np.float64) + 0.5) * ds - 0.5
     l0_y = (cells.a_y.astype(np.float64) + 0.5) * ds - 0.5
+    types = [r.cell_type for r in ordered if r.cell_type is not None]
+    cell_type = np.concatenate(types) if types and len(types) == len(ordered) else None
     keep = None
     if plan.exclusions:  # no cell in an excluded area counts, whatever the regions
         keep = outside_exclusions(as_regions(plan.exclusions), l0_x, l0_y)
         classes, l0_x, l0_y, cells, pigmented = classes[keep], l0_x[keep], l0_y[keep], cells.take(keep), pigmented[keep]
+        cell_type = None if cell_type is None else cell_type[keep]
     # the chunks' outlines as they are (kept rows picked, nothing copied): the slide's outlines are held once
     outlines = concat_outlines([r.outlines for r in ordered if r.outlines is not None], keep=keep, copy=False)
-    return _SlideCells(cells, l0_x, l0_y, classes, pigmented, outlines)
+    return _SlideCells(cells, l0_x, l0_y, classes, pigmented, outlines, cell_type)
 
 
 def _regions(

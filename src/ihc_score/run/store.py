@@ -23,7 +23,7 @@ from ihc_score.tissue import ExcludedAreas
 
 __all__ = ["STORE_FORMAT", "file_fingerprint", "store_path", "save_result", "load_result"]
 
-STORE_FORMAT = "ihc-score-slide-result/7"
+STORE_FORMAT = "ihc-score-slide-result/8"
 _EDGE = 1 << 20
 
 
@@ -108,6 +108,8 @@ def _to_json(r: SlideResult) -> dict[str, Any]:
                 "wkt": g.wkt,
                 "histogram": list(g.histogram),
                 "n_pigmented": g.n_pigmented,
+                "left_out": [list(t) for t in g.left_out],
+                "left_out_counts": None if g.left_out_counts is None else [g.left_out_counts.n0, g.left_out_counts.n1, g.left_out_counts.n2, g.left_out_counts.n3],
             }
             for g in r.regions
         ],
@@ -143,6 +145,8 @@ def _from_json(d: dict[str, Any], path: Path) -> SlideResult:
             wkt=g["wkt"],
             histogram=tuple(g["histogram"]),
             n_pigmented=g["n_pigmented"],
+            left_out=tuple((str(t), int(n)) for t, n in g["left_out"]),
+            left_out_counts=None if g["left_out_counts"] is None else ClassCounts(*g["left_out_counts"]),
         )
         for g in d["regions"]
     )

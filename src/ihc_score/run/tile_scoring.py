@@ -26,6 +26,7 @@ from ihc_score.cells import CellTable, cell_pigment_fraction, detect_cells, pigm
 from ihc_score.model import Model
 from ihc_score.run.plan import SlidePlan
 from ihc_score.run.tiles import Tile, in_core
+from ihc_score.score import cell_type_features, predict_cell_types
 from ihc_score.slide import TileReader
 from ihc_score.stain import StainVectors, deconvolve
 from ihc_score.tissue import blur_block_px, blur_threshold, blurred_blocks
@@ -85,6 +86,10 @@ class TileResult:
     blurred_px, pigment_px : int
         Analysis pixels on tissue in the cores judged out of focus, and
         judged pigment (outside the out-of-focus blocks).
+    cell_type : ndarray of int8 or None
+        Per cell, its type (index into :data:`~ihc_score.score.CELL_TYPES`),
+        when the model has a cell-type step; each cell typed among all the
+        cells of its tile, margins included.
     """
 
     tile_indices: tuple[int, ...]
@@ -95,6 +100,7 @@ class TileResult:
     blurred: tuple[tuple[int, int, int, int], ...] = ()
     blurred_px: int = 0
     pigment_px: int = 0
+    cell_type: np.ndarray | None = None
 
 
 def tile_tasks(
@@ -153,6 +159,7 @@ class _TileCells:
     blurred: list[tuple[int, int, int, int]]
     blurred_px: int
     pigment_px: int
+    cell_type: np.ndarray | None
 
 
 def score_tiles(task: TileTask) -> TileResult:
@@ -187,6 +194,7 @@ def score_tiles(task: TileTask) -> TileResult:
     finally:
         reader.close()
     fractions = [d.pigment_fraction for d in done if d.pigment_fraction is not None]
+    types = [d.cell_type for d in done if d.cell_type is not None]
     return TileResult(
         tuple(t.index for t in task.tiles),
         CellTable.concat([d.cells for d in done]) if done else CellTable.empty(),
@@ -196,6 +204,7 @@ def score_tiles(task: TileTask) -> TileResult:
         blurred=tuple(rect for d in done for rect in d.blurred),
         blurred_px=sum(d.blurred_px for d in done),
         pigment_px=sum(d.pigment_px for d in done),
+        cell_type=np.concatenate(types) if types else None,
     )
 
 
@@ -208,6 +217,7 @@ def _score_tile(task: TileTask, tile: Tile, crop: TissueCrop, rgb: np.ndarray) -
     a_x = cells.a_x + np.float32(rx)
     a_y = cells.a_y + np.float32(ry)
     keep = in_core(tile, a_x, a_y) & _on_tissue(crop, a_x, a_y)
+    cell_type = _cell_types(model, cells, task.analysis_mpp_um)
     core = _core_slices(tile)
     core_tissue = None  # the tissue under the core, made only where an area is counted
     sharp = np.ones((tile.a_core[3], tile.a_core[2]), dtype=bool)
@@ -239,7 +249,17 @@ def _score_tile(task: TileTask, tile: Tile, crop: TissueCrop, rgb: np.ndarray) -
 
         ids = np.flatnonzero(keep) + 1
         outlines = trace_outlines(nuclei, grown, ids).transform(ds, (rx + 0.5) * ds - 0.5, (ry + 0.5) * ds - 0.5)
-    return _TileCells(replace(cells, a_x=a_x, a_y=a_y).take(keep), outlines, fraction, blurred, blurred_px, pigment_px)
+    return _TileCells(replace(cells, a_x=a_x, a_y=a_y).take(keep), outlines, fraction, blurred, blurred_px, pigment_px,
+                      None if cell_type is None else cell_type[keep])
+
+
+def _cell_types(model: Model, cells: CellTable, mpp_um: float) -> np.ndarray | None:
+    """Each cell's type among all the cells of its tile (the margin holds the neighbours of the core's cells)."""
+    typer = model.cell_type_model
+    if typer is None or not model.cell_types.model:
+        return None
+    features = cell_type_features(cells, mpp_um=mpp_um, neighbourhood_um=typer.neighbourhood_um)
+    return predict_cell_types(typer, features)[0]
 
 
 def checks_pigment(model: Model, stains: StainVectors) -> bool:

@@ -6,6 +6,17 @@ thresholds (``>=``); a region's result is additive counts
 score, block-bootstrap intervals and the call are derived once.
 """
 
+from ihc_score.score.cell_type_fit import MIN_CELLS_PER_TYPE, fit_cell_types, match_points
+from ihc_score.score.cell_types import (
+    CELL_TYPES,
+    CellTypeModel,
+    CellTypeParams,
+    cell_type_features,
+    cell_type_model_json,
+    load_cell_type_model,
+    predict_cell_types,
+    resolve_cell_type_model,
+)
 from ihc_score.score.classes import (
     CLASS_LABELS,
     Call,
@@ -20,11 +31,13 @@ from ihc_score.score.classes import (
 )
 from ihc_score.score.intervals import Interval, IntervalParams, block_counts, bootstrap_intervals
 from ihc_score.score.region_scores import HISTOGRAM_EDGES, RegionResult, score_region, score_regions
-from ihc_score.score.selection import outside_exclusions, pigmented_cells
+from ihc_score.score.selection import left_out_by_type, outside_exclusions, pigmented_cells, with_left_out
 
 __all__ = [
     "IntervalParams", "Interval", "block_counts", "bootstrap_intervals", "CellClass", "CLASS_LABELS",
     "ClassifyParams", "PositivityRule", "ClassCounts", "Call", "classify", "allred_proportion_score",
     "allred_intensity_score", "call_region", "outside_exclusions", "pigmented_cells", "RegionResult",
-    "HISTOGRAM_EDGES", "score_region", "score_regions",
+    "HISTOGRAM_EDGES", "score_region", "score_regions", "CELL_TYPES", "CellTypeModel", "CellTypeParams",
+    "cell_type_features", "load_cell_type_model", "predict_cell_types", "resolve_cell_type_model",
+    "MIN_CELLS_PER_TYPE", "cell_type_model_json", "fit_cell_types", "match_points", "left_out_by_type", "with_left_out",
 ]

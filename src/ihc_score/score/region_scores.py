@@ -51,6 +51,11 @@ class RegionResult:
         Cells per bin of :data:`HISTOGRAM_EDGES` of the graded measurement.
     n_pigmented : int
         Cells of the region left ungraded because pigment covers them (not in ``counts``).
+    left_out : tuple of (str, int)
+        With a cell-type step: each type the model does not score and its
+        cells in the region (not in ``counts``); empty without one.
+    left_out_counts : ClassCounts or None
+        Classes of those cells: their own stain (e.g. S100A9 of myeloid cells).
     """
 
     name: str
@@ -64,6 +69,8 @@ class RegionResult:
     wkt: str = ""
     histogram: tuple[int, ...] = ()
     n_pigmented: int = 0
+    left_out: tuple[tuple[str, int], ...] = ()
+    left_out_counts: ClassCounts | None = None
 
 
 def histogram(values: np.ndarray) -> tuple[int, ...]:

@@ -1,0 +1,77 @@
+"""``ihc-score train-cells``: a cell-type model from cells labelled in QuPath on a department's own slides."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ihc_score.cli._group import main
+
+__all__ = ["train_cells_command"]
+
+
+@main.command("train-cells")
+@click.argument("slides", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--labels", "labels_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Folder of the QuPath GeoJSON exports, one per slide named as the slide (case1.svs: case1.geojson) "
+                   "[default: beside each slide].")
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The cell-type model file (JSON); never overwritten.")
+@click.option("--map", "pairs", multiple=True, metavar="CLASS=TYPE",
+              help="A QuPath class name and the cell type it means (tumour, lymphocyte, neutrophil, macrophage, "
+                   "other); repeatable. Common names (Tumor, Lymphocyte, Immune cells, Stroma, ...) are known.")
+@click.option("--model", "model_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The scoring model whose detection finds the cells (default: the packaged S100A9 model).")
+@click.option("--match-um", type=click.FloatRange(0.5, 20.0), default=5.0, show_default=True,
+              help="A label belongs to the detected cell whose nucleus lies within this distance.")
+@click.option("--mpp", type=click.FloatRange(0.01, 100.0), help="Pixel size in um/px for slides that store none.")
+def train_cells_command(
+    slides: tuple[Path, ...], labels_dir: Path | None, out_path: Path, pairs: tuple[str, ...],
+    model_path: Path | None, match_um: float, mpp: float | None,
+) -> None:
+    """Fit a cell-type model to the cells labelled on SLIDES, and write it to --out.
+
+    In QuPath, mark cells with the point tool (one point set per class) or
+    classify detected cells, then File > Export objects as GeoJSON, one file
+    per slide. Each label is matched to the cell ihc-score detects under it;
+    with two slides or more, each slide is also typed by a model fitted on
+    the others, and those figures are printed and kept in the file. Name the
+    file in the scoring model's "cell_types" section with the sha256 printed.
+
+    Exit status: 0 written, 1 a slide or its labels are unusable or the file exists.
+    """
+    import hashlib
+    from datetime import datetime, timezone
+
+    from ihc_score.errors import IhcScoreError
+    from ihc_score.model import load_model, require_new_model_path
+    from ihc_score.regions import find_annotation_file
+    from ihc_score.run import labelled_cells, train_cell_types, type_mapping
+    from ihc_score.score import cell_type_model_json
+
+    try:
+        mapping = type_mapping(pairs)
+        model = load_model(model_path)
+        require_new_model_path(out_path)
+        labelled = []
+        for slide in slides:
+            labels = find_annotation_file(slide, labels_dir)
+            if labels is None:
+                raise IhcScoreError(f"{slide.name}: no GeoJSON of labelled cells named after it "
+                                    f"in {labels_dir or slide.parent}")
+            labelled.append(labelled_cells(slide, labels, model, mapping, match_um=match_um, mpp_option_um=mpp))
+            click.echo(f"{slide.name}: {len(labelled[-1].types)} of {labelled[-1].n_points} labels matched to cells")
+        record = {"date": datetime.now(timezone.utc).date().isoformat(), "scoring_model": model.id,
+                  "scoring_model_sha256": model.sha256, "match_um": match_um}
+        typer = train_cell_types(labelled, model_id=out_path.stem, record=record)
+    except (IhcScoreError, ValueError) as err:
+        raise click.ClickException(str(err)) from None
+    out_path.write_text(cell_type_model_json(typer), encoding="utf-8")
+    for kind, n in typer.info["cells_per_type"].items():
+        held = typer.info["held_out_by_slide"].get(kind)
+        figures = f"; held out by slide: precision {held['precision']:.2f}, recall {held['recall']:.2f}" if held else ""
+        click.echo(f"  {kind}: {n} cells{figures}")
+    sha = hashlib.sha256(out_path.read_bytes()).hexdigest()
+    click.echo(f'wrote {out_path}; in the scoring model: "cell_types": {{"model": "{out_path.name}", "sha256": "{sha}", '
+               '"scored": ["tumour"]}')

@@ -1,0 +1,235 @@
+"""Cell types: features, prediction, model files, fitting, and the scoring of tumour cells only."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ihc_score.cells import CellTable
+from ihc_score.errors import ModelError
+from ihc_score.model import DEFAULT_MODEL_PATH, load_model
+from ihc_score.score import CELL_TYPES, CellTypeModel, cell_type_features, load_cell_type_model, predict_cell_types
+from ihc_score.score.cell_type_fit import fit_cell_types, match_points
+from ihc_score.score.cell_types import _feature_names, cell_type_model_json
+
+N_FEATURES = len(_feature_names())
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def _table(xy_px, area_um2, hema=0.3):
+    n = len(xy_px)
+    xy = np.asarray(xy_px, np.float32)
+    ones = np.ones(n, np.float32)
+    return CellTable(
+        a_x=xy[:, 0], a_y=xy[:, 1], nucleus_area_um2=np.asarray(area_um2, np.float32), cell_area_um2=4 * ones * 25,
+        hematoxylin_od_mean=hema * ones, hematoxylin_od_sd=0.05 * ones, nucleus_elongation=ones,
+        nucleus_roughness=ones, dab_nucleus_mean=0 * ones, dab_nucleus_max=0 * ones, dab_cytoplasm_mean=0 * ones,
+        dab_cytoplasm_max=0 * ones, dab_cell_mean=0 * ones, dab_cell_max=0 * ones,
+    )
+
+
+def _model(types=("tumour", "lymphocyte"), area_weight=4.0, **kw) -> CellTypeModel:
+    """Lymphocyte when the nucleus is small: its logit rises by ``area_weight`` per unit of -log(area / 50 um^2)."""
+    coef = [[0.0] * N_FEATURES, [-area_weight] + [0.0] * (N_FEATURES - 1)]
+    return CellTypeModel(id="toy", types=types, mean=(math.log(50.0),) + (0.0,) * (N_FEATURES - 1),
+                         scale=(1.0,) * N_FEATURES, coef=tuple(map(tuple, coef)), intercept=(0.0, 0.0), **kw)
+
+
+def test_features_by_hand():
+    # three nuclei at 0, 10 and 100 um on a line (0.5 um/px): the first two are each other's only neighbours
+    table = _table([(0, 0), (20, 0), (200, 0)], [20.0, 80.0, 50.0])
+    f = cell_type_features(table, mpp_um=0.5, neighbourhood_um=30.0)
+    assert f.shape == (3, N_FEATURES)
+    np.testing.assert_allclose(f[:, 0], np.log([20.0, 80.0, 50.0]))
+    np.testing.assert_allclose(f[:, 5], np.log(100.0 / np.array([20.0, 80.0, 50.0])))
+    np.testing.assert_allclose(f[:, 6], np.log([80.0, 20.0, 50.0]))  # neighbour mean; alone: its own value
+    np.testing.assert_allclose(f[:, -1], np.log1p([1, 1, 0]))
+
+
+def test_a_missing_value_takes_the_median_not_a_type():
+    table = _table([(0, 0), (20, 0), (200, 0)], [20.0, 80.0, 50.0])
+    sd = table.hematoxylin_od_sd.copy()
+    sd[:] = [0.1, np.nan, 0.3]
+    f = cell_type_features(CellTable(**{**table.__dict__, "hematoxylin_od_sd": sd}), mpp_um=0.5, neighbourhood_um=30.0)
+    assert np.isfinite(f).all() and f[1, 2] == pytest.approx(0.2)
+
+
+def test_prediction_is_the_softmax_by_hand():
+    model = _model()
+    table = _table([(0, 0), (500, 0)], [50.0 * math.exp(-0.5), 50.0 * math.exp(0.5)])
+    kind, p = predict_cell_types(model, cell_type_features(table, mpp_um=0.5, neighbourhood_um=30.0))
+    # logits (0, 2) and (0, -2): lymphocyte with 1 / (1 + e^-2), tumour with the same
+    assert [CELL_TYPES[k] for k in kind] == ["lymphocyte", "tumour"]
+    np.testing.assert_allclose(p, 1 / (1 + math.exp(-2.0)), rtol=1e-6)
+
+
+def test_model_file_round_trip_and_refusals(tmp_path):
+    model = _model(info={"trained_on": ["toy"]})
+    path = tmp_path / "types.json"
+    path.write_text(cell_type_model_json(model))
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert load_cell_type_model(path, sha) == model
+    with pytest.raises(ValueError, match="sha256 differs"):
+        load_cell_type_model(path, "0" * 64)
+    data = json.loads(path.read_text())
+    data["features"] = data["features"][:-1]
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="features must be"):
+        load_cell_type_model(path)
+    with pytest.raises(ValueError, match="types must be"):
+        _model(types=("tumour", "plasma cell"))
+
+
+def test_fit_separates_two_clusters_and_refuses_too_few():
+    rng = np.random.default_rng(0)
+    x = np.vstack([rng.normal(0, 1, (200, N_FEATURES)), rng.normal(0, 1, (200, N_FEATURES))])
+    x[200:, 0] += 4.0  # the second group's nuclei are larger
+    y = np.array(["lymphocyte"] * 200 + ["tumour"] * 200)
+    model = fit_cell_types(x, y, model_id="fit", neighbourhood_um=30.0)
+    kind, _ = predict_cell_types(model, x)
+    assert np.mean(np.asarray(CELL_TYPES)[kind] == y) > 0.95
+    assert model.types == ("tumour", "lymphocyte") and model.info["cells_per_type"] == {"tumour": 200, "lymphocyte": 200}
+    with pytest.raises(ValueError, match="too few: lymphocyte"):
+        fit_cell_types(x[190:], y[190:], model_id="fit", neighbourhood_um=30.0)
+    with pytest.raises(ValueError, match="unknown cell types"):
+        fit_cell_types(x[:3], ["tumour", "t cell", "tumour"], model_id="fit", neighbourhood_um=30.0)
+
+
+def test_points_match_one_to_one_closest_first():
+    points = np.array([[0.0, 0.0], [3.0, 0.0], [50.0, 50.0]])
+    cells = np.array([[1.0, 0.0], [4.5, 0.0], [20.0, 0.0]])
+    p, c = match_points(points, cells, 5.0)
+    assert sorted(zip(p.tolist(), c.tolist())) == [(0, 0), (1, 1)]
+
+
+def _scoring_model(tmp_path, typer: CellTypeModel, **section) -> Path:
+    (tmp_path / "types.json").write_text(cell_type_model_json(typer))
+    data = json.loads(DEFAULT_MODEL_PATH.read_text())
+    data["cell_types"] = {"model": "types.json",
+                          "sha256": hashlib.sha256((tmp_path / "types.json").read_bytes()).hexdigest(), **section}
+    path = tmp_path / "model.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_the_scoring_model_names_its_cell_type_model_by_path_and_sha256(tmp_path):
+    model = load_model(_scoring_model(tmp_path, _model()))
+    assert model.cell_type_model == _model() and model.cell_types.scored == ("tumour",)
+    (tmp_path / "types.json").write_text(cell_type_model_json(_model(area_weight=5.0)))
+    with pytest.raises(ModelError, match="sha256 differs"):
+        load_model(tmp_path / "model.json")
+    with pytest.raises(ModelError, match="never predicts"):
+        load_model(_scoring_model(tmp_path, _model(), scored=["macrophage"]))
+    with pytest.raises(ModelError, match="margin_um"):
+        load_model(_scoring_model(tmp_path, _model(neighbourhood_um=60.0)))
+
+
+def test_left_out_cells_are_counted_apart_in_every_output(tmp_path):
+    from click.testing import CliRunner
+
+    from ihc_score.cli import main
+
+    slide = Path(__file__).resolve().parents[1] / "sample_slides" / "synthetic-positive.svs"
+    # every nucleus under 50 um^2 a lymphocyte, the rest tumour: the synthetic glia and small nuclei are left out
+    model = _scoring_model(tmp_path, _model(area_weight=40.0, types=("tumour", "lymphocyte")))
+    out = tmp_path / "out"
+    args = ["score", str(slide), "--out", str(out), "--model", str(model), "--regions", "tissue", "--workers", "1",
+            "--detections", "none", "--no-qc", "--cells"]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    (row,) = list(csv.DictReader((out / "metastases.csv").open()))
+    with gzip.open(next((out / "cells").glob("*.csv.gz")), "rt") as f:
+        cells = list(csv.DictReader(f))
+    small = [c for c in cells if float(c["nucleus_area_um2"]) < 50 * math.exp(-0.25)]
+    big = [c for c in cells if float(c["nucleus_area_um2"]) > 50 * math.exp(0.25)]
+    assert small and all(c["type"] == "lymphocyte" for c in small) and all(c["type"] == "tumour" for c in big)
+    n_lymph = sum(c["type"] == "lymphocyte" for c in cells)
+    assert row["scored_types"] == "tumour" and int(row["n_lymphocyte"]) == n_lymph > 0
+    assert int(row["n_cells"]) + int(row["n_pigmented"]) + n_lymph == len(cells)
+    assert row["n_other"] == "0" and row["left_out_h_score"] != ""
+
+
+@pytest.fixture(scope="module")
+def celltype_benchmark():
+    if not (DATA / "celltypes" / "brca-m2c").is_dir():
+        pytest.skip("../shared/data/celltypes not present")
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "cell_types.py"
+    spec = importlib.util.spec_from_file_location("cell_types_benchmark", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["cell_types_benchmark"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_lymphocytes_and_tumour_cells_of_held_out_breast_patches(celltype_benchmark):
+    """brca-m2c's own validation split, typed by a model fitted without it: precision and recall >= 0.85."""
+    fields = [f for f in celltype_benchmark.load_fields() if f.set != "shidc-ki67"]
+    held = [f for f in fields if f.set == "brca-m2c" and f.group == "validation"]
+    pred = np.concatenate(celltype_benchmark.held_out_predictions(fields, held))
+    truth = np.concatenate([f.types for f in held])
+    precision, recall, n = celltype_benchmark._pr(truth, pred, "lymphocyte", ("lymphocyte", "tumour"))
+    assert n > 1000 and precision >= 0.85 and recall >= 0.85
+
+
+def _qupath_points(points: list[dict], path: Path) -> None:
+    """SHIDC's points as QuPath exports point annotations: one MultiPoint feature per class."""
+    by_class: dict[str, list] = {}
+    for q in points:
+        by_class.setdefault({1: "Tumor", 2: "Tumor", 3: "Lymphocyte"}[q["label_id"]], []).append([q["x"], q["y"]])
+    features = [{"type": "Feature", "geometry": {"type": "MultiPoint", "coordinates": xy},
+                 "properties": {"objectType": "annotation", "classification": {"name": name, "color": [0, 0, 0]}}}
+                for name, xy in by_class.items()]
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+
+
+def test_train_cells_from_qupath_points_on_real_fields(tmp_path):
+    """Three SHIDC Ki67 fields labelled as QuPath exports them: a model is written that the scorer accepts."""
+    from click.testing import CliRunner
+
+    from ihc_score.cli import main
+
+    folder = DATA / "ihc" / "shidc-ki67"
+    names = ["shidc-p1_0299_10", "shidc-p1_0299_5", "shidc-p1_0313_1"]  # lymphocytes on each
+    if not all((folder / f"{n}.jpg").is_file() for n in names):
+        pytest.skip("../shared/data/ihc/shidc-ki67 not present")
+    labels = tmp_path / "labels"
+    labels.mkdir()
+    for n in names:
+        _qupath_points(json.loads((folder / f"{n}.points.json").read_text()), labels / f"{n}.geojson")
+    out = tmp_path / "types.json"
+    args = ["train-cells", *[str(folder / f"{n}.jpg") for n in names], "--labels", str(labels), "--out", str(out),
+            "--mpp", "0.2"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    typer = load_cell_type_model(out)
+    assert typer.types == ("tumour", "lymphocyte")
+    assert set(typer.info["slides"]) == {f"{n}.jpg" for n in names}
+    assert all(s["matched"] >= 0.6 * s["points"] for s in typer.info["slides"].values())
+    assert "lymphocyte" in typer.info["held_out_by_slide"]
+    assert "sha256" in result.output and "held out by slide" in result.output
+    again = CliRunner().invoke(main, args)  # the model file is never overwritten
+    assert again.exit_code == 1 and "exists" in again.output
+
+
+def test_train_cells_refuses_unknown_class_names(tmp_path):
+    from click.testing import CliRunner
+
+    from ihc_score.cli import main
+
+    slide = Path(__file__).resolve().parents[1] / "sample_slides" / "synthetic-positive.svs"
+    labels = tmp_path / "synthetic-positive.geojson"
+    labels.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "geometry": {"type": "Point", "coordinates": [10, 10]},
+         "properties": {"classification": {"name": "Plasma cell"}}}]}))
+    result = CliRunner().invoke(main, ["train-cells", str(slide), "--labels", str(tmp_path), "--out",
+                                       str(tmp_path / "t.json")])
+    assert result.exit_code == 1 and "--map NAME=TYPE" in result.output and "Plasma cell" in result.output
+    assert not (tmp_path / "t.json").exists()
