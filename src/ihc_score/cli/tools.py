@@ -16,7 +16,7 @@ __all__ = ["SYNTH_PRESETS", "SYNTH_SCANNERS", "synth", "report"]
 
 #: Names of ihc_score.synthetic.PRESETS, spelled out so --help needs no numpy.
 SYNTH_PRESETS = ("default", "shifted-stains", "negative", "strong", "near-cutoff", "multi-met", "artefacts",
-                 "melanoma")
+                 "melanoma", "infiltrated")
 #: Names of ihc_score.synthetic.SCANNERS, spelled out for the same reason.
 SYNTH_SCANNERS = ("reference", "scanner-a", "scanner-b", "scanner-c")
 

@@ -38,7 +38,10 @@ to write annotations, :mod:`ihc_score.regions`.
 Metastases are solid sheets: tumour cells lie only inside their region's
 outline (necroses cut out), host cells (stroma, glia, neurons) only outside
 every outline and necrosis; necroses hold only nuclear dust and ghost cells,
-which are drawn but are in no truth.
+which are drawn but are in no truth. With ``infiltrate_fraction`` above 0,
+immune cells (lymphocytes, neutrophils, macrophages) take that share of each
+metastasis's cell positions; every truth row names its cell's ``type``, and
+the region totals stay over the tumour cells.
 
 Modules
 -------
@@ -62,6 +65,10 @@ Modules
     :class:`Cells` and the cells of each kind (tumour, stroma, glia,
     neurons, nuclear dust, ghost cells, hemosiderin-laden macrophages); the
     neuropil texture.
+:mod:`.infiltrates`
+    Immune cells infiltrating the metastases (lymphocytes, neutrophils with
+    lobed nuclei, macrophages with kidney-shaped nuclei): their share of
+    the positions, shapes, DAB pattern and truth type.
 :mod:`.pigments`
     Melanin and hemosiderin: their OD vectors (power law at effective RGB
     wavelengths), the granules of pigmented cells and their drawing.

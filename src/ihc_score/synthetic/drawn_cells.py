@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from ihc_score.synthetic import infiltrates as inf
 from ihc_score.synthetic import pigments as pg
 from ihc_score.synthetic.spec import SynthSpec
 from ihc_score.synthetic.tissue_types import Cells
@@ -94,7 +95,9 @@ def dab_pattern(staining: str, sub: Cells, owner: np.ndarray, body: np.ndarray, 
     nucleus 0; ``membranous``: nucleus 0, cytoplasm within ``ring_px`` of
     the body's outer edge 0.8-1.2, inside it :data:`_MEMBRANE_INTERIOR` x
     0.55-1.45. A cell whose pattern sums to 0 (no cytoplasm left) stains
-    its nucleus instead, so every designed mean can be reached.
+    its nucleus instead, so every designed mean can be reached. Cells
+    infiltrating a metastasis keep their own pattern
+    (:func:`~ihc_score.synthetic.infiltrates.infiltrate_pattern`).
     """
     is_nuc = nuc > 0
     nucleus = 0.8 + 0.4 * chrom
@@ -113,7 +116,7 @@ def dab_pattern(staining: str, sub: Cells, owner: np.ndarray, body: np.ndarray, 
     bare[0] = False
     if bare.any():
         pattern = np.where(is_nuc & bare[owner], nucleus, pattern).astype(np.float32)
-    return pattern
+    return inf.infiltrate_pattern(sub, owner, body, nuc, chrom, gran, pattern)
 
 
 def cell_dab(sub: Cells, owner: np.ndarray, body: np.ndarray, pattern: np.ndarray, stroma_dab: np.ndarray

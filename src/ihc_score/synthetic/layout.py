@@ -14,8 +14,10 @@ outline nor within 8 um of it); no tumour or host cell inside a necrosis
 (host cells keep 4 um away from it); glia keep 22 um from neuron centres;
 nuclear dust and ghost cells only inside necroses; hemosiderin-laden
 macrophages 15-150 um outside a metastasis outline, 10 um clear of glia and
-22 um of neurons. Pigment (melanosomes, macrophages, granules) comes from
-random streams of its own, so a slide without it is drawn as before.
+22 um of neurons; infiltrating immune cells (:mod:`.infiltrates`) at a
+share of a metastasis's tumour cell positions. Pigment (melanosomes,
+macrophages, granules) comes from random streams of its own, so a slide
+without it is drawn as before.
 """
 
 from __future__ import annotations
@@ -28,10 +30,11 @@ import shapely
 from scipy import ndimage, special
 from scipy.spatial import cKDTree
 
+from ihc_score.synthetic import infiltrates as inf
 from ihc_score.synthetic import outlines as ol
 from ihc_score.synthetic import pigments as pg
 from ihc_score.synthetic import tissue_types as tt
-from ihc_score.synthetic.spec import CLASS_THRESHOLDS, THRESHOLD_GUARD_OD, SynthSpec
+from ihc_score.synthetic.spec import SynthSpec
 from ihc_score.synthetic.tissue_types import Cells
 
 __all__ = ["Cells", "SlideLayout", "make_layout"]
@@ -170,16 +173,6 @@ def _classes(rng: np.random.Generator, latent: np.ndarray, proportions: tuple[fl
     return np.searchsorted(bounds, rank, side="right").astype(np.int8)
 
 
-def _designed_targets(rng: np.random.Generator, bands: tuple[tuple[float, float], ...], klass: np.ndarray
-                      ) -> np.ndarray:
-    """Designed cell DAB OD means: uniform in each class's band, kept ``THRESHOLD_GUARD_OD`` from the thresholds."""
-    b = np.asarray(bands, np.float64)
-    g = THRESHOLD_GUARD_OD
-    lo = np.array([0.0, *(t + g for t in CLASS_THRESHOLDS)])
-    hi = np.array([*(t - g for t in CLASS_THRESHOLDS), np.inf])
-    return np.clip(rng.uniform(b[klass, 0], b[klass, 1]), lo[klass], hi[klass])
-
-
 def _tumour_cells(rng: np.random.Generator, spec: SynthSpec, x: np.ndarray, y: np.ndarray, region: int,
                   latent: np.ndarray) -> Cells:
     n = x.shape[0]
@@ -191,7 +184,7 @@ def _tumour_cells(rng: np.random.Generator, spec: SynthSpec, x: np.ndarray, y: n
     cyto_h = rng.uniform(0.06, 0.11, n)
     ratio = rng.uniform(1.15, 1.6, n)
     klass = _classes(rng, latent, spec.regions[region].class_proportions)
-    target = _designed_targets(rng, spec.class_bands, klass)
+    target = tt.designed_targets(rng, spec.class_bands, klass)
     half_gap = 0.5 * rng.uniform(*spec.cell_gap_um, n) / spec.mpp_um  # neighbours: the sum of two halves
     return tt.make_cells(rng, x, y, kind=tt.KIND_TUMOUR, mpp_um=spec.mpp_um, diameter_um=d, aspect=aspect,
                          harm=(0.08, 0.06), nucleus_h_od=nuc_h, cytoplasm_px=cyto, cytoplasm_h_od=cyto_h,
@@ -218,22 +211,10 @@ def _place_cells(spec: SynthSpec, rng: np.random.Generator, step_px: float, tiss
                  tumour: np.ndarray, outlines: tuple[ol.Outline, ...], necroses: tuple[ol.Outline, ...]) -> Cells:
     tables = []
     um = 1.0 / spec.mpp_um
-    for k, reg in enumerate(spec.regions):
+    for k in range(len(spec.regions)):
         if spec.tumour_density_per_mm2 <= 0:
             break
-        spacing = math.sqrt(2.0 / (math.sqrt(3.0) * spec.tumour_density_per_mm2 * 1e-6)) / spec.mpp_um
-        xs = np.arange(0.0, spec.width, spacing)
-        ys = np.arange(0.0, spec.height, spacing * math.sqrt(3.0) / 2)
-        gx, gy = np.meshgrid(xs, ys)
-        gx = gx + (np.arange(ys.size) % 2)[:, None] * spacing / 2
-        x = gx.ravel() + rng.uniform(-0.18, 0.18, gx.size) * spacing
-        y = gy.ravel() + rng.uniform(-0.18, 0.18, gy.size) * spacing
-        keep = ol.inside(outlines[k], x, y, margin_px=TUMOUR_MARGIN_UM * um)
-        x, y = x[keep], y[keep]
-        c = spec.class_clustering
-        patches = _smooth_noise(rng, tumour[k].shape, 50.0 / _FIELD_STEP_UM)
-        latent = c * _sample_field(patches, step_px, x, y) + math.sqrt(1 - c * c) * rng.standard_normal(x.size)
-        tables.append(_melanin_laden(spec, k, _tumour_cells(rng, spec, x, y, k, latent)))
+        tables.extend(_region_cells(spec, rng, step_px, tumour, outlines, k))
     extra = np.random.default_rng(np.random.SeedSequence([spec.seed, 5]))
     nx, ny = np.empty(0), np.empty(0)
     if spec.host_tissue == "brain" and spec.neuron_density_per_mm2 > 0:
@@ -264,6 +245,32 @@ def _place_cells(spec: SynthSpec, rng: np.random.Generator, step_px: float, tiss
     if spec.hemosiderin_density_per_mm2 > 0:
         tables.append(_macrophages(spec, step_px, tissue, tumour, outlines, necroses, glia_xy, neuron_xy))
     return Cells.concat(tables)
+
+
+def _region_cells(spec: SynthSpec, rng: np.random.Generator, step_px: float, tumour: np.ndarray,
+                  outlines: tuple[ol.Outline, ...], k: int) -> list[Cells]:
+    """Cells of metastasis ``k``: a jittered hexagonal sheet inside its outline, tumour cells and any infiltrates.
+
+    Infiltrating cells take their share of the positions before the tumour
+    cells get their classes, so the tumour class counts follow the region's
+    proportions over the tumour cells.
+    """
+    spacing = math.sqrt(2.0 / (math.sqrt(3.0) * spec.tumour_density_per_mm2 * 1e-6)) / spec.mpp_um
+    xs = np.arange(0.0, spec.width, spacing)
+    ys = np.arange(0.0, spec.height, spacing * math.sqrt(3.0) / 2)
+    gx, gy = np.meshgrid(xs, ys)
+    gx = gx + (np.arange(ys.size) % 2)[:, None] * spacing / 2
+    x = gx.ravel() + rng.uniform(-0.18, 0.18, gx.size) * spacing
+    y = gy.ravel() + rng.uniform(-0.18, 0.18, gy.size) * spacing
+    keep = ol.inside(outlines[k], x, y, margin_px=TUMOUR_MARGIN_UM * (1.0 / spec.mpp_um))
+    x, y = x[keep], y[keep]
+    stays, infiltrates = inf.split_infiltrates(spec, k, x, y)
+    x, y = x[stays], y[stays]
+    c = spec.class_clustering
+    patches = _smooth_noise(rng, tumour[k].shape, 50.0 / _FIELD_STEP_UM)
+    latent = c * _sample_field(patches, step_px, x, y) + math.sqrt(1 - c * c) * rng.standard_normal(x.size)
+    cells = [_melanin_laden(spec, k, _tumour_cells(rng, spec, x, y, k, latent))]
+    return cells if infiltrates is None else cells + [infiltrates]
 
 
 def _melanin_laden(spec: SynthSpec, region: int, cells: Cells) -> Cells:

@@ -67,6 +67,16 @@ PRESETS: dict[str, dict] = {
                          class_proportions=(0.12, 0.25, 0.33, 0.30), name="met-amelanotic"),
         ),
     },
+    "infiltrated": {
+        "width": 6000, "height": 4500, "host_tissue": "brain", "stroma_density_per_mm2": 600.0,
+        "tissue_fraction": 0.7, "tissue_pieces": 1, "infiltrate_fraction": 0.3,
+        "regions": (
+            TumourRegion(center=(0.30, 0.45), radii=(0.19, 0.27), angle_deg=10.0,
+                         class_proportions=(0.10, 0.20, 0.40, 0.30), name="met-positive"),
+            TumourRegion(center=(0.74, 0.57), radii=(0.15, 0.22), angle_deg=-20.0,
+                         class_proportions=(0.85, 0.12, 0.03, 0.0), name="met-negative"),
+        ),
+    },
 }
 
 
@@ -102,7 +112,13 @@ def preset(name: str, **overrides: object) -> SynthSpec:
         out-of-focus patch ``blur-1`` (sigma 2 um) in ``met-negative``, a
         blue pen stroke in the tissue and a green and a black one at its
         edge; the truth lists each artefact and the counts of the cells
-        still scored).
+        still scored), or ``infiltrated`` (6000 x 4500 px of brain
+        parenchyma: ``met-positive`` 0.10/0.20/0.40/0.30, H-score 190, and
+        ``met-negative`` 0.85/0.12/0.03/0, H-score 18, in each 30 % of the
+        cell positions taken by infiltrating immune cells, lymphocytes /
+        neutrophils / macrophages 0.5/0.3/0.2 (neutrophils mostly 2+/3+);
+        the regions' totals count tumour cells only, their ``infiltrate``
+        the immune cells).
     **overrides
         Fields of :class:`SynthSpec` to replace (``width``, ``seed``, ...).
 

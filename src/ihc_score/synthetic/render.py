@@ -21,6 +21,7 @@ import numpy as np
 from ihc_score.synthetic import artefact_drawing as draw
 from ihc_score.synthetic import artefacts as art
 from ihc_score.synthetic import drawn_cells as dc
+from ihc_score.synthetic import infiltrates as inf
 from ihc_score.synthetic import pigments as pg
 from ihc_score.synthetic.layout import _TEXTURE_PX, Cells, SlideLayout
 from ihc_score.synthetic.optics import glass_rgb, sensor_rgb, transmittance
@@ -80,12 +81,17 @@ def _field_block(grid: np.ndarray, step_px: float, x0: int, y0: int, w: int, h: 
 
 def _splat_nuclei(cells: Cells, x0: int, y0: int, w: int, h: int, tex: np.ndarray
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Nucleus labels (local index + 1, nearest by shape), summed H OD and chromatin of the block."""
+    """Nucleus labels (local index + 1, nearest by shape), summed H OD and chromatin of the block.
+
+    A lobed nucleus is drawn lobe by lobe, all lobes with its label; where
+    its own lobes overlap, the H OD is their largest, not their sum.
+    """
     n = len(cells)
     labels = np.zeros(h * w, np.int32)
     h_od = np.zeros(h * w, np.float32)
     if n == 0:
         return labels.reshape(h, w), h_od.reshape(h, w), h_od.reshape(h, w)
+    cells, owner, lobe = inf.nucleus_outlines(cells)
     reach = int(math.ceil(float(np.max(cells.radius_a * (1 + cells.harm2 + cells.harm3))))) + 1
     off = np.arange(-reach, reach + 1, dtype=np.float32)
     cxi = np.floor(cells.l0_x).astype(np.int64) - x0
@@ -104,18 +110,27 @@ def _splat_nuclei(cells: Cells, x0: int, y0: int, w: int, h: int, tex: np.ndarra
     bound = (1.0 + cells.harm2[ci] * np.cos(2 * th + cells.phase2[ci])
              + cells.harm3[ci] * np.cos(3 * th + cells.phase3[ci]))
     q = rho[near] / bound
+    if np.any(cells.notch > 0):  # kidney-shaped nuclei: a round bite out of one long side
+        q = np.maximum(q, inf.notch_q(cells.notch[ci], u[near], v[near]))
     inside = q < 1.0
     ci, q = ci[inside], q[inside]
     flat = (py[ci, iy[inside], 0] * w + px[ci, 0, ix[inside]]).astype(np.int64)
     key = np.full(h * w, np.iinfo(np.int64).max, np.int64)
     np.minimum.at(key, flat, (np.minimum(q, 0.999999) * 2**20).astype(np.int64) << 32 | ci.astype(np.int64))
     hit = key != np.iinfo(np.int64).max
-    labels[hit] = (key[hit] & 0xFFFFFFFF).astype(np.int32) + 1
+    labels[hit] = owner[key[hit] & 0xFFFFFFFF].astype(np.int32) + 1
     chrom = tex[..., 0].reshape(-1)[flat]
     rim = 1.0 + 0.5 * np.clip((q - 0.8) / 0.2, 0.0, 1.0)
     soft = np.clip((1.0 - q) / 0.08, 0.0, 1.0)
     val = cells.nucleus_h_od[ci] * (0.55 + 0.9 * chrom) * rim * (0.4 + 0.6 * soft)
-    h_od = np.bincount(flat, weights=val, minlength=h * w).astype(np.float32)
+    if lobe.any():
+        lobed = lobe[ci]
+        h_od = np.bincount(flat[~lobed], weights=val[~lobed], minlength=h * w).astype(np.float32)
+        top = np.zeros(h * w, np.float32)
+        np.maximum.at(top, flat[lobed], val[lobed].astype(np.float32))
+        h_od += top
+    else:
+        h_od = np.bincount(flat, weights=val, minlength=h * w).astype(np.float32)
     return labels.reshape(h, w), h_od.reshape(h, w), tex[..., 0]
 
 

@@ -10,7 +10,7 @@ designed class thresholds and bands, the staining patterns,
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -28,6 +28,8 @@ __all__ = [
     "NecrosisRegion",
     "HOST_TISSUES",
     "PIGMENT_FIELDS",
+    "INFILTRATE_TYPES",
+    "INFILTRATE_FIELDS",
     "SynthSpec",
 ]
 
@@ -49,6 +51,10 @@ HOST_TISSUES: tuple[str, ...] = ("stroma", "brain")
 #: SynthSpec fields of brown pigment, left out of the truth's spec when no pigment is drawn.
 PIGMENT_FIELDS: tuple[str, ...] = ("hemosiderin_density_per_mm2", "melanin_od", "melanin_cover", "hemosiderin_od",
                                    "hemosiderin_cover")
+#: Immune cells infiltrating a metastasis, in the order of ``SynthSpec.infiltrate_mix``.
+INFILTRATE_TYPES: tuple[str, ...] = ("lymphocyte", "neutrophil", "macrophage")
+#: SynthSpec fields of infiltrating cells, left out of its repr and of the truth's spec when none is drawn.
+INFILTRATE_FIELDS: tuple[str, ...] = ("infiltrate_fraction", "infiltrate_mix")
 
 
 def _check_proportions(p: tuple[float, ...], name: str) -> tuple[float, ...]:
@@ -233,6 +239,14 @@ class SynthSpec:
     melanin_cover, hemosiderin_cover : (float, float)
         Range of the expected fraction of a pigmented cell's cytoplasm
         covered by granules / clumps.
+    infiltrate_fraction : float
+        Share of each metastasis's cell positions (rounded, chosen at
+        random) taken by infiltrating immune cells instead of tumour cells,
+        0-0.6 (0 = none; :mod:`ihc_score.synthetic.infiltrates`); the class
+        counts of the tumour cells left follow their region's proportions.
+    infiltrate_mix : 3 floats
+        Proportions of lymphocytes, neutrophils and macrophages among them
+        (:data:`INFILTRATE_TYPES`; counts rounded by largest remainder).
     """
 
     width: int = 4096
@@ -265,6 +279,8 @@ class SynthSpec:
     melanin_cover: tuple[float, float] = (0.45, 0.85)
     hemosiderin_od: tuple[float, float] = (0.7, 1.6)
     hemosiderin_cover: tuple[float, float] = (0.4, 0.75)
+    infiltrate_fraction: float = 0.0
+    infiltrate_mix: tuple[float, float, float] = (0.5, 0.3, 0.2)
 
     def __post_init__(self) -> None:
         self._check_slide()
@@ -272,6 +288,12 @@ class SynthSpec:
         self._check_cells()
         self._check_artefacts()
         self._check_pigment()
+        self._check_infiltrates()
+
+    def __repr__(self) -> str:
+        """Field by field, as a dataclass's; the infiltrate fields only when infiltrates are drawn."""
+        shown = [f.name for f in fields(self) if f.repr and (self.has_infiltrates or f.name not in INFILTRATE_FIELDS)]
+        return f"{type(self).__qualname__}({', '.join(f'{n}={getattr(self, n)!r}' for n in shown)})"
 
     def _check_slide(self) -> None:
         """Validate the slide's size (px), pixel size (um/px), dyes, scanner (a name made a Scanner) and tiles."""
@@ -355,6 +377,21 @@ class SynthSpec:
             object.__setattr__(self, name, _check_range(getattr(self, name), 0.2, 3.0, name))
         for name in ("melanin_cover", "hemosiderin_cover"):
             object.__setattr__(self, name, _check_range(getattr(self, name), 0.01, 0.9, name))
+
+    def _check_infiltrates(self) -> None:
+        """Validate the share of infiltrating cells and their mix (made floats)."""
+        if not 0.0 <= self.infiltrate_fraction <= 0.6:
+            raise ValueError(f"infiltrate_fraction must be in 0-0.6, got {self.infiltrate_fraction!r}")
+        mix = np.asarray(self.infiltrate_mix, dtype=np.float64)
+        if mix.shape != (3,) or np.any(mix < 0) or not math.isclose(float(mix.sum()), 1.0, abs_tol=1e-6):
+            raise ValueError(f"infiltrate_mix must be 3 non-negative fractions of {', '.join(INFILTRATE_TYPES)} "
+                             f"summing to 1, got {self.infiltrate_mix!r}")
+        object.__setattr__(self, "infiltrate_mix", tuple(float(x) for x in mix))
+
+    @property
+    def has_infiltrates(self) -> bool:
+        """True when infiltrating immune cells are drawn."""
+        return self.infiltrate_fraction > 0
 
     @property
     def has_pigment(self) -> bool:

@@ -168,19 +168,27 @@ def make_slide(path: Path, spec: SynthSpec, *, annotations: bool = False) -> dic
         ``outline`` (GeoJSON-style ``{"type": "Polygon"|"MultiPolygon",
         "coordinates": ...}`` in level-0 px: the boundary used to place its
         cells, necroses cut out), ``area_um2`` (of the outline), the same
-        totals over its tumour cells and ``n_host_cells`` (non-tumour cells
-        whose centroid is inside the outline: 0 by design); ``necroses``:
+        totals over its tumour cells, ``n_host_cells`` (cells of the host
+        tissue whose centroid is inside the outline: 0 by design) and, on a
+        slide with infiltrates, ``infiltrate``: the counts of its
+        infiltrating cells ``n_lymphocyte``, ``n_neutrophil``,
+        ``n_macrophage`` and the same totals over them; ``necroses``:
         per necrosis ``name``, ``outline``, ``area_um2``, ``dab_od``;
         ``spec``; ``cells`` (tumour cells: ``id``, ``l0_x``, ``l0_y``
         nucleus centroid, ``nucleus_area_um2``, ``cell_area_um2`` (of the
         drawn body), ``class`` (of ``dab_cell_mean`` against the designed
         thresholds), ``dab_cell_mean`` (mean DAB amount over the drawn body
         before optics), ``dab_nucleus_mean``, ``dab_cytoplasm_mean``,
-        ``tumour`` true, ``region`` name) and ``stromal_cells`` (non-tumour
-        cells, class 0, the same keys with ``tumour`` false, ``kind``
-        ``"stroma"``, ``"glia"`` or ``"neuron"``, and ``region``: the
-        metastasis whose outline contains the centroid, else None). Nuclear
-        dust and ghost cells in necroses are drawn but not listed.
+        ``tumour`` true, ``type`` ``"tumour"``, ``region`` name) and
+        ``stromal_cells`` (non-tumour cells, the same keys with ``tumour``
+        false and a ``kind``: cells of the host tissue, class 0, ``kind``
+        ``"stroma"``, ``"glia"``, ``"neuron"`` or ``"macrophage"``
+        (hemosiderin-laden), ``type`` ``"other"`` (``"macrophage"`` for
+        macrophages), ``region`` the metastasis whose outline contains the
+        centroid, else None; infiltrating immune cells of any class,
+        ``kind`` and ``type`` ``"lymphocyte"``, ``"neutrophil"`` or
+        ``"macrophage"``, ``region`` the metastasis they infiltrate).
+        Nuclear dust and ghost cells in necroses are drawn but not listed.
 
     Raises
     ------

@@ -2,9 +2,11 @@
 
 :class:`Cells` is the cell table of a layout. Besides tumour cells
 (:data:`KIND_TUMOUR`), a slide holds non-tumour cells that are in the truth
-as class 0 (stromal spindles, glial nuclei, neurons) and necrotic debris
-that is drawn but never in the truth (nuclear dust, ghost cells). Lengths
-are level-0 px unless named ``_um``; OD base-10.
+as class 0 (stromal spindles, glial nuclei, neurons), immune cells
+infiltrating the metastases (lymphocytes, neutrophils, macrophages; drawn
+by :mod:`ihc_score.synthetic.infiltrates`) and necrotic debris that is
+drawn but never in the truth (nuclear dust, ghost cells). Lengths are
+level-0 px unless named ``_um``; OD base-10.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 from scipy import ndimage, special
 
+from ihc_score.synthetic.spec import CLASS_THRESHOLDS, THRESHOLD_GUARD_OD
+
 __all__ = [
     "KIND_TUMOUR",
     "KIND_STROMA",
@@ -23,7 +27,10 @@ __all__ = [
     "KIND_DUST",
     "KIND_GHOST",
     "KIND_MACROPHAGE",
+    "KIND_LYMPHOCYTE",
+    "KIND_NEUTROPHIL",
     "KIND_NAMES",
+    "MAX_LOBES",
     "PIGMENT_NONE",
     "PIGMENT_MELANIN",
     "PIGMENT_HEMOSIDERIN",
@@ -33,13 +40,18 @@ __all__ = [
     "neuron_cells",
     "debris_cells",
     "macrophage_cells",
+    "designed_targets",
     "debris_density_per_mm2",
     "neuropil_texture",
 ]
 
 KIND_TUMOUR, KIND_STROMA, KIND_GLIA, KIND_NEURON, KIND_DUST, KIND_GHOST, KIND_MACROPHAGE = range(7)
+KIND_LYMPHOCYTE, KIND_NEUTROPHIL = 7, 8
 #: Name of each kind, as written in the truth.
-KIND_NAMES: tuple[str, ...] = ("tumour", "stroma", "glia", "neuron", "dust", "ghost", "macrophage")
+KIND_NAMES: tuple[str, ...] = ("tumour", "stroma", "glia", "neuron", "dust", "ghost", "macrophage", "lymphocyte",
+                               "neutrophil")
+#: Most nuclear lobes a cell can have (``Cells.lobes``).
+MAX_LOBES = 5
 #: Pigment a cell carries (``Cells.pigment``).
 PIGMENT_NONE, PIGMENT_MELANIN, PIGMENT_HEMOSIDERIN = range(3)
 #: Nuclear dust fragments per mm^2 of necrosis.
@@ -59,6 +71,16 @@ class Cells:
     stroma), ``pigment`` one of the ``PIGMENT_*`` constants (default none),
     ``half_gap_px`` how far its cytoplasm keeps from the edge of its
     territory (half the gap to a neighbour's body; default 0, touching).
+
+    ``lobes`` (n, :data:`MAX_LOBES`, 5) float32 describes a nucleus drawn
+    as separate lobes instead of one outline: per lobe its centre offset
+    from the cell centre ``dx``, ``dy`` (px), semi-axes ``radius_a``,
+    ``radius_b`` (px; 0 = no lobe) and ``angle`` (radians); a cell without
+    lobes (all zero, the default) has the one outline of ``radius_a``,
+    ``radius_b``, ``angle`` and the harmonics. ``notch`` (n,) float32 is
+    the depth of a round bite out of the middle of one long side of that
+    outline, relative to its short semi-axis (0 = none, the default; a
+    kidney-shaped nucleus at 0.35-0.5).
     """
 
     l0_x: np.ndarray
@@ -81,6 +103,8 @@ class Cells:
     kind: np.ndarray | None = None
     pigment: np.ndarray | None = None
     half_gap_px: np.ndarray | None = None
+    lobes: np.ndarray | None = None
+    notch: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.kind is None:
@@ -89,6 +113,10 @@ class Cells:
             object.__setattr__(self, "pigment", np.zeros(self.l0_x.shape[0], np.int8))
         if self.half_gap_px is None:
             object.__setattr__(self, "half_gap_px", np.zeros(self.l0_x.shape[0], np.float32))
+        if self.lobes is None:
+            object.__setattr__(self, "lobes", np.zeros((self.l0_x.shape[0], MAX_LOBES, 5), np.float32))
+        if self.notch is None:
+            object.__setattr__(self, "notch", np.zeros(self.l0_x.shape[0], np.float32))
 
     def __len__(self) -> int:
         return int(self.l0_x.shape[0])
@@ -201,6 +229,16 @@ def macrophage_cells(rng: np.random.Generator, x: np.ndarray, y: np.ndarray, *, 
                        cytoplasm_px=rng.uniform(4.5, 6.0, n) / mpp_um, cytoplasm_h_od=rng.uniform(0.04, 0.08, n),
                        cytoplasm_ratio=np.ones(n), klass=z, dab_target=z)
     return replace(cells, pigment=np.full(n, PIGMENT_HEMOSIDERIN, np.int8))
+
+
+def designed_targets(rng: np.random.Generator, bands: tuple[tuple[float, float], ...], klass: np.ndarray
+                     ) -> np.ndarray:
+    """Designed cell DAB OD means: uniform in each class's band, kept ``THRESHOLD_GUARD_OD`` from the thresholds."""
+    b = np.asarray(bands, np.float64)
+    g = THRESHOLD_GUARD_OD
+    lo = np.array([0.0, *(t + g for t in CLASS_THRESHOLDS)])
+    hi = np.array([*(t - g for t in CLASS_THRESHOLDS), np.inf])
+    return np.clip(rng.uniform(b[klass, 0], b[klass, 1]), lo[klass], hi[klass])
 
 
 def debris_density_per_mm2(kind: int) -> float:

@@ -2,7 +2,10 @@
 
 :func:`build_truth` merges the per-cell measurements of the rendered blocks
 with the layout into the truth dict written beside a slide; :func:`dump`
-formats it as JSON with one line per cell. Coordinates are level-0 px,
+formats it as JSON with one line per cell. Every cell row names its cell's
+``type`` (tumour, lymphocyte, neutrophil, macrophage or other); totals are
+over tumour cells, a metastasis's infiltrating cells have totals of their
+own. Coordinates are level-0 px,
 areas um^2, OD base-10.
 """
 
@@ -15,16 +18,25 @@ import numpy as np
 import shapely
 
 from ihc_score.synthetic import artefacts as art
+from ihc_score.synthetic import infiltrates as inf
 from ihc_score.synthetic import outlines as ol
 from ihc_score.synthetic import pigments as pg
 from ihc_score.synthetic import tissue_types as tt
 from ihc_score.synthetic.layout import SlideLayout
-from ihc_score.synthetic.spec import CLASS_THRESHOLDS, GENERATOR_VERSION, PIGMENT_FIELDS, SynthSpec
+from ihc_score.synthetic.spec import (
+    CLASS_THRESHOLDS,
+    GENERATOR_VERSION,
+    INFILTRATE_FIELDS,
+    INFILTRATE_TYPES,
+    PIGMENT_FIELDS,
+    SynthSpec,
+)
 
 __all__ = ["build_truth", "dump", "totals"]
 
 #: Kinds of cell written into the truth (debris is drawn but never counted).
-_COUNTED = (tt.KIND_TUMOUR, tt.KIND_STROMA, tt.KIND_GLIA, tt.KIND_NEURON, tt.KIND_MACROPHAGE)
+_COUNTED = (tt.KIND_TUMOUR, tt.KIND_STROMA, tt.KIND_GLIA, tt.KIND_NEURON, tt.KIND_MACROPHAGE, tt.KIND_LYMPHOCYTE,
+            tt.KIND_NEUTROPHIL)
 
 
 def totals(classes: list[int]) -> dict:
@@ -66,14 +78,15 @@ def _cell_row(layout: SlideLayout, merged: dict[str, np.ndarray], i: int, j: int
     Raises
     ------
     RuntimeError
-        When a tumour cell's measured class differs from its designed class.
+        When a tumour or infiltrating cell's measured class differs from its designed class.
     """
     spec = layout.spec
     cells = layout.cells
     um2 = spec.mpp_um**2
     tumour = bool(cells.kind[i] == tt.KIND_TUMOUR)
+    designed = tumour or bool(cells.region[i] >= 0)  # tumour and infiltrating cells belong to their region
     klass = int(np.searchsorted(CLASS_THRESHOLDS, merged["dab_cell_mean"][j], side="right"))
-    if tumour and klass != int(cells.klass[i]):
+    if designed and klass != int(cells.klass[i]):
         raise RuntimeError(
             f"cell {i} designed as class {int(cells.klass[i])} measures {merged['dab_cell_mean'][j]:.3f}")
     row = {
@@ -87,6 +100,7 @@ def _cell_row(layout: SlideLayout, merged: dict[str, np.ndarray], i: int, j: int
         "dab_nucleus_mean": round(float(merged["dab_nucleus_mean"][j]), 4),
         "dab_cytoplasm_mean": round(float(merged["dab_cytoplasm_mean"][j]), 4),
         "tumour": tumour,
+        "type": inf.cell_type(cells.kind[i]),
     }
     if spec.artefacts:  # scored: the centre is under no artefact
         row["scored"] = scored
@@ -99,12 +113,17 @@ def _cell_row(layout: SlideLayout, merged: dict[str, np.ndarray], i: int, j: int
         row["region"] = spec.regions[int(cells.region[i])].name
     else:
         row["kind"] = tt.KIND_NAMES[int(cells.kind[i])]
-        row["region"] = spec.regions[member].name if member >= 0 else None
+        k = int(cells.region[i]) if designed else member  # an infiltrating cell's own region, a host cell's outline
+        row["region"] = spec.regions[k].name if k >= 0 else None
     return row
 
 
 def _cell_rows(layout: SlideLayout, merged: dict[str, np.ndarray]) -> dict[str, list[dict]]:
-    """Truth rows of the counted cells with a nucleus, in ``merged`` order: ``{"tumour": [...], "host": [...]}``."""
+    """Truth rows of the counted cells with a nucleus, in ``merged`` order.
+
+    ``{"tumour": [...], "host": [...], "infiltrate": [...]}``: tumour
+    cells, cells of the host tissue, cells infiltrating a metastasis.
+    """
     spec = layout.spec
     cells = layout.cells
     idx = merged.get("index", np.empty(0, np.int64))
@@ -115,10 +134,12 @@ def _cell_rows(layout: SlideLayout, merged: dict[str, np.ndarray]) -> dict[str, 
     for k in range(len(layout.outlines) - 1, -1, -1):
         member[ol.inside(layout.outlines[k], cx, cy)] = k
     free = ~shapely.contains_xy(_artefact_union(layout), cx, cy) if spec.artefacts else None
-    rows: dict[str, list[dict]] = {"tumour": [], "host": []}
+    rows: dict[str, list[dict]] = {"tumour": [], "host": [], "infiltrate": []}
+    infiltrate = inf.is_infiltrate(cells)
     for n, j in enumerate(present):
-        row = _cell_row(layout, merged, int(idx[j]), j, int(member[n]), None if free is None else bool(free[n]))
-        rows["tumour" if row["tumour"] else "host"].append(row)
+        i = int(idx[j])
+        row = _cell_row(layout, merged, i, j, int(member[n]), None if free is None else bool(free[n]))
+        rows["tumour" if row["tumour"] else "infiltrate" if infiltrate[i] else "host"].append(row)
     return rows
 
 
@@ -139,8 +160,16 @@ def _regions_truth(layout: SlideLayout, rows: dict[str, list[dict]]) -> list[dic
             **({"scored": totals([c["class"] for c in rows["tumour"] if c["region"] == reg.name and c["scored"]])}
                if spec.artefacts else {}),
             **(_region_pigment([c for c in rows["tumour"] if c["region"] == reg.name]) if spec.has_pigment else {}),
+            **({"infiltrate": _region_infiltrate([c for c in rows["infiltrate"] if c["region"] == reg.name])}
+               if spec.has_infiltrates else {}),
         })
     return regions
+
+
+def _region_infiltrate(rows: list[dict]) -> dict:
+    """Counts of a metastasis's infiltrating cells of each type, and their own totals (H-score over them)."""
+    return {**{f"n_{t}": sum(1 for c in rows if c["type"] == t) for t in INFILTRATE_TYPES},
+            **totals([c["class"] for c in rows])}
 
 
 def build_truth(layout: SlideLayout, stats: list[dict[str, np.ndarray]]) -> dict:
@@ -191,7 +220,7 @@ def build_truth(layout: SlideLayout, stats: list[dict[str, np.ndarray]]) -> dict
         "necroses": necroses,
         "spec": spec_dict(spec),
         "cells": rows["tumour"],
-        "stromal_cells": rows["host"],
+        "stromal_cells": sorted(rows["host"] + rows["infiltrate"], key=lambda c: c["id"]),
         **(_artefact_truth(layout, rows) if spec.artefacts else {}),
         **({"pigment": _slide_pigment(rows)} if spec.has_pigment else {}),
     }
@@ -242,7 +271,7 @@ def _artefact_truth(layout: SlideLayout, rows: dict[str, list[dict]]) -> dict:
 
 
 def spec_dict(spec: SynthSpec) -> dict:
-    """The spec as plain JSON values (pigment fields only when pigment is drawn)."""
+    """The spec as plain JSON values (pigment and infiltrate fields only when pigment / infiltrates are drawn)."""
     d = asdict(spec)
     if spec.artefacts:
         d["artefacts"] = [{"kind": a.kind, **asdict(a)} for a in spec.artefacts]
@@ -253,6 +282,9 @@ def spec_dict(spec: SynthSpec) -> dict:
             d.pop(key)
         for region in d["regions"]:
             region.pop("pigmented_fraction")
+    if not spec.has_infiltrates:
+        for key in INFILTRATE_FIELDS:
+            d.pop(key)
     return json.loads(json.dumps(d))
 
 
