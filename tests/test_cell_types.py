@@ -143,7 +143,7 @@ def test_left_out_cells_are_counted_apart_in_every_output(tmp_path):
     model = _scoring_model(tmp_path, _model(area_weight=40.0, types=("tumour", "lymphocyte")))
     out = tmp_path / "out"
     args = ["score", str(slide), "--out", str(out), "--model", str(model), "--regions", "tissue", "--workers", "1",
-            "--detections", "none", "--no-qc", "--cells"]
+            "--cells"]
     assert CliRunner().invoke(main, args).exit_code == 0
     (row,) = list(csv.DictReader((out / "metastases.csv").open()))
     with gzip.open(next((out / "cells").glob("*.csv.gz")), "rt") as f:
@@ -155,6 +155,10 @@ def test_left_out_cells_are_counted_apart_in_every_output(tmp_path):
     assert row["scored_types"] == "tumour" and int(row["n_lymphocyte"]) == n_lymph > 0
     assert int(row["n_cells"]) + int(row["n_pigmented"]) + n_lymph == len(cells)
     assert row["n_other"] == "0" and row["left_out_h_score"] != ""
+    features = json.loads(next((out / "detections").glob("*.geojson")).read_text())["features"]
+    shown = [f["properties"]["classification"]["name"] for f in features if f["properties"]["objectType"] == "cell"]
+    assert shown.count("Lymphocyte") == n_lymph and "Tumour" not in shown  # scored cells keep their class names
+    assert any((out / "qc").glob("*.png"))
 
 
 @pytest.fixture(scope="module")
@@ -233,3 +237,17 @@ def test_train_cells_refuses_unknown_class_names(tmp_path):
                                        str(tmp_path / "t.json")])
     assert result.exit_code == 1 and "--map NAME=TYPE" in result.output and "Plasma cell" in result.output
     assert not (tmp_path / "t.json").exists()
+
+
+def test_the_class_map_counts_left_out_cells_apart(tmp_path):
+    from ihc_score.outputs import legend_counts
+    from ihc_score.run import score_slide
+
+    slide = Path(__file__).resolve().parents[1] / "sample_slides" / "synthetic-negative.svs"
+    model = load_model(_scoring_model(tmp_path, _model(area_weight=40.0)))
+    result = score_slide(slide, model, region_mode="tissue")
+    counts = legend_counts(result)
+    (region,) = result.regions
+    assert counts[6] == dict(region.left_out)["lymphocyte"] == int(result.detail.left_out.sum()) > 0
+    assert sum(counts[:4]) == region.counts.n and counts[5] == region.n_pigmented
+    assert region.left_out_counts.n == counts[6]

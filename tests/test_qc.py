@@ -160,7 +160,7 @@ def test_class_map_and_legend_match_the_counts(scored):
     only_first = replace(result.detail, membership=result.detail.membership[:1])
     first = replace(result, regions=result.regions[:1], detail=only_first)
     c0 = result.regions[0].counts
-    assert qc.legend_counts(first) == (c0.n0, c0.n1, c0.n2, c0.n3, result.regions[1].counts.n, 0)
+    assert qc.legend_counts(first) == (c0.n0, c0.n1, c0.n2, c0.n3, result.regions[1].counts.n, 0, 0)
     with open_slide(path) as slide:
         image, layout = qc.slide_qc_image(result, slide)
     assert layout.dots  # 3000 x 2400 px: cells are farther apart than map pixels

@@ -51,6 +51,8 @@ class SlideDetail:
         Artefact kind of each tissue-mask pixel (:data:`ihc_score.tissue.excluded.ARTEFACT_KINDS`, 0 = none).
     cell_type : ndarray of int8 or None
         Each cell's type (index into :data:`ihc_score.score.CELL_TYPES`) when the model has a cell-type step.
+    left_out : ndarray of bool or None
+        Cells of a type the model does not score (counted apart, not graded).
     """
 
     cells: CellTable
@@ -65,12 +67,19 @@ class SlideDetail:
     pigmented: np.ndarray | None = None
     artefacts: np.ndarray | None = None
     cell_type: np.ndarray | None = None
+    left_out: np.ndarray | None = None
 
     @property
     def shown_classes(self) -> np.ndarray:
         """Each cell's class 0-3 as shown in pictures and exports, or 4 for a cell left ungraded for pigment."""
         classes = np.asarray(self.classes, np.int64)
         return classes if self.pigmented is None else np.where(self.pigmented, 4, classes)
+
+    @property
+    def shown_categories(self) -> np.ndarray:
+        """:attr:`shown_classes`, with 5 for a cell of a type the model does not score (whatever its pigment)."""
+        shown = self.shown_classes
+        return shown if self.left_out is None else np.where(self.left_out, 5, shown)
 
 
 @dataclass(frozen=True)

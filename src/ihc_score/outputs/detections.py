@@ -14,8 +14,10 @@ QuPath's source is the reference):
   class for areas left out of analysis);
 * every cell is a ``cell``: ``geometry`` is the cell outline,
   ``nucleusGeometry`` the nucleus outline, ``classification`` its class
-  (``Negative``, ``1+``, ``2+``, ``3+``, or ``Pigment`` for a cell left
-  ungraded because brown pigment covers it; colours of :mod:`ihc_score.outputs.palette`),
+  (``Negative``, ``1+``, ``2+``, ``3+``, ``Pigment`` for a cell left
+  ungraded because brown pigment covers it, or its type, ``Lymphocyte``,
+  ``Neutrophil``, ``Macrophage`` or ``Other``, for a cell of a type the
+  model does not score; colours of :mod:`ihc_score.outputs.palette`),
   ``measurements`` a flat object of QuPath's own measurement names
   (``"Nucleus: DAB OD mean"``, ...) and ``regions`` the list of the names of
   the scored regions its centroid lies in (a property QuPath ignores).
@@ -60,10 +62,11 @@ from ihc_score.outputs.palette import (
     CLASS_COLOURS_RGB,
     CLASS_NAMES,
     EXCLUSION_COLOUR_RGB,
+    LEFT_OUT_COLOUR_RGB,
     PIGMENT_COLOUR_RGB,
     REGION_COLOUR_RGB,
 )
-from ihc_score.score import allred_intensity_score, allred_proportion_score
+from ihc_score.score import CELL_TYPES, allred_intensity_score, allred_proportion_score
 
 if TYPE_CHECKING:
     from ihc_score.cells import CellTable, Outlines
@@ -290,12 +293,13 @@ def _cell_features(detail: SlideDetail, order: np.ndarray, region_names: list[st
     """The cells' JSON texts (UTF-8) in ``order``, joined by ``",\\n"``, a chunk of cells at a time."""
     pattern, sets = _region_patterns(detail, region_names)
     region_json = np.array([_utf8(list(s)) for s in sets], dtype=object)
-    names = (*CLASS_NAMES, PIGMENT_CLASS)
-    class_json = np.array(
-        [_utf8({"name": name, "color": list(rgb)}) for name, rgb in zip(names, (*CLASS_COLOURS_RGB, PIGMENT_COLOUR_RGB))],
-        dtype=object,
-    )
+    names = (*CLASS_NAMES, PIGMENT_CLASS, *(t.capitalize() for t in CELL_TYPES))
+    colours = (*CLASS_COLOURS_RGB, PIGMENT_COLOUR_RGB, *([LEFT_OUT_COLOUR_RGB] * len(CELL_TYPES)))
+    class_json = np.array([_utf8({"name": name, "color": list(rgb)}) for name, rgb in zip(names, colours)],
+                          dtype=object)
     shown = detail.shown_classes
+    if detail.left_out is not None:  # a cell of a type not scored is shown as its type (QuPath: Lymphocyte, ...)
+        shown = np.where(detail.left_out, 5 + np.asarray(detail.cell_type, np.int64), shown)
     outlines = detail.outlines
     for rows in _row_chunks(order, outlines):
         if outlines is not None:

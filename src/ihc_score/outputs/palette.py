@@ -20,6 +20,8 @@ __all__ = [
     "EXCLUSION_COLOUR_RGB",
     "PIGMENT_COLOUR_HEX",
     "PIGMENT_COLOUR_RGB",
+    "LEFT_OUT_COLOUR_HEX",
+    "LEFT_OUT_COLOUR_RGB",
     "hex_to_rgb",
 ]
 
@@ -58,3 +60,6 @@ EXCLUSION_COLOUR_RGB = hex_to_rgb(EXCLUSION_COLOUR_HEX)
 #: Cells left ungraded because pigment covers them: reddish purple.
 PIGMENT_COLOUR_HEX = "#CC79A7"
 PIGMENT_COLOUR_RGB = hex_to_rgb(PIGMENT_COLOUR_HEX)
+#: Cells of a type the model does not score (immune and other cells, counted apart): sky blue.
+LEFT_OUT_COLOUR_HEX = "#56B4E9"
+LEFT_OUT_COLOUR_RGB = hex_to_rgb(LEFT_OUT_COLOUR_HEX)

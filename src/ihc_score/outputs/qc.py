@@ -36,6 +36,7 @@ from ihc_score.outputs.palette import (
     CLASS_COLOURS_RGB,
     CLASS_NAMES,
     EXCLUSION_COLOUR_RGB,
+    LEFT_OUT_COLOUR_RGB,
     PIGMENT_COLOUR_RGB,
     REGION_COLOUR_RGB,
     TISSUE_COLOUR_RGB,
@@ -95,27 +96,30 @@ def _arrangement(l0_size: tuple[int, int]) -> tuple[bool, float]:
     return stacked, max(1.0, long_l0 / PAIR_LONG_PX)
 
 
-def legend_counts(result: SlideResult) -> tuple[int, int, int, int, int, int]:
+def legend_counts(result: SlideResult) -> tuple[int, int, int, int, int, int, int]:
     """Cells shown on the class map: per class 0-3 among graded cells inside any scored region, cells outside all,
-    and pigmented (ungraded) cells inside a region.
+    pigmented (ungraded) cells inside a region, and cells of a type not scored inside a region.
 
     A cell in two overlapping regions is counted once (the regions' own counts count it in each).
     """
     d = result.detail
     if d is None:
-        return (0, 0, 0, 0, 0, 0)
+        return (0, 0, 0, 0, 0, 0, 0)
     category = _categories(d)
-    counts = np.bincount(category, minlength=6)
-    return tuple(int(c) for c in counts[:6])  # type: ignore[return-value]
+    counts = np.bincount(category, minlength=7)
+    return tuple(int(c) for c in counts[:7])  # type: ignore[return-value]
 
 
 def _categories(detail: SlideDetail) -> np.ndarray:
-    """Map category of each cell: its class 0-3 inside a scored region, 4 outside every region, 5 pigmented."""
+    """Map category of each cell: its class 0-3 inside a scored region, 4 outside every region, 5 pigmented,
+    6 of a type the model does not score."""
     n = len(detail.classes)
     scored = detail.membership.any(axis=0) if detail.membership.size else np.zeros(n, bool)
     category = np.where(scored, detail.classes.astype(np.int64), 4)
     if detail.pigmented is not None:
         category[scored & detail.pigmented] = 5
+    if detail.left_out is not None:
+        category[scored & detail.left_out] = 6
     return category
 
 
@@ -133,22 +137,23 @@ def _class_map(detail: SlideDetail, size: tuple[int, int], scale: tuple[float, f
     px = np.round(draw.to_px(np.column_stack([detail.l0_x, detail.l0_y]), scale)).astype(np.int64)
     px[:, 0] = np.clip(px[:, 0], 0, w - 1)
     px[:, 1] = np.clip(px[:, 1], 0, h - 1)
-    lut = np.array(list(CLASS_COLOURS_RGB) + [_UNSCORED_RGB, PIGMENT_COLOUR_RGB], np.uint8)
+    lut = np.array(list(CLASS_COLOURS_RGB) + [_UNSCORED_RGB, PIGMENT_COLOUR_RGB, LEFT_OUT_COLOUR_RGB], np.uint8)
     spacing = math.sqrt(max(int(tissue.sum()), 1) / n)
     if spacing >= _MIN_DOT_SPACING_PX:
         side = int(np.clip(round(spacing * 0.6), 1, 5))
         offsets = np.arange(side) - (side - 1) // 2
-        for cat in (4, 5, 0, 1, 2, 3):  # higher classes drawn last, on top
+        for cat in (4, 6, 5, 0, 1, 2, 3):  # higher classes drawn last, on top
             sel = px[category == cat]
             for dy in offsets:
                 for dx in offsets:
                     canvas[np.clip(sel[:, 1] + dy, 0, h - 1), np.clip(sel[:, 0] + dx, 0, w - 1)] = lut[cat]
         return canvas, True
     flat = px[:, 1] * w + px[:, 0]
-    votes = np.bincount(flat * 6 + category, minlength=w * h * 6).reshape(h * w, 6)
+    votes = np.bincount(flat * 7 + category, minlength=w * h * 7).reshape(h * w, 7)
     has_graded = votes[:, :4].sum(axis=1) > 0
-    # ties go to the lower class; a pixel of only ungraded cells shows pigment, else outside
-    majority = np.where(has_graded, votes[:, :4].argmax(axis=1), np.where(votes[:, 5] > 0, 5, 4))
+    # ties go to the lower class; a pixel of only ungraded cells shows pigment, else cells left out, else outside
+    majority = np.where(has_graded, votes[:, :4].argmax(axis=1),
+                        np.where(votes[:, 5] > 0, 5, np.where(votes[:, 6] > 0, 6, 4)))
     occupied = votes.sum(axis=1) > 0
     canvas.reshape(-1, 3)[occupied] = lut[majority[occupied]]
     return canvas, False
@@ -325,6 +330,8 @@ def _legend(
     entries.append((_UNSCORED_RGB, f"outside regions: {counts[4]}"))
     if counts[5]:
         entries.append((PIGMENT_COLOUR_RGB, f"pigment, not graded: {counts[5]}"))
+    if len(counts) > 6 and counts[6]:
+        entries.append((LEFT_OUT_COLOUR_RGB, f"other cell types, left out: {counts[6]}"))
     what = "one square per cell" if dots else f"each pixel ({um_per_px:.0f} um): majority class of its cells"
     for colour, text in entries:
         cv2.rectangle(canvas, (x, y + 4), (x + 18, y + 22), colour, -1)

@@ -21,7 +21,13 @@ import numpy as np
 
 from ihc_score.fileio import safe_name
 from ihc_score.outputs import drawing as draw
-from ihc_score.outputs.palette import CLASS_COLOURS_RGB, CLASS_NAMES, PIGMENT_COLOUR_RGB, REGION_COLOUR_RGB
+from ihc_score.outputs.palette import (
+    CLASS_COLOURS_RGB,
+    CLASS_NAMES,
+    LEFT_OUT_COLOUR_RGB,
+    PIGMENT_COLOUR_RGB,
+    REGION_COLOUR_RGB,
+)
 from ihc_score.outputs.qc_windows import ZoomWindow, zoom_windows
 from ihc_score.results import SlideDetail, SlideResult
 from ihc_score.score import RegionResult
@@ -119,8 +125,8 @@ def render_zoom(result: SlideResult, slide: Slide, window: ZoomWindow) -> ZoomCr
     as_float = labels.astype(np.float32)  # exact below 2**24
     kernel = np.ones((2 * k - 1, 2 * k - 1), np.uint8)
     edge = (labels > 0) & (cv2.dilate(as_float, kernel) != cv2.erode(as_float, kernel))
-    shown = d.shown_classes[idx]  # cells left ungraded for pigment keep the pigment colour
-    palette = np.array([*CLASS_COLOURS_RGB, PIGMENT_COLOUR_RGB], np.uint8)
+    shown = d.shown_categories[idx]  # cells ungraded for pigment, or of a type not scored, keep their own colour
+    palette = np.array([*CLASS_COLOURS_RGB, PIGMENT_COLOUR_RGB, LEFT_OUT_COLOUR_RGB], np.uint8)
     colours = np.concatenate([np.zeros((1, 3), np.uint8), palette[shown]])
     rgb[edge] = colours[labels[edge]]
     for region in result.regions:

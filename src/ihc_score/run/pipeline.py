@@ -109,6 +109,7 @@ def finish_slide(plan: SlidePlan, results: list[TileResult], model: Model, *, se
             pigmented=cells.pigmented,
             artefacts=_artefact_mask(plan, ordered),
             cell_type=cells.cell_type,
+            left_out=left_out,
         ),
     )
 

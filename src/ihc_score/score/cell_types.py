@@ -54,6 +54,8 @@ OWN_FEATURES: tuple[str, ...] = (
     "log_cell_to_nucleus_area",
 )
 CELL_TYPE_SCHEMA = "ihc-score-cell-types/1"
+#: Where the packaged models are.
+_PACKAGED = Path(__file__).resolve().parents[1] / "models"
 
 
 @dataclass(frozen=True)
@@ -239,7 +241,10 @@ def load_cell_type_model(path: Path, sha256: str | None = None) -> CellTypeModel
 
 
 def resolve_cell_type_model(folder: Path, params: CellTypeParams, *, margin_um: float) -> CellTypeModel | None:
-    """The model ``params.model`` names (relative to ``folder``), checked against the scoring model; None without one.
+    """The model ``params.model`` names, checked against the scoring model; None without one.
+
+    A relative path is looked for in ``folder`` (the scoring model's), then
+    among the packaged models; the sha256 makes sure it is the file named.
 
     Raises
     ------
@@ -252,8 +257,11 @@ def resolve_cell_type_model(folder: Path, params: CellTypeParams, *, margin_um: 
         return None
     if len(params.sha256) != 64:
         raise ValueError(f"'cell_types.sha256' must be the 64 hex digits of {params.model}")
+    path = Path(folder) / params.model
+    if not path.is_file() and (_PACKAGED / params.model).is_file():
+        path = _PACKAGED / params.model  # a model derived elsewhere from the packaged one still finds its file
     try:
-        typer = load_cell_type_model(Path(folder) / params.model, params.sha256)
+        typer = load_cell_type_model(path, params.sha256)
     except ValueError as err:
         raise ValueError(f"'cell_types.model': {err}") from None
     missing = [t for t in params.scored if t not in typer.types]
