@@ -159,6 +159,7 @@ def test_left_out_cells_are_counted_apart_in_every_output(tmp_path):
     shown = [f["properties"]["classification"]["name"] for f in features if f["properties"]["objectType"] == "cell"]
     assert shown.count("Lymphocyte") == n_lymph and "Tumour" not in shown  # scored cells keep their class names
     assert any((out / "qc").glob("*.png"))
+    assert f"not tumour: {n_lymph} lymphocyte, their H-score" in (out / "report.html").read_text()
 
 
 @pytest.fixture(scope="module")

@@ -185,7 +185,7 @@ def _metastases_section(res: _Results, slide_anchor: dict[str, str], slide_flags
             f'<tr class="{cls}">' + _td(_e(m.get("case")), None, "w") + _td(slide, m.get("slide", ""), "w")
             + _td(region, m.get("region", ""), "w")
             + _td(_fmt(_num(m.get("region_area_mm2")), 3), m.get("region_area_mm2", ""), "n")
-            + _td(_e(m.get("n_cells")), _int(m.get("n_cells")), "n")
+            + _td(_e(m.get("n_cells")) + _left_out_types(m), _int(m.get("n_cells")), "n")
             + _td(_fmt(h, 1), h if h is not None else "", "n") + _td(ci, lo if lo is not None else "", "n nw")
             + _td(f"{_fmt(p, 1)}<br><span class=\"muted\">{pci}</span>", p if p is not None else "", "n")
             + _td(_e(m.get("allred")), m.get("allred", ""), "n")
@@ -207,6 +207,17 @@ def _metastases_section(res: _Results, slide_anchor: dict[str, str], slide_flags
         '<section id="metastases"><h2>Metastases</h2>' + note
         + _table("metastasis-table", cols, rows, review=True) + "</section>"
     )  # fmt: skip
+
+
+def _left_out_types(m: dict[str, str]) -> str:
+    """``<br>`` and the cells of each type the model does not score with their own H-score, or "" without any."""
+    parts = [f"{_int(m.get(f'n_{t}'))} {t}" for t in ("lymphocyte", "neutrophil", "macrophage", "other")
+             if _int(m.get(f"n_{t}"))]
+    if not parts:
+        return ""
+    h = _num(m.get("left_out_h_score"))
+    own = f", their H-score {_fmt(h, 0)}" if h is not None else ""
+    return f'<br><span class="muted">not {_e(m.get("scored_types", ""))}: {_e(", ".join(parts))}{own}</span>'
 
 
 def _slides_section(res: _Results, slide_anchor: dict[str, str]) -> str:
