@@ -169,8 +169,10 @@ def _slide_cells(plan: SlidePlan, ordered: list[TileResult], model: Model) -> _S
     ds = plan.grid.downsample
     l0_x = (cells.a_x.astype(np.float64) + 0.5) * ds - 0.5
     l0_y = (cells.a_y.astype(np.float64) + 0.5) * ds - 0.5
-    types = [r.cell_type for r in ordered if r.cell_type is not None]
-    cell_type = np.concatenate(types) if types and len(types) == len(ordered) else None
+    cell_type = None
+    if model.cell_type_model is not None and model.cell_types.model:  # a chunk whose tiles all failed has no types
+        cell_type = np.concatenate([np.zeros(0, np.int8)] + [
+            r.cell_type if r.cell_type is not None else np.zeros(len(r.cells), np.int8) for r in ordered])
     keep = None
     if plan.exclusions:  # no cell in an excluded area counts, whatever the regions
         keep = outside_exclusions(as_regions(plan.exclusions), l0_x, l0_y)

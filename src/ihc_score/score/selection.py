@@ -3,9 +3,10 @@
 A detected cell is left out of every score when its centroid lies in an
 excluded area (necrosis, artefacts, ``Ignore*`` shapes of the annotation
 file), and it is counted but not graded when pigment (melanin,
-hemosiderin) covers much of it: its brown is not DAB. Cell types (tumour
-cells against immune cells) are decided here too when the model scores one
-type only.
+hemosiderin) covers much of it: its brown is not DAB. With a cell-type
+step (:mod:`ihc_score.score.cell_types`), a cell of a type the model does
+not score is counted apart, per type and with its own classes, whatever
+its pigment.
 """
 
 from __future__ import annotations
