@@ -172,7 +172,8 @@ def evaluate(fields: list[Field]) -> dict:
             truth.setdefault(set_name, []).append(f.types)
             pred.setdefault(set_name, []).append(p)
             if f.truth_pct is not None:
-                shidc_rows.append((f.name, f.truth_pct, _ki67_pct(f, np.ones(len(p), bool)), _ki67_pct(f, p == "tumour")))
+                every, tumour = _ki67_pct(f, np.ones(len(p), bool)), _ki67_pct(f, p == "tumour")
+                shidc_rows.append((f.name, f.truth_pct, every, tumour))
     out = {}
     print(f"{'set':12} {'cells':>6} | lymphocyte vs tumour: {'prec':>5} {'recall':>6} | tumour vs rest: {'prec':>5} "
           f"{'recall':>6}")
@@ -189,7 +190,8 @@ def evaluate(fields: list[Field]) -> dict:
         typed_err = [abs(b - t) for _, t, _, b in shidc_rows if t is not None]
         print(f"\nSHIDC percent Ki67-positive tumour cells, {len(shidc_rows)} fields (leave-one-field-out):")
         for name, t, a, b in shidc_rows:
-            print(f"  {name:24} truth {t:5.1f}  all cells {a:5.1f} ({a - t:+5.1f})  tumour cells {b:5.1f} ({b - t:+5.1f})")
+            print(f"  {name:24} truth {t:5.1f}  all cells {a:5.1f} ({a - t:+5.1f})  "
+                  f"tumour cells {b:5.1f} ({b - t:+5.1f})")
         print(f"  mean absolute error: all cells {np.mean(all_err):.1f}, tumour cells only {np.mean(typed_err):.1f} "
               f"(target 4)")
         out["shidc-ki67"].update(mae_all_cells=round(float(np.mean(all_err)), 2),

@@ -73,5 +73,5 @@ def train_cells_command(
         figures = f"; held out by slide: precision {held['precision']:.2f}, recall {held['recall']:.2f}" if held else ""
         click.echo(f"  {kind}: {n} cells{figures}")
     sha = hashlib.sha256(out_path.read_bytes()).hexdigest()
-    click.echo(f'wrote {out_path}; in the scoring model: "cell_types": {{"model": "{out_path.name}", "sha256": "{sha}", '
-               '"scored": ["tumour"]}')
+    click.echo(f'wrote {out_path}; in the scoring model: "cell_types": {{"model": "{out_path.name}", '
+               f'"sha256": "{sha}", "scored": ["tumour"]}}')

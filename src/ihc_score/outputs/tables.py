@@ -45,8 +45,8 @@ SLIDE_COLUMNS = (
 METASTASIS_COLUMNS = (
     "case", "slide", "region", "metastasis", "region_source", "region_area_mm2", "n_cells", "n_0", "n_1plus",
     "n_2plus", "n_3plus", "n_pigmented", "scored_types", "n_lymphocyte", "n_neutrophil", "n_macrophage", "n_other",
-    "left_out_h_score", "left_out_pct_positive", "h_score", "h_score_low", "h_score_high", "pct_positive", "pct_positive_low",
-    "pct_positive_high", "allred", "allred_proportion", "allred_intensity", "call", "call_reason", "region_flags",
+    "left_out_h_score", "left_out_pct_positive", "h_score", "h_score_low", "h_score_high", "pct_positive",
+    "pct_positive_low", "pct_positive_high", "allred", "allred_proportion", "allred_intensity", "call", "call_reason", "region_flags",
     "qc_zoom", "metric", "cutoff", "borderline", "min_cells", "compartment", "statistic",
     "thresholds", "model_id", "model_version", "model_sha256", "model_overrides",
 )  # fmt: skip
