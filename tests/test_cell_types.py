@@ -252,3 +252,43 @@ def test_the_class_map_counts_left_out_cells_apart(tmp_path):
     assert counts[6] == dict(region.left_out)["lymphocyte"] == int(result.detail.left_out.sum()) > 0
     assert sum(counts[:4]) == region.counts.n and counts[5] == region.n_pigmented
     assert region.left_out_counts.n == counts[6]
+
+
+def test_a_model_taught_on_one_infiltrated_slide_keeps_the_tumour_h_score_of_another(tmp_path):
+    """Labels of every drawn cell of one slide (QuPath points), taught with train-cells; another seed scored with it.
+
+    The packaged model has never seen a macrophage; a department's own labels are how it learns one.
+    """
+    from click.testing import CliRunner
+
+    from ihc_score.cli import main
+    from ihc_score.run import score_slide
+    from ihc_score.synthetic import make_slide, preset
+
+    def slide(seed: int) -> tuple[Path, dict]:
+        path = tmp_path / f"infiltrated-{seed}.svs"
+        spec = preset("infiltrated", seed=seed, width=4000, height=3000, infiltrate_fraction=0.3)
+        return path, make_slide(path, spec, annotations=True)
+
+    taught, truth = slide(1)
+    rows = truth["cells"] + truth["stromal_cells"]
+    labels = tmp_path / "labels"
+    labels.mkdir()
+    (labels / f"{taught.stem}.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "geometry": {"type": "Point", "coordinates": [r["l0_x"], r["l0_y"]]},
+         "properties": {"classification": {"name": r["type"].capitalize()}}} for r in rows]}))
+    out = tmp_path / "ours.json"
+    result = CliRunner().invoke(main, ["train-cells", str(taught), "--labels", str(labels), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert load_cell_type_model(out).types == ("tumour", "lymphocyte", "neutrophil", "macrophage")  # host cells lie
+    # outside the annotated metastases, where no cell is detected
+    other, other_truth = slide(2)
+    model = load_model(DEFAULT_MODEL_PATH).with_overrides(**{
+        "cell_types.model": str(out), "cell_types.sha256": hashlib.sha256(out.read_bytes()).hexdigest()})
+    scored = {g.name: g for g in score_slide(other, model).regions}
+    for region in other_truth["regions"]:
+        g = scored[region["name"]]
+        assert abs(g.counts.h_score - region["h_score"]) <= 5, (region["name"], g.counts.h_score, region["h_score"])
+        left = dict(g.left_out)
+        assert left["neutrophil"] > 0.5 * region["infiltrate"]["n_neutrophil"]
+        assert left["macrophage"] > 0.5 * region["infiltrate"]["n_macrophage"]
