@@ -15,9 +15,11 @@ QuPath's source is the reference):
 * every cell is a ``cell``: ``geometry`` is the cell outline,
   ``nucleusGeometry`` the nucleus outline, ``classification`` its class
   (``Negative``, ``1+``, ``2+``, ``3+``, ``Pigment`` for a cell left
-  ungraded because brown pigment covers it, or its type, ``Lymphocyte``,
-  ``Neutrophil``, ``Macrophage`` or ``Other``, for a cell of a type the
-  model does not score; colours of :mod:`ihc_score.outputs.palette`),
+  ungraded because brown pigment covers it; with a cell-type step, a scored
+  cell's class has its type first, QuPath's derived class ``Tumor: 2+``,
+  and a cell of a type the model does not score is its type, ``Lymphocyte``,
+  ``Neutrophil``, ``Macrophage`` or ``Other``; colours of
+  :mod:`ihc_score.outputs.palette`),
   ``measurements`` a flat object of QuPath's own measurement names
   (``"Nucleus: DAB OD mean"``, ...) and ``regions`` the list of the names of
   the scored regions its centroid lies in (a property QuPath ignores).
@@ -293,7 +295,8 @@ def _cell_features(detail: SlideDetail, order: np.ndarray, region_names: list[st
     """The cells' JSON texts (UTF-8) in ``order``, joined by ``",\\n"``, a chunk of cells at a time."""
     pattern, sets = _region_patterns(detail, region_names)
     region_json = np.array([_utf8(list(s)) for s in sets], dtype=object)
-    names = (*CLASS_NAMES, PIGMENT_CLASS, *(t.capitalize() for t in CELL_TYPES))
+    graded_names = CLASS_NAMES if detail.left_out is None else tuple(f"Tumor: {c}" for c in CLASS_NAMES)
+    names = (*graded_names, PIGMENT_CLASS, *(t.capitalize() for t in CELL_TYPES))
     colours = (*CLASS_COLOURS_RGB, PIGMENT_COLOUR_RGB, *([LEFT_OUT_COLOUR_RGB] * len(CELL_TYPES)))
     class_json = np.array([_utf8({"name": name, "color": list(rgb)}) for name, rgb in zip(names, colours)],
                           dtype=object)
