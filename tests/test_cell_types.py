@@ -294,3 +294,15 @@ def test_a_model_taught_on_one_infiltrated_slide_keeps_the_tumour_h_score_of_ano
         left = dict(g.left_out)
         assert left["neutrophil"] > 0.5 * region["infiltrate"]["n_neutrophil"]
         assert left["macrophage"] > 0.5 * region["infiltrate"]["n_macrophage"]
+
+
+def test_a_model_derived_into_another_folder_still_finds_its_cell_type_model(tmp_path):
+    from ihc_score.model import derive_model
+
+    source = _scoring_model(tmp_path, _model())  # names types.json beside it
+    elsewhere = tmp_path / "calibrated"
+    elsewhere.mkdir()
+    record = {"kind": "scanner", "date": "2026-12-07", "od_scale": 0.9}
+    derived = derive_model(source, elsewhere / "new.json", new_id="n", values={"stains.od_scale": 0.9}, record=record)
+    assert derived.cell_type_model == _model()
+    assert Path(json.loads((elsewhere / "new.json").read_text())["cell_types"]["model"]).is_absolute()

@@ -296,8 +296,9 @@ def derive_model(
 
     The source's text is the starting point (its rationale and sources
     kept); ``values`` are ``section.key`` (or ``section.sub.key``) pairs;
-    ``record`` (with a ``kind``) is appended to ``calibrations``. A model
-    file is never overwritten: change control needs every version kept.
+    ``record`` (with a ``kind``) is appended to ``calibrations``; a
+    cell-type model named beside the source is named by its full path. A
+    model file is never overwritten: change control needs every version kept.
 
     Returns
     -------
@@ -324,6 +325,9 @@ def derive_model(
         node[key] = value
     data["id"] = new_id
     data["calibrations"] = [*data.get("calibrations", []), record]
+    typer = data.get("cell_types", {}).get("model", "")
+    if typer and not Path(typer).is_absolute() and (source.parent / typer).is_file():
+        data["cell_types"]["model"] = str((source.parent / typer).resolve())  # the new file may live elsewhere
     atomic_write(out, (json.dumps(data, indent=2) + "\n").encode())
     try:
         return load_model(out)
