@@ -306,3 +306,21 @@ def test_a_model_derived_into_another_folder_still_finds_its_cell_type_model(tmp
     derived = derive_model(source, elsewhere / "new.json", new_id="n", values={"stains.od_scale": 0.9}, record=record)
     assert derived.cell_type_model == _model()
     assert Path(json.loads((elsewhere / "new.json").read_text())["cell_types"]["model"]).is_absolute()
+
+
+def test_score_with_the_packaged_cell_types_from_the_command_line(tmp_path):
+    from click.testing import CliRunner
+
+    from ihc_score.cli import main
+
+    slide = Path(__file__).resolve().parents[1] / "sample_slides" / "synthetic-negative.svs"
+    out = tmp_path / "out"
+    base = ["score", str(slide), "--out", str(out), "--regions", "tissue", "--workers", "1", "--detections", "none",
+            "--no-qc"]
+    result = CliRunner().invoke(main, [*base, "--cell-types", "packaged"])
+    assert result.exit_code == 0, result.output
+    (row,) = list(csv.DictReader((out / "metastases.csv").open()))
+    assert row["scored_types"] == "tumour" and row["n_lymphocyte"] != ""
+    assert "cell_types.model=" in row["model_overrides"] and "cell_types.sha256=" in row["model_overrides"]
+    bad = CliRunner().invoke(main, [*base, "--cell-types", str(tmp_path / "none.json")])
+    assert bad.exit_code == 2 and "no such file" in bad.output

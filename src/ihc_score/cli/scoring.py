@@ -26,6 +26,7 @@ __all__ = ["score"]
 @click.option("--compartment", type=click.Choice(["nucleus", "cytoplasm", "cell"]), help="Cell compartment whose DAB OD grades a cell.")
 @click.option("--thresholds", help="DAB OD class thresholds T1[,T2,T3]; one value gives classes 0 and 1+ only.")
 @click.option("--cutoff", type=float, help="Positivity cut-off, in the model's metric (H-score by default).")
+@click.option("--cell-types", "cell_types", metavar="FILE|packaged", help="Score tumour cells only, typed by this cell-type model (one written by train-cells, or 'packaged': the one shipped, see the README); the other types are counted apart. Recorded as a model override with the file's sha256.")
 @click.option("--annotations", "annotations_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Folder with annotation files (<slide stem>.geojson/.json/.xml), searched besides each slide's folder.")
 @click.option("--regions", "region_mode", type=click.Choice(["auto", "tissue"]), default="auto", show_default=True, help="Regions of a slide without annotation file: metastases found automatically, or all tissue as one region.")
 @click.option("--manifest", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="CSV with columns slide, case and optional metastasis: which case each slide belongs to.")
@@ -46,6 +47,7 @@ def score(
     compartment: str | None,
     thresholds: str | None,
     cutoff: float | None,
+    cell_types: str | None,
     annotations_dir: Path | None,
     region_mode: str,
     manifest: Path | None,
@@ -71,7 +73,8 @@ def score(
     """
     from ihc_score.slide import discover_slides
 
-    model = _scoring_model(model_path, compartment=compartment, thresholds=thresholds, cutoff=cutoff)
+    model = _scoring_model(model_path, compartment=compartment, thresholds=thresholds, cutoff=cutoff,
+                           cell_types=cell_types)
     options = _batch_options(
         out_dir, key_file, mpp=mpp, force=force, annotations_dir=annotations_dir, region_mode=region_mode,
         manifest=manifest, case_pattern=case_pattern, detections=detections, cells_csv=cells_csv, qc=not no_qc,
@@ -87,18 +90,29 @@ def score(
 
 
 def _scoring_model(
-    model_path: Path | None, *, compartment: str | None, thresholds: str | None, cutoff: float | None
+    model_path: Path | None, *, compartment: str | None, thresholds: str | None, cutoff: float | None,
+    cell_types: str | None = None,
 ) -> Model:
     """The model of ``--model`` (or the packaged one) with the command-line overrides; a bad one is a usage error."""
-    from ihc_score.errors import ModelError
-    from ihc_score.model import load_model
+    import hashlib
 
+    from ihc_score.errors import ModelError
+    from ihc_score.model import DEFAULT_MODEL_PATH, load_model
+
+    typer: dict[str, str] = {}
+    if cell_types is not None:
+        path = DEFAULT_MODEL_PATH.parent / "cell-types.json" if cell_types == "packaged" else Path(cell_types)
+        if not path.is_file():
+            raise click.UsageError(f"--cell-types {cell_types}: no such file (a train-cells model, or 'packaged')")
+        typer = {"cell_types.model": str(path.resolve()),
+                 "cell_types.sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
     try:
         return load_model(model_path).with_overrides(
             **{
                 "classification.compartment": compartment,
                 "classification.thresholds": parse_floats(thresholds, "--thresholds"),
                 "positivity.cutoff": cutoff,
+                **typer,
             }
         )
     except ModelError as err:
