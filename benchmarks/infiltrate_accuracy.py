@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _preset_slides import preset_slide  # noqa: E402
 from ihc_score.model import Model, default_model  # noqa: E402
 from ihc_score.run import labelled_cells, score_slide, train_cell_types, type_mapping  # noqa: E402
-from ihc_score.score import CELL_TYPES, cell_type_model_json, match_points  # noqa: E402
+from ihc_score.score import CELL_TYPES, PACKAGED_CELL_TYPES_PATH, cell_type_model_json, match_points  # noqa: E402
 
 H_TARGET = 5.0
 MATCH_UM = 5.0
@@ -77,9 +77,9 @@ def main() -> int:
     args = parser.parse_args()
     tmp = tempfile.TemporaryDirectory(prefix="taught-")
     every = default_model()
-    packaged = Path(__file__).resolve().parents[1] / "models" / "cell-types.json"
-    typed = every.with_overrides(**{"cell_types.model": "cell-types.json",
-                                    "cell_types.sha256": hashlib.sha256(packaged.read_bytes()).hexdigest()})
+    typed = every.with_overrides(**{
+        "cell_types.model": str(PACKAGED_CELL_TYPES_PATH),
+        "cell_types.sha256": hashlib.sha256(PACKAGED_CELL_TYPES_PATH.read_bytes()).hexdigest()})
     taught = None if args.taught_seed is None else _taught_model(args.taught_seed, every, Path(tmp.name))
     print(f"{'share':>5} {'seed':>4} {'metastasis':12} {'true H':>7} | {'typed H':>7} {'err':>6} {'call':>13} | "
           f"{'all cells H':>11} {'err':>6} | {'taught H':>8} {'err':>6} | left out")

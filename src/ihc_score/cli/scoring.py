@@ -97,11 +97,12 @@ def _scoring_model(
     import hashlib
 
     from ihc_score.errors import ModelError
-    from ihc_score.model import DEFAULT_MODEL_PATH, load_model
+    from ihc_score.model import load_model
+    from ihc_score.score import PACKAGED_CELL_TYPES_PATH
 
     typer: dict[str, str] = {}
     if cell_types is not None:
-        path = DEFAULT_MODEL_PATH.parent / "cell-types.json" if cell_types == "packaged" else Path(cell_types)
+        path = PACKAGED_CELL_TYPES_PATH if cell_types == "packaged" else Path(cell_types)
         if not path.is_file():
             raise click.UsageError(f"--cell-types {cell_types}: no such file (a train-cells model, or 'packaged')")
         typer = {"cell_types.model": str(path.resolve()),

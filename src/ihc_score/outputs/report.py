@@ -36,6 +36,7 @@ from ihc_score.outputs._report_parts import (
     distribution_svg,
 )
 from ihc_score.outputs.palette import CLASS_COLOURS_HEX, CLASS_NAMES
+from ihc_score.score import NON_TUMOUR_TYPES
 
 __all__ = ["REPORT_NAME", "build_report"]
 
@@ -211,8 +212,7 @@ def _metastases_section(res: _Results, slide_anchor: dict[str, str], slide_flags
 
 def _left_out_types(m: dict[str, str]) -> str:
     """``<br>`` and the cells of each type the model does not score with their own H-score, or "" without any."""
-    parts = [f"{_int(m.get(f'n_{t}'))} {t}" for t in ("lymphocyte", "neutrophil", "macrophage", "other")
-             if _int(m.get(f"n_{t}"))]
+    parts = [f"{_int(m.get(f'n_{t}'))} {t}" for t in NON_TUMOUR_TYPES if _int(m.get(f"n_{t}"))]
     if not parts:
         return ""
     h = _num(m.get("left_out_h_score"))

@@ -19,7 +19,7 @@ from typing import Any
 from ihc_score.fileio import atomic_write
 from ihc_score.model import Model
 from ihc_score.results import CaseAssignment, CaseResult, SlideResult
-from ihc_score.score import RegionResult, allred_intensity_score, allred_proportion_score
+from ihc_score.score import NON_TUMOUR_TYPES, RegionResult, allred_intensity_score, allred_proportion_score
 
 __all__ = [
     "SLIDE_COLUMNS",
@@ -46,8 +46,8 @@ METASTASIS_COLUMNS = (
     "case", "slide", "region", "metastasis", "region_source", "region_area_mm2", "n_cells", "n_0", "n_1plus",
     "n_2plus", "n_3plus", "n_pigmented", "scored_types", "n_lymphocyte", "n_neutrophil", "n_macrophage", "n_other",
     "left_out_h_score", "left_out_pct_positive", "h_score", "h_score_low", "h_score_high", "pct_positive",
-    "pct_positive_low", "pct_positive_high", "allred", "allred_proportion", "allred_intensity", "call", "call_reason", "region_flags",
-    "qc_zoom", "metric", "cutoff", "borderline", "min_cells", "compartment", "statistic",
+    "pct_positive_low", "pct_positive_high", "allred", "allred_proportion", "allred_intensity", "call", "call_reason",
+    "region_flags", "qc_zoom", "metric", "cutoff", "borderline", "min_cells", "compartment", "statistic",
     "thresholds", "model_id", "model_version", "model_sha256", "model_overrides",
 )  # fmt: skip
 
@@ -213,10 +213,10 @@ def _left_out_columns(g: RegionResult, model: Model) -> dict[str, Any]:
 
     Empty without a cell-type step (every cell scored) or on a result stored before it.
     """
-    typed = bool(model.cell_types.model) and g.left_out_counts is not None
+    typed = model.cell_type_model is not None and g.left_out_counts is not None
     left = dict(g.left_out)
     out: dict[str, Any] = {"scored_types": ";".join(model.cell_types.scored) if typed else ""}
-    for t in ("lymphocyte", "neutrophil", "macrophage", "other"):
+    for t in NON_TUMOUR_TYPES:
         out[f"n_{t}"] = left.get(t, 0) if typed else ""
     lc = g.left_out_counts
     out["left_out_h_score"] = _fixed(lc.h_score, 2) if typed and lc.n else ""

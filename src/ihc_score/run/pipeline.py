@@ -170,7 +170,7 @@ def _slide_cells(plan: SlidePlan, ordered: list[TileResult], model: Model) -> _S
     l0_x = (cells.a_x.astype(np.float64) + 0.5) * ds - 0.5
     l0_y = (cells.a_y.astype(np.float64) + 0.5) * ds - 0.5
     cell_type = None
-    if model.cell_type_model is not None and model.cell_types.model:  # a chunk whose tiles all failed has no types
+    if model.cell_type_model is not None:  # a chunk whose tiles all failed has no types
         cell_type = np.concatenate([np.zeros(0, np.int8)] + [
             r.cell_type if r.cell_type is not None else np.zeros(len(r.cells), np.int8) for r in ordered])
     keep = None

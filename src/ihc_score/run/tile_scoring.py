@@ -256,7 +256,7 @@ def _score_tile(task: TileTask, tile: Tile, crop: TissueCrop, rgb: np.ndarray) -
 def _cell_types(model: Model, cells: CellTable, mpp_um: float) -> np.ndarray | None:
     """Each cell's type among all the cells of its tile (the margin holds the neighbours of the core's cells)."""
     typer = model.cell_type_model
-    if typer is None or not model.cell_types.model:
+    if typer is None:
         return None
     features = cell_type_features(cells, mpp_um=mpp_um, neighbourhood_um=typer.neighbourhood_um)
     return predict_cell_types(typer, features)[0]

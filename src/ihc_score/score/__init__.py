@@ -9,6 +9,8 @@ score, block-bootstrap intervals and the call are derived once.
 from ihc_score.score.cell_type_fit import MIN_CELLS_PER_TYPE, fit_cell_types, match_points
 from ihc_score.score.cell_types import (
     CELL_TYPES,
+    NON_TUMOUR_TYPES,
+    PACKAGED_CELL_TYPES_PATH,
     CellTypeModel,
     CellTypeParams,
     cell_type_features,
@@ -37,7 +39,8 @@ __all__ = [
     "IntervalParams", "Interval", "block_counts", "bootstrap_intervals", "CellClass", "CLASS_LABELS",
     "ClassifyParams", "PositivityRule", "ClassCounts", "Call", "classify", "allred_proportion_score",
     "allred_intensity_score", "call_region", "outside_exclusions", "pigmented_cells", "RegionResult",
-    "HISTOGRAM_EDGES", "score_region", "score_regions", "CELL_TYPES", "CellTypeModel", "CellTypeParams",
-    "cell_type_features", "load_cell_type_model", "predict_cell_types", "resolve_cell_type_model",
-    "MIN_CELLS_PER_TYPE", "cell_type_model_json", "fit_cell_types", "match_points", "left_out_by_type", "with_left_out",
+    "HISTOGRAM_EDGES", "score_region", "score_regions", "CELL_TYPES", "NON_TUMOUR_TYPES", "PACKAGED_CELL_TYPES_PATH",
+    "CellTypeModel", "CellTypeParams", "cell_type_features", "load_cell_type_model", "predict_cell_types",
+    "resolve_cell_type_model", "MIN_CELLS_PER_TYPE", "cell_type_model_json", "fit_cell_types", "match_points",
+    "left_out_by_type", "with_left_out",
 ]

@@ -35,6 +35,8 @@ from ihc_score.cells import CellTable
 
 __all__ = [
     "CELL_TYPES",
+    "NON_TUMOUR_TYPES",
+    "PACKAGED_CELL_TYPES_PATH",
     "CellTypeParams",
     "OWN_FEATURES",
     "CELL_TYPE_SCHEMA",
@@ -56,6 +58,10 @@ OWN_FEATURES: tuple[str, ...] = (
 CELL_TYPE_SCHEMA = "ihc-score-cell-types/1"
 #: Where the packaged models are.
 _PACKAGED = Path(__file__).resolve().parents[1] / "models"
+#: The packaged cell-type model (``benchmarks/cell_types.py --write``).
+PACKAGED_CELL_TYPES_PATH = _PACKAGED / "cell-types.json"
+#: The types other than tumour: those a metastasis's outputs count apart.
+NON_TUMOUR_TYPES: tuple[str, ...] = tuple(t for t in CELL_TYPES if t != "tumour")
 
 
 @dataclass(frozen=True)
