@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -37,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _preset_slides import preset_slide  # noqa: E402
 from ihc_score.model import Model, default_model  # noqa: E402
+from ihc_score.regions import CellLabels, write_cell_labels  # noqa: E402
 from ihc_score.run import labelled_cells, score_slide, train_cell_types, type_mapping  # noqa: E402
 from ihc_score.score import CELL_TYPES, PACKAGED_CELL_TYPES_PATH, cell_type_model_json, match_points  # noqa: E402
 
@@ -59,9 +59,9 @@ def _taught_model(seed: int, model: Model, folder: Path) -> Model:
     """``model`` with a cell-type step taught on every drawn cell of the 30 % ``infiltrated`` slide of ``seed``."""
     path, truth = preset_slide(f"infiltrated-0.3-s{seed}", "infiltrated", seed=seed, infiltrate_fraction=0.3)
     labels = folder / f"{path.stem}.geojson"
-    labels.write_text(json.dumps({"type": "FeatureCollection", "features": [
-        {"type": "Feature", "geometry": {"type": "Point", "coordinates": [r["l0_x"], r["l0_y"]]},
-         "properties": {"classification": {"name": r["type"]}}} for r in truth["cells"] + truth["stromal_cells"]]}))
+    rows = truth["cells"] + truth["stromal_cells"]
+    write_cell_labels(labels, CellLabels(np.array([r["l0_x"] for r in rows]), np.array([r["l0_y"] for r in rows]),
+                                         tuple(r["type"] for r in rows)))
     taught = train_cell_types([labelled_cells(path, labels, model, type_mapping())], model_id="taught", record={})
     out = folder / "taught.json"
     out.write_text(cell_type_model_json(taught))

@@ -17,6 +17,7 @@ import pytest
 from ihc_score.cells import CellTable
 from ihc_score.errors import ModelError
 from ihc_score.model import DEFAULT_MODEL_PATH, load_model
+from ihc_score.regions import CellLabels, read_cell_labels, write_cell_labels
 from ihc_score.score import CELL_TYPES, CellTypeModel, cell_type_features, load_cell_type_model, predict_cell_types
 from ihc_score.score.cell_type_fit import fit_cell_types, match_points
 from ihc_score.score.cell_types import _feature_names, cell_type_model_json
@@ -188,13 +189,27 @@ def test_lymphocytes_and_tumour_cells_of_held_out_breast_patches(celltype_benchm
 
 def _qupath_points(points: list[dict], path: Path) -> None:
     """SHIDC's points as QuPath exports point annotations: one MultiPoint feature per class."""
-    by_class: dict[str, list] = {}
-    for q in points:
-        by_class.setdefault({1: "Tumor", 2: "Tumor", 3: "Lymphocyte"}[q["label_id"]], []).append([q["x"], q["y"]])
-    features = [{"type": "Feature", "geometry": {"type": "MultiPoint", "coordinates": xy},
-                 "properties": {"objectType": "annotation", "classification": {"name": name, "color": [0, 0, 0]}}}
-                for name, xy in by_class.items()]
-    path.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+    names = tuple({1: "Tumor", 2: "Tumor", 3: "Lymphocyte"}[q["label_id"]] for q in points)
+    write_cell_labels(path, CellLabels(np.array([q["x"] for q in points], float),
+                                       np.array([q["y"] for q in points], float), names))
+
+
+def test_labelled_cells_are_written_as_qupath_point_sets_and_read_back(tmp_path):
+    labels = CellLabels(np.array([1.0, 2.0, 3.0]), np.array([4.0, 5.0, 6.0]), ("Tumor", "Lymphocyte", "Tumor"))
+    write_cell_labels(tmp_path / "l.geojson", labels)
+    data = json.loads((tmp_path / "l.geojson").read_text())
+    assert [f["geometry"]["type"] for f in data["features"]] == ["MultiPoint", "MultiPoint"]
+    back = read_cell_labels(tmp_path / "l.geojson")  # grouped by class, in order within each
+    assert back.names == ("Tumor", "Tumor", "Lymphocyte")
+    np.testing.assert_array_equal(back.l0_x, [1.0, 3.0, 2.0])
+    np.testing.assert_array_equal(back.l0_y, [4.0, 6.0, 5.0])
+    # a QuPath cell object: its nucleus's centroid, not its outline's
+    cell = {"type": "Feature", "properties": {"objectType": "cell", "classification": {"names": ["Tumor", "2+"]}},
+            "geometry": {"type": "Polygon", "coordinates": [[[0, 0], [40, 0], [40, 40], [0, 40], [0, 0]]]},
+            "nucleusGeometry": {"type": "Polygon", "coordinates": [[[2, 2], [6, 2], [6, 6], [2, 6], [2, 2]]]}}
+    (tmp_path / "c.geojson").write_text(json.dumps([cell]))
+    one = read_cell_labels(tmp_path / "c.geojson")
+    assert one.names == ("Tumor: 2+",) and (one.l0_x[0], one.l0_y[0]) == (4.0, 4.0)
 
 
 def test_train_cells_from_qupath_points_on_real_fields(tmp_path):
@@ -276,9 +291,9 @@ def test_a_model_taught_on_one_infiltrated_slide_keeps_the_tumour_h_score_of_ano
     rows = truth["cells"] + truth["stromal_cells"]
     labels = tmp_path / "labels"
     labels.mkdir()
-    (labels / f"{taught.stem}.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": [
-        {"type": "Feature", "geometry": {"type": "Point", "coordinates": [r["l0_x"], r["l0_y"]]},
-         "properties": {"classification": {"name": r["type"].capitalize()}}} for r in rows]}))
+    write_cell_labels(labels / f"{taught.stem}.geojson", CellLabels(
+        np.array([r["l0_x"] for r in rows]), np.array([r["l0_y"] for r in rows]),
+        tuple(r["type"].capitalize() for r in rows)))
     out = tmp_path / "ours.json"
     result = CliRunner().invoke(main, ["train-cells", str(taught), "--labels", str(labels), "--out", str(out)])
     assert result.exit_code == 0, result.output

@@ -17,7 +17,7 @@ from ihc_score.regions.annotations import (
 )
 from ihc_score.regions.auto import SlideNuclei, TumourMap, find_metastases, tumour_map
 from ihc_score.regions.auto_params import AutoRegionParams
-from ihc_score.regions.cell_labels import CellLabels, read_cell_labels
+from ihc_score.regions.cell_labels import CellLabels, read_cell_labels, write_cell_labels
 from ihc_score.regions.geometry import (
     EXCLUDED_CLASSES,
     Annotation,
@@ -43,5 +43,5 @@ __all__ = [
     "region_membership", "ANNOTATION_SUFFIXES", "MAX_FILE_BYTES", "AnnotationFile", "find_annotation_file",
     "load_annotations", "read_annotations", "geojson_bytes", "imagescope_xml_bytes", "asap_xml_bytes",
     "write_geojson", "write_imagescope_xml", "write_asap_xml", "class_color", "AutoRegionParams", "SlideNuclei", "TumourMap",
-    "tumour_map", "find_metastases", "CellLabels", "read_cell_labels",
+    "tumour_map", "find_metastases", "CellLabels", "read_cell_labels", "write_cell_labels",
 ]

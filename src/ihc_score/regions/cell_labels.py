@@ -20,9 +20,10 @@ from typing import Any
 import numpy as np
 import shapely.geometry
 
+from ihc_score.fileio import atomic_write
 from ihc_score.regions._parsers import _qupath_class
 
-__all__ = ["CellLabels", "read_cell_labels"]
+__all__ = ["CellLabels", "read_cell_labels", "write_cell_labels"]
 
 
 @dataclass(frozen=True)
@@ -95,3 +96,21 @@ def read_cell_labels(path: str | Path) -> CellLabels:
         raise ValueError(f"{path.name}: no classified point or cell (export points or cells with a classification "
                          "from QuPath: File > Export objects as GeoJSON)")
     return CellLabels(np.asarray(xs, np.float64), np.asarray(ys, np.float64), tuple(names))
+
+
+def write_cell_labels(path: str | Path, labels: CellLabels) -> None:
+    """Write labelled cells as QuPath exports point annotations: one ``MultiPoint`` feature per class name.
+
+    :func:`read_cell_labels` reads the file back (the cells grouped by class,
+    in their order within each class).
+    """
+    features = []
+    for name in dict.fromkeys(labels.names):
+        rows = [i for i, n in enumerate(labels.names) if n == name]
+        features.append({
+            "type": "Feature",
+            "geometry": {"type": "MultiPoint",
+                         "coordinates": [[float(labels.l0_x[i]), float(labels.l0_y[i])] for i in rows]},
+            "properties": {"objectType": "annotation", "classification": {"name": name}},
+        })
+    atomic_write(Path(path), json.dumps({"type": "FeatureCollection", "features": features}).encode())
