@@ -40,8 +40,9 @@ LAYERS: dict[str, int] = {
     "synthetic": 8,
     "outputs": 9,
     "run": 10,
-    "__init__": 11,
-    "cli": 12,
+    "validation": 11,
+    "__init__": 12,
+    "cli": 13,
 }
 CORE = ("slide", "tissue", "stain", "regions", "cells", "score")
 MAX_MODULE_LINES = 400

@@ -18,6 +18,7 @@ __all__ = [
     "ModelError",
     "OutputError",
     "AnnotationError",
+    "ValidationInputError",
 ]
 
 
@@ -55,3 +56,7 @@ class OutputError(IhcScoreError, OSError):
 
 class AnnotationError(IhcScoreError, ValueError):
     """An annotation file cannot be read or its regions are unusable (empty, outside the slide)."""
+
+
+class ValidationInputError(IhcScoreError, ValueError):
+    """A validation command's input (results folder, reference or outcome table, history) is unusable."""

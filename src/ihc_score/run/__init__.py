@@ -24,7 +24,7 @@ from ihc_score.run.lane_pool import LanePool, next_call
 from ihc_score.run.options import BatchOptions
 from ihc_score.run.pipeline import failed_result, finish_slide, score_slide
 from ihc_score.run.plan import REGION_MODES, SlidePlan, as_regions, plan_slide
-from ihc_score.run.provenance import run_record
+from ihc_score.run.provenance import environment, run_record
 from ihc_score.run.pseudonym import Pseudonymizer, load_key_file, save_key_file
 from ihc_score.run.scanner_calibration import ScannerCalibration, calibrate_scanner, tissue_concentrations
 from ihc_score.run.slide_outputs import write_slide_outputs
@@ -37,7 +37,7 @@ __all__ = [
     "TileTask", "TileResult", "tile_tasks", "score_tiles", "concat_outlines", "checks_pigment",
     "finish_slide", "score_slide", "failed_result", "read_manifest", "compile_case_pattern", "assign_case",
     "aggregate_cases", "STORE_FORMAT", "file_fingerprint", "store_path", "save_result", "load_result",
-    "Pseudonymizer", "load_key_file", "save_key_file", "BatchOptions", "run_record", "LanePool", "next_call",
+    "Pseudonymizer", "load_key_file", "save_key_file", "BatchOptions", "run_record", "environment", "LanePool", "next_call",
     "InlineExecutor", "make_executor", "write_slide_outputs", "BatchSummary", "Progress", "run_batch",
     "ScannerCalibration", "calibrate_scanner", "tissue_concentrations", "DEFAULT_TYPE_NAMES", "LabelledSlide",
     "labelled_cells", "train_cell_types", "type_mapping",

@@ -16,7 +16,7 @@ from ihc_score.version import __version__
 if TYPE_CHECKING:
     from ihc_score.run.options import BatchOptions
 
-__all__ = ["run_record"]
+__all__ = ["run_record", "environment"]
 
 
 def run_record(
@@ -57,18 +57,19 @@ def run_record(
             "incomplete": sorted(r.slide for _, r in results if r.status == "incomplete"),
             "seconds": {r.slide: round(r.seconds, 3) for _, r in results},
         },
-        "environment": _environment(),
+        "environment": environment(),
     }
 
 
-def _environment() -> dict[str, Any]:
+def environment() -> dict[str, Any]:
     """Versions of Python, the platform and the libraries that decide results."""
     from importlib import metadata
 
     versions = {}
     for dist in (
         "numpy", "scipy", "scikit-image", "opencv-python-headless", "openslide-python", "openslide-bin",
-        "tifffile", "imagecodecs", "pillow", "shapely", "dask", "distributed", "click", "numba",
+        "tifffile", "imagecodecs", "pillow", "shapely", "dask", "distributed", "click", "numba", "scikit-learn",
+        "pandas", "statsmodels", "pingouin", "lifelines", "matplotlib",
     ):  # fmt: skip
         try:
             versions[dist] = metadata.version(dist)
