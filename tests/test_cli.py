@@ -94,19 +94,24 @@ def test_two_workers_and_force_give_identical_bytes(first_run, slides, tmp_path)
         assert (tmp_path / f).read_bytes() == (out / f).read_bytes()
 
 
-def test_changed_model_option_is_not_reused(first_run, slides, tmp_path):
+def test_changed_model_option_is_refused_in_the_same_folder_and_not_reused(first_run, slides, tmp_path):
     _, out = first_run
     shutil.copytree(out, tmp_path / "o")
-    res = CliRunner().invoke(
-        main, ["score", str(slides / "case2.svs"), "--out", str(tmp_path / "o"), "--compartment", "nucleus",
-               "--thresholds", "0.3", "--cutoff", "40"],
-    )
+    before = {f: (tmp_path / "o" / f).read_bytes() for f in ("slides.csv", "metastases.csv", "cases.csv", "run.json")}
+    options = ["--compartment", "nucleus", "--thresholds", "0.3", "--cutoff", "40"]
+    res = CliRunner().invoke(main, ["score", str(slides / "case2.svs"), "--out", str(tmp_path / "o"), *options])
+    assert res.exit_code == 1 and len(res.output.strip().splitlines()) == 1
+    assert "holds results of other overrides of this model" in res.output and "new folder" in res.output
+    assert all((tmp_path / "o" / f).read_bytes() == data for f, data in before.items())
+    # the stored results alone (no run.json) in a new folder: scored again, not reused under other options
+    shutil.copytree(out / "store", tmp_path / "n" / "store")
+    res = CliRunner().invoke(main, ["score", str(slides / "case2.svs"), "--out", str(tmp_path / "n"), *options])
     assert res.exit_code == 0, res.output
-    (m,) = rows(tmp_path / "o" / "metastases.csv")
+    (m,) = rows(tmp_path / "n" / "metastases.csv")
     assert m["compartment"] == "nucleus" and m["thresholds"] == "0.3" and m["cutoff"] == "40.00"
     assert m["n_2plus"] == m["n_3plus"] == "0"
     assert "classification.thresholds=0.3" in m["model_overrides"]
-    assert json.loads((tmp_path / "o" / "run.json").read_text())["slides"]["reused"] == []
+    assert json.loads((tmp_path / "n" / "run.json").read_text())["slides"]["reused"] == []
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -29,6 +29,7 @@ __all__ = ["score"]
 @click.option("--cell-types", "cell_types", metavar="FILE|packaged", help="Score tumour cells only, typed by this cell-type model (one written by train-cells, or 'packaged': the one shipped, see the README); the other types are counted apart. Recorded as a model override with the file's sha256.")
 @click.option("--annotations", "annotations_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Folder with annotation files (<slide stem>.geojson/.json/.xml), searched besides each slide's folder.")
 @click.option("--regions", "region_mode", type=click.Choice(["auto", "tissue"]), default="auto", show_default=True, help="Regions of a slide without annotation file: metastases found automatically, or all tissue as one region.")
+@click.option("--roi-margin", "roi_margin_um", type=click.FloatRange(0.0, 1000.0), default=0.0, metavar="UM", help="Also detect (and keep unscored) the cells in a band this wide around annotated regions, so ihc-score roi-stability can move the outlines outwards; 100 covers its default moves. Use with --cells.")
 @click.option("--manifest", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="CSV with columns slide, case and optional metastasis: which case each slide belongs to.")
 @click.option("--case-pattern", help="Regular expression with a group (?P<case>...) matched on file names to find each slide's case.")
 @click.option("--detections", type=click.Choice(["geojson", "geojson.gz", "none"]), default="geojson", show_default=True, help="Cells and regions for QuPath (File > Import objects) in detections/.")
@@ -43,23 +44,16 @@ def score(
     paths: tuple[Path, ...],
     out_dir: Path,
     model_path: Path | None,
-    mpp: float | None,
     compartment: str | None,
     thresholds: str | None,
     cutoff: float | None,
     cell_types: str | None,
-    annotations_dir: Path | None,
-    region_mode: str,
-    manifest: Path | None,
-    case_pattern: str | None,
-    detections: str,
-    cells_csv: bool,
     no_qc: bool,
     key_file: Path | None,
     workers: int | None,
     scheduler: str | None,
-    force: bool,
     quiet: bool,
+    **batch: Any,
 ) -> None:
     """Score every slide under PATHS and write the CSVs and run.json into --out.
 
@@ -75,10 +69,7 @@ def score(
 
     model = _scoring_model(model_path, compartment=compartment, thresholds=thresholds, cutoff=cutoff,
                            cell_types=cell_types)
-    options = _batch_options(
-        out_dir, key_file, mpp=mpp, force=force, annotations_dir=annotations_dir, region_mode=region_mode,
-        manifest=manifest, case_pattern=case_pattern, detections=detections, cells_csv=cells_csv, qc=not no_qc,
-    )
+    options = _batch_options(out_dir, key_file, qc=not no_qc, **batch)  # --mpp, --force, --regions, ...
     reporter = _Reporter(quiet)
     slides = discover_slides(paths, exclude=out_dir, on_skip=reporter.skipped)
     if not slides:
@@ -128,6 +119,7 @@ def _batch_options(
     force: bool,
     annotations_dir: Path | None,
     region_mode: str,
+    roi_margin_um: float = 0.0,
     manifest: Path | None,
     case_pattern: str | None,
     detections: str,
@@ -146,6 +138,7 @@ def _batch_options(
             force=force,
             annotations_dir=annotations_dir,
             region_mode=region_mode,
+            roi_margin_um=roi_margin_um,
             manifest=read_manifest(manifest) if manifest else None,
             case_pattern=compile_case_pattern(case_pattern) if case_pattern else None,
             detections=detections,

@@ -27,6 +27,7 @@ from ihc_score.regions.geometry import (
     is_excluded,
     make_areal,
     region_membership,
+    regions_mask,
 )
 from ihc_score.regions.writers import (
     asap_xml_bytes,
@@ -40,7 +41,7 @@ from ihc_score.regions.writers import (
 
 __all__ = [
     "EXCLUDED_CLASSES", "Annotation", "Areal", "Region", "build_regions", "is_excluded", "make_areal",
-    "region_membership", "ANNOTATION_SUFFIXES", "MAX_FILE_BYTES", "AnnotationFile", "find_annotation_file",
+    "region_membership", "regions_mask", "ANNOTATION_SUFFIXES", "MAX_FILE_BYTES", "AnnotationFile", "find_annotation_file",
     "load_annotations", "read_annotations", "geojson_bytes", "imagescope_xml_bytes", "asap_xml_bytes",
     "write_geojson", "write_imagescope_xml", "write_asap_xml", "class_color", "AutoRegionParams", "SlideNuclei", "TumourMap",
     "tumour_map", "find_metastases", "CellLabels", "read_cell_labels", "write_cell_labels",

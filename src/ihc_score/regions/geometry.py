@@ -42,6 +42,7 @@ from ihc_score.errors import AnnotationError
 Areal = Union[Polygon, MultiPolygon]
 
 __all__ = [
+    "regions_mask",
     "EXCLUDED_CLASSES",
     "Annotation",
     "Areal",
@@ -340,3 +341,22 @@ def _sorted_flags(flags: list[str]) -> list[str]:
     """Flags in a fixed order: notes first as found, then ``overlaps:`` sorted."""
     notes = [f for f in flags if not f.startswith("overlaps:")]
     return notes + sorted({f for f in flags if f.startswith("overlaps:")})
+
+
+def regions_mask(regions: Sequence[Region], shape: tuple[int, int], downsample: float) -> np.ndarray:
+    """Union of region outlines drawn on a mask grid (``downsample`` level-0 px per pixel), borders included."""
+    import cv2
+
+    out = np.zeros(shape, np.uint8)
+    for region in regions:
+        for poly in getattr(region.geometry, "geoms", [region.geometry]):
+            if poly.is_empty:
+                continue
+            rings = [np.asarray(poly.exterior.coords) / downsample] + [np.asarray(r.coords) / downsample
+                                                                      for r in poly.interiors]
+            pts = [np.round(r - 0.5).astype(np.int32) for r in rings]
+            cv2.fillPoly(out, pts[:1], 1)
+            cv2.polylines(out, pts[:1], True, 1)  # keep thin regions that fall between pixel centres
+            for hole in pts[1:]:
+                cv2.fillPoly(out, [hole], 0)
+    return out.astype(bool)

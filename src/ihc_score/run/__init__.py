@@ -28,7 +28,7 @@ from ihc_score.run.provenance import environment, run_record
 from ihc_score.run.pseudonym import Pseudonymizer, load_key_file, save_key_file
 from ihc_score.run.scanner_calibration import ScannerCalibration, calibrate_scanner, tissue_concentrations
 from ihc_score.run.slide_outputs import write_slide_outputs
-from ihc_score.run.store import STORE_FORMAT, file_fingerprint, load_result, save_result, store_path
+from ihc_score.run.store import STORE_FORMAT, file_fingerprint, load_result, save_result, store_path, stored_results
 from ihc_score.run.tile_scoring import TileResult, TileTask, checks_pigment, concat_outlines, score_tiles, tile_tasks
 from ihc_score.run.tiles import Tile, TileGrid, in_core, tile_grid
 
@@ -36,7 +36,7 @@ __all__ = [
     "Tile", "TileGrid", "tile_grid", "in_core", "REGION_MODES", "SlidePlan", "plan_slide", "as_regions",
     "TileTask", "TileResult", "tile_tasks", "score_tiles", "concat_outlines", "checks_pigment",
     "finish_slide", "score_slide", "failed_result", "read_manifest", "compile_case_pattern", "assign_case",
-    "aggregate_cases", "STORE_FORMAT", "file_fingerprint", "store_path", "save_result", "load_result",
+    "aggregate_cases", "STORE_FORMAT", "file_fingerprint", "store_path", "save_result", "load_result", "stored_results",
     "Pseudonymizer", "load_key_file", "save_key_file", "BatchOptions", "run_record", "environment", "LanePool", "next_call",
     "InlineExecutor", "make_executor", "write_slide_outputs", "BatchSummary", "Progress", "run_batch",
     "ScannerCalibration", "calibrate_scanner", "tissue_concentrations", "DEFAULT_TYPE_NAMES", "LabelledSlide",

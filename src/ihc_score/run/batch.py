@@ -33,6 +33,7 @@ from ihc_score.outputs import (
 from ihc_score.regions import find_annotation_file
 from ihc_score.results import CaseAssignment, SlideResult
 from ihc_score.run.cases import aggregate_cases, assign_case, missing_slides
+from ihc_score.run.change_control import require_same_model
 from ihc_score.run.lane_pool import LanePool
 from ihc_score.run.options import BatchOptions
 from ihc_score.run.pipeline import (
@@ -145,12 +146,14 @@ def run_batch(
     Raises
     ------
     OutputError
-        The output folder cannot be written, or another batch is writing into
-        it; results already written stay. Work not yet started is cancelled.
+        The output folder cannot be written, another batch is writing into
+        it, or it holds results of another model (or other overrides); results
+        already written stay. Work not yet started is cancelled.
     """
     out_dir = Path(out_dir)
     check_writable(out_dir)
     with output_lock(out_dir):
+        require_same_model(out_dir, model)
         remove_stale_temporaries(out_dir, OUTPUT_SUBFOLDERS)
         return _run_batch_locked(
             slides, out_dir, model, executor=executor, options=options, progress=progress, argv=argv,
@@ -254,6 +257,8 @@ def _result_key(path: Path, model: Model, options: BatchOptions) -> dict[str, An
         "model": model.fingerprint,
         "mpp": options.mpp_option_um,
         "region_mode": options.region_mode,
+        # named only when set, so results stored before the option existed stay valid
+        **({"roi_margin_um": options.roi_margin_um} if options.roi_margin_um else {}),
     }
 
 
@@ -313,6 +318,7 @@ class _Scoring:
             "mpp_option_um": o.mpp_option_um,
             "annotations_dir": o.annotations_dir,
             "region_mode": o.region_mode,
+            "roi_margin_um": o.roi_margin_um,
         }
         # The workers of a local pool are still starting (a second or so of
         # imports) when the first slide is to be planned, and its tiles wait for

@@ -41,6 +41,9 @@ class BatchOptions:
     pseudonymizer : Pseudonymizer, optional
         From ``--pseudonymize``: every output names slides and cases by keyed
         pseudonyms only.
+    roi_margin_um : float
+        Band (um) around annotated regions whose cells are detected and kept
+        unscored (``--roi-margin``), for ``ihc-score roi-stability``.
     """
 
     mpp_option_um: float | None = None
@@ -54,10 +57,13 @@ class BatchOptions:
     cells_csv: bool = False
     qc: bool = True
     pseudonymizer: Pseudonymizer | None = None
+    roi_margin_um: float = 0.0
 
     def __post_init__(self) -> None:
         if self.detections not in ("geojson", "geojson.gz", "none"):
             raise ValueError(f"detections must be geojson, geojson.gz or none, got {self.detections!r}")
+        if not 0.0 <= self.roi_margin_um <= 1000.0:
+            raise ValueError(f"roi_margin_um must be within 0-1000 um, got {self.roi_margin_um!r}")
 
     @property
     def outlines(self) -> bool:

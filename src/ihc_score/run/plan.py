@@ -12,12 +12,11 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from ihc_score.errors import NotBrightfieldError, NotDabStainError
 from ihc_score.model import Model
-from ihc_score.regions import Annotation, Region, build_regions, find_annotation_file, read_annotations
+from ihc_score.regions import Annotation, Region, build_regions, find_annotation_file, read_annotations, regions_mask
 from ihc_score.run.tiles import TileGrid, tile_grid
 from ihc_score.slide import Slide, TileReader, open_slide
 from ihc_score.stain import StainVectors, estimate_stains, require_dab
@@ -135,6 +134,7 @@ def plan_slide(
     mpp_option_um: float | None = None,
     annotations_dir: str | Path | None = None,
     region_mode: str = "auto",
+    roi_margin_um: float = 0.0,
 ) -> SlidePlan:
     """Open a slide, find its tissue and regions, estimate its stains and lay its tiles.
 
@@ -148,6 +148,10 @@ def plan_slide(
         Folder searched for the slide's annotation file, besides the slide's own folder.
     region_mode : {"auto", "tissue"}
         Regions of a slide without annotation file.
+    roi_margin_um : float
+        Cells are also detected in a band this wide (um) around annotated
+        regions, and kept unscored, so ``ihc-score roi-stability`` can move
+        the outlines outwards without detecting again.
 
     Raises
     ------
@@ -156,11 +160,12 @@ def plan_slide(
         is not stained with DAB (``NotDabStainError``: H&E), or its
         annotation file is unusable.
     """
-    return _plan_and_sample(path, model, mpp_option_um, annotations_dir, region_mode)[0]
+    return _plan_and_sample(path, model, mpp_option_um, annotations_dir, region_mode, roi_margin_um)[0]
 
 
 def _plan_and_sample(
-    path: str | Path, model: Model, mpp_option_um: float | None, annotations_dir: str | Path | None, region_mode: str
+    path: str | Path, model: Model, mpp_option_um: float | None, annotations_dir: str | Path | None, region_mode: str,
+    roi_margin_um: float = 0.0,
 ) -> tuple[SlidePlan, np.ndarray]:
     """:func:`plan_slide`, and the (N, 3) uint8 tissue pixels its stain estimate read (for a calibration)."""
     if region_mode not in REGION_MODES:
@@ -175,10 +180,14 @@ def _plan_and_sample(
                 f"{path.name}: not a brightfield slide (dark background, fluorescence?); no H-score is given"
             )
         found = find_thumbnail_artefacts(thumb, tissue, mpp_um=slide.mpp, params=model.artefacts)
-        regions, exclusions, scored = _annotated(ann_file, tissue, found, slide.dimensions)
+        regions, exclusions, scored, kept = _annotated(ann_file, tissue, found, slide.dimensions,
+                                                       roi_margin_um / slide.mpp)
         analysis_mpp = max(model.analysis.mpp_um, slide.mpp)
-        grid = _grid(slide.dimensions, analysis_mpp / slide.mpp, analysis_mpp, model, scored, tissue.downsample)
-        patches = _sample_patches(path, mpp_option_um, grid, scored, tissue.downsample)
+        grid = _grid(slide.dimensions, analysis_mpp / slide.mpp, analysis_mpp, model, kept, tissue.downsample)
+        # the stains and focus are judged on the regions alone, so a margin kept for roi-stability changes no score
+        sampled = grid if kept is scored else _grid(slide.dimensions, analysis_mpp / slide.mpp, analysis_mpp, model,
+                                                    scored, tissue.downsample)
+        patches = _sample_patches(path, mpp_option_um, sampled, scored, tissue.downsample)
         pixels = tissue_pixels(patches)
         stains = _stains(path.name, pixels, tissue, model, bool(grid.tiles))
         sharpness = (slide_sharpness([p for p, _ in patches], background=tissue.background, mpp_um=analysis_mpp,
@@ -194,7 +203,7 @@ def _plan_and_sample(
             l0_size=slide.dimensions,
             analysis_mpp_um=analysis_mpp,
             grid=grid,
-            tissue=scored,
+            tissue=kept,
             tissue_downsample=tissue.downsample,
             stains=stains,
             tissue_area_mm2=tissue.area_mm2,
@@ -216,12 +225,15 @@ def _plan_and_sample(
 
 
 def _annotated(
-    ann_file: Path | None, tissue: TissueMask, found: ThumbnailArtefacts, l0_size: tuple[int, int]
-) -> tuple[tuple[Region, ...] | None, tuple[Annotation, ...], np.ndarray]:
-    """The annotation file's regions (None without any) and exclusions, and the tissue mask left to score.
+    ann_file: Path | None, tissue: TissueMask, found: ThumbnailArtefacts, l0_size: tuple[int, int],
+    l0_margin: float = 0.0,
+) -> tuple[tuple[Region, ...] | None, tuple[Annotation, ...], np.ndarray, np.ndarray]:
+    """The annotation file's regions (None without any) and exclusions, the tissue mask to score, and to keep.
 
     The mask to score is the tissue without folds and bubbles, kept to the
-    regions when the file draws some, else cut by its exclusions.
+    regions when the file draws some, else cut by its exclusions. The mask
+    whose cells are kept is the same object, or with ``l0_margin`` (level-0
+    px) the regions grown by it: those cells are detected but in no region.
     """
     regions: tuple[Region, ...] | None = None
     exclusions: tuple[Annotation, ...] = ()
@@ -231,10 +243,14 @@ def _annotated(
         exclusions = tuple(a for a in shapes if a.excluded)
         regions = build_regions(shapes, slide_size=l0_size, origin=ann_file.name) or None
         if regions is not None:
-            scored = scored & _raster(regions, tissue.mask.shape, tissue.downsample)
+            usable = scored
+            scored = usable & regions_mask(regions, tissue.mask.shape, tissue.downsample)
+            if l0_margin > 0:
+                grown = tuple(Region(r.name, r.geometry.buffer(l0_margin), r.source) for r in regions)
+                return regions, exclusions, scored, usable & regions_mask(grown, tissue.mask.shape, tissue.downsample)
         elif exclusions:
-            scored = scored & ~_raster(as_regions(exclusions), tissue.mask.shape, tissue.downsample)
-    return regions, exclusions, scored
+            scored = scored & ~regions_mask(as_regions(exclusions), tissue.mask.shape, tissue.downsample)
+    return regions, exclusions, scored, scored
 
 
 def _grid(
@@ -284,22 +300,6 @@ def _artefact_labels(ink: np.ndarray | None, fold: np.ndarray, bubble: np.ndarra
 def as_regions(shapes: tuple[Annotation, ...]) -> tuple[Region, ...]:
     """Excluded shapes as (repaired) regions, to draw them or test cells against them."""
     return tuple(Region(a.name, a.geometry.buffer(0), "annotation") for a in shapes)
-
-
-def _raster(regions: tuple[Region, ...], shape: tuple[int, int], downsample: float) -> np.ndarray:
-    """Union of region outlines drawn on a mask grid (``downsample`` level-0 px per pixel), borders included."""
-    out = np.zeros(shape, np.uint8)
-    for region in regions:
-        for poly in getattr(region.geometry, "geoms", [region.geometry]):
-            if poly.is_empty:
-                continue
-            rings = [np.asarray(poly.exterior.coords) / downsample] + [np.asarray(r.coords) / downsample for r in poly.interiors]
-            pts = [np.round(r - 0.5).astype(np.int32) for r in rings]
-            cv2.fillPoly(out, pts[:1], 1)
-            cv2.polylines(out, pts[:1], True, 1)  # keep thin regions that fall between pixel centres
-            for hole in pts[1:]:
-                cv2.fillPoly(out, [hole], 0)
-    return out.astype(bool)
 
 
 #: Fewest pixels on the long side of the tissue mask: a camera field of a few

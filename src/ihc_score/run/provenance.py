@@ -39,6 +39,7 @@ def run_record(
             "force": options.force,
             "annotations_dir": str(options.annotations_dir) if options.annotations_dir else None,
             "region_mode": options.region_mode,
+            "roi_margin_um": options.roi_margin_um,
             "manifest": options.manifest is not None,
             "case_pattern": options.case_pattern.pattern if options.case_pattern else None,
         },

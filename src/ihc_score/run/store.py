@@ -21,7 +21,7 @@ from ihc_score.score import Call, ClassCounts, Interval, RegionResult
 from ihc_score.stain import StainVectors
 from ihc_score.tissue import ExcludedAreas
 
-__all__ = ["STORE_FORMAT", "file_fingerprint", "store_path", "save_result", "load_result"]
+__all__ = ["STORE_FORMAT", "file_fingerprint", "store_path", "save_result", "load_result", "stored_results"]
 
 STORE_FORMAT = "ihc-score-slide-result/8"
 _EDGE = 1 << 20
@@ -69,6 +69,26 @@ def load_result(out_dir: Path, slide_path: Path, name: str, *, key: dict[str, An
         return _from_json(data["result"], Path(slide_path).resolve())
     except (OSError, ValueError, KeyError, TypeError):
         return None  # absent, unreadable or from another version: score again
+
+
+def stored_results(out_dir: Path) -> dict[str, SlideResult | None]:
+    """Every readable stored result of this version in ``<out>/store/``, by slide name, whatever its key.
+
+    For commands that work from a finished results folder (its tables say
+    which slides belong to it). A name stored more than once (two slides of
+    one name in two folders, or one scored from two places) maps to None:
+    which stored result belongs to the tables cannot be told.
+    """
+    found: dict[str, SlideResult | None] = {}
+    for p in sorted((Path(out_dir) / "store").glob("*.json")):
+        try:
+            data = json.loads(p.read_text())
+            if data.get("format") == STORE_FORMAT:
+                result = _from_json(data["result"], Path())
+                found[result.slide] = None if result.slide in found else result
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # unreadable or from another version: the caller says the slide has no stored result
+    return found
 
 
 def _to_json(r: SlideResult) -> dict[str, Any]:
