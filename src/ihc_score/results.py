@@ -139,6 +139,8 @@ class CaseResult:
         Case call by the model's case rule and why.
     metastasis_calls : tuple of str
         ``slide/region=call`` for every metastasis, sorted.
+    metastases : tuple of (str, RegionResult)
+        Every scored metastasis of the case with its slide, sorted.
     """
 
     case: str
@@ -150,3 +152,4 @@ class CaseResult:
     call: str
     reason: str
     metastasis_calls: tuple[str, ...]
+    metastases: tuple[tuple[str, RegionResult], ...] = ()

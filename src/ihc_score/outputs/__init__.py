@@ -24,6 +24,7 @@ from ihc_score.outputs.qc import QcLayout, legend_counts, slide_qc_image, write_
 from ihc_score.outputs.qc_windows import ZoomWindow, zoom_windows
 from ihc_score.outputs.qc_zooms import ZoomCrop, render_zoom, write_zooms, zoom_file_names
 from ihc_score.outputs.report import REPORT_NAME, build_report
+from ihc_score.outputs.report_text import RESEARCH_USE, report_text
 from ihc_score.outputs.tables import (
     CASE_COLUMNS,
     METASTASIS_COLUMNS,
@@ -43,5 +44,5 @@ __all__ = [
     "CASE_COLUMNS", "case_rows", "slide_rows", "slide_note", "metastasis_rows", "write_csv", "write_json",
     "CELL_MEASUREMENTS", "write_detections_geojson", "CELL_COLUMNS", "write_cells_csv", "ZoomWindow",
     "zoom_windows", "ZoomCrop", "write_zooms", "render_zoom", "zoom_file_names", "QcLayout", "write_slide_qc",
-    "slide_qc_image", "legend_counts", "REPORT_NAME", "build_report",
+    "slide_qc_image", "legend_counts", "REPORT_NAME", "build_report", "report_text", "RESEARCH_USE",
 ]

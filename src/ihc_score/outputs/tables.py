@@ -18,6 +18,7 @@ from typing import Any
 
 from ihc_score.fileio import atomic_write
 from ihc_score.model import Model
+from ihc_score.outputs.report_text import report_text
 from ihc_score.results import CaseAssignment, CaseResult, SlideResult
 from ihc_score.score import NON_TUMOUR_TYPES, RegionResult, allred_intensity_score, allred_proportion_score
 
@@ -54,7 +55,7 @@ METASTASIS_COLUMNS = (
 CASE_COLUMNS = (
     "case", "n_slides", "n_failed_slides", "n_metastases", "n_cells", "n_0", "n_1plus", "n_2plus", "n_3plus",
     "pooled_h_score", "pooled_pct_positive", "max_metastasis_h_score", "call", "call_reason", "metastasis_calls",
-    "case_rule", "model_id", "model_version", "model_sha256", "model_overrides",
+    "report_text", "case_rule", "model_id", "model_version", "model_sha256", "model_overrides",
 )  # fmt: skip
 
 
@@ -246,6 +247,7 @@ def case_rows(cases: Sequence[CaseResult], model: Model) -> list[dict[str, Any]]
                 "call": c.call,
                 "call_reason": c.reason,
                 "metastasis_calls": ";".join(c.metastasis_calls),
+                "report_text": report_text(c, model),
                 "case_rule": model.case_rule,
                 **_model_columns(model),
             }

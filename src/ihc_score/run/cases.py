@@ -141,6 +141,7 @@ def _case_result(case: str, slides: Sequence[SlideResult], missing: Sequence[str
         call=call,
         reason=reason,
         metastasis_calls=tuple(sorted(f"{s}/{g.name}={g.call.call}" for s, g in regions)),
+        metastases=tuple(sorted(regions, key=lambda sg: (sg[0], sg[1].name))),
     )
 
 
