@@ -4,7 +4,8 @@ Each command lives in its own module of this folder and registers itself on
 the group :func:`main` when imported.
 """
 
-from ihc_score.cli import calibration, cell_types, scoring, tools  # noqa: F401 - registers the commands
+# each import registers its commands on main
+from ihc_score.cli import agree, calibration, cell_types, scoring, tools  # noqa: F401, E501
 from ihc_score.cli._group import main
 from ihc_score.cli.tools import SYNTH_PRESETS, SYNTH_SCANNERS
 

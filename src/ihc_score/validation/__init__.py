@@ -5,9 +5,33 @@ tables, ``run.json`` and per-cell results) and never the slides, except the
 self-test, which scores the reference slides shipped with the package.
 """
 
+from ihc_score.validation.agreement import (
+    CALLS,
+    Estimate,
+    Iccs,
+    bland_altman,
+    call_agreement,
+    cohen_kappa,
+    fleiss_kappa,
+    intraclass,
+    lin_ccc,
+    numeric_agreement,
+)
+from ihc_score.validation.agreement_pairs import parse_call, read_reference
+from ihc_score.validation.agreement_raters import call_spread, numeric_spread
+from ihc_score.validation.agreement_report import (
+    AGREEMENT_HTML,
+    AGREEMENT_JSON,
+    agreement_report,
+    summary_lines,
+    write_agreement,
+)
 from ihc_score.validation.page import figure_svg, html_table, new_figure, write_page
 from ihc_score.validation.results_dir import model_of_results, number, read_run, read_table
 
 __all__ = [
-    "read_table", "read_run", "number", "model_of_results", "new_figure", "figure_svg", "html_table", "write_page",
+    "CALLS", "Estimate", "Iccs", "intraclass", "lin_ccc", "bland_altman", "cohen_kappa", "fleiss_kappa",
+    "numeric_agreement", "call_agreement", "numeric_spread", "call_spread", "parse_call", "read_reference",
+    "AGREEMENT_JSON", "AGREEMENT_HTML", "agreement_report", "write_agreement", "summary_lines", "read_table",
+    "read_run", "number", "model_of_results", "new_figure", "figure_svg", "html_table", "write_page",
 ]
