@@ -26,6 +26,26 @@ from ihc_score.validation.agreement_report import (
     summary_lines,
     write_agreement,
 )
+from ihc_score.validation.outcomes import (
+    MIN_EVENTS,
+    BootstrapParams,
+    OutcomeData,
+    OutcomeTable,
+    case_markers,
+    match_outcomes,
+    place_cutoff,
+    read_outcomes,
+    require_enough_events,
+)
+from ihc_score.validation.outcomes_binary import BinaryCalibration, CutoffCriterion, calibrate_binary, delong_auc
+from ihc_score.validation.outcomes_page import calibration_document, outcome_record, write_calibration_page
+from ihc_score.validation.outcomes_survival import (
+    KaplanMeierCurve,
+    SurvivalCalibration,
+    calibrate_survival,
+    lausen_schumacher_p,
+    logrank_statistics,
+)
 from ihc_score.validation.page import figure_svg, html_table, new_figure, write_page
 from ihc_score.validation.results_dir import model_of_results, number, read_run, read_table
 
@@ -33,5 +53,9 @@ __all__ = [
     "CALLS", "Estimate", "Iccs", "intraclass", "lin_ccc", "bland_altman", "cohen_kappa", "fleiss_kappa",
     "numeric_agreement", "call_agreement", "numeric_spread", "call_spread", "parse_call", "read_reference",
     "AGREEMENT_JSON", "AGREEMENT_HTML", "agreement_report", "write_agreement", "summary_lines", "read_table",
-    "read_run", "number", "model_of_results", "new_figure", "figure_svg", "html_table", "write_page",
+    "read_run", "number", "model_of_results", "new_figure", "figure_svg", "html_table", "write_page", "MIN_EVENTS",
+    "BootstrapParams", "OutcomeData", "OutcomeTable", "case_markers", "read_outcomes", "match_outcomes",
+    "require_enough_events", "place_cutoff", "CutoffCriterion", "BinaryCalibration", "delong_auc", "calibrate_binary",
+    "KaplanMeierCurve", "SurvivalCalibration", "logrank_statistics", "lausen_schumacher_p", "calibrate_survival",
+    "calibration_document", "outcome_record", "write_calibration_page",
 ]
