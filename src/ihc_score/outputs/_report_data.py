@@ -27,6 +27,7 @@ class _Results:
     run: dict[str, Any]
     regions: dict[tuple[str, str, tuple[int, ...]], dict[str, Any]]
     qc_files: frozenset[str]
+    control: dict[str, Any] | None = None
 
 
 def _read_results(out_dir: Path) -> _Results:
@@ -55,8 +56,18 @@ def _read_results(out_dir: Path) -> _Results:
     except OSError:
         qc_files = frozenset()
     return _Results(
-        out_dir, tables["slides.csv"], tables["metastases.csv"], tables["cases.csv"], run, _stored_regions(out_dir), qc_files
+        out_dir, tables["slides.csv"], tables["metastases.csv"], tables["cases.csv"], run, _stored_regions(out_dir),
+        qc_files, _control(out_dir),
     )
+
+
+def _control(out_dir: Path) -> dict[str, Any] | None:
+    """The batch's control-slide verdict (``control.json``, written by ``ihc-score monitor``), if any and readable."""
+    try:
+        control = json.loads((out_dir / "control.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return control if isinstance(control, dict) and "line" in control else None
 
 
 def _stored_regions(out_dir: Path) -> dict[tuple[str, str, tuple[int, ...]], dict[str, Any]]:

@@ -43,6 +43,8 @@ body{margin:0 1.5rem 3rem;color:#1a1a1a;font-size:14px;line-height:1.35}
 header{border-bottom:1px solid var(--line);padding:.4rem 0}
 header h1{font-size:1.15rem;margin:.2rem 0}nav a{margin-right:1rem}
 h2{font-size:1.05rem;margin:1.6rem 0 .5rem;border-bottom:2px solid #333}
+.control{padding:.4rem .6rem;margin:.4rem 0;border-left:4px solid var(--neg)}
+.control.out{border-color:var(--pos);font-weight:600}
 .summary{display:flex;flex-wrap:wrap;gap:.5rem 2rem;margin:.4rem 0}.summary .call{min-width:0}.summary b{font-size:1.1rem}
 table{border-collapse:collapse;width:100%}th,td{border-bottom:1px solid var(--line);padding:.2rem .4rem;text-align:left;vertical-align:middle}
 th{background:#f2f2f2;position:sticky;top:0;z-index:1}td.nw{white-space:nowrap}td.w{overflow-wrap:anywhere;min-width:5rem}td.why{min-width:11rem}

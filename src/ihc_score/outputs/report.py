@@ -134,6 +134,16 @@ def _summary(res: _Results) -> str:
     )
 
 
+def _control_banner(res: _Results) -> str:
+    """The control slide's verdict on this batch (``ihc-score monitor``), linking its Levey-Jennings page."""
+    if res.control is None:
+        return ""
+    out = bool(res.control.get("out_of_control"))
+    advice = " Do not report this batch's results until the control run has been reviewed." if out else ""
+    return (f'<div class="control{" out" if out else ""}">{_e(str(res.control["line"]))}.{_e(advice)} '
+            '<a href="control.html">Levey-Jennings chart</a></div>')
+
+
 def _row_class(call: str, *, flagged: bool) -> str:
     """CSS classes of a result row: ``indeterminate`` (any call but positive/negative), ``flagged``, ``review`` (either)."""
     unsure = call not in ("positive", "negative")
@@ -350,6 +360,7 @@ def _render(res: _Results) -> str:
         f'<header><h1>{_e(title)}</h1><nav><a href="#cases">Cases</a><a href="#metastases">Metastases</a>'
         f'<a href="#slides">Slides</a><a href="#failures">Failures ({n_failed})</a><a href="#provenance">Provenance</a>'
         f'<span class="muted">{_e(sub)}</span></nav></header><main>'
+        + _control_banner(res)
         + _summary(res)
         + _cases_section(res)
         + _metastases_section(res, slide_anchor, slide_flags)
