@@ -51,6 +51,16 @@ from ihc_score.validation.outcomes_survival import (
 )
 from ihc_score.validation.page import figure_svg, html_table, new_figure, write_page
 from ihc_score.validation.results_dir import model_of_results, number, read_run, read_table
+from ihc_score.validation.selftest import (
+    REFERENCE_DIR,
+    SelftestOutcome,
+    check_reference,
+    read_expected,
+    run_selftest,
+    score_reference_slides,
+    write_selftest,
+)
+from ihc_score.validation.selftest_checks import TOLERANCES, Check, check_results, check_value, truth_call
 from ihc_score.validation.westgard import (
     REJECTION_RULES,
     RULES,
@@ -73,5 +83,7 @@ __all__ = [
     "BootstrapParams", "OutcomeData", "OutcomeTable", "case_markers", "read_outcomes", "match_outcomes",
     "require_enough_events", "place_cutoff", "CutoffCriterion", "BinaryCalibration", "delong_auc", "calibrate_binary",
     "KaplanMeierCurve", "SurvivalCalibration", "logrank_statistics", "lausen_schumacher_p", "calibrate_survival",
-    "calibration_document", "outcome_record", "write_calibration_page",
+    "calibration_document", "outcome_record", "write_calibration_page", "REFERENCE_DIR", "SelftestOutcome",
+    "read_expected", "check_reference", "score_reference_slides", "run_selftest", "write_selftest", "TOLERANCES",
+    "Check", "check_value", "check_results", "truth_call",
 ]
