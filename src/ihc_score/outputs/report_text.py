@@ -18,7 +18,8 @@ from ihc_score.version import __version__
 
 __all__ = ["report_text"]
 
-#: The closing words of every sentence: no S100A9 cut-off is published, so no result is clinical before local validation.
+#: The closing words of every sentence: no S100A9 cut-off is published, so no result is clinical before a
+#: laboratory has validated the method.
 RESEARCH_USE = "For research use until validated in this laboratory."
 
 _METRIC_WORDS = {"h_score": ("H-score", 0), "pct_positive": ("percent positive cells", 1)}
