@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ihc_score.cli._group import main, parse_floats
+from ihc_score.cli.progress import Reporter as _Reporter
 
 if TYPE_CHECKING:  # only for annotations: importing these at run time would slow down --help
     from ihc_score.model import Model
@@ -209,91 +210,4 @@ def _command_line(ctx: click.Context, *, hide_inputs: bool = False) -> list[str]
         else:
             words += [param.opts[0], str(value)]
     return words
-
-
-class _Reporter:
-    """Progress on stderr (a live line on a terminal, a line per slide otherwise) and the summary table."""
-
-    def __init__(self, quiet: bool) -> None:
-        self.quiet = quiet
-        self.tty = sys.stderr.isatty()
-        self.n_slides = self.n_done = 0
-        self.tiles = (0, 0)
-
-    def progress(self):  # noqa: ANN201 - returns batch.Progress (imported lazily)
-        from ihc_score.run import Progress
-
-        return Progress(on_start=self._start, on_tiles=self._tiles, on_slide=self._slide, on_missing=self._missing)
-
-    def skipped(self, folder: Path, subfolders: Sequence[str]) -> None:
-        """Say that an earlier output folder's outputs are not scored as slides (discovery calls it once per folder)."""
-        if not self.quiet:
-            names = ", ".join(f"{name}/" for name in subfolders)
-            click.echo(f"skipping {names} in {folder}: output of an earlier ihc-score run, not slides", err=True)
-
-    def _missing(self, slide: str, case: str) -> None:
-        # even when quiet: a case is reported indeterminate because of it
-        click.echo(
-            f"warning: the manifest lists {slide} (case {case}) but no such file is under the given paths; "
-            "add its folder or fix the manifest (the case is indeterminate)",
-            err=True,
-        )
-
-    def _line(self) -> None:
-        if self.tty and not self.quiet:
-            done, total = self.tiles
-            click.echo(f"\rslides {self.n_done}/{self.n_slides}  tiles {done}/{total}   ", err=True, nl=False)
-
-    def _start(self, n_slides: int, n_reused: int) -> None:
-        self.n_slides = n_slides
-        if not self.quiet and n_reused:
-            click.echo(f"reusing {n_reused} slide result(s) already scored with this model (--force to redo)", err=True)
-
-    def _tiles(self, done: int, total: int) -> None:
-        self.tiles = (done, total)
-        self._line()
-
-    def _slide(self, result, reused: bool) -> None:  # noqa: ANN001
-        self.n_done += 1
-        if self.quiet:
-            return
-        if self.tty:
-            click.echo("\r" + " " * 60 + "\r", err=True, nl=False)
-        from ihc_score.outputs import slide_note  # the words of slides.csv's note column
-
-        note = slide_note(result.flags) if result.status == "ok" else ""
-        what = " reused" if reused else ("" if note else f" {result.status}")  # "ok" would belie the note
-        detail = f": {result.error}" if result.error else (f": {note}" if note else "")
-        click.echo(f"[{self.n_done}/{self.n_slides}] {result.slide}{what}{detail}", err=True)
-        self._line()
-
-    def summary(self, summary) -> None:  # noqa: ANN001
-        if self.tty and not self.quiet:
-            click.echo("\r" + " " * 60 + "\r", err=True, nl=False)
-        if self.quiet:
-            return
-        rows = [("slide", "region", "cells", "H-score", "95% CI", "% pos", "call")]
-        for _, r in summary.results:
-            if r.status != "ok":
-                rows.append((r.slide, "-", "-", "-", "-", "-", r.status.upper()))
-            elif not r.regions:
-                empty = "no metastasis found" if "no_metastasis_found" in r.flags else "no region"
-                rows.append((r.slide, "-", "0", "-", "-", "-", empty))
-            for g in r.regions:
-                c, iv = g.counts, g.h_interval
-                h = "-" if c.n == 0 else f"{c.h_score:.1f}"
-                ci = f"{iv.low:.0f}-{iv.high:.0f}" if iv.defined else "-"
-                p = "-" if c.n == 0 else f"{c.pct_positive:.1f}"
-                rows.append((r.slide, g.name, str(c.n), h, ci, p, g.call.call))
-        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-        left = (0, 1, 6)
-        for row in rows:
-            cells = (v.ljust(w) if i in left else v.rjust(w) for i, (v, w) in enumerate(zip(row, widths)))
-            click.echo("  ".join(cells).rstrip())
-        n, s = len(summary.results), summary
-        missing = f", {len(s.missing)} of the manifest not found" if s.missing else ""
-        click.echo(
-            f"\n{s.n_scored}/{n} slides scored ({len(s.reused)} reused), {s.n_no_metastasis} with no metastasis "
-            f"found, {s.n_failed} failed or incomplete{missing}. Results in {s.out_dir}/"
-        )
 

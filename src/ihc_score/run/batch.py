@@ -55,10 +55,11 @@ __all__ = ["BatchSummary", "Progress", "run_batch"]
 
 @dataclass
 class Progress:
-    """Callbacks the batch calls as it goes (the CLI prints them)."""
+    """Callbacks the batch calls as it goes (the CLI prints them); ``on_slide_tiles`` gets a slide's new tiles."""
 
     on_start: Callable[[int, int], None] = lambda n_slides, n_reused: None
     on_tiles: Callable[[int, int], None] = lambda done, total: None
+    on_slide_tiles: Callable[[str, int, int], None] = lambda slide, new, total: None  # planned: new 0; then per chunk
     on_slide: Callable[[SlideResult, bool], None] = lambda result, reused: None
     on_missing: Callable[[str, str], None] = lambda slide, case: None
 
@@ -106,10 +107,6 @@ class BatchSummary:
         named in ``slides.csv`` and its case is indeterminate.
         """
         return 1 if self.n_failed or self.missing else 0
-
-
-
-
 
 
 def run_batch(
@@ -360,6 +357,7 @@ class _Scoring:
         self.work[path] = _SlideWork(plan, len(tasks), self.started[path])
         self.tiles_total += len(plan.grid.tiles)
         self.progress.on_tiles(self.tiles_done, self.tiles_total)
+        self.progress.on_slide_tiles(self.names[path], 0, len(plan.grid.tiles))
         if not tasks:
             self._finish(path, finish_slide(plan, [], self.model, seconds=time.perf_counter() - self.started[path]))
         for task in tasks:
@@ -382,6 +380,7 @@ class _Scoring:
             self.tiles_done += len(chunk.tile_indices)
             self.progress.on_tiles(self.tiles_done, self.tiles_total)
             w.chunks.append(chunk)
+            self.progress.on_slide_tiles(self.names[path], len(chunk.tile_indices), len(w.plan.grid.tiles))
         if w.remaining == 0 and not w.failed:
             result = finish_slide(w.plan, w.chunks, self.model, seconds=time.perf_counter() - w.started)
             w.chunks = []  # the result holds its own copy of the cells: free the chunks before writing
