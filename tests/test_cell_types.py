@@ -145,7 +145,7 @@ def test_left_out_cells_are_counted_apart_in_every_output(tmp_path):
     model = _scoring_model(tmp_path, _model(area_weight=40.0, types=("tumour", "lymphocyte")))
     out = tmp_path / "out"
     args = ["score", str(slide), "--out", str(out), "--model", str(model), "--regions", "tissue", "--workers", "1",
-            "--cells"]
+            "--cells", "--detections", "geojson"]
     assert CliRunner().invoke(main, args).exit_code == 0
     (row,) = list(csv.DictReader((out / "metastases.csv").open()))
     with gzip.open(next((out / "cells").glob("*.csv.gz")), "rt") as f:

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import pytest
 
+from ihc_score.outputs import read_cell_results
 from ihc_score.synthetic import make_slide, preset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -88,7 +89,9 @@ def small_baseline(small_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
 
 
 def _command(slides: Path, out: Path, *extra: str) -> list[str]:
-    return [sys.executable, str(CLI), "score", str(slides), "--out", str(out), "--workers", "2", "-q", *extra]
+    # with the QuPath detections too: the largest files, the likeliest to be cut by a kill or a full disk
+    return [sys.executable, str(CLI), "score", str(slides), "--out", str(out), "--workers", "2", "-q",
+            "--detections", "geojson", *extra]
 
 
 def _run(
@@ -174,6 +177,12 @@ def _check_complete(path: Path, headers: dict[str, list[str]]) -> None:
         assert isinstance(json.loads(data), dict), f"{path}: not a JSON object"
     elif name.endswith(".png"):
         assert data.startswith(PNG_SIGNATURE) and data.endswith(PNG_IEND), f"{path}: truncated PNG"
+    elif name.endswith(".webp"):
+        riff = data[:4] == b"RIFF" and data[8:12] == b"WEBP"
+        assert riff and int.from_bytes(data[4:8], "little") + 8 == len(data), f"{path}: truncated WebP"
+    elif name.endswith(".parquet"):
+        assert data[:4] == data[-4:] == b"PAR1", f"{path}: truncated Parquet"
+        assert len(read_cell_results(path).l0_x) > 0, f"{path}: no cells"
     elif name.endswith(".html"):
         assert data.rstrip().endswith(b"</html>"), f"{path}: truncated HTML"
     elif name.startswith("."):

@@ -126,7 +126,8 @@ def test_detections_match_the_metastasis_table(multi, tmp_path):
     shutil.copy(path, d / "m.svs")
     shutil.copy(path.with_suffix(".geojson"), d / "m.geojson")
     out = tmp_path / "out"
-    res = CliRunner().invoke(main, ["score", str(d), "--out", str(out), "--workers", "1", "--cells"])
+    res = CliRunner().invoke(main, ["score", str(d), "--out", str(out), "--workers", "1", "--cells",
+                                    "--detections", "geojson"])
     assert res.exit_code == 0, res.output
     collection = json.loads((out / "detections" / "m.geojson").read_text())
     assert collection["type"] == "FeatureCollection"

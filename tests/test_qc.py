@@ -217,9 +217,9 @@ def test_odd_names_give_safe_unique_files(scored, tmp_path):
     assert len(set(n.lower() for n in names)) == len(odd)
     assert all(p.parent == out and p.is_file() for p in written)
     assert all("/" not in n and "\\" not in n and not n.startswith(".") for n in names)
-    assert sorted(p.name for p in tmp_path.rglob("*.png")) == sorted(names)  # nothing written elsewhere
+    assert sorted(p.name for p in tmp_path.rglob("*.webp")) == sorted(names)  # nothing written elsewhere
     assert "Métastase ü 1" in names[4]
-    assert outputs.zoom_file_names("s.svs", ["r"], stem="../a/b") == ["_a_b-r-zoom.png"]
+    assert outputs.zoom_file_names("s.svs", ["r"], stem="../a/b") == ["_a_b-r-zoom.webp"]
 
 
 def test_without_detail(scored, tmp_path):

@@ -441,7 +441,8 @@ def test_real_run_report_in_a_browser(real_run, browser, tmp_path):
     sizes = browser.evaluate(
         "Promise.all(Array.from(document.images).map(i => (i.loading = 'eager', i.decode().then(() => i.naturalWidth))))"
     )
-    assert len(sizes) == len(list((real_run / "qc").glob("*.png"))) >= 2 and min(sizes) > 0  # overview and zoom
+    pictures = [*(real_run / "qc").glob("*.png"), *(real_run / "qc").glob("*.webp")]
+    assert len(sizes) == len(pictures) >= 2 and min(sizes) > 0  # overview (PNG) and zoom (WebP), both decoded
     assert browser.errors() == []
     png = tmp_path / "report.png"
     browser.screenshot(png)

@@ -96,7 +96,7 @@ def test_earlier_output_folder_inside_the_input_is_skipped(slides):
     assert code == 0, out
     assert [r["slide"] for r in rows(slides / "results-2" / "slides.csv")] == ["neg.svs", "nomet.svs"]
     skips = [ln for ln in out.splitlines() if ln.startswith("skipping")]
-    want = f"skipping detections/, qc/, store/ in {slides / 'results'}: output of an earlier ihc-score run, not slides"
+    want = f"skipping cells/, qc/, store/ in {slides / 'results'}: output of an earlier ihc-score run, not slides"
     assert skips == [want]
 
 

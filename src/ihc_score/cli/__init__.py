@@ -5,7 +5,18 @@ the group :func:`main` when imported.
 """
 
 # each import registers its commands on main
-from ihc_score.cli import agree, calibrate, calibration, cell_types, monitor, reanalysis, scoring, selftest, tools  # noqa: F401, E501
+from ihc_score.cli import (  # noqa: F401, E501
+    agree,
+    calibrate,
+    calibration,
+    cell_types,
+    detections,
+    monitor,
+    reanalysis,
+    scoring,
+    selftest,
+    tools,
+)
 from ihc_score.cli._group import main
 from ihc_score.cli.tools import SYNTH_PRESETS, SYNTH_SCANNERS
 

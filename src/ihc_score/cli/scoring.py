@@ -33,8 +33,9 @@ __all__ = ["score"]
 @click.option("--roi-margin", "roi_margin_um", type=click.FloatRange(0.0, 1000.0), default=0.0, metavar="UM", help="Also detect (and keep unscored) the cells in a band this wide around annotated regions, so ihc-score roi-stability can move the outlines outwards; 100 covers its default moves. Use with --cells.")
 @click.option("--manifest", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="CSV with columns slide, case and optional metastasis: which case each slide belongs to.")
 @click.option("--case-pattern", help="Regular expression with a group (?P<case>...) matched on file names to find each slide's case.")
-@click.option("--detections", type=click.Choice(["geojson", "geojson.gz", "none"]), default="geojson", show_default=True, help="Cells and regions for QuPath (File > Import objects) in detections/.")
+@click.option("--detections", type=click.Choice(["geojson", "geojson.gz", "none"]), default="none", show_default=True, help="Also write cells and regions for QuPath (File > Import objects) in detections/ while scoring, with the traced outlines; ihc-score detections writes them later from cells/.")
 @click.option("--cells", "cells_csv", is_flag=True, help="Also write every cell's measurements to cells/<slide>.csv.gz.")
+@click.option("--no-cell-results", "no_cell_results", is_flag=True, help="Do not keep every cell's results in cells/<slide>.parquet (then ihc-score detections, roi-stability and compare-models have nothing to work from).")
 @click.option("--no-qc", is_flag=True, help="Skip the QC pictures in qc/ (faster).")
 @click.option("--pseudonymize", "key_file", type=click.Path(dir_okay=False, path_type=Path), help="Name slides and cases in every output by keyed hashes; the key and the mapping back are kept only in this file (created if absent; keep it outside --out).")
 @click.option("--workers", type=click.IntRange(1, 512), help="Worker processes [default: all cores].")
@@ -125,6 +126,7 @@ def _batch_options(
     case_pattern: str | None,
     detections: str,
     cells_csv: bool,
+    no_cell_results: bool = False,
     qc: bool,
 ) -> BatchOptions:
     """The batch options of ``score``, with the manifest, case pattern and key file read; bad ones are usage errors."""
@@ -143,6 +145,7 @@ def _batch_options(
             manifest=read_manifest(manifest) if manifest else None,
             case_pattern=compile_case_pattern(case_pattern) if case_pattern else None,
             detections=detections,
+            cell_results=not no_cell_results,
             cells_csv=cells_csv,
             qc=qc,
             pseudonymizer=load_key_file(key_file) if key_file else None,

@@ -4,6 +4,13 @@ Every writer reads result types (:mod:`ihc_score.results`), never the
 runner, and writes atomically.
 """
 
+from ihc_score.outputs.cell_results import (
+    CELL_RESULTS_FORMAT,
+    PIGMENT_CODE,
+    CellResults,
+    read_cell_results,
+    write_cell_results,
+)
 from ihc_score.outputs.cells_csv import CELL_COLUMNS, write_cells_csv
 from ihc_score.outputs.detections import CELL_MEASUREMENTS, write_detections_geojson
 from ihc_score.outputs.palette import (
@@ -45,4 +52,5 @@ __all__ = [
     "CELL_MEASUREMENTS", "write_detections_geojson", "CELL_COLUMNS", "write_cells_csv", "ZoomWindow",
     "zoom_windows", "ZoomCrop", "write_zooms", "render_zoom", "zoom_file_names", "QcLayout", "write_slide_qc",
     "slide_qc_image", "legend_counts", "REPORT_NAME", "build_report", "report_text", "RESEARCH_USE",
+    "CELL_RESULTS_FORMAT", "PIGMENT_CODE", "CellResults", "read_cell_results", "write_cell_results",
 ]

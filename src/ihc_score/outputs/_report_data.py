@@ -52,7 +52,7 @@ def _read_results(out_dir: Path) -> _Results:
     if not isinstance(run, dict):
         raise OutputError(f"{out_dir / 'run.json'} is not an ihc-score run record; score the slides again")
     try:
-        qc_files = frozenset(e.name for e in os.scandir(out_dir / "qc") if e.name.lower().endswith(".png"))
+        qc_files = frozenset(e.name for e in os.scandir(out_dir / "qc") if e.name.lower().endswith((".png", ".webp")))
     except OSError:
         qc_files = frozenset()
     return _Results(

@@ -10,6 +10,7 @@ PNGs are written without any time stamp: the same picture gives the same bytes.
 from __future__ import annotations
 
 import functools
+import io
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -158,8 +159,33 @@ def fmt(value: float, decimals: int = 0) -> str:
     return "n/a" if not math.isfinite(value) else f"{value:.{decimals}f}"
 
 
-def write_png(path: Path, rgb: np.ndarray) -> None:
-    ok, data = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 3])
-    if not ok:
-        raise ValueError(f"cannot encode {path.name} as PNG")
-    atomic_write(path, data.tobytes())
+#: Colours of the overview's palette PNG: its diagram needs a dozen, and its
+#: slide thumbnail stays readable with the rest (a third of the bytes of full
+#: colour, and faster to write).
+OVERVIEW_COLOURS = 128
+#: WebP quality of the zoom sheets: cell outlines one pixel wide stay sharp
+#: and in their colour at 75 (about an eighth of the PNG's bytes).
+ZOOM_WEBP_QUALITY = 75
+
+
+def write_png(path: Path, rgb: np.ndarray, *, colours: int | None = None) -> None:
+    """Write an RGB picture as PNG, in full colour or with a palette of ``colours`` (no dithering)."""
+    if colours is None:
+        ok, data = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 3])
+        if not ok:
+            raise ValueError(f"cannot encode {path.name} as PNG")
+        atomic_write(path, data.tobytes())
+        return
+    paletted = Image.fromarray(np.ascontiguousarray(rgb)).quantize(
+        colours, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE
+    )
+    buf = io.BytesIO()
+    paletted.save(buf, "PNG", compress_level=6)
+    atomic_write(path, buf.getvalue())
+
+
+def write_webp(path: Path, rgb: np.ndarray, *, quality: int = ZOOM_WEBP_QUALITY) -> None:
+    """Write an RGB picture as lossy WebP (no metadata: the same picture gives the same bytes)."""
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(rgb)).save(buf, "WEBP", quality=quality, method=2)
+    atomic_write(path, buf.getvalue())

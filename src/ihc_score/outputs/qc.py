@@ -14,8 +14,9 @@ Conventions
   panel drawn at ``s`` level-0 px per pixel has its centre at level-0
   ``(p + 0.5) * s - 0.5``.
 * Colours come from :mod:`ihc_score.outputs.palette`. Pictures are RGB drawn with
-  OpenCV and Pillow (Pillow's built-in font) and written as PNG without any
-  time stamp: the same result and slide give the same bytes.
+  OpenCV and Pillow (Pillow's built-in font) and written without any time
+  stamp (the overview as a palette PNG, the zoom sheets as WebP, sized for
+  keeping): the same result and slide give the same bytes.
 
 The zoom crops live in :mod:`ihc_score.outputs.qc_zooms`, and the drawing
 helpers both use in :mod:`ihc_score.outputs.drawing`.
@@ -386,4 +387,4 @@ def write_slide_qc(out_png: Path, result: SlideResult, slide: Slide, *, model_id
         The slide's pixels cannot be read.
     """
     image, _ = slide_qc_image(result, slide, model_id=model_id)
-    draw.write_png(Path(out_png), image)
+    draw.write_png(Path(out_png), image, colours=draw.OVERVIEW_COLOURS)

@@ -148,7 +148,7 @@ def _cell_rings(d: SlideDetail, idx: np.ndarray, a_mpp: float, ads: float) -> li
 
 
 def zoom_file_names(slide_name: str, region_names: Sequence[str], *, stem: str | None = None) -> list[str]:
-    """Safe, unique file names ``<stem>-<region>-zoom.png``, one per region, in order.
+    """Safe, unique file names ``<stem>-<region>-zoom.webp``, one per region, in order.
 
     ``stem`` defaults to the slide's file name without its last ending.
     Names are made safe with :func:`ihc_score.fileio.safe_name` (no path
@@ -163,10 +163,10 @@ def zoom_file_names(slide_name: str, region_names: Sequence[str], *, stem: str |
     for name in region_names:
         base = safe_name(name, max_len=80)
         candidate, k = base, 1
-        while f"{stem}-{candidate}-zoom.png".lower() in seen:
+        while f"{stem}-{candidate}-zoom.webp".lower() in seen:
             k += 1
             candidate = f"{base}-{k}"
-        file_name = f"{stem}-{candidate}-zoom.png"
+        file_name = f"{stem}-{candidate}-zoom.webp"
         seen.add(file_name.lower())
         out.append(file_name)
     return out
@@ -184,7 +184,7 @@ def write_zooms(
 ) -> list[Path]:
     """Write one zoom picture per scored region: its highest, typical and lowest DAB windows.
 
-    Each file ``<stem>-<region>-zoom.png`` (see :func:`zoom_file_names`)
+    Each file ``<stem>-<region>-zoom.webp`` (see :func:`zoom_file_names`)
     holds a header (slide, region, H-score, call, cell count), the class
     colour key and the crops of :func:`zoom_windows` side by side, each
     drawn by :func:`render_zoom` and captioned with its label, mean
@@ -228,7 +228,7 @@ def write_zooms(
         windows = zoom_windows(result, i, n=n_per_region, size_um=size_um, measurement=measurement)
         crops = [render_zoom(result, slide, w) for w in windows]
         path = out_dir / file_name
-        draw.write_png(path, _zoom_sheet(result, region, windows, crops, size_um, measurement))
+        draw.write_webp(path, _zoom_sheet(result, region, windows, crops, size_um, measurement))
         written.append(path)
     return written
 

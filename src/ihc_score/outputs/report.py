@@ -6,7 +6,7 @@ pictures under ``qc/``) and writes ``report.html`` beside them, so the report
 can be rebuilt at any time without scoring again. The page needs no network
 and no server: CSS and a small script are inline (allowed by hash in the
 page's Content-Security-Policy), distributions are inline SVG, and QC pictures
-are linked as relative ``qc/...png`` files loaded lazily, so a batch of
+are linked as relative ``qc/`` files (PNG, WebP) loaded lazily, so a batch of
 hundreds of slides opens quickly. Every text from the results is escaped.
 The same folder gives the same bytes.
 """
@@ -52,7 +52,7 @@ def build_report(out_dir: Path) -> Path:
     out_dir : Path
         The ``--out`` folder of ``ihc-score score``: ``slides.csv``,
         ``metastases.csv``, ``cases.csv`` and ``run.json`` must be there;
-        ``store/*.json`` (per-region histograms) and ``qc/*.png`` are used
+        ``store/*.json`` (per-region histograms) and ``qc/`` pictures are used
         when present.
 
     Returns
@@ -79,16 +79,15 @@ def build_report(out_dir: Path) -> Path:
 # --------------------------------------------------------------------------- pieces
 
 
-def _png_size(path: Path) -> tuple[int, int] | None:
-    """Width and height from a PNG header, or None when the file is absent or not a PNG."""
+def _picture_size(path: Path) -> tuple[int, int] | None:
+    """Width and height from a PNG or WebP header (Pillow reads no pixels), or None when absent or neither."""
+    from PIL import Image, UnidentifiedImageError
+
     try:
-        with open(path, "rb") as fh:
-            head = fh.read(24)
-    except OSError:
+        with Image.open(path, formats=("PNG", "WEBP")) as im:
+            return im.size
+    except (OSError, UnidentifiedImageError):
         return None
-    if len(head) < 24 or head[:8] != b"\x89PNG\r\n\x1a\n":
-        return None
-    return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
 
 
 def _qc_names(row: dict[str, str], column: str) -> list[str]:
@@ -102,7 +101,7 @@ def _qc_image(res: _Results, names: Sequence[str], alt: str, caption: str = "") 
     for name in names:
         if name not in res.qc_files:
             continue
-        size = _png_size(res.out_dir / "qc" / name)
+        size = _picture_size(res.out_dir / "qc" / name)
         if size is None:
             continue
         url = _e("qc/" + quote(name))

@@ -19,6 +19,7 @@ from ihc_score.run.cell_training import (
     train_cell_types,
     type_mapping,
 )
+from ihc_score.run.detections_export import export_detections
 from ihc_score.run.executors import InlineExecutor, make_executor
 from ihc_score.run.lane_pool import LanePool, next_call
 from ihc_score.run.options import BatchOptions
@@ -37,8 +38,9 @@ __all__ = [
     "TileTask", "TileResult", "tile_tasks", "score_tiles", "concat_outlines", "checks_pigment",
     "finish_slide", "score_slide", "failed_result", "read_manifest", "compile_case_pattern", "assign_case",
     "aggregate_cases", "STORE_FORMAT", "file_fingerprint", "store_path", "save_result", "load_result", "stored_results",
-    "Pseudonymizer", "load_key_file", "save_key_file", "BatchOptions", "run_record", "environment", "LanePool", "next_call",
+    "Pseudonymizer", "load_key_file", "save_key_file", "BatchOptions", "run_record", "environment", "LanePool",
+    "next_call",
     "InlineExecutor", "make_executor", "write_slide_outputs", "BatchSummary", "Progress", "run_batch",
     "ScannerCalibration", "calibrate_scanner", "tissue_concentrations", "DEFAULT_TYPE_NAMES", "LabelledSlide",
-    "labelled_cells", "train_cell_types", "type_mapping",
+    "labelled_cells", "train_cell_types", "type_mapping", "export_detections",
 ]

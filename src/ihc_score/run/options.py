@@ -33,7 +33,10 @@ class BatchOptions:
     case_pattern : re.Pattern, optional
         Regular expression with a group ``case``, from ``--case-pattern``.
     detections : {"geojson", "geojson.gz", "none"}
-        Whether and how to write ``detections/<slide>.geojson``.
+        Whether and how to write ``detections/<slide>.geojson`` while scoring
+        (``ihc-score detections`` writes it later from the per-cell results).
+    cell_results : bool
+        Write every cell's results to ``cells/<slide>.parquet`` (default).
     cells_csv : bool
         Also write ``cells/<slide>.csv.gz``.
     qc : bool
@@ -53,7 +56,8 @@ class BatchOptions:
     region_mode: str = "auto"
     manifest: dict[str, tuple[str, str]] | None = None
     case_pattern: re.Pattern[str] | None = None
-    detections: str = "geojson"
+    detections: str = "none"
+    cell_results: bool = True
     cells_csv: bool = False
     qc: bool = True
     pseudonymizer: Pseudonymizer | None = None
@@ -67,5 +71,5 @@ class BatchOptions:
 
     @property
     def outlines(self) -> bool:
-        """Whether workers trace cell outlines (for detections and QC zooms)."""
-        return self.detections != "none" or self.qc
+        """Whether workers trace cell outlines (for detections, QC zooms and the per-cell results' outlines)."""
+        return self.detections != "none" or self.qc or self.cell_results

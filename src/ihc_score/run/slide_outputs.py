@@ -1,4 +1,4 @@
-"""Per-slide evidence written as each slide finishes: detections, cell table, QC pictures.
+"""Per-slide evidence written as each slide finishes: per-cell results, detections, cell table, QC pictures.
 
 Written from the slide's per-cell detail (:class:`~ihc_score.results.SlideDetail`)
 while it is in memory; the stored result that a rerun reuses does not keep
@@ -51,7 +51,7 @@ def write_slide_outputs(
     OutputError
         A file cannot be written (permissions, full disk): the batch stops.
     """
-    from ihc_score.outputs import write_cells_csv, write_detections_geojson
+    from ihc_score.outputs import write_cell_results, write_cells_csv, write_detections_geojson
 
     if result.detail is None:
         return result
@@ -63,6 +63,9 @@ def write_slide_outputs(
         if options.detections != "none":
             gz = options.detections == "geojson.gz"
             write_detections_geojson(out_dir / "detections" / f"{stem}.{options.detections}", result, gzip=gz)
+        if options.cell_results:
+            scored = model.cell_types.scored if model.cell_type_model is not None else None
+            write_cell_results(out_dir / "cells" / f"{stem}.parquet", result, scored_types=scored)
         if options.cells_csv:
             write_cells_csv(out_dir / "cells" / f"{stem}.csv.gz", result, gzip=True)
     return result if qc is None else qc.result()

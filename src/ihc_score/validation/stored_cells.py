@@ -20,6 +20,7 @@ import numpy as np
 from ihc_score.errors import ValidationInputError
 from ihc_score.fileio import safe_name
 from ihc_score.model import Model
+from ihc_score.outputs import PIGMENT_CODE, read_cell_results
 from ihc_score.regions import Region, region_membership
 from ihc_score.results import SlideResult
 from ihc_score.run import stored_results
@@ -132,20 +133,23 @@ def stored_slides(results_dir: str | Path) -> dict[str, SlideResult]:
 
 
 def read_stored_cells(results_dir: str | Path, slide: str) -> StoredCells:
-    """The cells kept for ``slide`` (its name in the tables) in ``cells/<stem>.csv.gz``.
+    """The cells kept for ``slide`` (its name in the tables): ``cells/<stem>.parquet``, else ``cells/<stem>.csv.gz``.
 
     Raises
     ------
     ValidationInputError
-        The folder kept no cells for the slide (scored without ``--cells``).
+        The folder kept no cells for the slide (scored with ``--no-cell-results``).
     """
     import pandas as pd
 
-    path = Path(results_dir) / "cells" / f"{safe_name(case_of(Path(slide)))}.csv.gz"
+    stem = Path(results_dir) / "cells" / safe_name(case_of(Path(slide)))
+    if stem.with_suffix(".parquet").is_file():
+        return _from_cell_results(stem.with_suffix(".parquet"), slide)
+    path = stem.with_name(stem.name + ".csv.gz")
     if not path.is_file():
         raise ValidationInputError(
-            f"{path}: no cells kept for slide {slide}; score it with --cells (and --roi-margin 100 for "
-            "roi-stability) into a new folder"
+            f"{stem.with_suffix('.parquet')}: no cells kept for slide {slide}; score it without --no-cell-results "
+            "(and with --roi-margin 100 for roi-stability) into a new folder"
         )
     try:
         table = pd.read_csv(path, dtype={"class": str, "type": str, "regions": str}, keep_default_na=False,
@@ -163,6 +167,23 @@ def read_stored_cells(results_dir: str | Path, slide: str) -> StoredCells:
         l0_x=table["l0_x"].to_numpy(np.float64), l0_y=table["l0_y"].to_numpy(np.float64),
         measurements=measurements, pigmented=(table["class"] == "pigment").to_numpy(bool), cell_type=types,
     )
+
+
+def _from_cell_results(path: Path, slide: str) -> StoredCells:
+    """The kept cells of a per-cell results file."""
+    try:
+        cells = read_cell_results(path)
+    except (OSError, ValueError) as err:
+        raise ValidationInputError(f"{err}; score slide {slide} again into a new folder") from None
+    types = np.full(len(cells.l0_x), "", object)
+    if cells.cell_type is not None:
+        types = np.asarray(CELL_TYPES, object)[cells.cell_type]
+    measurements = {
+        name: np.asarray(getattr(cells.table, name), np.float64)
+        for name in ("dab_nucleus_mean", "dab_nucleus_max", "dab_cytoplasm_mean", "dab_cytoplasm_max",
+                     "dab_cell_mean", "dab_cell_max")
+    }
+    return StoredCells(cells.l0_x, cells.l0_y, measurements, cells.classes == PIGMENT_CODE, types)
 
 
 def stored_region(result: RegionResult) -> Region | None:
