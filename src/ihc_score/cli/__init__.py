@@ -16,6 +16,7 @@ from ihc_score.cli import (  # noqa: F401, E501
     scoring,
     selftest,
     tools,
+    watch,
 )
 from ihc_score.cli._group import main
 from ihc_score.cli.tools import SYNTH_PRESETS, SYNTH_SCANNERS
