@@ -160,12 +160,12 @@ def fmt(value: float, decimals: int = 0) -> str:
 
 
 #: Colours of the overview's palette PNG: its diagram needs a dozen, and its
-#: slide thumbnail stays readable with the rest (a third of the bytes of full
+#: slide thumbnail stays readable with the rest (a fifth of the bytes of full
 #: colour, and faster to write).
-OVERVIEW_COLOURS = 128
+OVERVIEW_COLOURS = 48
 #: WebP quality of the zoom sheets: cell outlines one pixel wide stay sharp
-#: and in their colour at 75 (about an eighth of the PNG's bytes).
-ZOOM_WEBP_QUALITY = 75
+#: and in their colour at 65 (about a tenth of the PNG's bytes).
+ZOOM_WEBP_QUALITY = 65
 
 
 def write_png(path: Path, rgb: np.ndarray, *, colours: int | None = None) -> None:
@@ -187,5 +187,5 @@ def write_png(path: Path, rgb: np.ndarray, *, colours: int | None = None) -> Non
 def write_webp(path: Path, rgb: np.ndarray, *, quality: int = ZOOM_WEBP_QUALITY) -> None:
     """Write an RGB picture as lossy WebP (no metadata: the same picture gives the same bytes)."""
     buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(rgb)).save(buf, "WEBP", quality=quality, method=2)
+    Image.fromarray(np.ascontiguousarray(rgb)).save(buf, "WEBP", quality=quality, method=4)
     atomic_write(path, buf.getvalue())
