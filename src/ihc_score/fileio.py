@@ -117,30 +117,34 @@ def check_writable(folder: Path) -> None:
 
 
 @contextlib.contextmanager
-def output_lock(folder: Path) -> Iterator[None]:
+def output_lock(
+    folder: Path,
+    *,
+    lock_name: str = ".ihc-score.lock",
+    busy: str = "another ihc-score batch is writing into {folder}; wait for it to end or choose another --out folder",
+) -> Iterator[None]:
     """Hold ``folder`` for one batch, so that a second batch writing into it stops at once.
 
-    The lock is an ``flock`` on ``<folder>/.ihc-score.lock``, held by the
-    kernel for this process: a batch killed at any moment releases it.
+    The lock is an ``flock`` on ``<folder>/<lock_name>``, held by the kernel
+    for this process: a batch killed at any moment releases it. ``busy`` is
+    the message when another process holds it (``{folder}`` is filled in).
 
     Raises
     ------
     OutputError
-        Another batch is writing into ``folder``, or the folder cannot be written.
+        Another process holds the lock, or the folder cannot be written.
     """
     folder = Path(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(folder / ".ihc-score.lock", os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
+        fd = os.open(folder / lock_name, os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
     except OSError as err:
         raise OutputError(f"cannot write in {folder}: {_os_reason(err)}") from err
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise OutputError(
-                f"another ihc-score batch is writing into {folder}; wait for it to end or choose another --out folder"
-            ) from None
+            raise OutputError(busy.format(folder=folder)) from None
         yield
     finally:
         os.close(fd)

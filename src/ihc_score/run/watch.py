@@ -14,8 +14,6 @@ results of every slide finished so far.
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import os
 import signal
 import threading
 import time
@@ -26,8 +24,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from ihc_score.errors import IhcScoreError, OutputError
-from ihc_score.fileio import check_writable
+from ihc_score.errors import IhcScoreError
+from ihc_score.fileio import check_writable, output_lock
 from ihc_score.model import Model
 from ihc_score.results import SlideResult
 from ihc_score.run.batch import BatchSummary, run_batch
@@ -154,8 +152,7 @@ def stop_on_signals(stop: StopRequest, signums: Sequence[int] = (signal.SIGTERM,
             signal.signal(s, handler)
 
 
-@contextlib.contextmanager
-def watch_lock(out_dir: Path) -> Iterator[None]:
+def watch_lock(out_dir: Path) -> contextlib.AbstractContextManager[None]:
     """Hold ``<out>/.ihc-score-watch.lock`` (``flock``, released by the kernel if the process dies).
 
     Raises
@@ -163,22 +160,8 @@ def watch_lock(out_dir: Path) -> Iterator[None]:
     OutputError
         Another watcher writes into ``out_dir``, or the folder cannot be written.
     """
-    out_dir = Path(out_dir)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(out_dir / WATCH_LOCK, os.O_RDWR | os.O_CREAT, 0o666)
-    except OSError as err:
-        raise OutputError(f"cannot write in {out_dir}: {err.strerror or err}") from err
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise OutputError(
-                f"another ihc-score watch is writing into {out_dir}; stop it first or choose another --out folder"
-            ) from None
-        yield
-    finally:
-        os.close(fd)
+    return output_lock(Path(out_dir), lock_name=WATCH_LOCK, busy="another ihc-score watch is writing into {folder}; "
+                       "stop it first or choose another --out folder")
 
 
 def check_results_folder(out_dir: Path, model: Model) -> None:
