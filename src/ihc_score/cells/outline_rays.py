@@ -62,10 +62,9 @@ def radial_radii(outlines: Outlines, l0_x: np.ndarray, l0_y: np.ndarray, *, chun
 def _ray_hits(xy: np.ndarray, offsets: np.ndarray, centre: np.ndarray) -> np.ndarray:
     """Per ring, the farthest distance along each ray from its centre to one of its edges.
 
-    An edge is met by the rays whose angle lies between its ends' angles
-    (seen from the centre), at most one for almost every edge of a traced
-    outline; the few edges that span more (near the centre, long straight
-    runs) are met against every ray.
+    An edge is met only by the rays whose angle lies between its ends'
+    angles (seen from the centre): at most one for almost every edge of a
+    traced outline.
     """
     n = len(offsets) - 1
     r = np.zeros(n * RAYS)
@@ -83,12 +82,11 @@ def _ray_hits(xy: np.ndarray, offsets: np.ndarray, centre: np.ndarray) -> np.nda
     # the next vertex's own angle (plus whole turns), so a vertex on a ray is the same number for both its edges
     b = a[nxt] + RAYS * np.rint((a + span - a[nxt]) / RAYS)
     lo, hi = np.minimum(a, b), np.maximum(a, b)
-    short = hi - lo < 1
-    edge = np.flatnonzero(short & (np.floor(hi) > lo))  # crosses exactly one ray: k with lo < k <= hi
-    ray = np.mod(np.floor(hi[edge]).astype(np.int64), RAYS)
-    wide = np.flatnonzero(~short)
-    edge = np.concatenate([edge, np.repeat(wide, RAYS)])
-    ray = np.concatenate([ray, np.tile(np.arange(RAYS), len(wide))])
+    first = np.floor(lo).astype(np.int64) + 1
+    crossed = np.floor(hi).astype(np.int64) - first + 1  # the rays k with lo < k <= hi
+    edge = np.repeat(np.arange(len(xy)), crossed)
+    starts = np.cumsum(crossed) - crossed
+    ray = np.mod(first[edge] + np.arange(len(edge)) - np.repeat(starts, crossed), RAYS)
     d, pe, ee = _DIRS[ray], p[edge], e[edge]
     denom = d[:, 0] * ee[:, 1] - d[:, 1] * ee[:, 0]
     with np.errstate(divide="ignore", invalid="ignore"):  # c + t d = p + u e, relative to the centre c
