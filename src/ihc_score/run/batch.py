@@ -159,12 +159,7 @@ def run_batch(
 
 
 def _run_batch_locked(
-    slides: Sequence[Path],
-    out_dir: Path,
-    model: Model,
-    *,
-    executor: Executor,
-    options: BatchOptions,
+    slides: Sequence[Path], out_dir: Path, model: Model, *, executor: Executor, options: BatchOptions,
     progress: Progress | None,
     argv: Sequence[str],
     executor_name: str,
@@ -179,6 +174,9 @@ def _run_batch_locked(
     reused: list[str] = []
     todo: list[Path] = []
     for path in slides:
+        if options.refused and path in options.refused:  # failed before, file unchanged (ihc-score watch)
+            results[path] = public_result(failed_result(path, options.refused[path]), path, names[path], pz)
+            continue
         try:
             keys[path] = _result_key(path, model, options)
         except OSError as err:

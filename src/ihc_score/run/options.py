@@ -47,6 +47,9 @@ class BatchOptions:
     roi_margin_um : float
         Band (um) around annotated regions whose cells are detected and kept
         unscored (``--roi-margin``), for ``ihc-score roi-stability``.
+    refused : dict of Path to str, optional
+        Slides failed again at once with the reason they failed with before,
+        without being read (``ihc-score watch``: until their files change).
     """
 
     mpp_option_um: float | None = None
@@ -62,6 +65,7 @@ class BatchOptions:
     qc: bool = True
     pseudonymizer: Pseudonymizer | None = None
     roi_margin_um: float = 0.0
+    refused: dict[Path, str] | None = None
 
     def __post_init__(self) -> None:
         if self.detections not in ("geojson", "geojson.gz", "none"):

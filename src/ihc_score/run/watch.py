@@ -18,20 +18,17 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Executor, Future
-from dataclasses import dataclass, field
+from concurrent.futures import Executor
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import FrameType
-from typing import Any
 
-from ihc_score.errors import IhcScoreError
 from ihc_score.fileio import check_writable, output_lock
 from ihc_score.model import Model
 from ihc_score.results import SlideResult
 from ihc_score.run.batch import BatchSummary, run_batch
 from ihc_score.run.change_control import require_same_model
 from ihc_score.run.options import BatchOptions
-from ihc_score.run.plan import plan_slide
 from ihc_score.run.settle import Sighting, Signature, changed_slides, observe, settled, signature, update_sightings
 
 __all__ = [
@@ -176,29 +173,6 @@ def check_results_folder(out_dir: Path, model: Model) -> None:
     require_same_model(Path(out_dir), model)
 
 
-class _ReplayFailures(Executor):
-    """An executor that fails the planning of slides that failed before, with their earlier reason, at once.
-
-    A failed slide has no stored result, so every later round would score it
-    again; replayed, its row stays in the tables (same reason) and costs
-    nothing until its files change. Everything else goes to ``inner``.
-    """
-
-    def __init__(self, inner: Executor, refused: dict[Path, str]) -> None:
-        self._inner = inner
-        self._refused = refused
-
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
-        if fn is plan_slide and args and Path(args[0]) in self._refused:
-            fut: Future = Future()
-            fut.set_exception(IhcScoreError(self._refused[Path(args[0])]))
-            return fut
-        return self._inner.submit(fn, *args, **kwargs)
-
-    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        """Nothing: the inner executor lives as long as the watcher and is closed by its owner."""
-
-
 @dataclass
 class _State:
     """What the watcher knows between polls."""
@@ -248,8 +222,8 @@ class _Watcher:
             slides,
             self.out_dir,
             self.model,
-            executor=_ReplayFailures(self.executor, refused) if refused else self.executor,
-            options=self.options,
+            executor=self.executor,
+            options=replace(self.options, refused=refused or None),
             argv=self.argv,
             executor_name=self.executor_name,
         )
