@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import hashlib
 import os
 import re
 import tempfile
@@ -18,7 +19,9 @@ from typing import BinaryIO
 
 from ihc_score.errors import OutputError
 
-__all__ = ["atomic_open", "atomic_write", "check_writable", "output_lock", "remove_stale_temporaries", "safe_name"]
+__all__ = [
+    "atomic_open", "atomic_write", "check_writable", "output_lock", "remove_stale_temporaries", "safe_name", "file_sha256",
+]
 
 #: Name of a temporary file of :func:`atomic_open`: ``.<name>.<8 random characters>.tmp`` (``tempfile.mkstemp``).
 _TEMPORARY = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
@@ -177,3 +180,18 @@ def remove_stale_temporaries(folder: Path, subfolders: tuple[str, ...] = ()) -> 
                 except OSError as err:
                     raise OutputError(f"cannot remove {e.path}: {_os_reason(err)}") from err
     return removed
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 (hex) of a file's bytes, read in 1 MiB blocks (a slide of gigabytes is never held in memory).
+
+    Raises
+    ------
+    OSError
+        The file cannot be read.
+    """
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -148,12 +148,6 @@ def _calibrate(
     return calibrate_binary(marker, np.asarray(data.outcome), criterion, boot)
 
 
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _write(
     result: Any, data: OutcomeData, unscored: tuple[str, ...], results_dir: Path, outcomes: Path, out_path: Path,
     model: Model, model_path: Path | None, new_id: str | None, new_version: str | None,
@@ -161,6 +155,7 @@ def _write(
     """Write the new model, then its ``.calibration.json`` and ``.html`` beside it; the document written."""
     from datetime import datetime, timezone
 
+    from ihc_score.fileio import file_sha256
     from ihc_score.model import DEFAULT_MODEL_PATH, derive_model
     from ihc_score.outputs import write_json
     from ihc_score.validation import calibration_document, model_of_results, outcome_record, write_calibration_page
@@ -173,7 +168,7 @@ def _write(
         "results_dir": str(results_dir),
         "results_model": model_of_results(results_dir),
         "outcomes": str(outcomes),
-        "outcomes_sha256": _sha256(outcomes),
+        "outcomes_sha256": file_sha256(outcomes),
         "model_in": {"path": str(model_path or DEFAULT_MODEL_PATH), "id": model.id, "version": model.version,
                      "sha256": model.sha256},
         "report": json_path.name,

@@ -41,10 +41,10 @@ def train_cells_command(
 
     Exit status: 0 written, 1 a slide or its labels are unusable or the file exists.
     """
-    import hashlib
     from datetime import datetime, timezone
 
     from ihc_score.errors import IhcScoreError
+    from ihc_score.fileio import file_sha256
     from ihc_score.model import load_model, require_new_model_path
     from ihc_score.regions import find_annotation_file
     from ihc_score.run import labelled_cells, train_cell_types, type_mapping
@@ -72,6 +72,6 @@ def train_cells_command(
         held = typer.info["held_out_by_slide"].get(kind)
         figures = f"; held out by slide: precision {held['precision']:.2f}, recall {held['recall']:.2f}" if held else ""
         click.echo(f"  {kind}: {n} cells{figures}")
-    sha = hashlib.sha256(out_path.read_bytes()).hexdigest()
+    sha = file_sha256(out_path)
     click.echo(f'wrote {out_path}; in the scoring model: "cell_types": {{"model": "{out_path.name}", '
                f'"sha256": "{sha}", "scored": ["tumour"]}}')

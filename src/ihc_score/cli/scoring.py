@@ -87,9 +87,8 @@ def _scoring_model(
     cell_types: str | None = None,
 ) -> Model:
     """The model of ``--model`` (or the packaged one) with the command-line overrides; a bad one is a usage error."""
-    import hashlib
-
     from ihc_score.errors import ModelError
+    from ihc_score.fileio import file_sha256
     from ihc_score.model import load_model
     from ihc_score.score import PACKAGED_CELL_TYPES_PATH
 
@@ -99,7 +98,7 @@ def _scoring_model(
         if not path.is_file():
             raise click.UsageError(f"--cell-types {cell_types}: no such file (a train-cells model, or 'packaged')")
         typer = {"cell_types.model": str(path.resolve()),
-                 "cell_types.sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+                 "cell_types.sha256": file_sha256(path)}
     try:
         return load_model(model_path).with_overrides(
             **{

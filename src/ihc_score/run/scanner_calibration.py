@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ihc_score.fileio import file_sha256
 from ihc_score.model import Model
 from ihc_score.run.plan import _plan_and_sample
 from ihc_score.stain import ScannerScale, deconvolve, scanner_scale
@@ -73,11 +73,6 @@ def _rounded(x: float) -> float | None:
     return None if np.isnan(x) else round(x, 4)
 
 
-def _sha256(path: Path) -> str:
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
-
-
 def tissue_concentrations(
     path: str | Path, model: Model, *, mpp_option_um: float | None = None
 ) -> tuple[np.ndarray, str]:
@@ -137,8 +132,8 @@ def calibrate_scanner(
         od_scale=fit.scale,
         reference=Path(reference).name,
         new=Path(new).name,
-        reference_sha256=_sha256(Path(reference)),
-        new_sha256=_sha256(Path(new)),
+        reference_sha256=file_sha256(Path(reference)),
+        new_sha256=file_sha256(Path(new)),
         reference_scanner=ref_scanner,
         new_scanner=new_scanner,
         warnings=tuple(warnings),

@@ -8,13 +8,13 @@ and with each rater, and the raters with each other
 
 from __future__ import annotations
 
-import hashlib
 import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ihc_score.fileio import file_sha256
 from ihc_score.outputs import write_json
 from ihc_score.validation.agreement import call_agreement, finite, numeric_agreement
 from ihc_score.validation.agreement_pairs import METRICS, NUMERIC_METRICS, Key, Paired, pair, read_reference, read_tool
@@ -35,14 +35,6 @@ _CONVENTIONS = {
     "kappa": "Cohen's unweighted kappa (statsmodels), confusion table rows reference, columns tool",
     "several_raters": "reference = the raters' mean score and majority call (ties left out)",
 }
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _consensus(p: Paired, key: Key, metric: str) -> Any:
@@ -135,7 +127,7 @@ def agreement_report(results_dir: str | Path, reference_path: str | Path) -> dic
     return {
         "level": reference.level,
         "inputs": {
-            "reference": {"file": reference.path.name, "sha256": _sha256(reference.path)},
+            "reference": {"file": reference.path.name, "sha256": file_sha256(reference.path)},
             "results": {"folder": str(results_dir), "table": table.name, "model": model_of_results(results_dir)},
         },
         "raters": [r for r in reference.raters if r],

@@ -7,7 +7,6 @@ control``) are what the batch's report and other programs read.
 
 from __future__ import annotations
 
-import hashlib
 import html
 import math
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ihc_score.fileio import atomic_write
+from ihc_score.fileio import atomic_write, file_sha256
 from ihc_score.outputs import write_json
 from ihc_score.validation.control import ControlStatus, segment_series
 from ihc_score.validation.page import figure_svg, html_table, new_figure, write_page
@@ -212,7 +211,7 @@ def write_control_outputs(
     table = folder / "metastases.csv"
     inputs = {
         "results folder": str(folder.resolve()),
-        "metastases.csv sha256": hashlib.sha256(table.read_bytes()).hexdigest() if table.is_file() else "",
+        "metastases.csv sha256": file_sha256(table) if table.is_file() else "",
         "history": str(Path(history).resolve()),
         "command": command,
     }

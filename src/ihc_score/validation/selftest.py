@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ihc_score.errors import ValidationInputError
+from ihc_score.fileio import file_sha256
 from ihc_score.validation.page import html_table, write_page
 from ihc_score.validation.results_dir import model_of_results
 from ihc_score.validation.selftest_checks import TOLERANCES, Check, check_results, format_value, tolerance_text
@@ -140,7 +141,7 @@ def _prepare_out_dir(out_dir: Path) -> None:
 
 def _file_sha256(path: Path) -> str | None:
     try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
+        return file_sha256(path)
     except OSError:
         return None
 
