@@ -9,6 +9,7 @@ from ihc_score.outputs.cell_results import (
     PIGMENT_CODE,
     CellResults,
     read_cell_results,
+    read_cell_results_meta,
     write_cell_results,
 )
 from ihc_score.outputs.cells_csv import CELL_COLUMNS, write_cells_csv
@@ -52,5 +53,6 @@ __all__ = [
     "CELL_MEASUREMENTS", "write_detections_geojson", "CELL_COLUMNS", "write_cells_csv", "ZoomWindow",
     "zoom_windows", "ZoomCrop", "write_zooms", "render_zoom", "zoom_file_names", "QcLayout", "write_slide_qc",
     "slide_qc_image", "legend_counts", "REPORT_NAME", "build_report", "report_text", "RESEARCH_USE",
-    "CELL_RESULTS_FORMAT", "PIGMENT_CODE", "CellResults", "read_cell_results", "write_cell_results",
+    "CELL_RESULTS_FORMAT", "PIGMENT_CODE", "CellResults", "read_cell_results", "read_cell_results_meta",
+    "write_cell_results",
 ]

@@ -41,7 +41,10 @@ from ihc_score.score import CELL_TYPES
 if TYPE_CHECKING:
     from ihc_score.results import SlideDetail, SlideResult
 
-__all__ = ["CELL_RESULTS_FORMAT", "CELL_RESULT_COLUMNS", "PIGMENT_CODE", "CellResults", "write_cell_results", "read_cell_results"]
+__all__ = [
+    "CELL_RESULTS_FORMAT", "CELL_RESULT_COLUMNS", "PIGMENT_CODE", "CellResults", "write_cell_results",
+    "read_cell_results", "read_cell_results_meta",
+]
 
 CELL_RESULTS_FORMAT = "ihc-score-cells/1"
 #: Columns kept as integers and their step (value = integer * step); centroids in level-0 px.
@@ -199,6 +202,27 @@ def _outline_codes(detail: SlideDetail, mpp_um: float, order: np.ndarray) -> tup
     return nucleus.tobytes(), (cell - nucleus).tobytes()  # uint8 arithmetic wraps modulo 256
 
 
+def read_cell_results_meta(path: str | Path) -> dict[str, Any]:
+    """The metadata of a ``cells/<stem>.parquet`` (slide name, pixel sizes, regions ...), from its footer alone.
+
+    Raises
+    ------
+    ValueError
+        Not such a file, or of another format version.
+    """
+    import pyarrow.parquet as pq
+
+    try:
+        schema = pq.read_schema(path)
+    except Exception as err:  # pyarrow raises its own types for damaged files
+        raise ValueError(f"{path}: not a readable per-cell results file ({err})") from None
+    raw = (schema.metadata or {}).get(_META_KEY)
+    meta = json.loads(raw) if raw else {}
+    if meta.get("format") != CELL_RESULTS_FORMAT:
+        raise ValueError(f"{path}: not an {CELL_RESULTS_FORMAT} file (format {meta.get('format')!r})")
+    return meta
+
+
 def read_cell_results(path: str | Path) -> CellResults:
     """Read a ``cells/<stem>.parquet`` written by :func:`write_cell_results`.
 
@@ -211,14 +235,11 @@ def read_cell_results(path: str | Path) -> CellResults:
     """
     import pyarrow.parquet as pq
 
+    meta = read_cell_results_meta(path)
     try:
         table = pq.read_table(path)
     except Exception as err:  # pyarrow raises its own types for damaged files
         raise ValueError(f"{path}: not a readable per-cell results file ({err})") from None
-    raw = (table.schema.metadata or {}).get(_META_KEY)
-    meta = json.loads(raw) if raw else {}
-    if meta.get("format") != CELL_RESULTS_FORMAT:
-        raise ValueError(f"{path}: not an {CELL_RESULTS_FORMAT} file (format {meta.get('format')!r})")
     values = {}
     for name, step in CELL_RESULT_COLUMNS:
         col = table.column(name)

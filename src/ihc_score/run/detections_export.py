@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ihc_score.errors import OutputError
 from ihc_score.fileio import output_lock
-from ihc_score.outputs import read_cell_results, write_detections_geojson
+from ihc_score.outputs import read_cell_results, read_cell_results_meta, write_detections_geojson
 from ihc_score.run.store import stored_results
 
 __all__ = ["export_detections"]
@@ -58,7 +58,7 @@ def export_detections(
     files = {}
     for path in sorted((out_dir / "cells").glob("*.parquet")):
         try:
-            files[read_cell_results(path).meta["slide"]] = path
+            files[read_cell_results_meta(path)["slide"]] = path  # the footer only: the cells are read once, below
         except (OSError, ValueError, KeyError) as err:
             raise OutputError(f"{path}: {err}; score that slide again into a new folder") from None
     stored = stored_results(out_dir)
