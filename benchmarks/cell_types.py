@@ -25,6 +25,17 @@ of Ki67-positive tumour cells per field (nucleus DAB >= 0.2 OD) with and
 without the cell-type step against the marked tumour cells (target mean
 absolute error 4). ``--write`` fits on all three sets and writes the
 shipped model file, with these figures in its ``info``.
+
+Then the stain check on four Ki67 sets no model here is fitted on
+(deepliif, ki67-breast, ki67-glioma, BCData; every marked cell a tumour
+cell, read through the product's ``score_slide`` as ``ki67_accuracy.py``
+reads them): a model fitted on all three sets types their cells, and for
+the Ki67-positive and the Ki67-negative marked cells apart it prints the
+share typed tumour. A step that keeps fewer positive than negative tumour
+cells chooses the cells a score counts by their stain. Beside it, each
+set's mean absolute error of percent Ki67-positive with the step (cells
+typed tumour only) and without it. ``--features shape`` fits on nucleus
+size and shape alone (``ihc-score train-cells --features shape``).
 """
 
 from __future__ import annotations
@@ -41,6 +52,7 @@ import scipy.io
 
 from ihc_score.cells import CellTable, detect_cells
 from ihc_score.model import default_model
+from ihc_score.score import FEATURE_SETS, stain_independence
 from ihc_score.score.cell_type_fit import fit_cell_types, match_points
 from ihc_score.score.cell_types import CELL_TYPES, cell_type_features, cell_type_model_json, predict_cell_types
 from ihc_score.stain import DEFAULT_STAINS, EOSIN_QUPATH, StainVectors, deconvolve, estimate_stains
@@ -50,6 +62,10 @@ MATCH_UM = 5.0
 NEIGHBOURHOOD_UM = 30.0
 KI67_THRESHOLD_OD = 0.2
 SHIDC_MPP_UM = 0.2
+#: Ki67 sets with every marked cell a tumour cell, none of them used to fit a cell-type model here.
+STAIN_CHECK_SETS = ("deepliif", "ki67-breast", "ki67-glioma", "bcdata-ki67")
+#: The cell's own features the models are fitted on (``--features``).
+OWN = FEATURE_SETS["all"]
 
 
 @dataclass
@@ -83,7 +99,7 @@ def _field(set_name: str, path: Path, group: str, mpp_um: float, he: bool, point
     rgb = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
     cells = _cells(rgb, mpp_um, he)
     a_mpp = default_model().analysis.mpp_um
-    features = cell_type_features(cells, mpp_um=a_mpp, neighbourhood_um=NEIGHBOURHOOD_UM)
+    features = cell_type_features(cells, mpp_um=a_mpp, neighbourhood_um=NEIGHBOURHOOD_UM, own=OWN)
     xy_um = (np.column_stack([cells.a_x, cells.a_y]) + 0.5) * a_mpp
     p, c = match_points((points_px + 0.5) * mpp_um, xy_um, MATCH_UM)
     types = np.full(len(cells), "", dtype=object)
@@ -125,7 +141,7 @@ def load_fields(data: Path = DATA) -> list[Field]:
 
 
 def _stack(fields: list[Field]) -> tuple[np.ndarray, np.ndarray]:
-    x = np.concatenate([f.features[f.types != ""] for f in fields]) if fields else np.zeros((0, 13))
+    x = np.concatenate([f.features[f.types != ""] for f in fields]) if fields else np.zeros((0, 2 * len(OWN) + 1))
     y = np.concatenate([f.types[f.types != ""] for f in fields]) if fields else np.zeros(0, str)
     return x, y
 
@@ -133,7 +149,7 @@ def _stack(fields: list[Field]) -> tuple[np.ndarray, np.ndarray]:
 def held_out_predictions(fields: list[Field], held: list[Field]) -> list[np.ndarray]:
     """Predicted type names of every detected cell of ``held``, by a model fitted on all other fields."""
     x, y = _stack([f for f in fields if not any(f is h for h in held)])
-    model = fit_cell_types(x, y, model_id="held-out", neighbourhood_um=NEIGHBOURHOOD_UM)
+    model = fit_cell_types(x, y, model_id="held-out", neighbourhood_um=NEIGHBOURHOOD_UM, own=OWN)
     return [np.asarray(CELL_TYPES)[predict_cell_types(model, f.features)[0]] for f in held]
 
 
@@ -199,20 +215,65 @@ def evaluate(fields: list[Field]) -> dict:
     return out
 
 
+def stain_check(fields: list[Field], data: Path = DATA) -> dict:
+    """On the Ki67 sets no model here is fitted on: positive and negative tumour cells typed tumour, and the MAE."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import ki67_accuracy as ki67
+
+    x, y = _stack(fields)
+    typer = fit_cell_types(x, y, model_id="all-sets", neighbourhood_um=NEIGHBOURHOOD_UM, own=OWN)
+    every = ki67.benchmark_model()
+    per_set: dict[str, dict] = {}
+    for name, kind, path, mpp in ki67.available(data, STAIN_CHECK_SETS):
+        truth = ki67.load_truth(kind, path)
+        result = ki67._score(truth, every, mpp)
+        ours = ki67.cells_of(result, every, name)
+        feats = cell_type_features(result.cells, mpp_um=result.analysis_mpp_um, neighbourhood_um=NEIGHBOURHOOD_UM,
+                                   own=OWN)
+        typed = np.asarray(CELL_TYPES)[predict_cell_types(typer, feats)[0]] if len(feats) else np.zeros(0, str)
+        in_region, scored, _ = ki67.scope_of(truth, ours.xy)
+        t_idx, o_idx = ki67.match(ours.xy[in_region], truth.xy, MATCH_UM / mpp)
+        s = per_set.setdefault(ki67.set_of(name), {"typed": [], "status": [], "err_all": [], "err_typed": []})
+        s["typed"].append(typed[np.flatnonzero(in_region)[o_idx]])
+        s["status"].append(truth.positive[t_idx].astype(int))
+        counted = scored & ours.graded
+        truth_pct = 100.0 * truth.positive.mean()
+        s["err_all"].append(abs(100.0 * ours.positive[counted].mean() - truth_pct))
+        kept = counted & (typed == "tumour")
+        s["err_typed"].append(abs(100.0 * ours.positive[kept].mean() - truth_pct) if kept.any() else 100.0)
+    out = {}
+    print(f"\nstain check, sets never fitted on (features: {', '.join(OWN)}):")
+    print(f"{'set':12} {'cells':>6} | typed tumour: {'Ki67-':>6} {'Ki67+':>6} | MAE % positive: {'all':>5} "
+          f"{'typed':>6}")
+    for name, s in per_set.items():
+        status = np.concatenate(s["status"])
+        check = stain_independence(np.full(len(status), "tumour"), np.concatenate(s["typed"]), status)
+        shares = check["kept_by_class"]
+        out[name] = {**check, "mae_all_cells": round(float(np.mean(s["err_all"])), 2),
+                     "mae_tumour_cells": round(float(np.mean(s["err_typed"])), 2)}
+        print(f"{name:12} {len(status):6d} | {'':13} {shares.get('0', np.nan):6.2f} {shares.get('1+', np.nan):6.2f} | "
+              f"{'':15} {np.mean(s['err_all']):5.1f} {np.mean(s['err_typed']):6.1f}")
+    return out
+
+
 def main() -> int:
+    global OWN
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--write", type=Path, help="fit on all sets and write the model file here")
+    parser.add_argument("--features", choices=sorted(FEATURE_SETS), default="all", help="the cell's own features")
     args = parser.parse_args()
+    OWN = FEATURE_SETS[args.features]
     fields = load_fields()
     if not fields:
         print(f"no labelled data under {DATA}", file=sys.stderr)
         return 1
     figures = evaluate(fields)
+    checked = stain_check(fields)
     if args.write:
         x, y = _stack(fields)
         info = {"trained_on": sorted({f.set for f in fields}), "match_um": MATCH_UM,
-                "held_out": figures, "script": "benchmarks/cell_types.py"}
-        model = fit_cell_types(x, y, model_id=args.write.stem, neighbourhood_um=NEIGHBOURHOOD_UM, info=info)
+                "held_out": figures, "stain_check": checked, "script": "benchmarks/cell_types.py"}
+        model = fit_cell_types(x, y, model_id=args.write.stem, neighbourhood_um=NEIGHBOURHOOD_UM, info=info, own=OWN)
         args.write.write_text(cell_type_model_json(model))
         print(f"wrote {args.write}")
     return 0

@@ -19,8 +19,8 @@ from ihc_score.errors import ModelError
 from ihc_score.model import DEFAULT_MODEL_PATH, load_model
 from ihc_score.regions import CellLabels, read_cell_labels, write_cell_labels
 from ihc_score.score import CELL_TYPES, CellTypeModel, cell_type_features, load_cell_type_model, predict_cell_types
-from ihc_score.score.cell_type_fit import fit_cell_types, match_points
-from ihc_score.score.cell_types import _feature_names, cell_type_model_json
+from ihc_score.score.cell_type_fit import fit_cell_types, match_points, stain_independence
+from ihc_score.score.cell_types import SHAPE_FEATURES, _feature_names, cell_type_model_json
 
 N_FEATURES = len(_feature_names())
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -88,6 +88,54 @@ def test_model_file_round_trip_and_refusals(tmp_path):
         load_cell_type_model(path)
     with pytest.raises(ValueError, match="types must be"):
         _model(types=("tumour", "plasma cell"))
+
+
+def test_a_model_of_shape_features_alone_reads_only_their_columns(tmp_path):
+    table = _table([(0, 0), (20, 0), (200, 0)], [20.0, 80.0, 50.0], hema=0.3)
+    darker = CellTable(**{**table.__dict__, "hematoxylin_od_mean": table.hematoxylin_od_mean * 3,
+                          "cell_area_um2": table.cell_area_um2 * 2})
+    full = cell_type_features(table, mpp_um=0.5, neighbourhood_um=30.0)
+    shape = cell_type_features(table, mpp_um=0.5, neighbourhood_um=30.0, own=SHAPE_FEATURES)
+    assert shape.shape == (3, 2 * len(SHAPE_FEATURES) + 1)
+    # area, elongation, roughness and their neighbour means are the full set's columns 0, 3, 4, 6, 9, 10; count last
+    np.testing.assert_array_equal(shape, full[:, [0, 3, 4, 6, 9, 10, 12]])
+    # what the stain can change (hematoxylin density, the stained body) leaves them as they were
+    np.testing.assert_array_equal(cell_type_features(darker, mpp_um=0.5, neighbourhood_um=30.0, own=SHAPE_FEATURES),
+                                  shape)
+    rng = np.random.default_rng(1)
+    x = rng.normal(0, 1, (100, shape.shape[1]))
+    x[50:, 0] += 3
+    model = fit_cell_types(x, np.array(["lymphocyte"] * 50 + ["tumour"] * 50), model_id="shape",
+                           neighbourhood_um=30.0, own=SHAPE_FEATURES)
+    path = tmp_path / "shape.json"
+    path.write_text(cell_type_model_json(model))
+    back = load_cell_type_model(path)
+    assert back == model and back.features == SHAPE_FEATURES
+    assert json.loads(path.read_text())["features"][-1] == "log1p_neighbours"
+    data = json.loads(path.read_text())
+    data["features"] = ["nucleus_elongation", "log_nucleus_area_um2", "nucleus_roughness",
+                        "nb_nucleus_elongation", "nb_log_nucleus_area_um2", "nb_nucleus_roughness", "log1p_neighbours"]
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="in that order"):
+        load_cell_type_model(path)
+    with pytest.raises(ValueError, match="features must be"):
+        _model(features=("dab_cell_mean",))
+
+
+def test_the_stain_check_by_hand():
+    # 30 tumour cells of class 0 (27 typed tumour), 30 of class 3+ (15 typed tumour), 5 of 1+ (too few to
+    # compare), and 10 lymphocytes, whose types do not enter
+    truth = np.array(["tumour"] * 65 + ["lymphocyte"] * 10)
+    classes = np.array([0] * 30 + [3] * 30 + [1] * 5 + [3] * 10)
+    typed = np.array(["tumour"] * 27 + ["other"] * 3 + ["tumour"] * 15 + ["lymphocyte"] * 15 + ["tumour"] * 5
+                     + ["lymphocyte"] * 10)
+    check = stain_independence(truth, typed, classes)
+    assert check["kept_by_class"] == {"0": 0.9, "3+": 0.5}
+    assert check["cells_by_class"] == {"0": 30, "1+": 5, "3+": 30}
+    assert check["gap"] == pytest.approx(0.4) and check["stain_dependent"]
+    even = stain_independence(truth, np.where(truth == "tumour", "tumour", "lymphocyte"), classes)
+    assert even["gap"] == 0.0 and not even["stain_dependent"]
+    assert stain_independence(truth[:30], typed[:30], classes[:30])["gap"] is None  # one class: nothing to compare
 
 
 def test_fit_separates_two_clusters_and_refuses_too_few():
@@ -237,8 +285,16 @@ def test_train_cells_from_qupath_points_on_real_fields(tmp_path):
     assert all(s["matched"] >= 0.6 * s["points"] for s in typer.info["slides"].values())
     assert "lymphocyte" in typer.info["held_out_by_slide"]
     assert "sha256" in result.output and "held out by slide" in result.output
+    stain = typer.info["stain"]  # Ki67-positive (1+ and above) and negative tumour cells, held out by slide
+    assert not stain.get("in_sample") and set(stain["kept_by_class"]) <= {"0", "1+", "2+", "3+"}
+    assert sum(stain["cells_by_class"].values()) > 100 and "stain check (held out by slide)" in result.output
     again = CliRunner().invoke(main, args)  # the model file is never overwritten
     assert again.exit_code == 1 and "exists" in again.output
+    shape_out = tmp_path / "shape.json"
+    args[args.index("--out") + 1] = str(shape_out)
+    shaped = CliRunner().invoke(main, [*args, "--features", "shape"])
+    assert shaped.exit_code == 0, shaped.output
+    assert load_cell_type_model(shape_out).features == SHAPE_FEATURES
 
 
 def test_train_cells_refuses_unknown_class_names(tmp_path):

@@ -7,13 +7,15 @@ matched one-to-one to the nearest detected cell within ``match_um``; the
 class names map to the cell types (:data:`DEFAULT_TYPE_NAMES`, plus the
 user's own). With two slides or more, each slide is also typed by a model
 fitted on the others, and those held-out figures go into the file beside
-the cells it was fitted on.
+the cells it was fitted on, with the check that the model does not choose
+cells by their stain: of the cells labelled tumour, the share typed tumour
+in each DAB class (:func:`ihc_score.score.stain_independence`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +27,14 @@ from ihc_score.regions import read_cell_labels
 from ihc_score.run.pipeline import score_slide
 from ihc_score.score import (
     CELL_TYPES,
+    FEATURE_SETS,
     CellTypeModel,
     cell_type_features,
+    classify,
     fit_cell_types,
     match_points,
     predict_cell_types,
+    stain_independence,
 )
 
 __all__ = ["DEFAULT_TYPE_NAMES", "LabelledSlide", "labelled_cells", "type_mapping", "train_cell_types"]
@@ -45,12 +50,17 @@ DEFAULT_TYPE_NAMES: dict[str, str] = {
 
 @dataclass(frozen=True)
 class LabelledSlide:
-    """The labelled cells of one slide found among its detected cells: features (n, 13) and type names (n,)."""
+    """The labelled cells of one slide found among its detected cells.
+
+    ``features`` (n, 2 * len(own) + 1), ``types`` (n,) names, ``dab_class``
+    (n,) each cell's class (0-3) under the scoring model.
+    """
 
     slide: str
     features: np.ndarray
     types: np.ndarray
     n_points: int
+    dab_class: np.ndarray
 
 
 def type_mapping(pairs: Sequence[str] = ()) -> dict[str, str]:
@@ -81,6 +91,7 @@ def _types_of(names: Sequence[str], mapping: Mapping[str, str], where: str) -> n
 def labelled_cells(
     slide: Path, labels: Path, model: Model, mapping: Mapping[str, str], *,
     match_um: float = 5.0, neighbourhood_um: float = 30.0, mpp_option_um: float | None = None,
+    own: tuple[str, ...] = FEATURE_SETS["all"],
 ) -> LabelledSlide:
     """Score ``slide`` with every cell kept and pick the cells its QuPath labels mark.
 
@@ -100,31 +111,36 @@ def labelled_cells(
     if result.status != "ok" or result.detail is None:
         raise IhcScoreError(f"{slide.name}: {result.error or 'not scored'}")
     d = result.detail
-    features = cell_type_features(d.cells, mpp_um=result.analysis_mpp_um, neighbourhood_um=neighbourhood_um)
+    features = cell_type_features(d.cells, mpp_um=result.analysis_mpp_um, neighbourhood_um=neighbourhood_um, own=own)
+    dab_class = classify(getattr(d.cells, model.classification.measurement), model.classification.thresholds)
     p, c = match_points(np.column_stack([points.l0_x, points.l0_y]) * result.mpp_um,
                         np.column_stack([d.l0_x, d.l0_y]) * result.mpp_um, match_um)
     if len(p) == 0:
         raise IhcScoreError(f"{slide.name}: none of its {len(points)} labelled cells lies within {match_um:g} um of a "
                             "detected cell (labels of another slide, or another pixel size?)")
-    return LabelledSlide(slide.name, features[c], types[p], len(points))
+    return LabelledSlide(slide.name, features[c], types[p], len(points), dab_class[c])
 
 
-def _held_out(slides: Sequence[LabelledSlide], neighbourhood_um: float) -> dict[str, Any]:
-    """Per type, precision and recall of each slide typed by a model fitted on the others (two slides or more)."""
-    truth, pred = [], []
+def _held_out(slides: Sequence[LabelledSlide], neighbourhood_um: float, own: tuple[str, ...]) -> dict[str, Any]:
+    """Per type, precision and recall of each slide typed by a model fitted on the others (two slides or more).
+
+    With them, under ``stain``, the share of tumour cells typed tumour per DAB class.
+    """
+    truth, pred, classes = [], [], []
     for i, s in enumerate(slides):
         rest = [o for j, o in enumerate(slides) if j != i]
         try:
             m = fit_cell_types(np.concatenate([o.features for o in rest]), np.concatenate([o.types for o in rest]),
-                               model_id="held-out", neighbourhood_um=neighbourhood_um)
+                               model_id="held-out", neighbourhood_um=neighbourhood_um, own=own)
         except ValueError:
             continue  # the other slides lack a type: this slide cannot be held out
         truth.append(s.types)
         pred.append(np.asarray(CELL_TYPES)[predict_cell_types(m, s.features)[0]])
+        classes.append(s.dab_class)
     if not truth:
         return {}
     t, p = np.concatenate(truth), np.concatenate(pred)
-    out: dict[str, Any] = {"cells": int(len(t))}
+    out: dict[str, Any] = {"cells": int(len(t)), "stain": stain_independence(t, p, np.concatenate(classes))}
     for kind in sorted(set(t)):
         tp = float(np.sum((t == kind) & (p == kind)))
         out[kind] = {"precision": round(tp / max(int(np.sum(p == kind)), 1), 3),
@@ -133,19 +149,32 @@ def _held_out(slides: Sequence[LabelledSlide], neighbourhood_um: float) -> dict[
 
 
 def train_cell_types(
-    slides: Sequence[LabelledSlide], *, model_id: str, neighbourhood_um: float = 30.0, record: dict[str, Any]
+    slides: Sequence[LabelledSlide], *, model_id: str, neighbourhood_um: float = 30.0, record: dict[str, Any],
+    own: tuple[str, ...] = FEATURE_SETS["all"],
 ) -> CellTypeModel:
     """A cell-type model fitted on every labelled slide, with the leave-one-slide-out figures in its ``info``.
+
+    ``info["stain"]`` is the stain check (:func:`~ihc_score.score.stain_independence`) of
+    the leave-one-slide-out types, or, with one slide, of the fitted model's own types
+    of the cells it was fitted on (``in_sample``: a model biased there is biased anywhere).
 
     Raises
     ------
     IhcScoreError
         Too few labelled cells of a type (:func:`~ihc_score.score.cell_type_fit.fit_cell_types`).
     """
+    held = _held_out(slides, neighbourhood_um, own) if len(slides) > 1 else {}
     info = {**record, "slides": {s.slide: {"points": s.n_points, "matched": int(len(s.types))} for s in slides},
-            "held_out_by_slide": _held_out(slides, neighbourhood_um) if len(slides) > 1 else {}}
+            "held_out_by_slide": {k: v for k, v in held.items() if k != "stain"}}
+    features, types = np.concatenate([s.features for s in slides]), np.concatenate([s.types for s in slides])
     try:
-        return fit_cell_types(np.concatenate([s.features for s in slides]), np.concatenate([s.types for s in slides]),
-                              model_id=model_id, neighbourhood_um=neighbourhood_um, info=info)
+        fitted = fit_cell_types(features, types, model_id=model_id, neighbourhood_um=neighbourhood_um, info=info,
+                                own=own)
     except ValueError as err:
         raise IhcScoreError(str(err)) from None
+    stain = held.get("stain")
+    if stain is None:
+        predicted = np.asarray(CELL_TYPES)[predict_cell_types(fitted, features)[0]]
+        stain = {**stain_independence(types, predicted, np.concatenate([s.dab_class for s in slides])),
+                 "in_sample": True}
+    return replace(fitted, info={**fitted.info, "stain": stain})

@@ -258,7 +258,7 @@ def _cell_types(model: Model, cells: CellTable, mpp_um: float) -> np.ndarray | N
     typer = model.cell_type_model
     if typer is None:
         return None
-    features = cell_type_features(cells, mpp_um=mpp_um, neighbourhood_um=typer.neighbourhood_um)
+    features = cell_type_features(cells, mpp_um=mpp_um, neighbourhood_um=typer.neighbourhood_um, own=typer.features)
     return predict_cell_types(typer, features)[0]
 
 

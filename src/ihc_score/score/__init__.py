@@ -6,9 +6,16 @@ thresholds (``>=``); a region's result is additive counts
 score, block-bootstrap intervals and the call are derived once.
 """
 
-from ihc_score.score.cell_type_fit import MIN_CELLS_PER_TYPE, fit_cell_types, match_points
+from ihc_score.score.cell_type_fit import (
+    MAX_STAIN_GAP,
+    MIN_CELLS_PER_TYPE,
+    fit_cell_types,
+    match_points,
+    stain_independence,
+)
 from ihc_score.score.cell_types import (
     CELL_TYPES,
+    FEATURE_SETS,
     NON_TUMOUR_TYPES,
     PACKAGED_CELL_TYPES_PATH,
     CellTypeModel,
@@ -42,5 +49,5 @@ __all__ = [
     "HISTOGRAM_EDGES", "score_region", "score_regions", "CELL_TYPES", "NON_TUMOUR_TYPES", "PACKAGED_CELL_TYPES_PATH",
     "CellTypeModel", "CellTypeParams", "cell_type_features", "load_cell_type_model", "predict_cell_types",
     "resolve_cell_type_model", "MIN_CELLS_PER_TYPE", "cell_type_model_json", "fit_cell_types", "match_points",
-    "left_out_by_type", "with_left_out",
+    "left_out_by_type", "with_left_out", "FEATURE_SETS", "MAX_STAIN_GAP", "stain_independence",
 ]

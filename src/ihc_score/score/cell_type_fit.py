@@ -12,12 +12,53 @@ from typing import Any
 
 import numpy as np
 
-from ihc_score.score.cell_types import CELL_TYPES, CellTypeModel
+from ihc_score.score.cell_types import CELL_TYPES, OWN_FEATURES, CellTypeModel
 
-__all__ = ["fit_cell_types", "match_points", "MIN_CELLS_PER_TYPE"]
+__all__ = ["fit_cell_types", "match_points", "MIN_CELLS_PER_TYPE", "stain_independence", "MAX_STAIN_GAP"]
 
 #: Fewest labelled cells of a type that a model is fitted for.
 MIN_CELLS_PER_TYPE = 20
+#: Largest difference, between the DAB classes of the cells labelled tumour, in the share typed tumour
+#: before a model is said to choose its cells by their stain (0-1; a share of 0.05 moves an H-score
+#: of a half-positive region by about 2-5 points).
+MAX_STAIN_GAP = 0.10
+#: Fewest labelled tumour cells of a class for its share to be compared.
+_MIN_CELLS_PER_CLASS = 20
+
+
+def stain_independence(truth: np.ndarray, predicted: np.ndarray, dab_class: np.ndarray) -> dict[str, Any]:
+    """Of the cells labelled tumour, the share typed tumour in each DAB class, and the largest gap between them.
+
+    A cell-type step must not choose the cells a score counts by their
+    stain; one that keeps fewer strongly stained tumour cells than unstained
+    ones lowers every positive score. Only classes with at least 20
+    labelled tumour cells are compared.
+
+    Parameters
+    ----------
+    truth, predicted : array of str
+        Each labelled cell's type and the type a model gave it (ideally one
+        not fitted on that cell).
+    dab_class : array of int
+        Each cell's class (0, 1+, 2+, 3+ as 0-3) under the scoring model.
+
+    Returns
+    -------
+    dict
+        ``kept_by_class`` ({"0": share, "1+": share, ...}, 0-1, with ``cells_by_class``),
+        ``gap`` (largest minus smallest share, None with fewer than two classes)
+        and ``stain_dependent`` (``gap > MAX_STAIN_GAP``).
+    """
+    tumour = np.asarray(truth) == "tumour"
+    kept = np.asarray(predicted)[tumour] == "tumour"
+    classes = np.asarray(dab_class)[tumour]
+    names = ("0", "1+", "2+", "3+")
+    shares = {names[k]: round(float(kept[classes == k].mean()), 3) for k in range(4)
+              if np.sum(classes == k) >= _MIN_CELLS_PER_CLASS}
+    cells = {names[k]: int(np.sum(classes == k)) for k in range(4) if np.any(classes == k)}
+    gap = round(max(shares.values()) - min(shares.values()), 3) if len(shares) > 1 else None
+    return {"kept_by_class": shares, "cells_by_class": cells, "gap": gap,
+            "stain_dependent": bool(gap is not None and gap > MAX_STAIN_GAP)}
 
 
 def match_points(points_xy: np.ndarray, cells_xy: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray]:
@@ -47,7 +88,7 @@ def match_points(points_xy: np.ndarray, cells_xy: np.ndarray, radius: float) -> 
 
 def fit_cell_types(
     features: np.ndarray, labels: np.ndarray, *, model_id: str, neighbourhood_um: float,
-    regularization: float = 1.0, info: dict[str, Any] | None = None,
+    regularization: float = 1.0, info: dict[str, Any] | None = None, own: tuple[str, ...] = OWN_FEATURES,
 ) -> CellTypeModel:
     """A cell-type model fitted to ``features`` (:func:`~ihc_score.score.cell_types.cell_type_features`).
 
@@ -63,6 +104,9 @@ def fit_cell_types(
         Inverse L2 strength (scikit-learn's ``C``).
     info : dict, optional
         Written into the model; the cell count of each type is added.
+    own : tuple of str
+        The cell's own features ``features`` was computed from (``own`` of
+        :func:`~ihc_score.score.cell_types.cell_type_features`).
 
     Raises
     ------
@@ -96,5 +140,5 @@ def fit_cell_types(
     return CellTypeModel(
         id=model_id, types=types, mean=tuple(mean.tolist()), scale=tuple(scale.tolist()),
         coef=tuple(tuple(r) for r in coef.tolist()), intercept=tuple(intercept.tolist()),
-        neighbourhood_um=neighbourhood_um, info={**(info or {}), "cells_per_type": counts},
+        neighbourhood_um=neighbourhood_um, info={**(info or {}), "cells_per_type": counts}, features=own,
     )

@@ -39,6 +39,8 @@ __all__ = [
     "PACKAGED_CELL_TYPES_PATH",
     "CellTypeParams",
     "OWN_FEATURES",
+    "SHAPE_FEATURES",
+    "FEATURE_SETS",
     "CELL_TYPE_SCHEMA",
     "CellTypeModel",
     "cell_type_features",
@@ -55,6 +57,12 @@ OWN_FEATURES: tuple[str, ...] = (
     "log_nucleus_area_um2", "hematoxylin_od_mean", "hematoxylin_od_sd", "nucleus_elongation", "nucleus_roughness",
     "log_cell_to_nucleus_area",
 )
+#: The features that hold no stain intensity: nucleus size and shape only. A strongly DAB-stained nucleus
+#: reads as dense hematoxylin (DAB leaks into it, most where the stain saturates the sensor), and a cell's
+#: stained body reaches as far as its DAB does, so the other features choose cells partly by their stain.
+SHAPE_FEATURES: tuple[str, ...] = ("log_nucleus_area_um2", "nucleus_elongation", "nucleus_roughness")
+#: Named sets of own features a model can be fitted on (``ihc-score train-cells --features``).
+FEATURE_SETS: dict[str, tuple[str, ...]] = {"all": OWN_FEATURES, "shape": SHAPE_FEATURES}
 CELL_TYPE_SCHEMA = "ihc-score-cell-types/1"
 #: Where the packaged models are.
 _PACKAGED = Path(__file__).resolve().parents[1] / "models"
@@ -97,8 +105,15 @@ class CellTypeParams:
             raise ValueError(f"max_left_out_fraction must be in (0, 1], got {self.max_left_out_fraction!r}")
 
 
-def _feature_names() -> tuple[str, ...]:
-    return OWN_FEATURES + tuple(f"nb_{f}" for f in OWN_FEATURES) + ("log1p_neighbours",)
+def _feature_names(own: tuple[str, ...] = OWN_FEATURES) -> tuple[str, ...]:
+    return own + tuple(f"nb_{f}" for f in own) + ("log1p_neighbours",)
+
+
+def _own_of(names: tuple[str, ...]) -> tuple[str, ...] | None:
+    """The own features a full feature list is made of, or None when it is not one :func:`_feature_names` makes."""
+    own = tuple(n for n in names if n in OWN_FEATURES)
+    ordered = tuple(f for f in OWN_FEATURES if f in own)
+    return own if own and own == ordered and _feature_names(own) == tuple(names) else None
 
 
 @dataclass(frozen=True)
@@ -121,6 +136,10 @@ class CellTypeModel:
         Radius of the neighbourhood features, um.
     info : dict
         What it was trained on and how well it did (kept as written, not used to predict).
+    features : tuple of str
+        The cell's own features it uses, a subset of :data:`OWN_FEATURES` in
+        their order; each also enters as its neighbours' mean, and the
+        number of neighbours is always last.
     """
 
     id: str
@@ -131,9 +150,13 @@ class CellTypeModel:
     intercept: tuple[float, ...]
     neighbourhood_um: float = 30.0
     info: dict[str, Any] = field(default_factory=dict, compare=False)
+    features: tuple[str, ...] = OWN_FEATURES
 
     def __post_init__(self) -> None:
-        n_f = len(_feature_names())
+        object.__setattr__(self, "features", tuple(self.features))
+        if _own_of(_feature_names(self.features)) is None:
+            raise ValueError(f"features must be one or more of {OWN_FEATURES}, in that order, got {self.features!r}")
+        n_f = len(_feature_names(self.features))
         unknown = [t for t in self.types if t not in CELL_TYPES]
         if unknown or len(set(self.types)) != len(self.types) or len(self.types) < 2:
             raise ValueError(f"types must be 2 or more distinct names of {CELL_TYPES}, got {self.types!r}")
@@ -149,8 +172,10 @@ class CellTypeModel:
             raise ValueError(f"neighbourhood_um must be in (0, 200] um, got {self.neighbourhood_um!r}")
 
 
-def cell_type_features(cells: CellTable, *, mpp_um: float, neighbourhood_um: float) -> np.ndarray:
-    """Features of each cell (columns named by ``_feature_names``), float64 (n, 13).
+def cell_type_features(
+    cells: CellTable, *, mpp_um: float, neighbourhood_um: float, own: tuple[str, ...] = OWN_FEATURES
+) -> np.ndarray:
+    """Features of each cell (columns named by ``_feature_names(own)``), float64 (n, 2 * len(own) + 1).
 
     A cell's neighbours are the other cells whose nuclei lie within
     ``neighbourhood_um`` of its own; a cell without any takes its own
@@ -159,16 +184,21 @@ def cell_type_features(cells: CellTable, *, mpp_um: float, neighbourhood_um: flo
     decides a type.
     """
     n = len(cells)
-    own = np.column_stack([
-        np.log(np.maximum(cells.nucleus_area_um2, 1e-3)), cells.hematoxylin_od_mean, cells.hematoxylin_od_sd,
-        cells.nucleus_elongation, cells.nucleus_roughness,
-        np.log(np.maximum(cells.cell_area_um2, 1e-3) / np.maximum(cells.nucleus_area_um2, 1e-3)),
-    ]).astype(np.float64) if n else np.zeros((0, len(OWN_FEATURES)))
-    bad = ~np.isfinite(own)
+    columns = {
+        "log_nucleus_area_um2": lambda: np.log(np.maximum(cells.nucleus_area_um2, 1e-3)),
+        "hematoxylin_od_mean": lambda: cells.hematoxylin_od_mean,
+        "hematoxylin_od_sd": lambda: cells.hematoxylin_od_sd,
+        "nucleus_elongation": lambda: cells.nucleus_elongation,
+        "nucleus_roughness": lambda: cells.nucleus_roughness,
+        "log_cell_to_nucleus_area": lambda: np.log(
+            np.maximum(cells.cell_area_um2, 1e-3) / np.maximum(cells.nucleus_area_um2, 1e-3)),
+    }
+    values = np.column_stack([columns[f]() for f in own]).astype(np.float64) if n else np.zeros((0, len(own)))
+    bad = ~np.isfinite(values)
     if bad.any():
         with np.errstate(all="ignore"):
-            median = np.nan_to_num(np.nanmedian(np.where(bad, np.nan, own), axis=0))
-        own = np.where(bad, median, own)
+            median = np.nan_to_num(np.nanmedian(np.where(bad, np.nan, values), axis=0))
+        values = np.where(bad, median, values)
     xy = np.column_stack([cells.a_x, cells.a_y]).astype(np.float64) * mpp_um
     pairs = cKDTree(xy).query_pairs(neighbourhood_um, output_type="ndarray") if n > 1 else np.zeros((0, 2), int)
     rows = np.concatenate([pairs[:, 0], pairs[:, 1]])
@@ -176,8 +206,8 @@ def cell_type_features(cells: CellTable, *, mpp_um: float, neighbourhood_um: flo
     adjacency = csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, n))
     degree = np.asarray(adjacency.sum(axis=1)).ravel()
     with np.errstate(invalid="ignore", divide="ignore"):
-        neighbours = np.where(degree[:, None] > 0, (adjacency @ own) / degree[:, None], own)
-    return np.column_stack([own, neighbours, np.log1p(degree)])
+        neighbours = np.where(degree[:, None] > 0, (adjacency @ values) / degree[:, None], values)
+    return np.column_stack([values, neighbours, np.log1p(degree)])
 
 
 def predict_cell_types(model: CellTypeModel, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -205,7 +235,8 @@ def predict_cell_types(model: CellTypeModel, features: np.ndarray) -> tuple[np.n
 def cell_type_model_json(model: CellTypeModel) -> str:
     """The model as its JSON file's text (sorted keys, newline at the end)."""
     data = {
-        "schema": CELL_TYPE_SCHEMA, "id": model.id, "types": list(model.types), "features": list(_feature_names()),
+        "schema": CELL_TYPE_SCHEMA, "id": model.id, "types": list(model.types),
+        "features": list(_feature_names(model.features)),
         "neighbourhood_um": model.neighbourhood_um,
         "standardize": {"mean": list(model.mean), "scale": list(model.scale)},
         "logistic": {"coef": [list(r) for r in model.coef], "intercept": list(model.intercept)},
@@ -233,14 +264,16 @@ def load_cell_type_model(path: Path, sha256: str | None = None) -> CellTypeModel
                          "retrain or update the reference")
     if not isinstance(data, dict) or data.get("schema") != CELL_TYPE_SCHEMA:
         raise ValueError(f"cell-type model {path}: schema must be {CELL_TYPE_SCHEMA!r}")
-    if tuple(data.get("features", ())) != _feature_names():
-        raise ValueError(f"cell-type model {path}: features must be {list(_feature_names())}")
+    own = _own_of(tuple(data.get("features", ())))
+    if own is None:
+        raise ValueError(f"cell-type model {path}: features must be some of {list(OWN_FEATURES)} in that order, "
+                         "then each with 'nb_' before it, then 'log1p_neighbours'")
     try:
         return CellTypeModel(
             id=str(data["id"]), types=tuple(data["types"]), mean=tuple(data["standardize"]["mean"]),
             scale=tuple(data["standardize"]["scale"]), coef=tuple(tuple(r) for r in data["logistic"]["coef"]),
             intercept=tuple(data["logistic"]["intercept"]), neighbourhood_um=float(data["neighbourhood_um"]),
-            info=dict(data.get("info", {})),
+            info=dict(data.get("info", {})), features=own,
         )
     except (KeyError, TypeError) as e:
         raise ValueError(f"cell-type model {path}: missing or malformed entry {e}") from None
