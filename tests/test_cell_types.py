@@ -18,7 +18,14 @@ from ihc_score.cells import CellTable
 from ihc_score.errors import ModelError
 from ihc_score.model import DEFAULT_MODEL_PATH, load_model
 from ihc_score.regions import CellLabels, read_cell_labels, write_cell_labels
-from ihc_score.score import CELL_TYPES, CellTypeModel, cell_type_features, load_cell_type_model, predict_cell_types
+from ihc_score.score import (
+    CELL_TYPES,
+    CellTypeModel,
+    cell_type_features,
+    load_cell_type_model,
+    predict_cell_types,
+    stain_check_warning,
+)
 from ihc_score.score.cell_type_fit import fit_cell_types, match_points, stain_independence
 from ihc_score.score.cell_types import SHAPE_FEATURES, _feature_names, cell_type_model_json
 
@@ -136,6 +143,16 @@ def test_the_stain_check_by_hand():
     even = stain_independence(truth, np.where(truth == "tumour", "tumour", "lymphocyte"), classes)
     assert even["gap"] == 0.0 and not even["stain_dependent"]
     assert stain_independence(truth[:30], typed[:30], classes[:30])["gap"] is None  # one class: nothing to compare
+
+
+def test_a_model_that_follows_the_stain_is_named_by_its_own_check():
+    assert stain_check_warning(None) is None
+    assert stain_check_warning(_model(info={"stain": {"gap": 0.04, "stain_dependent": False}})) is None
+    taught = stain_check_warning(_model(info={"stain": {"gap": 0.25, "stain_dependent": True}}))
+    assert "differs by up to 25%" in taught and "its labelled cells" in taught
+    per_set = {"a": {"gap": 0.05, "stain_dependent": False}, "b": {"gap": 0.17, "stain_dependent": True}}
+    packaged = stain_check_warning(_model(info={"stain_check": per_set}))
+    assert "up to 17%" in packaged and "(b)" in packaged
 
 
 def test_fit_separates_two_clusters_and_refuses_too_few():
@@ -390,6 +407,9 @@ def test_score_with_the_packaged_cell_types_from_the_command_line(tmp_path):
             "--no-qc"]
     result = CliRunner().invoke(main, [*base, "--cell-types", "packaged"])
     assert result.exit_code == 0, result.output
+    # the packaged model keeps fewer Ki67-positive than negative tumour cells of sets it never saw: said at the start
+    assert "warning: cell-type model cell-types: its stain check found" in result.output
+    assert "bcdata-ki67" in result.output
     (row,) = list(csv.DictReader((out / "metastases.csv").open()))
     assert row["scored_types"] == "tumour" and row["n_lymphocyte"] != ""
     assert "cell_types.model=" in row["model_overrides"] and "cell_types.sha256=" in row["model_overrides"]

@@ -16,7 +16,7 @@ if TYPE_CHECKING:  # only for annotations: importing these at run time would slo
     from ihc_score.model import Model
     from ihc_score.run import BatchOptions, BatchSummary
 
-__all__ = ["score"]
+__all__ = ["score", "warn_stain_check"]
 
 
 @main.command()
@@ -71,6 +71,7 @@ def score(
 
     model = _scoring_model(model_path, compartment=compartment, thresholds=thresholds, cutoff=cutoff,
                            cell_types=cell_types)
+    warn_stain_check(model)
     options = _batch_options(out_dir, key_file, qc=not no_qc, **batch)  # --mpp, --force, --regions, ...
     reporter = _Reporter(quiet)
     slides = discover_slides(paths, exclude=out_dir, on_skip=reporter.skipped)
@@ -110,6 +111,15 @@ def _scoring_model(
         )
     except ModelError as err:
         raise click.UsageError(str(err)) from None
+
+
+def warn_stain_check(model: Model) -> None:
+    """Say on stderr when the cell-type model in use was found to choose cells by their stain."""
+    from ihc_score.score import stain_check_warning
+
+    warning = stain_check_warning(model.cell_type_model)
+    if warning:
+        click.echo(f"warning: {warning}", err=True)
 
 
 def _batch_options(

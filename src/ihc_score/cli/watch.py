@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import click
 
 from ihc_score.cli._group import main
+from ihc_score.cli.scoring import warn_stain_check
 
 if TYPE_CHECKING:  # only for annotations: importing these at run time would slow down --help
     from ihc_score.model import Model
@@ -59,6 +60,7 @@ def watch(
     if poll_s > settle_s:
         raise click.UsageError(f"--poll ({poll_s:g} s) must not be longer than --settle ({settle_s:g} s)")
     model = _load_model(model_path)
+    warn_stain_check(model)
     options = _options(mpp, annotations_dir, region_mode)
     settings = WatchSettings(settle_s=settle_s, poll_s=poll_s, once=once)
     try:

@@ -25,6 +25,7 @@ from ihc_score.score.cell_types import (
     load_cell_type_model,
     predict_cell_types,
     resolve_cell_type_model,
+    stain_check_warning,
 )
 from ihc_score.score.classes import (
     CLASS_LABELS,
@@ -50,4 +51,5 @@ __all__ = [
     "CellTypeModel", "CellTypeParams", "cell_type_features", "load_cell_type_model", "predict_cell_types",
     "resolve_cell_type_model", "MIN_CELLS_PER_TYPE", "cell_type_model_json", "fit_cell_types", "match_points",
     "left_out_by_type", "with_left_out", "FEATURE_SETS", "MAX_STAIN_GAP", "stain_independence",
+    "stain_check_warning",
 ]

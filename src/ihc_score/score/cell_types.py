@@ -48,6 +48,7 @@ __all__ = [
     "load_cell_type_model",
     "resolve_cell_type_model",
     "cell_type_model_json",
+    "stain_check_warning",
 ]
 
 #: Every type a cell can have; a model predicts a subset of them.
@@ -310,3 +311,25 @@ def resolve_cell_type_model(folder: Path, params: CellTypeParams, *, margin_um: 
         raise ValueError(f"'analysis.margin_um' ({margin_um:g}) must be at least the cell-type neighbourhood "
                          f"({typer.neighbourhood_um:g} um), or tile edges would change the types")
     return typer
+
+
+def stain_check_warning(typer: CellTypeModel | None) -> str | None:
+    """One line when a cell-type model's own stain check found that it chooses cells by their stain; else None.
+
+    Reads what :func:`ihc_score.run.train_cell_types` (``info["stain"]``) and
+    ``benchmarks/cell_types.py --write`` (``info["stain_check"]``, per data
+    set) record of :func:`~ihc_score.score.cell_type_fit.stain_independence`.
+    """
+    if typer is None:
+        return None
+    checks = [("its labelled cells", typer.info.get("stain"))]
+    per_set = typer.info.get("stain_check")
+    if isinstance(per_set, dict):
+        checks += list(per_set.items())
+    found = [(name, c) for name, c in checks if isinstance(c, dict) and c.get("stain_dependent")]
+    if not found:
+        return None
+    gap = max(float(c.get("gap") or 0.0) for _, c in found)
+    return (f"cell-type model {typer.id}: its stain check found that the share of tumour cells it keeps differs by up "
+            f"to {gap:.0%} between DAB classes ({', '.join(name for name, _ in found)}), so it chooses cells partly "
+            "by their stain and can lower positive scores (README, 'The stain check')")
