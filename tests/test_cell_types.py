@@ -218,6 +218,14 @@ def test_left_out_cells_are_counted_apart_in_every_output(tmp_path):
     small = [c for c in cells if float(c["nucleus_area_um2"]) < 50 * math.exp(-0.25)]
     big = [c for c in cells if float(c["nucleus_area_um2"]) > 50 * math.exp(0.25)]
     assert small and all(c["type"] == "lymphocyte" for c in small) and all(c["type"] == "tumour" for c in big)
+    # each type's probability by hand: the logits differ by 40 log(area / 50 um^2), a logistic of that
+    for c in cells:
+        margin = 40.0 * abs(math.log(float(c["nucleus_area_um2"]) / 50.0))
+        assert float(c["type_p"]) == pytest.approx(1.0 / (1.0 + math.exp(-margin)), abs=0.006)
+    from ihc_score.outputs import read_cell_results
+
+    kept = read_cell_results(next((out / "cells").glob("*.parquet")))
+    np.testing.assert_allclose(kept.cell_type_p, [float(c["type_p"]) for c in cells], atol=0.006)
     n_lymph = sum(c["type"] == "lymphocyte" for c in cells)
     assert row["scored_types"] == "tumour" and int(row["n_lymphocyte"]) == n_lymph > 0
     assert int(row["n_cells"]) + int(row["n_pigmented"]) + n_lymph == len(cells)

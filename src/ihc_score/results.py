@@ -51,6 +51,8 @@ class SlideDetail:
         Artefact kind of each tissue-mask pixel (:data:`ihc_score.tissue.excluded.ARTEFACT_KINDS`, 0 = none).
     cell_type : ndarray of int8 or None
         Each cell's type (index into :data:`ihc_score.score.CELL_TYPES`) when the model has a cell-type step.
+    cell_type_p : ndarray of float32 or None
+        The probability the cell-type model gives each cell's type (0-1), beside ``cell_type``.
     left_out : ndarray of bool or None
         Cells of a type the model does not score (counted apart, not graded).
     """
@@ -68,6 +70,7 @@ class SlideDetail:
     artefacts: np.ndarray | None = None
     cell_type: np.ndarray | None = None
     left_out: np.ndarray | None = None
+    cell_type_p: np.ndarray | None = None
 
     @property
     def shown_classes(self) -> np.ndarray:

@@ -1,8 +1,8 @@
 """Per-cell results of a scored slide, kept compactly: ``cells/<slide>.parquet``.
 
 Every cell of the slide, one row each, in the order of the cell table
-(centroid row, then column): its centroid, every measurement, class, type,
-regions, and its nucleus and cell outlines as :data:`~ihc_score.cells.RAYS`
+(centroid row, then column): its centroid, every measurement, class, type
+and the probability of that type (``type_p``, in hundredths), regions, and its nucleus and cell outlines as :data:`~ihc_score.cells.RAYS`
 radii from the centroid (:mod:`ihc_score.cells.outline_rays`). Numbers are
 kept as integers of a fixed step (the decimals the cell table CSV writes,
 e.g. 0.0001 OD), so they compress to a few bits each; with Parquet's
@@ -66,6 +66,8 @@ CELL_RESULT_COLUMNS: tuple[tuple[str, float], ...] = (
 )
 #: ``class``: 0-3 (0, 1+, 2+, 3+), 4 a cell left ungraded for pigment.
 PIGMENT_CODE = 4
+#: Step of the ``type_p`` column (uint8): a type's probability in hundredths.
+TYPE_P_STEP = 0.01
 _META_KEY = b"ihc-score"
 #: Parquet encodings: rows go by centroid row, so ``l0_y`` grows slowly (delta); the other integers vary from
 #: cell to cell, and their high bytes are mostly zero (byte stream split) - a few bytes per cell each, measured.
@@ -86,6 +88,8 @@ class CellResults:
         0-3, or :data:`PIGMENT_CODE` for a cell left ungraded.
     cell_type : ndarray of int8 or None
         Index into :data:`~ihc_score.score.CELL_TYPES`; None without a cell-type step.
+    cell_type_p : ndarray of float32 or None
+        The probability of that type (0-1, to 0.01).
     regions : list of tuple of str
         Names of the scored regions holding each cell's centroid.
     nucleus_codes, cell_codes : ndarray of uint8, shape (n, RAYS)
@@ -99,6 +103,7 @@ class CellResults:
     table: CellTable
     classes: np.ndarray
     cell_type: np.ndarray | None
+    cell_type_p: np.ndarray | None
     regions: list[tuple[str, ...]]
     nucleus_codes: np.ndarray
     cell_codes: np.ndarray
@@ -130,7 +135,7 @@ class CellResults:
             outlines=radial_outlines(self.l0_x, self.l0_y, codes_to_radii(self.nucleus_codes, mpp_um=mpp),
                                      codes_to_radii(self.cell_codes, mpp_um=mpp)),
             tissue=np.zeros((1, 1), bool), tissue_downsample=1.0, exclusions=tuple(self.meta.get("exclusions", ())),
-            pigmented=pigmented, cell_type=self.cell_type, left_out=left_out,
+            pigmented=pigmented, cell_type=self.cell_type, left_out=left_out, cell_type_p=self.cell_type_p,
         )
 
 
@@ -168,6 +173,8 @@ def write_cell_results(path: str | Path, result: SlideResult, *, scored_types: t
     columns["class"] = pa.array(np.asarray(detail.shown_classes, np.int8)[order])
     if detail.cell_type is not None:
         columns["type"] = pa.array(np.asarray(detail.cell_type, np.int8)[order])
+    if detail.cell_type_p is not None:
+        columns["type_p"] = pa.array(np.rint(np.asarray(detail.cell_type_p)[order] / TYPE_P_STEP).astype(np.uint8))
     pattern, sets = _region_patterns(detail, [r.name for r in result.regions])
     columns["regions"] = pa.DictionaryArray.from_arrays(
         pa.array(pattern[order].astype(np.int32)), pa.array([";".join(s) for s in sets])
@@ -257,5 +264,7 @@ def read_cell_results(path: str | Path) -> CellResults:
         l0_x=values["l0_x"], l0_y=values["l0_y"], table=cells,
         classes=table.column("class").to_numpy().astype(np.int8),
         cell_type=table.column("type").to_numpy().astype(np.int8) if "type" in table.column_names else None,
+        cell_type_p=(table.column("type_p").to_numpy().astype(np.float32) * np.float32(TYPE_P_STEP)
+                     if "type_p" in table.column_names else None),
         regions=regions, nucleus_codes=nucleus, cell_codes=nucleus + thickness, meta=meta,  # uint8: modulo 256
     )

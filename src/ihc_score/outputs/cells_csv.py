@@ -11,6 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from ihc_score.outputs._json_text import fixed_strings as _fixed_strings
 from ihc_score.outputs.detections import _CHUNK, _atomic_stream, _cell_order, _detail, _region_patterns
 from ihc_score.score import CELL_TYPES, CLASS_LABELS
@@ -41,6 +43,7 @@ CELL_COLUMNS: tuple[tuple[str, int | None], ...] = (
     ("dab_cell_max", 4),
     ("class", None),
     ("type", None),
+    ("type_p", None),
     ("regions", None),
 )
 
@@ -54,7 +57,8 @@ def write_cells_csv(path: str | Path, result: SlideResult, *, gzip: bool = True)
     then every :class:`~ihc_score.cells.measure.CellTable` measurement, ``class``
     (``0``, ``1+``, ``2+``, ``3+``, or ``pigment`` for a cell left ungraded),
     ``type`` (its cell type, :data:`~ihc_score.score.CELL_TYPES`; empty
-    without a cell-type step) and ``regions`` (names of the scored regions holding the centroid,
+    without a cell-type step), ``type_p`` (the probability the cell-type
+    model gives that type, 0-1 to 0.01; empty without the step) and ``regions`` (names of the scored regions holding the centroid,
     joined by ``;``; empty for none). NaN is written as an empty field.
 
     Raises
@@ -74,13 +78,15 @@ def write_cells_csv(path: str | Path, result: SlideResult, *, gzip: bool = True)
         for start in range(0, len(order), _CHUNK):
             rows = order[start : start + _CHUNK]
             columns = [[str(i) for i in range(start + 1, start + len(rows) + 1)]]
-            for name, decimals in CELL_COLUMNS[1:-3]:
+            for name, decimals in CELL_COLUMNS[1:-4]:
                 values = sources[name][rows] if name in sources else getattr(detail.cells, name)[rows]
                 columns.append(_fixed_strings(values, decimals))
             labels = (*CLASS_LABELS, "pigment")
             columns.append([labels[c] for c in detail.shown_classes[rows].tolist()])
             types = [""] * len(rows) if detail.cell_type is None else [CELL_TYPES[t] for t in detail.cell_type[rows]]
             columns.append(types)
+            type_p = detail.cell_type_p
+            columns.append([""] * len(rows) if type_p is None else _fixed_strings(np.asarray(type_p)[rows], 2))
             columns.append([region_text[p] for p in pattern[rows].tolist()])
             out.write("".join(",".join(fields) + "\n" for fields in zip(*columns)).encode("utf-8"))
 

@@ -109,6 +109,7 @@ def finish_slide(plan: SlidePlan, results: list[TileResult], model: Model, *, se
             pigmented=cells.pigmented,
             artefacts=_artefact_mask(plan, ordered),
             cell_type=cells.cell_type,
+            cell_type_p=cells.cell_type_p,
             left_out=left_out,
         ),
     )
@@ -155,6 +156,7 @@ class _SlideCells:
     pigmented: np.ndarray
     outlines: Outlines | None
     cell_type: np.ndarray | None = None
+    cell_type_p: np.ndarray | None = None
 
 
 def _slide_cells(plan: SlidePlan, ordered: list[TileResult], model: Model) -> _SlideCells:
@@ -169,18 +171,21 @@ def _slide_cells(plan: SlidePlan, ordered: list[TileResult], model: Model) -> _S
     ds = plan.grid.downsample
     l0_x = (cells.a_x.astype(np.float64) + 0.5) * ds - 0.5
     l0_y = (cells.a_y.astype(np.float64) + 0.5) * ds - 0.5
-    cell_type = None
+    cell_type = cell_type_p = None
     if model.cell_type_model is not None:  # a chunk whose tiles all failed has no types
         cell_type = np.concatenate([np.zeros(0, np.int8)] + [
             r.cell_type if r.cell_type is not None else np.zeros(len(r.cells), np.int8) for r in ordered])
+        cell_type_p = np.concatenate([np.zeros(0, np.float32)] + [
+            r.cell_type_p if r.cell_type_p is not None else np.zeros(len(r.cells), np.float32) for r in ordered])
     keep = None
     if plan.exclusions:  # no cell in an excluded area counts, whatever the regions
         keep = outside_exclusions(as_regions(plan.exclusions), l0_x, l0_y)
         classes, l0_x, l0_y, cells, pigmented = classes[keep], l0_x[keep], l0_y[keep], cells.take(keep), pigmented[keep]
         cell_type = None if cell_type is None else cell_type[keep]
+        cell_type_p = None if cell_type_p is None else cell_type_p[keep]
     # the chunks' outlines as they are (kept rows picked, nothing copied): the slide's outlines are held once
     outlines = concat_outlines([r.outlines for r in ordered if r.outlines is not None], keep=keep, copy=False)
-    return _SlideCells(cells, l0_x, l0_y, classes, pigmented, outlines, cell_type)
+    return _SlideCells(cells, l0_x, l0_y, classes, pigmented, outlines, cell_type, cell_type_p)
 
 
 def _regions(

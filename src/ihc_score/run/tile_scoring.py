@@ -90,6 +90,8 @@ class TileResult:
         Per cell, its type (index into :data:`~ihc_score.score.CELL_TYPES`),
         when the model has a cell-type step; each cell typed among all the
         cells of its tile, margins included.
+    cell_type_p : ndarray of float32 or None
+        Per cell, the probability the cell-type model gives its type (0-1).
     """
 
     tile_indices: tuple[int, ...]
@@ -101,6 +103,7 @@ class TileResult:
     blurred_px: int = 0
     pigment_px: int = 0
     cell_type: np.ndarray | None = None
+    cell_type_p: np.ndarray | None = None
 
 
 def tile_tasks(
@@ -160,6 +163,7 @@ class _TileCells:
     blurred_px: int
     pigment_px: int
     cell_type: np.ndarray | None
+    cell_type_p: np.ndarray | None
 
 
 def score_tiles(task: TileTask) -> TileResult:
@@ -195,6 +199,7 @@ def score_tiles(task: TileTask) -> TileResult:
         reader.close()
     fractions = [d.pigment_fraction for d in done if d.pigment_fraction is not None]
     types = [d.cell_type for d in done if d.cell_type is not None]
+    type_p = [d.cell_type_p for d in done if d.cell_type_p is not None]
     return TileResult(
         tuple(t.index for t in task.tiles),
         CellTable.concat([d.cells for d in done]) if done else CellTable.empty(),
@@ -205,6 +210,7 @@ def score_tiles(task: TileTask) -> TileResult:
         blurred_px=sum(d.blurred_px for d in done),
         pigment_px=sum(d.pigment_px for d in done),
         cell_type=np.concatenate(types) if types else None,
+        cell_type_p=np.concatenate(type_p) if type_p else None,
     )
 
 
@@ -217,7 +223,7 @@ def _score_tile(task: TileTask, tile: Tile, crop: TissueCrop, rgb: np.ndarray) -
     a_x = cells.a_x + np.float32(rx)
     a_y = cells.a_y + np.float32(ry)
     keep = in_core(tile, a_x, a_y) & _on_tissue(crop, a_x, a_y)
-    cell_type = _cell_types(model, cells, task.analysis_mpp_um)
+    cell_type, cell_type_p = _cell_types(model, cells, task.analysis_mpp_um)
     core = _core_slices(tile)
     core_tissue = None  # the tissue under the core, made only where an area is counted
     sharp = np.ones((tile.a_core[3], tile.a_core[2]), dtype=bool)
@@ -250,16 +256,16 @@ def _score_tile(task: TileTask, tile: Tile, crop: TissueCrop, rgb: np.ndarray) -
         ids = np.flatnonzero(keep) + 1
         outlines = trace_outlines(nuclei, grown, ids).transform(ds, (rx + 0.5) * ds - 0.5, (ry + 0.5) * ds - 0.5)
     return _TileCells(replace(cells, a_x=a_x, a_y=a_y).take(keep), outlines, fraction, blurred, blurred_px, pigment_px,
-                      None if cell_type is None else cell_type[keep])
+                      *(None if v is None else v[keep] for v in (cell_type, cell_type_p)))
 
 
-def _cell_types(model: Model, cells: CellTable, mpp_um: float) -> np.ndarray | None:
-    """Each cell's type among all the cells of its tile (the margin holds the neighbours of the core's cells)."""
+def _cell_types(model: Model, cells: CellTable, mpp_um: float) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Each cell's type and its probability, among all the cells of its tile (the margin holds the neighbours)."""
     typer = model.cell_type_model
     if typer is None:
-        return None
+        return None, None
     features = cell_type_features(cells, mpp_um=mpp_um, neighbourhood_um=typer.neighbourhood_um, own=typer.features)
-    return predict_cell_types(typer, features)[0]
+    return predict_cell_types(typer, features)
 
 
 def checks_pigment(model: Model, stains: StainVectors) -> bool:
