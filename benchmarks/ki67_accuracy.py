@@ -15,9 +15,11 @@ centroids to the truth within ``match_um`` (5 um, the data README's radius);
 ``rec+`` is the recall of truth-positive cells, ``agree`` the share of matched
 cells called alike. Only cells the pipeline keeps (on its tissue mask) count.
 Per data set: mean |difference| (MAE), worst field, recall and precision
-pooled over its fields. Pixel sizes are not stored in the files: the assumed
-ones are in ``IMAGES``; ``--mpp-scale`` states them times a factor (0.75,
-1.25), the matching radius staying 5 um at the assumed size.
+pooled over its fields, and how many of our cells in scope were left
+ungraded (called pigmented: a near-black nucleus can be). Pixel sizes are
+not stored in the files: the assumed ones are in ``IMAGES``;
+``--mpp-scale`` states them times a factor (0.75, 1.25), the matching
+radius staying 5 um at the assumed size.
 ``evaluate()`` returns the rows for a test (about 15 s).
 
 Truth and scored area: deepliif (Bladder1, Lung1): the first 512x512 panel,
@@ -107,6 +109,7 @@ class Row:
     seconds: float
     true_positives: int = 0  # truth cells matched
     matched_ours: int = 0  # our cells in scope matched to a truth cell
+    ungraded: int = 0  # our cells in scope left ungraded (called pigmented, or of a type not scored)
 
     @property
     def difference(self) -> float:
@@ -125,6 +128,7 @@ class SetSummary:
     worst_difference: float  # signed, points
     recall: float  # matched truth cells / truth cells
     precision: float  # matched cells / our cells in scope
+    ungraded: int = 0  # our cells in scope left ungraded, summed over the fields
 
 
 @dataclass(frozen=True)
@@ -292,7 +296,7 @@ def compare(name: str, truth: Truth, ours: OurCells, radius_px: float, seconds: 
         truth_cells=len(truth.xy), our_cells=n_scope, precision=precision, recall=recall, f1=f1,
         positive_recall=positive_recall, call_agreement=float(agree.mean()) if tp else float("nan"), scope=scope,
         field_positive_pct=_pct(ours.positive[in_region & ours.graded]), field_cells=int(in_region.sum()),
-        seconds=seconds, true_positives=tp, matched_ours=n_matched,
+        seconds=seconds, true_positives=tp, matched_ours=n_matched, ungraded=int(np.sum(scored & ~ours.graded)),
     )  # fmt: skip
 
 
@@ -349,7 +353,8 @@ def summarize(rows: list[Row]) -> list[SetSummary]:
         recall = sum(r.true_positives for r in mine) / max(1, sum(r.truth_cells for r in mine))
         precision = sum(r.matched_ours for r in mine) / n_ours if n_ours else float("nan")
         mae = float(np.mean([abs(r.difference) for r in mine]))
-        out.append(SetSummary(name, len(mine), mae, worst.image, worst.difference, recall, precision))
+        out.append(SetSummary(name, len(mine), mae, worst.image, worst.difference, recall, precision,
+                              sum(r.ungraded for r in mine)))
     return out
 
 
@@ -369,10 +374,11 @@ def format_table(rows: list[Row]) -> str:
 
 def format_summary(summaries: list[SetSummary]) -> str:
     """Plain-text table of the per-set summaries."""
-    head = f"{'set':12} {'fields':>6} {'MAE':>5} {'worst':>6}  {'worst field':28} {'recall':>6} {'prec':>5}"
+    head = (f"{'set':12} {'fields':>6} {'MAE':>5} {'worst':>6}  {'worst field':28} {'recall':>6} {'prec':>5} "
+            f"{'ungraded':>8}")
     return "\n".join([head, "-" * len(head)] + [
         f"{s.name:12} {s.n_fields:6d} {s.mae:5.1f} {s.worst_difference:+6.1f}  {s.worst_image:28} "
-        f"{s.recall:6.2f} {s.precision:5.2f}" for s in summaries
+        f"{s.recall:6.2f} {s.precision:5.2f} {s.ungraded:8d}" for s in summaries
     ])  # fmt: skip
 
 
