@@ -2,8 +2,9 @@
 
 Every cell of the slide, one row each, in the order of the cell table
 (centroid row, then column): its centroid, every measurement, class, type
-and the probability of that type (``type_p``, in hundredths), regions, and its nucleus and cell outlines as :data:`~ihc_score.cells.RAYS`
-radii from the centroid (:mod:`ihc_score.cells.outline_rays`). Numbers are
+and the probability of that type (``type_p``, in hundredths), regions, and
+its nucleus and cell outlines as :data:`~ihc_score.cells.RAYS` radii from
+the centroid (:mod:`ihc_score.cells.outline_rays`). Numbers are
 kept as integers of a fixed step (the decimals the cell table CSV writes,
 e.g. 0.0001 OD), so they compress to a few bits each; with Parquet's
 byte-stream split and zstd a slide takes about 0.04 MB per 1000 cells.

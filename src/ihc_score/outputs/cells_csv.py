@@ -58,8 +58,9 @@ def write_cells_csv(path: str | Path, result: SlideResult, *, gzip: bool = True)
     (``0``, ``1+``, ``2+``, ``3+``, or ``pigment`` for a cell left ungraded),
     ``type`` (its cell type, :data:`~ihc_score.score.CELL_TYPES`; empty
     without a cell-type step), ``type_p`` (the probability the cell-type
-    model gives that type, 0-1 to 0.01; empty without the step) and ``regions`` (names of the scored regions holding the centroid,
-    joined by ``;``; empty for none). NaN is written as an empty field.
+    model gives that type, 0-1 to 0.01; empty without the step) and
+    ``regions`` (names of the scored regions holding the centroid, joined by
+    ``;``; empty for none). NaN is written as an empty field.
 
     Raises
     ------
