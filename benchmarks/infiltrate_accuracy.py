@@ -15,7 +15,8 @@ only and never on these slides) as its ``cell_types`` step, and with every
 cell scored (the shipped model as it is). With ``--taught-seed N``, also
 with a model taught as a department would teach its own (``ihc-score
 train-cells``: every drawn cell of the 30 % slide of seed N labelled, as
-QuPath points), never on the seeds reported. Printed per metastasis: true
+QuPath points), never on the seeds reported, and its stain check (on its
+own cells: one slide). Printed per metastasis: true
 tumour H-score, both H-scores and errors (target: within 5 points with the
 step, the call right), and per type the precision and recall of the
 detected cells matched to drawn cells within 5 um (target for tumour
@@ -81,6 +82,10 @@ def main() -> int:
         "cell_types.model": str(PACKAGED_CELL_TYPES_PATH),
         "cell_types.sha256": hashlib.sha256(PACKAGED_CELL_TYPES_PATH.read_bytes()).hexdigest()})
     taught = None if args.taught_seed is None else _taught_model(args.taught_seed, every, Path(tmp.name))
+    if taught is not None:
+        stain = taught.cell_type_model.info["stain"]
+        print("taught model's stain check (its own cells): tumour cells typed tumour per class "
+              + ", ".join(f"{k} {v:.3f}" for k, v in stain["kept_by_class"].items()) + f"; gap {stain['gap']}")
     print(f"{'share':>5} {'seed':>4} {'metastasis':12} {'true H':>7} | {'typed H':>7} {'err':>6} {'call':>13} | "
           f"{'all cells H':>11} {'err':>6} | {'taught H':>8} {'err':>6} | left out")
     worst, wrong, drawn_all, ours_all = 0.0, 0, [], []
