@@ -33,6 +33,8 @@ reads them): a model fitted on all three sets types their cells, and for
 the Ki67-positive and the Ki67-negative marked cells apart it prints the
 share typed tumour. A step that keeps fewer positive than negative tumour
 cells chooses the cells a score counts by their stain. Beside it, each
+set's median nucleus hematoxylin OD of the negative and the positive
+cells (DAB read as hematoxylin shows as a difference), and each
 set's mean absolute error of percent Ki67-positive with the step (cells
 typed tumour only) and without it. ``--features shape`` fits on nucleus
 size and shape alone (``ihc-score train-cells --features shape``).
@@ -233,8 +235,10 @@ def stain_check(fields: list[Field], data: Path = DATA) -> dict:
         typed = np.asarray(CELL_TYPES)[predict_cell_types(typer, feats)[0]] if len(feats) else np.zeros(0, str)
         in_region, scored, _ = ki67.scope_of(truth, ours.xy)
         t_idx, o_idx = ki67.match(ours.xy[in_region], truth.xy, MATCH_UM / mpp)
-        s = per_set.setdefault(ki67.set_of(name), {"typed": [], "status": [], "err_all": [], "err_typed": []})
+        s = per_set.setdefault(ki67.set_of(name), {"typed": [], "status": [], "err_all": [], "err_typed": [],
+                                                   "hema": []})
         s["typed"].append(typed[np.flatnonzero(in_region)[o_idx]])
+        s["hema"].append(result.cells.hematoxylin_od_mean[np.flatnonzero(in_region)[o_idx]])
         s["status"].append(truth.positive[t_idx].astype(int))
         counted = scored & ours.graded
         truth_pct = 100.0 * truth.positive.mean()
@@ -244,15 +248,17 @@ def stain_check(fields: list[Field], data: Path = DATA) -> dict:
     out = {}
     print(f"\nstain check, sets never fitted on (features: {', '.join(OWN)}):")
     print(f"{'set':12} {'cells':>6} | typed tumour: {'Ki67-':>6} {'Ki67+':>6} | MAE % positive: {'all':>5} "
-          f"{'typed':>6}")
+          f"{'typed':>6} | median nucleus hematoxylin OD: {'Ki67-':>6} {'Ki67+':>6}")
     for name, s in per_set.items():
         status = np.concatenate(s["status"])
         check = stain_independence(np.full(len(status), "tumour"), np.concatenate(s["typed"]), status)
         shares = check["kept_by_class"]
         out[name] = {**check, "mae_all_cells": round(float(np.mean(s["err_all"])), 2),
                      "mae_tumour_cells": round(float(np.mean(s["err_typed"])), 2)}
+        hema = np.concatenate(s["hema"])
         print(f"{name:12} {len(status):6d} | {'':13} {shares.get('0', np.nan):6.2f} {shares.get('1+', np.nan):6.2f} | "
-              f"{'':15} {np.mean(s['err_all']):5.1f} {np.mean(s['err_typed']):6.1f}")
+              f"{'':15} {np.mean(s['err_all']):5.1f} {np.mean(s['err_typed']):6.1f} | {'':30} "
+              f"{np.median(hema[status == 0]):6.2f} {np.median(hema[status == 1]) if np.any(status == 1) else np.nan:6.2f}")
     return out
 
 

@@ -16,7 +16,8 @@ centroids to the truth within ``match_um`` (5 um, the data README's radius);
 cells called alike. Only cells the pipeline keeps (on its tissue mask) count.
 Per data set: mean |difference| (MAE), worst field, recall and precision
 pooled over its fields, and how many of our cells in scope were left
-ungraded (called pigmented: a near-black nucleus can be). Pixel sizes are
+ungraded (called pigmented: a near-black nucleus can be;
+``--grade-pigmented`` grades them). Pixel sizes are
 not stored in the files: the assumed ones are in ``IMAGES``;
 ``--mpp-scale`` states them times a factor (0.75, 1.25), the matching
 radius staying 5 um at the assumed size.
@@ -392,15 +393,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--analysis-mpp", type=float, default=None, help="analysis pixel size, um/px (model: 0.5)")
     parser.add_argument("--mpp-scale", type=float, default=1.0, help="state every pixel size times this")
     parser.add_argument("--sets", nargs="+", default=list(SETS), choices=SETS, help="data sets to score")
+    parser.add_argument("--grade-pigmented", action="store_true",
+                        help="grade every cell, pigment.exclude off (what the cells called pigmented would give)")
     args = parser.parse_args(argv)
     model = benchmark_model(args.threshold, None, not args.default_stains, args.analysis_mpp)
     if args.channel is not None:
         model = dataclasses.replace(model, detection=dataclasses.replace(model.detection, channel=args.channel))
+    if args.grade_pigmented:
+        model = model.with_overrides(**{"pigment.exclude": False})
     rows = evaluate(args.data, model=model, mpp_scale=args.mpp_scale, sets=tuple(args.sets))
     print(
         f"pipeline score_slide, analysis {model.analysis.mpp_um} um/px, channel {model.detection.channel}, "
         f"nucleus DAB OD >= {args.threshold} is positive, pixel sizes x{args.mpp_scale:g}, "
         f"stains {'default' if args.default_stains else 'estimated'}, match within {MATCH_UM} um"
+        + (", every cell graded (pigment not looked for)" if args.grade_pigmented else "")
     )
     print(format_table(rows) + "\n\n" + format_summary(summarize(rows)))
     worst = max((abs(r.difference) for r in rows), default=float("nan"))
