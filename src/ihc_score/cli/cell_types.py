@@ -29,7 +29,7 @@ __all__ = ["train_cells_command"]
 @click.option("--features", "feature_set", type=click.Choice(["all", "shape"]), default="all", show_default=True,
               help="The cell features the model learns from: all (nucleus size, shape, hematoxylin density and "
                    "texture, cell-to-nucleus ratio) or shape (nucleus size and shape only, nothing that the DAB "
-                   "stain can change; choose it when the stain check below says the model follows the stain).")
+                   "stain can change; choose it when the stain check printed after fitting warns).")
 def train_cells_command(
     slides: tuple[Path, ...], labels_dir: Path | None, out_path: Path, pairs: tuple[str, ...],
     model_path: Path | None, match_um: float, mpp: float | None, feature_set: str,
