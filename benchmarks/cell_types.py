@@ -256,9 +256,10 @@ def stain_check(fields: list[Field], data: Path = DATA) -> dict:
         out[name] = {**check, "mae_all_cells": round(float(np.mean(s["err_all"])), 2),
                      "mae_tumour_cells": round(float(np.mean(s["err_typed"])), 2)}
         hema = np.concatenate(s["hema"])
+        hema_neg, hema_pos = (float(np.median(hema[status == k])) if np.any(status == k) else np.nan for k in (0, 1))
         print(f"{name:12} {len(status):6d} | {'':13} {shares.get('0', np.nan):6.2f} {shares.get('1+', np.nan):6.2f} | "
               f"{'':15} {np.mean(s['err_all']):5.1f} {np.mean(s['err_typed']):6.1f} | {'':30} "
-              f"{np.median(hema[status == 0]):6.2f} {np.median(hema[status == 1]) if np.any(status == 1) else np.nan:6.2f}")
+              f"{hema_neg:6.2f} {hema_pos:6.2f}")
     return out
 
 
