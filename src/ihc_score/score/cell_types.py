@@ -14,8 +14,12 @@ fits one. Pure functions over a :class:`~ihc_score.cells.CellTable`
 (analysis px, ``mpp_um`` um per px).
 
 Limits: small-cell carcinoma nuclei (8 +- 1.5 um) overlap lymphocytes in
-size, and a strongly DAB-stained nucleus shows less hematoxylin than its
-chromatin holds (its density and texture features shift).
+size, and a strongly DAB-stained nucleus reads as denser hematoxylin than
+its chromatin holds (DAB leaks into it, above all where the stain reaches
+the sensor's floor), so its density and texture features shift with the
+stain; :data:`SHAPE_FEATURES` hold none of them, and
+:func:`~ihc_score.score.cell_type_fit.stain_independence` measures what a
+model does with the rest.
 """
 
 from __future__ import annotations
