@@ -159,30 +159,30 @@ class _SlideCells:
     cell_type_p: np.ndarray | None = None
 
 
+def _per_cell(ordered: list[TileResult], name: str, dtype: type) -> np.ndarray:
+    """The chunks' per-cell column ``name`` end to end, zeros for a chunk without it (its tiles all failed)."""
+    return np.concatenate([np.zeros(0, dtype)] + [
+        np.zeros(len(r.cells), dtype) if getattr(r, name) is None else getattr(r, name) for r in ordered])
+
+
 def _slide_cells(plan: SlidePlan, ordered: list[TileResult], model: Model) -> _SlideCells:
     """Concatenate the chunks' cells, select those that count and class them (measurement -> selection -> classes)."""
     cells = CellTable.concat([r.cells for r in ordered]) if ordered else CellTable.empty()
-    fraction = np.concatenate(
-        [r.pigment_fraction if r.pigment_fraction is not None else np.zeros(len(r.cells), np.float32) for r in ordered]
-        or [np.zeros(0, np.float32)]
-    )
+    fraction = _per_cell(ordered, "pigment_fraction", np.float32)
     pigmented = pigmented_cells(fraction, model.pigment)
     classes = classify(getattr(cells, model.classification.measurement), model.classification.thresholds)
     ds = plan.grid.downsample
     l0_x = (cells.a_x.astype(np.float64) + 0.5) * ds - 0.5
     l0_y = (cells.a_y.astype(np.float64) + 0.5) * ds - 0.5
     cell_type = cell_type_p = None
-    if model.cell_type_model is not None:  # a chunk whose tiles all failed has no types
-        cell_type = np.concatenate([np.zeros(0, np.int8)] + [
-            r.cell_type if r.cell_type is not None else np.zeros(len(r.cells), np.int8) for r in ordered])
-        cell_type_p = np.concatenate([np.zeros(0, np.float32)] + [
-            r.cell_type_p if r.cell_type_p is not None else np.zeros(len(r.cells), np.float32) for r in ordered])
+    if model.cell_type_model is not None:
+        cell_type, cell_type_p = _per_cell(ordered, "cell_type", np.int8), _per_cell(ordered, "cell_type_p", np.float32)
     keep = None
     if plan.exclusions:  # no cell in an excluded area counts, whatever the regions
         keep = outside_exclusions(as_regions(plan.exclusions), l0_x, l0_y)
         classes, l0_x, l0_y, cells, pigmented = classes[keep], l0_x[keep], l0_y[keep], cells.take(keep), pigmented[keep]
-        cell_type = None if cell_type is None else cell_type[keep]
-        cell_type_p = None if cell_type_p is None else cell_type_p[keep]
+        if cell_type is not None:
+            cell_type, cell_type_p = cell_type[keep], cell_type_p[keep]
     # the chunks' outlines as they are (kept rows picked, nothing copied): the slide's outlines are held once
     outlines = concat_outlines([r.outlines for r in ordered if r.outlines is not None], keep=keep, copy=False)
     return _SlideCells(cells, l0_x, l0_y, classes, pigmented, outlines, cell_type, cell_type_p)
