@@ -121,10 +121,14 @@ def labelled_cells(
     return LabelledSlide(slide.name, features[c], types[p], len(points), dab_class[c])
 
 
-def _held_out(slides: Sequence[LabelledSlide], neighbourhood_um: float, own: tuple[str, ...]) -> dict[str, Any]:
-    """Per type, precision and recall of each slide typed by a model fitted on the others (two slides or more).
+def _held_out(
+    slides: Sequence[LabelledSlide], neighbourhood_um: float, own: tuple[str, ...]
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Each slide typed by a model fitted on the others (two slides or more).
 
-    With them, under ``stain``, the share of tumour cells typed tumour per DAB class.
+    Returns the precision and recall per type, and the stain check of those
+    types (:func:`~ihc_score.score.stain_independence`); ``({}, None)`` when
+    no slide could be held out.
     """
     truth, pred, classes = [], [], []
     for i, s in enumerate(slides):
@@ -138,14 +142,14 @@ def _held_out(slides: Sequence[LabelledSlide], neighbourhood_um: float, own: tup
         pred.append(np.asarray(CELL_TYPES)[predict_cell_types(m, s.features)[0]])
         classes.append(s.dab_class)
     if not truth:
-        return {}
+        return {}, None
     t, p = np.concatenate(truth), np.concatenate(pred)
-    out: dict[str, Any] = {"cells": int(len(t)), "stain": stain_independence(t, p, np.concatenate(classes))}
+    out: dict[str, Any] = {"cells": int(len(t))}
     for kind in sorted(set(t)):
         tp = float(np.sum((t == kind) & (p == kind)))
         out[kind] = {"precision": round(tp / max(int(np.sum(p == kind)), 1), 3),
                      "recall": round(tp / max(int(np.sum(t == kind)), 1), 3)}
-    return out
+    return out, stain_independence(t, p, np.concatenate(classes))
 
 
 def train_cell_types(
@@ -163,16 +167,15 @@ def train_cell_types(
     IhcScoreError
         Too few labelled cells of a type (:func:`~ihc_score.score.cell_type_fit.fit_cell_types`).
     """
-    held = _held_out(slides, neighbourhood_um, own) if len(slides) > 1 else {}
+    held, stain = _held_out(slides, neighbourhood_um, own) if len(slides) > 1 else ({}, None)
     info = {**record, "slides": {s.slide: {"points": s.n_points, "matched": int(len(s.types))} for s in slides},
-            "held_out_by_slide": {k: v for k, v in held.items() if k != "stain"}}
+            "held_out_by_slide": held}
     features, types = np.concatenate([s.features for s in slides]), np.concatenate([s.types for s in slides])
     try:
         fitted = fit_cell_types(features, types, model_id=model_id, neighbourhood_um=neighbourhood_um, info=info,
                                 own=own)
     except ValueError as err:
         raise IhcScoreError(str(err)) from None
-    stain = held.get("stain")
     if stain is None:
         predicted = np.asarray(CELL_TYPES)[predict_cell_types(fitted, features)[0]]
         stain = {**stain_independence(types, predicted, np.concatenate([s.dab_class for s in slides])),
