@@ -114,11 +114,15 @@ def _feature_names(own: tuple[str, ...] = OWN_FEATURES) -> tuple[str, ...]:
     return own + tuple(f"nb_{f}" for f in own) + ("log1p_neighbours",)
 
 
+def _ordered_subset(own: tuple[str, ...]) -> bool:
+    """Whether ``own`` is one or more of :data:`OWN_FEATURES`, each once and in their order."""
+    return bool(own) and own == tuple(f for f in OWN_FEATURES if f in own)
+
+
 def _own_of(names: tuple[str, ...]) -> tuple[str, ...] | None:
     """The own features a full feature list is made of, or None when it is not one :func:`_feature_names` makes."""
     own = tuple(n for n in names if n in OWN_FEATURES)
-    ordered = tuple(f for f in OWN_FEATURES if f in own)
-    return own if own and own == ordered and _feature_names(own) == tuple(names) else None
+    return own if _ordered_subset(own) and _feature_names(own) == tuple(names) else None
 
 
 @dataclass(frozen=True)
@@ -159,7 +163,7 @@ class CellTypeModel:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "features", tuple(self.features))
-        if _own_of(_feature_names(self.features)) is None:
+        if not _ordered_subset(self.features):
             raise ValueError(f"features must be one or more of {OWN_FEATURES}, in that order, got {self.features!r}")
         n_f = len(_feature_names(self.features))
         unknown = [t for t in self.types if t not in CELL_TYPES]
