@@ -218,11 +218,8 @@ def _new_run(reading: ControlReading, previous: Sequence[ControlRun], options: M
     baseline_n = options.baseline_n or (DEFAULT_BASELINE_RUNS if fresh else last.baseline_n)
     target = options.target or (None if fresh else _target_of(last))
     return ControlRun(
-        batch_id=reading.batch_id, control=reading.control, region=reading.region,
-        results_dir=reading.results_dir, started_utc=reading.started_utc, h_score=reading.h_score,
-        pct_positive=reading.pct_positive, n_cells=reading.n_cells, model_id=reading.model_id,
-        model_version=reading.model_version, model_sha256=reading.model_sha256, segment=segment,
-        baseline_n=baseline_n, target_mean=target[0] if target else None, target_sd=target[1] if target else None,
+        batch_id=reading.batch_id, **dataclasses.asdict(reading), segment=segment, baseline_n=baseline_n,
+        target_mean=target[0] if target else None, target_sd=target[1] if target else None,
         z=None, status="", flagged="", recorded_utc=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
 
