@@ -237,8 +237,9 @@ def stain_check(fields: list[Field], data: Path = DATA) -> dict:
         t_idx, o_idx = ki67.match(ours.xy[in_region], truth.xy, MATCH_UM / mpp)
         s = per_set.setdefault(ki67.set_of(name), {"typed": [], "status": [], "err_all": [], "err_typed": [],
                                                    "hema": []})
-        s["typed"].append(typed[np.flatnonzero(in_region)[o_idx]])
-        s["hema"].append(result.cells.hematoxylin_od_mean[np.flatnonzero(in_region)[o_idx]])
+        matched = np.flatnonzero(in_region)[o_idx]  # our cells matched to a marked one
+        s["typed"].append(typed[matched])
+        s["hema"].append(result.cells.hematoxylin_od_mean[matched])
         s["status"].append(truth.positive[t_idx].astype(int))
         counted = scored & ours.graded
         truth_pct = 100.0 * truth.positive.mean()
