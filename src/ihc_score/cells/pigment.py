@@ -24,7 +24,11 @@ On the DAB OD channel ``d`` and the residual ``r`` of
    about 0.1 OD of residual per OD of pigment, while DAB leaves none; and
    brown, not black: hematoxylin OD at most ``max_hematoxylin_ratio`` of
    ``d`` (near-black pixels of strongly stained real nuclei split into both
-   stains).
+   stains); and standing on a base (the opening of step 1) below
+   ``max_base_od``: a dark spot on stain that already grades 3+ cannot
+   raise its cell's class, and on real slides such spots are the darkest
+   clumps of strongly stained nuclei, whose green and blue reach the
+   sensor's floor and so read as off the DAB vector.
 3. Edges: the 8 neighbours of a core that keep ``>= edge_fraction`` of the
    core's DAB OD and a contrast ``>= min_edge_contrast_od`` (a granule's
    blurred rim, which carries pigment but not its peak).
@@ -44,9 +48,14 @@ saturate the blue channel and leak into the hematoxylin channel, so the
 nucleus detector misshapes laden cells). In a strongly positive metastasis
 without melanin some single pixels of dark DAB are still called pigment
 (pixel precision there about 0.6) but no cell comes near the limit.
-On whole ``melanoma`` slides (2 seeds): pixel precision 0.93, recall 0.87;
-293-295 pigmented cells found for 274-275 true; pigment area within 5 %;
-cost 0.075-0.089 of :func:`ihc_score.cells.detect.detect_cells` on the same tile.
+On whole ``melanoma`` slides (2 seeds, ``benchmarks/pigment_accuracy.py``):
+pixel precision 0.98, recall 0.65-0.66; 281-282 pigmented cells found for
+274-275 true; cost 0.10 of :func:`ihc_score.cells.detect.detect_cells` on
+the same tile. The base condition (step 2) cost 0.04-0.05 of the recall
+and 8-16 pigmented cells there (granules packed so close that the stain
+between them reaches 0.6 OD); on the 13 real BCData Ki67 fields it took the
+cells called pigmented from 319 of 1,116 (29 %, nearly all of them the
+darkest Ki67-positive nuclei) to 75 (7 %).
 
 What this can tell apart
 ------------------------
@@ -65,8 +74,13 @@ What it cannot tell apart
 * Melanin from hemosiderin: both are reported as one pigment.
 * DAB that is itself granular or dot-like (Golgi-like dots, dense
   cytoplasmic granules, strong DAB precipitate, DAB trapped in pigment
-  granules) is called pigment, and a very dark compact nucleus of a strongly
-  positive cell may be partly called pigment.
+  granules) on a cell that is not itself 3+ is called pigment; so are the
+  darkest clumps of a strongly positive nucleus where they stand on a paler
+  part of it (7 % of the cells of the real BCData Ki67 fields).
+* Pigment on a base that is itself 0.6 OD or more (granules on 3+ DAB, or
+  packed so close that the stain between them reaches 3+) is read as DAB:
+  such a cell is graded, most likely 3+. A melanophage laden through and
+  through is such a cell.
 * A cell that holds both DAB and pigment: it is excluded whole (its DAB
   is lost, not graded), so a positive melanoma with heavy pigment is
   scored on its unpigmented cells only.
@@ -135,6 +149,13 @@ class PigmentParams:
         fraction of the core's (0-1) ...
     min_edge_contrast_od : float
         ... and its contrast at least this.
+    max_base_od : float
+        A core stands on a base (the DAB OD under it, the opening of the
+        granule contrast) below this. Default 0.6, the model's 3+ threshold:
+        a dark spot on 3+ stain cannot raise its cell's class. Taken from that
+        threshold, not tuned; on real BCData Ki67 fields, whose darkest positive
+        nuclei reach the sensor's floor, it left 7 % of the cells pigmented
+        where 29 % were without it.
     """
 
     exclude: bool = True
@@ -146,13 +167,14 @@ class PigmentParams:
     max_hematoxylin_ratio: float = 0.5
     edge_fraction: float = 0.2
     min_edge_contrast_od: float = 0.2
+    max_base_od: float = 0.6
 
     def __post_init__(self) -> None:
         if not isinstance(self.exclude, bool):
             raise ValueError(f"exclude must be true or false, got {self.exclude!r}")
         require_range("max_cell_fraction", self.max_cell_fraction, low=0.0, high=1.0, low_open=True)
         require_range("granule_radius_um", self.granule_radius_um, low=0.1, high=5.0, unit="um")
-        for name in ("min_dab_od", "min_contrast_od", "max_hematoxylin_ratio"):
+        for name in ("min_dab_od", "min_contrast_od", "max_hematoxylin_ratio", "max_base_od"):
             require_range(name, getattr(self, name), low=0.0, low_open=True)
         for name in ("min_residual_od", "edge_fraction"):
             require_range(name, getattr(self, name), low=0.0, high=1.0)
@@ -243,6 +265,7 @@ def _granules(conc: np.ndarray, radius_px: int, params: PigmentParams) -> np.nda
     core = cv2.bitwise_and(core, cv2.compare(hema, d * np.float32(params.max_hematoxylin_ratio), cv2.CMP_LE))
     contrast = granule_contrast(d, radius_px=radius_px)
     core = cv2.bitwise_and(core, cv2.compare(contrast, params.min_contrast_od, cv2.CMP_GE))
+    core = cv2.bitwise_and(core, cv2.compare(d - contrast, params.max_base_od, cv2.CMP_LT))
     # a rim pixel keeps a fraction of its brightest neighbouring core's OD
     peak = cv2.dilate(cv2.bitwise_and(d, d, mask=core), np.ones((3, 3), np.uint8))
     edge = cv2.bitwise_and(cv2.compare(d, peak * np.float32(params.edge_fraction), cv2.CMP_GE),
