@@ -83,8 +83,9 @@ def test_pigment_od_vectors_follow_the_power_law() -> None:
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    "known miss since the generator blurs light, not OD: pixel recall 0.70 melanin, 0.66 hemosiderin (precision "
-    "0.97-0.98; within 1 px 0.91 / 0.87); the edge pixels of 1-3 px granules fall below the granule tests"))
+    "known miss since the generator blurs light, not OD: pixel recall 0.65 melanin, 0.63 hemosiderin (precision "
+    "0.97-0.98; within 1 px 0.85 / 0.85); the edge pixels of 1-3 px granules fall below the granule tests, and "
+    "granules packed on stain of 0.6 OD or more are read as DAB"))
 @pytest.mark.parametrize("name", ["melanotic", "hemosiderin"])
 def test_pigment_mask_finds_the_true_pigment_pixels(melanoma: dict, name: str) -> None:
     f = melanoma[name]
