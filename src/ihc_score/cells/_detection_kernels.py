@@ -28,32 +28,30 @@ __all__ = [
 
 
 @_jit
-def _keep_peak_pieces(labels: np.ndarray, at: np.ndarray) -> None:
+def _keep_peak_pieces(labels: np.ndarray, at: np.ndarray, total: int) -> None:
     """Zero every pixel not 8-connected, through its own label, to the label's peak pixel ``at[label]``.
 
-    Cutting an object at a fraction of its peak can leave pieces apart from
-    it (on a dark neighbour, pigment): they are not the nucleus. Union-find
-    over pixel indices in raster order; a parent never lies after its pixel.
+    Cutting an object at a fraction of its peak can leave pieces apart from it (on a dark neighbour, pigment):
+    they are not the nucleus. A flood from each peak over its own label, marking what it reaches by negating
+    it, touches only the labelled pixels (``total``); a label whose peak pixel was cut loses all its pixels.
     """
     h, w = labels.shape
-    parent = np.arange(h * w, dtype=np.int64)
+    stack = np.empty(max(total, 1), dtype=np.int64)
+    for lab in range(1, at.shape[0]):
+        start = at[lab]
+        if start < 0 or labels[start // w, start % w] != lab:
+            continue
+        labels[start // w, start % w], stack[0], top = -lab, start, 1
+        while top > 0:
+            top -= 1
+            cy, cx = stack[top] // w, stack[top] % w
+            for ny in range(max(cy - 1, 0), min(cy + 2, h)):
+                for nx in range(max(cx - 1, 0), min(cx + 2, w)):
+                    if labels[ny, nx] == lab:
+                        labels[ny, nx], stack[top], top = -lab, ny * w + nx, top + 1
     for y in range(h):
         for x in range(w):
-            lab = labels[y, x]
-            if lab == 0:
-                continue
-            i = y * w + x
-            for dy, dx in ((0, -1), (-1, -1), (-1, 0), (-1, 1)):
-                yy, xx = y + dy, x + dx
-                if yy >= 0 and 0 <= xx < w and labels[yy, xx] == lab:
-                    a, b = _root(parent, i), _root(parent, yy * w + xx)
-                    if a != b:
-                        parent[max(a, b)] = min(a, b)
-    for y in range(h):
-        for x in range(w):
-            lab = labels[y, x]
-            if lab != 0 and _root(parent, y * w + x) != _root(parent, at[lab]):
-                labels[y, x] = 0
+            labels[y, x] = max(-labels[y, x], 0)  # reached (negated) back to its label, the rest 0
 
 
 @_jit
@@ -63,9 +61,8 @@ def trim_labels(
     """Cut objects at ``edge_fraction`` of their peak, keep the piece holding the peak and areas within limits,
     number 1..k (:func:`ihc_score.cells._nuclei._trim`).
 
-    Relabels ``labels`` (2-D int32, 0..n_labels - 1) in place; the numbering
-    follows the order of the labels given. ``edge_fraction`` is float32,
-    the product with each peak of ``image`` is taken in float32.
+    Relabels ``labels`` (2-D int32, 0..n_labels - 1) in place; the numbering follows the order of the labels
+    given. ``edge_fraction`` is float32, the product with each peak of ``image`` is taken in float32.
     """
     h, w = labels.shape
     peak = np.zeros(n_labels, dtype=np.float32)
@@ -80,12 +77,15 @@ def trim_labels(
                 if at[lab] < 0 or v > peak[lab] or v != v and peak[lab] == peak[lab]:
                     at[lab] = y * w + x
                 peak[lab] = _maximum(peak[lab], v)
+    kept = 0
     for y in range(h):
         for x in range(w):
             lab = labels[y, x]
-            if lab != 0 and not image[y, x] >= edge_fraction * peak[lab]:
+            if lab != 0 and image[y, x] >= edge_fraction * peak[lab]:
+                kept += 1
+            elif lab != 0:
                 labels[y, x] = 0
-    _keep_peak_pieces(labels, at)
+    _keep_peak_pieces(labels, at, kept)
     area = np.zeros(n_labels, dtype=np.intp)
     top = 0
     for y in range(h):
