@@ -224,7 +224,8 @@ def test_hematoxylin_dab_channel_finds_brown_nuclei_without_hematoxylin():
 
 @pytest.mark.parametrize(
     "field, value",
-    [("sigma_um", -1.0), ("threshold_od", 0.0), ("max_area_um2", 5.0), ("channel", "eosin"), ("min_area_um2", float("nan"))],
+    [("sigma_um", -1.0), ("threshold_od", 0.0), ("max_area_um2", 5.0), ("channel", "eosin"), ("min_area_um2", float("nan")),
+     ("faint_max_glass_fraction", 1.5), ("faint_min_hematoxylin_share", -0.1)],
 )
 def test_params_validation_names_the_field(field, value):
     with pytest.raises(ValueError, match=field):
@@ -507,6 +508,47 @@ def test_the_second_search_adds_no_nucleus_from_stained_cytoplasm_or_a_blurred_e
     one, _, _ = detect_cells(image, mpp_um=MPP)
     two, _, _ = detect_cells(image, mpp_um=MPP, params=DetectionParams(faint_pass=True))
     assert len(one) == len(two) == 2
+
+
+@pytest.mark.parametrize("kind", ["pale nucleus", "stained cytoplasm", "glass ringed by mixed light"])
+def test_the_second_search_keeps_only_nuclei_made_of_stain(kind: str):
+    """Beside a dark nucleus, a pale object the first search loses: a pale nucleus (hematoxylin 0.15, no DAB) is a
+    nucleus; DAB 1.0 with 0.15 of hematoxylin (a share of 0.13: a strongly stained cytoplasm through blurred light),
+    and a ring of hematoxylin 0.2 round 1.5 um of glass (the mixed light at the rim of a gap between brown cells), are
+    not.
+    Without the stains (or with the tests off) all three are found."""
+    scene = [("disc", 30.0, 30.0, NUCLEUS_R_UM, 1.2, 0.8)]
+    if kind == "pale nucleus":
+        scene.append(("disc", 38.5, 30.0, NUCLEUS_R_UM, 0.15, 0.0))
+    elif kind == "stained cytoplasm":
+        scene.append(("disc", 38.5, 30.0, NUCLEUS_R_UM, 0.15, 1.0))
+    image = _draw(60.0, MPP, scene)
+    if kind == "glass ringed by mixed light":
+        yy, xx = (np.mgrid[0 : image.shape[0], 0 : image.shape[1]] + 0.5) * MPP
+        r = np.hypot(xx - 38.5, yy - 30.0)
+        image[..., 0] = np.where((r > 1.5) & (r <= NUCLEUS_R_UM), 0.2, image[..., 0])
+    params = DetectionParams(faint_pass=True)
+    untested = DetectionParams(faint_pass=True, faint_max_glass_fraction=1.0, faint_min_hematoxylin_share=0.0)
+    assert len(detect_cells(image, mpp_um=MPP, params=untested)[0]) == 2
+    assert detect_nuclei(image[..., 0], mpp_um=MPP, params=params).max() == 2  # no stains given: no tests
+    assert len(detect_cells(image, mpp_um=MPP, params=params)[0]) == (2 if kind == "pale nucleus" else 1)
+
+
+def test_of_stain_golden():
+    from ihc_score.cells._faint import _of_stain
+
+    stains = np.zeros((2, 5, 3), np.float32)
+    stains[0, :, 0] = [0.3, 0.3, 0.0, 0.02, 0.1]  # hematoxylin
+    stains[0, :, 1] = [0.0, 0.1, 0.0, 0.02, 0.5]  # DAB
+    stains[1, :, 0] = [0.1, 0.1, 0.1, 0.1, 0.1]
+    stains[1, :, 1] = [0.4, 0.4, 0.4, 0.4, 0.4]
+    # object 1: pixels 0-1 (H share 0.6 / 0.7, no glass); object 2: pixels 2-3 (both glass: H + D 0 and 0.04);
+    # object 3: pixel 4 and pixels 5-9 (H 0.1 + 5 x 0.1 = 0.6 of H + D 0.6 + 2.5: share 0.6 / 3.7 = 0.16)
+    lab = np.array([1, 1, 2, 2, 3, 3, 3, 3, 3, 3])
+    at = np.arange(10)
+    got = _of_stain(lab, at, stains, 4, 0.1, 0.2)
+    assert got.tolist() == [False, True, False, False]
+    assert _of_stain(lab, at, stains, 4, 1.0, 0.15).tolist() == [False, True, True, True]  # tests loosened
 
 
 def test_ellipse_fill_of_a_disc_a_square_and_a_ring():

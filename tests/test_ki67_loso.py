@@ -74,4 +74,7 @@ def test_faint_variants_are_the_search_off_then_on_with_every_pair_of_limits(los
     assert not variants[0].faint_pass and all(v.faint_pass for v in variants[1:])
     pairs = {(v.faint_min_peak_od, v.faint_min_fill) for v in variants[1:]}
     assert len(pairs) == len(variants) - 1 == len(loso.FAINT_GRID["faint_min_peak_od"]) * len(loso.FAINT_GRID["faint_min_fill"])
-    assert "faint_pass=True" in loso.Setting(0.5, variants[1], 0.2).describe()
+    # the shipped model searches with the first pair: the search off, and the other pairs, are named
+    assert "faint_pass=False" in loso.Setting(0.5, variants[0], 0.2).describe()
+    assert loso.Setting(0.5, variants[1], 0.2).describe().endswith("detection as default")
+    assert "faint_min_fill=0.85" in loso.Setting(0.5, variants[2], 0.2).describe()

@@ -122,7 +122,8 @@ def detection_image(deconvolved: np.ndarray, channel: Channel = "hematoxylin") -
     raise ValueError(f"channel must be 'hematoxylin' or 'hematoxylin_dab', got {channel!r}")
 
 
-def detect_nuclei(image_od: np.ndarray, *, mpp_um: float, params: DetectionParams = DetectionParams()) -> np.ndarray:
+def detect_nuclei(image_od: np.ndarray, *, mpp_um: float, params: DetectionParams = DetectionParams(),
+                  deconvolved: np.ndarray | None = None) -> np.ndarray:
     """Find nuclei on an OD image.
 
     Parameters
@@ -133,6 +134,11 @@ def detect_nuclei(image_od: np.ndarray, *, mpp_um: float, params: DetectionParam
     mpp_um : float
         Pixel size (um per pixel).
     params : DetectionParams
+    deconvolved : ndarray, float, shape (H, W, 3), optional
+        Hematoxylin, DAB, residual OD of the same pixels: with it the second
+        search (``params.faint_pass``) keeps only nuclei made of stain
+        (``faint_max_glass_fraction``, ``faint_min_hematoxylin_share``);
+        without it those two tests are skipped.
 
     Returns
     -------
@@ -163,6 +169,8 @@ def detect_nuclei(image_od: np.ndarray, *, mpp_um: float, params: DetectionParam
             min_distance_px=_SPLIT_MIN_DISTANCE_UM / mpp_um, min_area_px=params.min_area_um2 / px_area_um2,
             max_area_px=params.max_area_um2 / px_area_um2, min_peak_od=params.faint_min_peak_od,
             min_fill=params.faint_min_fill, min_peak_distance_px=params.faint_min_peak_distance_um / mpp_um,
+            stains=deconvolved, max_glass_fraction=params.faint_max_glass_fraction,
+            min_hematoxylin_share=params.faint_min_hematoxylin_share,
         )
     return labels
 
@@ -216,7 +224,7 @@ def detect_cells(
         Label images; row ``i`` of the table is label ``i + 1``.
     """
     image = detection_image(deconvolved, params.channel)
-    nuclei = detect_nuclei(image, mpp_um=mpp_um, params=params)
+    nuclei = detect_nuclei(image, mpp_um=mpp_um, params=params, deconvolved=deconvolved)
     if params.cell_body == "stained":
         stain = image if params.channel == "hematoxylin_dab" else detection_image(deconvolved, "hematoxylin_dab")
         cells = stained_bodies(nuclei, stain, mpp_um=mpp_um, params=params)
