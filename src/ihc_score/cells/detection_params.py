@@ -110,7 +110,7 @@ class DetectionParams:
         detection recall on every held-out set (BCData 0.64 to 0.84, the
         breast field 0.68 to 0.85) and lowers BCData's error of percent
         positive from 12.3 to 7.5 points (the breast field 1.9 worse, the
-        others within 0.4); it costs about 8 % of the scoring speed.
+        others within 0.4); it costs about 9 % of the scoring speed.
     faint_exclusion_um : float
         The found nuclei widened by this (their blurred edge) are left out
         of the second search.
