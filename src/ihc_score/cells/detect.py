@@ -36,14 +36,16 @@ Steps of :func:`detect_nuclei`
    peak (about the half maximum), so its area follows the stained nucleus
    and not how far the blur of a dark nucleus reaches above the threshold.
 5. Nuclei outside ``min_area_um2`` .. ``max_area_um2`` are dropped.
-6. With ``faint_pass`` (off by default): next to a dark nucleus a pale one
-   holds no maximum of its own (the slope of the dark one's blurred edge
-   is steeper than its bump) and is lost to the dark one's object. The
-   found nuclei, widened by ``faint_exclusion_um``, are set to 0 before
+6. With ``faint_pass`` (off in :class:`DetectionParams`, on in the shipped
+   model): next to a dark nucleus a pale one holds no maximum of its own
+   (the slope of the dark one's blurred edge is steeper than its bump)
+   and is lost to the dark one's object. The found nuclei, widened by ``faint_exclusion_um``, are set to 0 before
    smoothing (so their blurred edges go too) and steps 2-5 run again; a
    new nucleus must peak at ``faint_min_peak_od``, at least
-   ``faint_min_peak_distance_um`` from the widened nuclei, and fill
-   ``faint_min_fill`` of its moments' ellipse.
+   ``faint_min_peak_distance_um`` from the widened nuclei, fill
+   ``faint_min_fill`` of its moments' ellipse and, given the stains, be
+   made of them (``faint_max_glass_fraction``,
+   ``faint_min_hematoxylin_share``).
 
 :func:`ihc_score.cells.body.stained_bodies` then grows each nucleus over its
 own stained cytoplasm (``cell_body="stained"``, default), or
