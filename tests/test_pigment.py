@@ -232,16 +232,22 @@ _REAL = [
 ]
 
 
-@pytest.mark.skipif(not DATA.is_dir(), reason="real test data (../shared/data) absent")
-@pytest.mark.parametrize(("name", "scale", "panel"), _REAL)
-def test_real_dab_images_have_little_pigment(name: str, scale: float, panel: bool) -> None:
-    rgb = cv2.cvtColor(cv2.imread(str(DATA / name)), cv2.COLOR_BGR2RGB)
+def _real_field(path: Path, scale: float, panel: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """A real image (its first 512-px panel), resized by ``scale``, and deconvolved with its own stain vectors."""
+    rgb = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
     rgb = rgb[:, :512] if panel else rgb
     if scale != 1.0:
         rgb = cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
     rgb = np.ascontiguousarray(rgb)
     stains = estimate_stains(rgb.reshape(-1, 3), background=estimate_background(rgb))  # as the pipeline does
-    mask = pigment_mask(rgb, deconvolve(rgb, stains), mpp_um=A_MPP)
+    return rgb, deconvolve(rgb, stains)
+
+
+@pytest.mark.skipif(not DATA.is_dir(), reason="real test data (../shared/data) absent")
+@pytest.mark.parametrize(("name", "scale", "panel"), _REAL)
+def test_real_dab_images_have_little_pigment(name: str, scale: float, panel: bool) -> None:
+    rgb, conc = _real_field(DATA / name, scale, panel)
+    mask = pigment_mask(rgb, conc, mpp_um=A_MPP)
     # measured 0-0.47 % (breast Ki67 0.47 %: the darkest granular positive nuclei; skimage colon 0.18 %,
     # deepliif 0.01-0.07 %, glioma 0): dark dot-like DAB is the known confusion
     assert mask.mean() <= 0.006
@@ -290,9 +296,7 @@ def test_saturated_dab_nuclei_of_real_fields_are_graded_not_pigmented() -> None:
     """BCData's darkest Ki67-positive nuclei reach the sensor's floor, off the DAB vector, but are not pigment."""
     n_cells = n_pigmented = 0
     for path in sorted((DATA / "bcdata-ki67").glob("*.jpg")):  # 0.25 um/px, so halved to 0.5
-        rgb = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
-        rgb = np.ascontiguousarray(cv2.resize(rgb, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA))
-        conc = deconvolve(rgb, estimate_stains(rgb.reshape(-1, 3), background=estimate_background(rgb)))
+        rgb, conc = _real_field(path, 0.5)
         table, _, cells = detect_cells(conc, mpp_um=A_MPP)
         frac = cell_pigment_fraction(cells, pigment_mask(rgb, conc, mpp_um=A_MPP), len(table.a_x))
         n_cells += len(table.a_x)
