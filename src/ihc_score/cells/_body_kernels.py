@@ -182,17 +182,20 @@ def block_levels(image: np.ndarray, nuclei: np.ndarray) -> tuple[np.ndarray, np.
     hh, hw = (h + 1) // 2, (w + 1) // 2
     low = np.empty((hh, hw), dtype=np.float32)
     high = np.empty((hh, hw), dtype=np.float32)
+    zero = np.float32(0.0)
     for by in range(hh):
+        y0 = 2 * by
+        y1 = min(y0 + 1, h - 1)  # a block cut by the edge reads its one row (or column) twice
         for bx in range(hw):
-            lo = np.float32(np.inf)
-            hi = np.float32(-np.inf)
-            for y in range(2 * by, min(2 * by + 2, h)):
-                for x in range(2 * bx, min(2 * bx + 2, w)):
-                    v = image[y, x]
-                    lo = min(lo, v)
-                    hi = max(hi, np.float32(0.0) if nuclei[y, x] != 0 else v)
-            low[by, bx] = lo
-            high[by, bx] = hi
+            x0 = 2 * bx
+            x1 = min(x0 + 1, w - 1)
+            a, b, c, d = image[y0, x0], image[y0, x1], image[y1, x0], image[y1, x1]
+            low[by, bx] = min(min(a, b), min(c, d))
+            a = zero if nuclei[y0, x0] != 0 else a
+            b = zero if nuclei[y0, x1] != 0 else b
+            c = zero if nuclei[y1, x0] != 0 else c
+            d = zero if nuclei[y1, x1] != 0 else d
+            high[by, bx] = max(max(a, b), max(c, d))
     return low, high
 
 

@@ -32,8 +32,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.sparse import csr_matrix
-from scipy.spatial import cKDTree
 
 from ihc_score.cells import CellTable
 
@@ -208,6 +206,9 @@ def cell_type_features(
         with np.errstate(all="ignore"):
             median = np.nan_to_num(np.nanmedian(np.where(bad, np.nan, values), axis=0))
         values = np.where(bad, median, values)
+    from scipy.sparse import csr_matrix  # here, not at import: every worker imports this module, few type cells
+    from scipy.spatial import cKDTree
+
     xy = np.column_stack([cells.a_x, cells.a_y]).astype(np.float64) * mpp_um
     pairs = cKDTree(xy).query_pairs(neighbourhood_um, output_type="ndarray") if n > 1 else np.zeros((0, 2), int)
     rows = np.concatenate([pairs[:, 0], pairs[:, 1]])
