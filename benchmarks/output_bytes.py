@@ -29,7 +29,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 CACHE = REPO / "benchmarks" / "cache" / "output_bytes"
 sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(REPO / "benchmarks"))
 
+from _revisions import worktree  # noqa: E402
 from ihc_score.synthetic import make_slide, preset  # noqa: E402
 
 #: (preset, width, height) of the slides, repeated with new seeds up to --slides.
@@ -56,14 +58,6 @@ def slides(n: int) -> Path:
         if not path.exists():
             make_slide(path, preset(name, width=w, height=h, seed=500 + i))
     return folder
-
-
-def worktree(rev: str) -> Path:
-    sha = subprocess.run(["git", "rev-parse", rev], cwd=REPO, check=True, capture_output=True, text=True).stdout.strip()
-    tree = CACHE / f"worktree-{sha[:12]}"
-    if not tree.exists():
-        subprocess.run(["git", "worktree", "add", "--detach", str(tree), sha], cwd=REPO, check=True, capture_output=True)
-    return tree
 
 
 def score(root: Path, folder: Path, out: Path, extra: list[str]) -> float:
