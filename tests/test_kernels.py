@@ -52,6 +52,7 @@ def test_label_stats_equal_bincount_sums_and_grouped_maxima(seed):
     n = int(cells.max())
     got = K.label_stats(nuclei.ravel(), cells.ravel(), conc[..., 0].reshape(-1), conc[..., 1].reshape(-1), nuclei.shape[1], n)
     want = _measure_reference(nuclei, cells, conc[..., 0], conc[..., 1])
+    assert len(got) == 14  # the nucleus shape sums follow (tested below)
     for g, w in zip(got, want):
         np.testing.assert_array_equal(g[1:], w)
     table = measure_cells(nuclei, cells, conc[..., 0], conc[..., 1], mpp_um=0.5)
@@ -117,6 +118,25 @@ def test_trim_cuts_filters_and_renumbers_as_numpy(seed):
     got = _trim(labels.copy(), int(labels.max()) + 1, image, 12.0, 60.0)
     assert 0 < got.max() < labels.max() // 3
     np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("seed", [2, 3, 4])
+def test_trim_of_ragged_labels_keeps_the_peak_piece_as_numpy(seed):
+    """Labels of many short runs (combs, diagonal chains, speckle): the scan-line flood queues the most here."""
+    rng = np.random.default_rng(seed)
+    labels = np.zeros((70, 90), dtype=np.int32)
+    labels[5:65:2, 5:45] = 1  # a comb: rows joined only by its spine
+    labels[5:65, 5] = 1
+    yy, xx = np.mgrid[0:70, 0:90]
+    labels[((xx + yy) % 3 == 0) & (xx >= 50)] = 2  # diagonal chains, 8-connected only
+    speckle = (rng.random(labels.shape) < 0.5) & (yy >= 40) & (xx >= 50)
+    labels[speckle] = 3
+    image = rng.random(labels.shape).astype(np.float32) * 0.5 + 0.5  # every pixel above the cut but a few
+    image[rng.random(labels.shape) < 0.05] = 0.1
+    want = _trim_reference(labels, 4, image, 1.0, 1e6)
+    got = _trim(labels.copy(), 4, image, 1.0, 1e6)
+    np.testing.assert_array_equal(got, want)
+    assert got.max() == 3
 
 
 def test_trim_drops_a_piece_cut_off_from_the_peak():
@@ -289,7 +309,7 @@ def test_nucleus_shape_sums_equal_numpy_sums_and_edges():
     nuclei = _labels(rng, (61, 77), 25, 3.0)
     hema = rng.gamma(1.0, 0.3, size=nuclei.shape).astype(np.float32)
     n = int(nuclei.max())
-    got = K.nucleus_shape_sums(nuclei.ravel(), hema.ravel(), nuclei.shape[1], n)
+    got = K.label_stats(nuclei.ravel(), nuclei.ravel(), hema.ravel(), hema.ravel(), nuclei.shape[1], n)[9:]
     rows, cols = np.indices(nuclei.shape)
     padded = np.pad(nuclei, 1, constant_values=-1)
     inner = np.ones(nuclei.shape, bool)

@@ -1,7 +1,7 @@
 """Compiled kernels of nucleus detection (:mod:`ihc_score.cells._nuclei`) and of cell growth.
 
 Small holes, maxima, markers (and which are one nucleus), the split of
-touching nuclei, the trim and renumbering of nuclei, and the growth of cells
+touching nuclei, and the growth of cells
 (:func:`ihc_score.cells.detect.expand_cells`): each in one to three
 passes over the pixels, bit-identical to the NumPy and OpenCV formulations
 they replaced (``tests/test_kernels.py``); compiled and cached as described
@@ -15,7 +15,6 @@ import numpy as np
 from ihc_score.cells._kernels import _jit, _maximum
 
 __all__ = [
-    "trim_labels",
     "fill_holes",
     "disk_maxima",
     "marker_labels",
@@ -25,84 +24,6 @@ __all__ = [
     "grow_labels",
     "warm_up",
 ]
-
-
-@_jit
-def _keep_peak_pieces(labels: np.ndarray, at: np.ndarray, total: int) -> None:
-    """Zero every pixel not 8-connected, through its own label, to the label's peak pixel ``at[label]``.
-
-    Cutting an object at a fraction of its peak can leave pieces apart from it (on a dark neighbour, pigment):
-    they are not the nucleus. A flood from each peak over its own label, marking what it reaches by negating
-    it, touches only the labelled pixels (``total``); a label whose peak pixel was cut loses all its pixels.
-    """
-    h, w = labels.shape
-    stack = np.empty(max(total, 1), dtype=np.int64)
-    for lab in range(1, at.shape[0]):
-        start = at[lab]
-        if start < 0 or labels[start // w, start % w] != lab:
-            continue
-        labels[start // w, start % w], stack[0], top = -lab, start, 1
-        while top > 0:
-            top -= 1
-            cy, cx = stack[top] // w, stack[top] % w
-            for ny in range(max(cy - 1, 0), min(cy + 2, h)):
-                for nx in range(max(cx - 1, 0), min(cx + 2, w)):
-                    if labels[ny, nx] == lab:
-                        labels[ny, nx], stack[top], top = -lab, ny * w + nx, top + 1
-    for y in range(h):
-        for x in range(w):
-            labels[y, x] = max(-labels[y, x], 0)  # reached (negated) back to its label, the rest 0
-
-
-@_jit
-def trim_labels(
-    labels: np.ndarray, n_labels: int, image: np.ndarray, edge_fraction: np.float32, min_area: float, max_area: float
-) -> None:
-    """Cut objects at ``edge_fraction`` of their peak, keep the piece holding the peak and areas within limits,
-    number 1..k (:func:`ihc_score.cells._nuclei._trim`).
-
-    Relabels ``labels`` (2-D int32, 0..n_labels - 1) in place; the numbering follows the order of the labels
-    given. ``edge_fraction`` is float32, the product with each peak of ``image`` is taken in float32.
-    """
-    h, w = labels.shape
-    peak = np.zeros(n_labels, dtype=np.float32)
-    at = np.full(n_labels, -1, dtype=np.int64)  # first pixel (raster order) holding each label's peak
-    for y in range(h):
-        for x in range(w):
-            lab = labels[y, x]
-            if lab < 0 or lab >= n_labels:
-                raise ValueError("labels must be in 0..n_labels - 1")
-            if lab != 0:
-                v = image[y, x]
-                if at[lab] < 0 or v > peak[lab] or v != v and peak[lab] == peak[lab]:
-                    at[lab] = y * w + x
-                peak[lab] = _maximum(peak[lab], v)
-    kept = 0
-    for y in range(h):
-        for x in range(w):
-            lab = labels[y, x]
-            if lab != 0 and image[y, x] >= edge_fraction * peak[lab]:
-                kept += 1
-            elif lab != 0:
-                labels[y, x] = 0
-    _keep_peak_pieces(labels, at, kept)
-    area = np.zeros(n_labels, dtype=np.intp)
-    top = 0
-    for y in range(h):
-        for x in range(w):
-            lab = labels[y, x]
-            if lab != 0:
-                area[lab] += 1
-                top = max(top, lab)
-    lut = np.zeros(n_labels, dtype=np.int32)
-    k = 0
-    for lab in range(1, top + 1):
-        if area[lab] >= min_area and area[lab] <= max_area:
-            k += 1
-            lut[lab] = k
-    for y in range(h):
-        for x in range(w):
-            labels[y, x] = lut[labels[y, x]]
 
 
 @_jit
@@ -382,10 +303,8 @@ def grow_labels(
 
 def warm_up() -> None:
     """Load these kernels for the argument types detection passes them (:func:`ihc_score.cells.warm_up`)."""
-    one = np.ones((2, 2), dtype=np.int32)
     zero = np.zeros((2, 2), dtype=np.int32)
     image = np.ones((2, 2), dtype=np.float32)
-    trim_labels(one.copy(), 2, image, np.float32(0.5), 1.0, 9.0)
     fill_holes(np.ones((4, 4), dtype=np.uint8)[1:-1, 1:-1], np.zeros((2, 2), dtype=np.bool_), 1.0)
     disk_maxima(np.zeros(1, dtype=np.intp), image, np.zeros(1, dtype=np.intp), np.zeros(1, dtype=np.intp))
     marker_labels(np.zeros(1, dtype=np.intp), 2)

@@ -31,7 +31,7 @@ from collections.abc import Callable
 import numba
 import numpy as np
 
-__all__ = ["label_stats", "nucleus_shape_sums", "label_counts", "pigment_candidates", "warm_up"]
+__all__ = ["label_stats", "label_counts", "pigment_candidates", "warm_up"]
 
 
 def _jit(fn: Callable) -> Callable:
@@ -54,12 +54,13 @@ def _maximum(m: float, v: float) -> float:  # np.maximum: a NaN on either side w
 def label_stats(
     nuc: np.ndarray, cel: np.ndarray, hema: np.ndarray, dab: np.ndarray, width: int, n: int
 ) -> tuple[np.ndarray, ...]:
-    """Per-label sums and maxima of nuclei and cells (:func:`ihc_score.cells.measure.measure_cells`).
+    """Per-label sums and maxima of nuclei and cells, and the nuclei's sums for shape and texture, in one pass
+    (:func:`ihc_score.cells.measure.measure_cells`).
 
     Parameters
     ----------
     nuc, cel : 1-D int32
-        Nucleus and cell labels, 0..n.
+        Nucleus and cell labels, 0..n (raster order, rows of ``width``).
     hema, dab : 1-D float
         Hematoxylin and DAB OD.
     width : int
@@ -75,16 +76,18 @@ def label_stats(
     max_n, max_c : float32, (n + 1,)
         Largest DAB OD of each nucleus and of each cytoplasm (cell pixels
         outside any nucleus); -inf where none.
+    sum_hh, sum_xx, sum_yy, sum_xy, edge : float64, (n + 1,)
+        Per nucleus: sums of squared hematoxylin OD, of column^2, row^2 and
+        column x row, and the count of edge pixels (a 4-neighbour outside
+        the nucleus or the image).
     """
-    area_n = np.zeros(n + 1)
-    area_c = np.zeros(n + 1)
-    sum_x = np.zeros(n + 1)
-    sum_y = np.zeros(n + 1)
-    sum_h = np.zeros(n + 1)
-    sum_dn = np.zeros(n + 1)
-    sum_dc = np.zeros(n + 1)
+    area_n, area_c, sum_x, sum_y = np.zeros(n + 1), np.zeros(n + 1), np.zeros(n + 1), np.zeros(n + 1)
+    sum_h, sum_dn, sum_dc = np.zeros(n + 1), np.zeros(n + 1), np.zeros(n + 1)
     max_n = np.full(n + 1, -np.inf, dtype=np.float32)
     max_c = np.full(n + 1, -np.inf, dtype=np.float32)
+    sum_hh, sum_xx, sum_yy = np.zeros(n + 1), np.zeros(n + 1), np.zeros(n + 1)
+    sum_xy, edge = np.zeros(n + 1), np.zeros(n + 1)
+    height = nuc.size // width
     for i in range(nuc.size):
         k = nuc[i]
         c = cel[i]
@@ -95,63 +98,28 @@ def label_stats(
         d = dab[i]
         if k != 0:
             row = i // width
+            col = i - row * width
+            h = hema[i]
             area_n[k] += 1.0
-            sum_x[k] += i - row * width
+            sum_x[k] += col
             sum_y[k] += row
-            sum_h[k] += hema[i]
+            sum_h[k] += h
             sum_dn[k] += d
             max_n[k] = _maximum(max_n[k], np.float32(d))
+            h64 = np.float64(h)
+            sum_hh[k] += h64 * h64
+            sum_xx[k] += col * col
+            sum_yy[k] += row * row
+            sum_xy[k] += col * row
+            if (col == 0 or nuc[i - 1] != k or col == width - 1 or nuc[i + 1] != k
+                    or row == 0 or nuc[i - width] != k or row == height - 1 or nuc[i + width] != k):
+                edge[k] += 1.0
         if c != 0:
             area_c[c] += 1.0
             sum_dc[c] += d
             if k == 0:
                 max_c[c] = _maximum(max_c[c], np.float32(d))
-    return area_n, area_c, sum_x, sum_y, sum_h, sum_dn, sum_dc, max_n, max_c
-
-
-@_jit
-def nucleus_shape_sums(nuc: np.ndarray, hema: np.ndarray, width: int, n: int) -> tuple[np.ndarray, ...]:
-    """Per-nucleus sums for shape and texture (:func:`ihc_score.cells.measure.measure_cells`).
-
-    Parameters
-    ----------
-    nuc : 1-D int32
-        Nucleus labels, 0..n (raster order, rows of ``width``).
-    hema : 1-D float
-        Hematoxylin OD.
-    width : int
-        Row length, px.
-    n : int
-        Largest label.
-
-    Returns
-    -------
-    sum_hh, sum_xx, sum_yy, sum_xy, edge : float64, (n + 1,)
-        Sums of squared hematoxylin OD, of column^2, row^2 and column x row,
-        and the count of edge pixels (a 4-neighbour outside the nucleus or
-        the image); index 0 unused.
-    """
-    sum_hh = np.zeros(n + 1)
-    sum_xx = np.zeros(n + 1)
-    sum_yy = np.zeros(n + 1)
-    sum_xy = np.zeros(n + 1)
-    edge = np.zeros(n + 1)
-    height = nuc.size // width
-    for i in range(nuc.size):
-        k = nuc[i]
-        if k <= 0:
-            continue
-        row = i // width
-        col = i - row * width
-        h = np.float64(hema[i])
-        sum_hh[k] += h * h
-        sum_xx[k] += col * col
-        sum_yy[k] += row * row
-        sum_xy[k] += col * row
-        if (col == 0 or nuc[i - 1] != k or col == width - 1 or nuc[i + 1] != k
-                or row == 0 or nuc[i - width] != k or row == height - 1 or nuc[i + width] != k):
-            edge[k] += 1.0
-    return sum_hh, sum_xx, sum_yy, sum_xy, edge
+    return area_n, area_c, sum_x, sum_y, sum_h, sum_dn, sum_dc, max_n, max_c, sum_hh, sum_xx, sum_yy, sum_xy, edge
 
 
 @_jit
@@ -199,6 +167,5 @@ def warm_up() -> None:
     rgb = np.ones((2, 2, 3), dtype=np.float32)
     flags = np.zeros((2, 2), dtype=np.bool_)
     label_stats(one.ravel(), one.ravel(), rgb[..., 0].reshape(-1), rgb[..., 1].reshape(-1), 2, 1)
-    nucleus_shape_sums(one.ravel(), rgb[..., 0].reshape(-1), 2, 1)
     label_counts(one.ravel(), flags.ravel(), 1)
     pigment_candidates(rgb, np.float32(1.0), np.float32(0.1), np.float32(0.5))

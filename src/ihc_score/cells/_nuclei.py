@@ -299,8 +299,8 @@ def _trim(labels: np.ndarray, n_labels: int, image: np.ndarray, min_area_px: flo
     ``labels`` (int32, from :func:`_partition`) is relabelled in place and
     returned; the numbering keeps the order of the labels given.
     """
-    from . import _detection_kernels  # on first use: see ihc_score.cells._kernels
-    _detection_kernels.trim_labels(labels, n_labels, image, np.float32(_EDGE_FRACTION), min_area_px, max_area_px)
+    from . import _trim_kernels  # on first use: see ihc_score.cells._kernels
+    _trim_kernels.trim_labels(labels, n_labels, image, np.float32(_EDGE_FRACTION), min_area_px, max_area_px)
     return labels
 
 

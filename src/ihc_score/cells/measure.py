@@ -171,11 +171,8 @@ def measure_cells(
         return CellTable.empty()
     # One pass over the pixels; reshape, not ravel: a channel of an
     # (H, W, 3) array is viewed, not copied.
-    area_n, area_c, sum_x, sum_y, sum_h, sum_dn, sum_dc, max_n, max_c = (
+    area_n, area_c, sum_x, sum_y, sum_h, sum_dn, sum_dc, max_n, max_c, sum_hh, sum_xx, sum_yy, sum_xy, edge = (
         a[1:] for a in _kernels.label_stats(nuc, cel, hematoxylin_od.reshape(-1), dab_od.reshape(-1), shape[1], n)
-    )
-    sum_hh, sum_xx, sum_yy, sum_xy, edge = (
-        a[1:] for a in _kernels.nucleus_shape_sums(nuc, hematoxylin_od.reshape(-1), shape[1], n)
     )
     area_cyto = area_c - area_n
     with np.errstate(invalid="ignore", divide="ignore"):
