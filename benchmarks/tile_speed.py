@@ -14,7 +14,9 @@ Renders three tiles with the project's own generator (cached under
 * ``dense``: tumour sheet edge to edge (``strong`` preset, 7000 cells/mm^2);
 * ``blank``: glass only (the generator's blank region with sensor noise).
 
-With one OpenCV thread (``cv2.setNumThreads(1)``), it times every stage of
+With one OpenCV thread (``cv2.setNumThreads(1)``) and the shipped model's
+detection settings (``--cell-body expansion`` for the fixed ring,
+``--one-search`` without the second search for faint nuclei), it times every stage of
 :func:`ihc_score.cells.detect.detect_cells` through the module's own step
 functions, in the order :func:`~ihc_score.cells.detect.detect_nuclei` runs them
 (checked: the staged result must equal ``detect_cells``), and prints the
@@ -34,7 +36,7 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Callable
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 
 import cv2
@@ -43,6 +45,7 @@ import numpy as np
 from ihc_score.cells import _background as B
 from ihc_score.cells import _nuclei as N
 from ihc_score.cells import detect as C
+from ihc_score.model import DEFAULT_MODEL_PATH, load_model
 from ihc_score.stain import DEFAULT_STAINS, deconvolve
 from ihc_score.synthetic import TumourRegion, make_layout, preset, render_region
 
@@ -94,7 +97,7 @@ def stages(rgb: np.ndarray, params: C.DetectionParams) -> list[tuple[str, Callab
         radius = params.background_radius_um / mpp
         s["empty"] = B._surely_empty(s["image"], radius, params.threshold_od)
         if not s["empty"]:
-            s["image"] = B._subtract_background(s["image"], radius)
+            s["image"] = s["raw"] = B._subtract_background(s["image"], radius)
 
     def smooth(s: dict) -> None:
         if not s["empty"]:
@@ -123,6 +126,10 @@ def stages(rgb: np.ndarray, params: C.DetectionParams) -> list[tuple[str, Callab
             return
         s["nuclei"] = N._trim(*s["part"], s["image"], params.min_area_um2 / px_area, params.max_area_um2 / px_area)
 
+    def second(s: dict) -> None:
+        if params.faint_pass and not s["empty"]:
+            s["nuclei"] = C.second_search(s["nuclei"], s["raw"], mpp_um=mpp, params=params, deconvolved=s["conc"])
+
     def expand(s: dict) -> None:
         if params.cell_body == "stained":
             stain = C.detection_image(s["conc"], "hematoxylin_dab")
@@ -141,6 +148,7 @@ def stages(rgb: np.ndarray, params: C.DetectionParams) -> list[tuple[str, Callab
         ("maxima", maxima),
         ("watershed / assignment", assign),
         ("edge cut, area filter, relabel", trim),
+        ("second search (faint nuclei)", second),
         (f"cells ({params.cell_body})", expand),
         ("measurement", measure),
     ]
@@ -179,9 +187,11 @@ def main() -> None:
     parser.add_argument("--tiles", default=",".join(TILES), help="comma-separated tile names")
     parser.add_argument("--cell-body", choices=("stained", "expansion"), default="stained",
                         help="how cells are found from their nuclei (DetectionParams.cell_body)")
+    parser.add_argument("--one-search", action="store_true", help="without the second search for faint nuclei")
     args = parser.parse_args()
     cv2.setNumThreads(1)
-    params = C.DetectionParams(cell_body=args.cell_body)
+    params = replace(load_model(DEFAULT_MODEL_PATH).detection, cell_body=args.cell_body,
+                     faint_pass=not args.one_search)
     names = args.tiles.split(",")
     results = {}
     for name in names:

@@ -25,6 +25,8 @@ __all__ = ["_faint_nuclei", "_ellipse_fill", "GLASS_OD"]
 #: Hematoxylin + DAB OD (against the slide's own glass) below which a pixel is as pale as glass: about a third of
 #: the faintest nuclei's, above the noise of a scan's empty glass.
 GLASS_OD = 0.05
+#: Bands of rows are partitioned one by one only while together they cover at most this fraction of the tile.
+_BANDS_MAX_FRACTION = 0.6
 
 
 def _faint_nuclei(
@@ -136,25 +138,36 @@ def _smooth_rows(image: np.ndarray, sigma_px: float, rows: np.ndarray) -> np.nda
     return out
 
 
+def _bands(mask: np.ndarray) -> list[tuple[int, int]]:
+    """The bands ``[y0, y1)`` :func:`_partition_bands` partitions one by one (none: the whole image at once)."""
+    h = mask.shape[0]
+    bands = [(max(0, a - _BOX_MARGIN_PX) & ~1, min(h, b + _BOX_MARGIN_PX))
+             for a, b in _row_runs(mask.any(axis=1), 2 * _BOX_MARGIN_PX + 2)]
+    return bands if sum(y1 - y0 for y0, y1 in bands) <= _BANDS_MAX_FRACTION * h else []
+
+
 def _partition_bands(mask: np.ndarray, score: np.ndarray, peaks: np.ndarray) -> tuple[np.ndarray, int]:
     """:func:`_partition` (at ``_CORE_FRACTION``) band by band: full-width bands of rows around the foreground.
 
-    The faint foreground is a few blobs scattered over the tile, and the
-    box :func:`_partition` works in would be the whole tile. A band holds
-    each run of foreground rows with ``_BOX_MARGIN_PX`` rows on either side
-    (runs nearer than twice that are one band), as the box does, so each
-    blob is split as on the whole image; the labels of each band follow
-    those of the bands above it.
+    The faint foreground is often a few blobs scattered over the tile, and
+    the box :func:`_partition` works in would be the whole tile. A band
+    holds each run of foreground rows with ``_BOX_MARGIN_PX`` rows on either
+    side (runs nearer than twice that are one band), as the box does, so
+    each blob is split as on the whole image; the labels of each band follow
+    those of the bands above it. Bands that would cover most of the image
+    cost more than the image (the distance transforms have a cost per row):
+    then the whole image is partitioned.
     """
-    h = mask.shape[0]
+    bands = _bands(mask)
+    if len(bands) < 2:
+        return _partition(mask, score, peaks, _CORE_FRACTION)
     labels = np.zeros(mask.shape, dtype=np.int32)
     n = 1
-    for a, b in _row_runs(mask.any(axis=1), 2 * _BOX_MARGIN_PX + 2):
-        y0, y1 = max(0, a - _BOX_MARGIN_PX) & ~1, min(h, b + _BOX_MARGIN_PX)
-        band = (slice(y0, y1),)
-        part, k = _partition(np.ascontiguousarray(mask[band]), np.ascontiguousarray(score[band]),
-                             np.ascontiguousarray(peaks[band]), _CORE_FRACTION)
-        labels[band] = np.where(part > 0, part + np.int32(n - 1), 0)
+    for y0, y1 in bands:
+        part, k = _partition(mask[y0:y1], score[y0:y1], peaks[y0:y1], _CORE_FRACTION)  # rows of C arrays: contiguous
+        if n > 1:
+            part[part > 0] += np.int32(n - 1)
+        labels[y0:y1] = part
         n += k - 1
     return labels, n
 

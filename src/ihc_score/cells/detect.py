@@ -95,6 +95,7 @@ __all__ = [
     "DetectionParams",
     "detection_image",
     "detect_nuclei",
+    "second_search",
     "expand_cells",
     "detect_cells",
     "tile_margin_um",
@@ -165,16 +166,27 @@ def detect_nuclei(image_od: np.ndarray, *, mpp_um: float, params: DetectionParam
     labels, n_labels = _partition(mask, score, peaks, _CORE_FRACTION)
     labels = _trim(labels, n_labels, image, params.min_area_um2 / px_area_um2, params.max_area_um2 / px_area_um2)
     if params.faint_pass:
-        labels = _faint_nuclei(
-            labels, raw, sigma_px=params.sigma_um / mpp_um, exclusion_px=params.faint_exclusion_um / mpp_um,
-            threshold_od=params.threshold_od, max_hole_px=_HOLE_FRACTION * params.max_area_um2 / px_area_um2,
-            min_distance_px=_SPLIT_MIN_DISTANCE_UM / mpp_um, min_area_px=params.min_area_um2 / px_area_um2,
-            max_area_px=params.max_area_um2 / px_area_um2, min_peak_od=params.faint_min_peak_od,
-            min_fill=params.faint_min_fill, min_peak_distance_px=params.faint_min_peak_distance_um / mpp_um,
-            stains=deconvolved, max_glass_fraction=params.faint_max_glass_fraction,
-            min_hematoxylin_share=params.faint_min_hematoxylin_share,
-        )
+        labels = second_search(labels, raw, mpp_um=mpp_um, params=params, deconvolved=deconvolved)
     return labels
+
+
+def second_search(labels: np.ndarray, raw: np.ndarray, *, mpp_um: float, params: DetectionParams,
+                  deconvolved: np.ndarray | None = None) -> np.ndarray:
+    """Step 6 of :func:`detect_nuclei`: ``labels`` with the faint nuclei beside darker ones added.
+
+    ``raw`` is the detection channel after background subtraction, before
+    smoothing; the physical parameters are turned into pixels here.
+    """
+    px_area_um2 = mpp_um * mpp_um
+    return _faint_nuclei(
+        labels, raw, sigma_px=params.sigma_um / mpp_um, exclusion_px=params.faint_exclusion_um / mpp_um,
+        threshold_od=params.threshold_od, max_hole_px=_HOLE_FRACTION * params.max_area_um2 / px_area_um2,
+        min_distance_px=_SPLIT_MIN_DISTANCE_UM / mpp_um, min_area_px=params.min_area_um2 / px_area_um2,
+        max_area_px=params.max_area_um2 / px_area_um2, min_peak_od=params.faint_min_peak_od,
+        min_fill=params.faint_min_fill, min_peak_distance_px=params.faint_min_peak_distance_um / mpp_um,
+        stains=deconvolved, max_glass_fraction=params.faint_max_glass_fraction,
+        min_hematoxylin_share=params.faint_min_hematoxylin_share,
+    )
 
 
 def expand_cells(nuclei: np.ndarray, *, mpp_um: float, params: DetectionParams = DetectionParams()) -> np.ndarray:
