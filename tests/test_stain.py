@@ -153,6 +153,28 @@ def test_estimate_is_deterministic_with_subsampling() -> None:
     assert angle_deg(a.dab, DAB_ROT) < 4.0
 
 
+def test_tail_percentile_keeps_ten_pixels_beyond_each_extreme() -> None:
+    from ihc_score.stain.estimate import MIN_TAIL_PIXELS, _tail_percentile
+
+    assert MIN_TAIL_PIXELS == 10
+    assert _tail_percentile(0.25, 100_000) == 0.25  # 250 pixels beyond it: as asked
+    assert _tail_percentile(0.25, 400) == pytest.approx(2.5)  # 10 of 400
+    assert _tail_percentile(1.0, 12) == 50.0  # never past the median
+
+
+def test_a_few_stray_pixels_do_not_turn_a_small_stain_sample() -> None:
+    """Six pixels of a stray brown-red speck among a small field's DAB: the DAB vector keeps to the true one."""
+    truth = StainVectors(H_ROT, DAB_ROT, YELLOWISH_DIM)
+    px = synthetic_pixels(truth, 6_000, dab_fraction=0.2, seed=4)
+    away = np.asarray(DAB_ROT) - np.asarray(H_ROT)  # in the stains' plane, beyond DAB on the side away from H
+    stray = tuple((np.asarray(DAB_ROT) + 0.4 * away) / np.linalg.norm(np.asarray(DAB_ROT) + 0.4 * away))
+    assert 5.0 < angle_deg(stray, DAB_ROT) < 15.0
+    specks = compose_rgb(np.outer(np.full(6, 1.2), [0.0, 1.0, 0.0]), StainVectors(H_ROT, stray, YELLOWISH_DIM))
+    params = StainEstimationParams(percentile=0.1)
+    est = estimate_stains(np.concatenate([px, specks.reshape(-1, 3)]), background=YELLOWISH_DIM, params=params)
+    assert est.source == "estimated" and angle_deg(est.dab, DAB_ROT) < 3.0
+
+
 def test_fallback_too_few_pixels() -> None:
     px = synthetic_pixels(StainVectors(H_ROT, DAB_ROT), 500, dab_fraction=0.3)
     est = estimate_stains(px, background=(250.0, 250.0, 250.0))

@@ -36,6 +36,10 @@ __all__ = [
 #: Lowest mean background intensity (8-bit) of a brightfield slide; a darker
 #: background means fluorescence (or an unusable scan).
 MIN_BRIGHTFIELD_BACKGROUND: float = 100.0
+#: Fewest pixels beyond each extreme of the stain estimate, whatever ``percentile`` says: a small field's few
+#: pixels of a stain (a few hundred) would otherwise put an extreme on one or two pixels, a speck of dust or
+#: pigment. The same count the estimate asks of each stain before it estimates that stain at all.
+MIN_TAIL_PIXELS: int = 10
 
 
 @dataclass(frozen=True)
@@ -139,12 +143,18 @@ def _macenko_pair(
     proj = od @ plane
     phi = np.arctan2(proj[:, 1], proj[:, 0])
     if second is None:
-        lo, hi = np.percentile(phi, [percentile, 100.0 - percentile])
+        q = _tail_percentile(percentile, len(phi))
+        lo, hi = np.percentile(phi, [q, 100.0 - q])
     else:
         high_side = second if np.median(phi[second]) >= np.median(phi[~second]) else ~second
-        lo = np.percentile(phi[~high_side], percentile)
-        hi = np.percentile(phi[high_side], 100.0 - percentile)
+        lo = np.percentile(phi[~high_side], _tail_percentile(percentile, int(np.sum(~high_side))))
+        hi = np.percentile(phi[high_side], 100.0 - _tail_percentile(percentile, int(np.sum(high_side))))
     return plane @ np.array([np.cos(lo), np.sin(lo)]), plane @ np.array([np.cos(hi), np.sin(hi)])
+
+
+def _tail_percentile(percentile: float, n: int) -> float:
+    """``percentile``, raised so that at least :data:`MIN_TAIL_PIXELS` of ``n`` pixels lie beyond it (at most 50)."""
+    return min(50.0, max(percentile, 100.0 * MIN_TAIL_PIXELS / max(n, 1)))
 
 
 def _positive_unit(v: np.ndarray) -> np.ndarray | None:
@@ -214,7 +224,7 @@ def estimate_stains(
 
     conc = od @ np.linalg.inv(defaults.matrix).astype(np.float32)
     is_dab = conc[:, 1] > conc[:, 0]
-    min_count = max(params.min_stain_fraction * len(od), 10.0)
+    min_count = max(params.min_stain_fraction * len(od), float(MIN_TAIL_PIXELS))
     enough_h, enough_dab = (~is_dab).sum() >= min_count, is_dab.sum() >= min_count
     h_def, dab_def = np.asarray(defaults.hematoxylin), np.asarray(defaults.dab)
 
