@@ -303,3 +303,38 @@ def test_saturated_dab_nuclei_of_real_fields_are_graded_not_pigmented() -> None:
         n_pigmented += int((frac >= PigmentParams().max_cell_fraction).sum())
     # measured 75 of 1,116 (6.7 %); without the base condition 319 (28.6 %)
     assert n_cells > 1000 and n_pigmented / n_cells <= 0.1, (n_pigmented, n_cells)
+
+
+def test_pigment_colour_golden() -> None:
+    """The colour test of a pigment core on its own: DAB >= 1.0, residual >= 0.08, hematoxylin <= half the DAB."""
+    from ihc_score.cells import pigment_colour
+
+    conc = np.array([[0.2, 1.2, 0.10],   # pigment's colour
+                     [0.2, 0.9, 0.10],   # too pale
+                     [0.7, 1.2, 0.10],   # too much hematoxylin
+                     [0.2, 1.2, 0.05],   # no residual: DAB
+                     [0.6, 1.2, 0.08]])  # at every limit: pigment
+    np.testing.assert_array_equal(pigment_colour(conc), [True, False, False, False, True])
+    assert pigment_colour(conc.reshape(5, 1, 3)).shape == (5, 1)
+
+
+def test_stain_sample_without_melanin_keeps_the_dab_vector(melanoma: dict) -> None:
+    """The melanotic field's pixels, melanin and all: left out by their colour, the DAB vector keeps to the dye."""
+    from ihc_score.model import default_model
+    from ihc_score.run.slide_stains import _without_pigment
+
+    model = default_model()
+    f = melanoma["melanotic"]
+    pixels = f["rgb"].reshape(-1, 3)
+    glass = (f["conc"].sum(axis=-1) < 0.15).reshape(-1)
+    tissue = pixels[~glass]
+    defaults = model.stains.defaults((255.0, 255.0, 255.0))
+    kept = _without_pigment(tissue, defaults, model)
+    assert 0 < len(tissue) - len(kept) < 0.05 * len(tissue)  # a few per cent of the pixels are melanin's colour
+    dye = f["layout"].spec.dyes.dab
+    with_melanin = estimate_stains(tissue, background=(255.0, 255.0, 255.0), defaults=defaults,
+                                   params=model.stains.estimation)
+    without = estimate_stains(kept, background=(255.0, 255.0, 255.0), defaults=defaults,
+                              params=model.stains.estimation)
+    assert angle_deg(without.dab, dye) < angle_deg(with_melanin.dab, dye) - 1.0
+    assert angle_deg(without.dab, dye) < 3.0

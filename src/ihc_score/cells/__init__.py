@@ -22,13 +22,13 @@ from ihc_score.cells.outline_rays import (
     radii_to_codes,
 )
 from ihc_score.cells.outlines import trace_outlines
-from ihc_score.cells.pigment import PigmentParams, cell_pigment_fraction, granule_contrast, pigment_mask
+from ihc_score.cells.pigment import PigmentParams, cell_pigment_fraction, granule_contrast, pigment_colour, pigment_mask
 from ihc_score.cells.traced_outlines import OutlineParts, Outlines, TracedOutlines
 
 __all__ = [
     "CellTable", "measure_cells", "DetectionParams", "detection_image", "detect_nuclei", "expand_cells",
     "stained_bodies", "detect_cells", "tile_margin_um", "PigmentParams", "granule_contrast", "pigment_mask",
-    "cell_pigment_fraction", "CellOutlines", "UNITS_PER_PX", "TracedOutlines", "OutlineParts", "Outlines",
-    "trace_outlines", "warm_up", "RAYS", "RADIUS_STEP_UM", "radial_radii", "radii_to_codes", "codes_to_radii",
-    "radial_outlines",
+    "pigment_colour", "cell_pigment_fraction", "CellOutlines", "UNITS_PER_PX", "TracedOutlines", "OutlineParts",
+    "Outlines", "trace_outlines", "warm_up", "RAYS", "RADIUS_STEP_UM", "radial_radii", "radii_to_codes",
+    "codes_to_radii", "radial_outlines",
 ]

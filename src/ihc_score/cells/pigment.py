@@ -107,7 +107,7 @@ import numpy as np
 
 from ihc_score.checks import require_range
 
-__all__ = ["PigmentParams", "granule_contrast", "pigment_mask", "cell_pigment_fraction"]
+__all__ = ["PigmentParams", "granule_contrast", "pigment_mask", "pigment_colour", "cell_pigment_fraction"]
 
 
 @dataclass(frozen=True)
@@ -240,6 +240,23 @@ def pigment_mask(rgb: np.ndarray, conc: np.ndarray, *, mpp_um: float,
     for y0, y1, x0, x1 in _bands(rows, cols, 2 * radius_px + 2, out.shape):
         out[y0:y1, x0:x1] = _granules(conc[y0:y1, x0:x1], radius_px, params)
     return out
+
+
+def pigment_colour(conc: np.ndarray, params: PigmentParams = PigmentParams()) -> np.ndarray:
+    """Which pixels pass the colour test of a pigment core, whatever lies around them (bool, ``conc.shape[:-1]``).
+
+    ``conc`` (..., 3) holds hematoxylin, DAB and residual OD. The test of
+    :func:`pigment_mask` without its granule and base tests: enough for a
+    sample of pixels, where neighbours are not known.
+    """
+    from . import _kernels  # on first use: see its docstring
+    flat = np.ascontiguousarray(np.asarray(conc, dtype=np.float32).reshape(1, -1, 3))
+    out = np.zeros(flat.shape[1], dtype=bool)
+    _, cols = _kernels.pigment_candidates(
+        flat, np.float32(params.min_dab_od), np.float32(params.min_residual_od), np.float32(params.max_hematoxylin_ratio)
+    )
+    out[cols] = True
+    return out.reshape(np.shape(conc)[:-1])
 
 
 def _bands(rows: np.ndarray, cols: np.ndarray, reach: int, shape: tuple[int, ...]) -> list[tuple[int, int, int, int]]:

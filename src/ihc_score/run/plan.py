@@ -14,12 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ihc_score.errors import NotBrightfieldError, NotDabStainError
+from ihc_score.errors import NotBrightfieldError
 from ihc_score.model import Model
 from ihc_score.regions import Annotation, Region, build_regions, find_annotation_file, read_annotations, regions_mask
+from ihc_score.run.slide_stains import slide_stains
 from ihc_score.run.tiles import TileGrid, tile_grid
 from ihc_score.slide import Slide, TileReader, open_slide
-from ihc_score.stain import StainVectors, estimate_stains, require_dab
+from ihc_score.stain import StainVectors
 from ihc_score.tissue import (
     ExcludedAreas,
     ThumbnailArtefacts,
@@ -189,7 +190,7 @@ def _plan_and_sample(
                                                     scored, tissue.downsample)
         patches = _sample_patches(path, mpp_option_um, sampled, scored, tissue.downsample)
         pixels = tissue_pixels(patches)
-        stains = _stains(path.name, pixels, tissue, model, bool(grid.tiles))
+        stains = slide_stains(path.name, pixels, tissue, model, bool(grid.tiles))
         sharpness = (slide_sharpness([p for p, _ in patches], background=tissue.background, mpp_um=analysis_mpp,
                                      params=model.artefacts) if model.artefacts.blur else None)
         soft = ("soft_focus",) if sharpness is not None and sharpness < model.artefacts.soft_focus_sharpness else ()
@@ -269,23 +270,6 @@ def _grid(
     )
 
 
-def _stains(name: str, pixels: np.ndarray, tissue: TissueMask, model: Model, has_tiles: bool) -> StainVectors:
-    """The slide's stain vectors, from the tissue pixels of the sample patches; refuses greyscale and H&E slides.
-
-    Raises
-    ------
-    NotDabStainError
-    """
-    defaults = model.stains.defaults(tissue.background)
-    stains = defaults
-    if has_tiles:
-        if model.stains.estimate:
-            stains = estimate_stains(pixels, background=tissue.background, defaults=defaults, params=model.stains.estimation)
-        _require_colour(pixels, name)
-        require_dab(pixels, background=tissue.background, slide_name=name, hematoxylin=stains.hematoxylin)
-    return stains
-
-
 def _artefact_labels(ink: np.ndarray | None, fold: np.ndarray, bubble: np.ndarray) -> np.ndarray | None:
     """Artefact kind per mask pixel (1 ink, 2 fold, 3 air bubble; the later kind wins), or None without any."""
     if (ink is None or not ink.any()) and not fold.any() and not bubble.any():
@@ -307,28 +291,6 @@ def as_regions(shapes: tuple[Annotation, ...]) -> tuple[Region, ...]:
 _MIN_MASK_PX = 1024
 
 
-#: A tissue pixel is grey when its channels differ by at most this many
-#: grey levels; an image whose tissue is grey almost everywhere has no colour
-#: to tell DAB from hematoxylin.
-_GREY_SPREAD = 3
-_GREY_FRACTION = 0.99
-
-
-def _require_colour(pixels: np.ndarray, name: str) -> None:
-    """Refuse a greyscale image: scoring it would call every slide negative.
-
-    Raises
-    ------
-    NotDabStainError
-    """
-    if len(pixels) == 0:
-        return
-    r, g, b = pixels[:, 0], pixels[:, 1], pixels[:, 2]  # not max(axis=1): slow across 3 values
-    spread = np.maximum(np.maximum(r, g), b).astype(np.int16) - np.minimum(np.minimum(r, g), b)
-    if np.mean(spread <= _GREY_SPREAD) >= _GREY_FRACTION:
-        raise NotDabStainError(
-            f"{name}: a greyscale image, so DAB cannot be told from hematoxylin; no H-score is given (scan in colour)"
-        )
 
 
 def _scanner_flags(scanner: str, model: Model) -> tuple[str, ...]:
