@@ -25,7 +25,8 @@ expansion``, nucleus grown by 5 um). Printed per setting: true H-score;
 what the light allows any pixel-based scorer (``light``: exact cells and
 dyes at level 0; ``0.5 um``: the same after reduction to the analysis
 pixel, :mod:`_optical_ceiling`); each mode's H-score and error (the drawn
-dyes' against the ``0.5 um`` ceiling); the cell count's error in percent.
+dyes' against the ``0.5 um`` ceiling); the cell count's error in percent; how far the
+slide's own DAB vector lies from the drawn one (degrees, + towards hematoxylin).
 Target: every setting within 5 H-score points and 3 % of the cells of the
 drawn truth.
 
@@ -45,6 +46,7 @@ from _optical_ceiling import optical_h_scores  # noqa: E402
 from _preset_slides import drawn_totals, spec_slide  # noqa: E402
 from ihc_score.model import Model, default_model  # noqa: E402
 from ihc_score.run import score_slide  # noqa: E402
+from ihc_score.stain import angle_deg  # noqa: E402
 from ihc_score.synthetic import TumourRegion, preset  # noqa: E402
 
 H_TARGET = 5.0
@@ -108,7 +110,15 @@ def measure(name: str, seed: int, models: dict[str, Model]) -> dict:
         counts = r.regions[0].counts if r.regions else None
         row[f"h_{label}"] = counts.h_score if counts else float("nan")
         row[f"n_{label}"] = counts.n if counts else 0
+        if label == "body":
+            row["dab_lean"] = _lean(r.stains.dab, spec.dyes.dab, spec.dyes.hematoxylin)
     return row
+
+
+def _lean(estimated: tuple, drawn: tuple, hematoxylin: tuple) -> float:
+    """Degrees between the estimated and the drawn DAB vector, positive when the estimate is nearer hematoxylin."""
+    sign = 1.0 if angle_deg(estimated, hematoxylin) < angle_deg(drawn, hematoxylin) else -1.0
+    return sign * angle_deg(estimated, drawn)
 
 
 def main() -> None:
@@ -120,7 +130,7 @@ def main() -> None:
     models = {"body": shipped, "ring": shipped.with_overrides(**{"detection.cell_body": "expansion"})}
     names = args.only or list(SETTINGS)
     print(f"{'setting':28} {'cells':>6} {'true H':>7} {'light':>6} {'0.5 um':>6} | "
-          f"{'body H':>7} {'err':>6} {'cells %':>7} | "
+          f"{'body H':>7} {'err':>6} {'cells %':>7} {'DAB lean':>8} | "
           f"{'drawn dyes':>10} {'-0.5 um':>7} | {'5 um ring H':>11} {'err':>6} {'cells %':>7}")
     worst_h = {k: 0.0 for k in ("body", "ring", "dyes")}
     worst_n = {k: 0.0 for k in models}
@@ -138,6 +148,8 @@ def main() -> None:
             worst_h[label] = max(worst_h[label], abs(err))
             worst_n[label] = max(worst_n[label], abs(n_pct))
             line += f" | {row[f'h_{label}']:{width}.1f} {err:+6.1f} {n_pct:+7.1f}"
+            if label == "body":
+                line += f" {row['dab_lean']:+7.1f}d"
         print(line, flush=True)
     for label, what in (("body", "cell bodies from the image (shipped)"), ("ring", "QuPath's 5 um ring")):
         print(f"{what}: largest H-score error {worst_h[label]:.1f} points (target {H_TARGET:g}), "
