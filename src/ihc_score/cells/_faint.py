@@ -9,24 +9,13 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from ihc_score.cells._nuclei import (
-    _BOX_MARGIN_PX,
-    _CORE_FRACTION,
-    _EDGE_FRACTION,
-    _disk,
-    _foreground,
-    _maxima,
-    _partition,
-    _smooth,
-)
+from ihc_score.cells._nuclei import _CORE_FRACTION, _EDGE_FRACTION, _disk, _foreground, _maxima, _partition, _smooth
 
 __all__ = ["_faint_nuclei", "_ellipse_fill", "GLASS_OD"]
 
 #: Hematoxylin + DAB OD (against the slide's own glass) below which a pixel is as pale as glass: about a third of
 #: the faintest nuclei's, above the noise of a scan's empty glass.
 GLASS_OD = 0.05
-#: Bands of rows are partitioned one by one only while together they cover at most this fraction of the tile.
-_BANDS_MAX_FRACTION = 0.6
 
 
 def _faint_nuclei(
@@ -63,14 +52,11 @@ def _faint_nuclei(
     """
     from . import _detection_kernels  # on first use: see ihc_score.cells._kernels
     taken = cv2.dilate((labels > 0).view(np.uint8), _disk(exclusion_px)).view(bool)
-    masked = np.where(taken, np.float32(0.0), raw)
-    # Only rows near a pixel above the threshold can hold foreground or a pixel the search compares with it.
-    reach = _support_px(sigma_px) + _disk(min_distance_px).shape[0] // 2 + 2
-    residual = _smooth_rows(masked, sigma_px, _near_rows((masked > threshold_od).any(axis=1), reach))
+    residual = _smooth(np.where(taken, np.float32(0.0), raw), sigma_px)
     mask = _foreground(residual, threshold_od, max_hole_px) & ~taken
     if not mask.any():
         return labels
-    faint, n = _partition_bands(mask, residual, _maxima(mask, residual, min_distance_px))
+    faint, n = _partition(mask, residual, _maxima(mask, residual, min_distance_px), _CORE_FRACTION)
     at = np.flatnonzero(faint > 0)
     lab, value = faint.ravel()[at], residual.ravel()[at]
     peak = np.zeros(n, np.float32)
@@ -93,83 +79,6 @@ def _faint_nuclei(
     out = labels.copy()
     out.ravel()[at[keep[lab]]] = lut[lab[keep[lab]]]
     return out
-
-
-def _support_px(sigma_px: float) -> int:
-    """Half the side of the kernel OpenCV's ``GaussianBlur`` takes for a float image and ``sigma_px`` (+-4 sigma)."""
-    return (int(round(sigma_px * 8.0 + 1.0)) | 1) // 2 if sigma_px > 0 else 0
-
-
-def _near_rows(rows: np.ndarray, reach: int) -> np.ndarray:
-    """Rows within ``reach`` rows of a True row of ``rows`` (bool, one per image row)."""
-    if reach <= 0 or not rows.any():
-        return rows.copy()
-    return cv2.dilate(rows.view(np.uint8)[:, None], np.ones((2 * reach + 1, 1), np.uint8))[:, 0].view(bool)
-
-
-def _row_runs(rows: np.ndarray, min_gap: int = 1) -> list[tuple[int, int]]:
-    """Runs ``[start, stop)`` of True in ``rows``, runs fewer than ``min_gap`` rows apart taken as one."""
-    edges = np.flatnonzero(np.diff(np.concatenate(([0], rows.view(np.uint8), [0])).astype(np.int8)))
-    runs: list[tuple[int, int]] = []
-    for a, b in zip(edges[0::2].tolist(), edges[1::2].tolist()):
-        if runs and a - runs[-1][1] < min_gap:
-            runs[-1] = (runs[-1][0], b)
-        else:
-            runs.append((a, b))
-    return runs
-
-
-def _smooth_rows(image: np.ndarray, sigma_px: float, rows: np.ndarray) -> np.ndarray:
-    """:func:`_smooth` of ``image`` on the True ``rows`` (the same values), 0 on the others.
-
-    Each run of rows is smoothed with the rows within the kernel's reach
-    around it (or the image's edge, replicated as on the whole image), so
-    its values are those of the whole image, bit for bit. The whole image is
-    smoothed when the rows are most of it.
-    """
-    if rows.mean() > 0.8:
-        return _smooth(image, sigma_px)
-    support = _support_px(sigma_px)
-    out = np.zeros_like(image)
-    h = image.shape[0]
-    for a, b in _row_runs(rows):
-        y0, y1 = max(0, a - support), min(h, b + support)
-        out[a:b] = _smooth(np.ascontiguousarray(image[y0:y1]), sigma_px)[a - y0 : b - y0]
-    return out
-
-
-def _bands(mask: np.ndarray) -> list[tuple[int, int]]:
-    """The bands ``[y0, y1)`` :func:`_partition_bands` partitions one by one (none: the whole image at once)."""
-    h = mask.shape[0]
-    bands = [(max(0, a - _BOX_MARGIN_PX) & ~1, min(h, b + _BOX_MARGIN_PX))
-             for a, b in _row_runs(mask.any(axis=1), 2 * _BOX_MARGIN_PX + 2)]
-    return bands if sum(y1 - y0 for y0, y1 in bands) <= _BANDS_MAX_FRACTION * h else []
-
-
-def _partition_bands(mask: np.ndarray, score: np.ndarray, peaks: np.ndarray) -> tuple[np.ndarray, int]:
-    """:func:`_partition` (at ``_CORE_FRACTION``) band by band: full-width bands of rows around the foreground.
-
-    The faint foreground is often a few blobs scattered over the tile, and
-    the box :func:`_partition` works in would be the whole tile. A band
-    holds each run of foreground rows with ``_BOX_MARGIN_PX`` rows on either
-    side (runs nearer than twice that are one band), as the box does, so
-    each blob is split as on the whole image; the labels of each band follow
-    those of the bands above it. Bands that would cover most of the image
-    cost more than the image (the distance transforms have a cost per row):
-    then the whole image is partitioned.
-    """
-    bands = _bands(mask)
-    if len(bands) < 2:
-        return _partition(mask, score, peaks, _CORE_FRACTION)
-    labels = np.zeros(mask.shape, dtype=np.int32)
-    n = 1
-    for y0, y1 in bands:
-        part, k = _partition(mask[y0:y1], score[y0:y1], peaks[y0:y1], _CORE_FRACTION)  # rows of C arrays: contiguous
-        if n > 1:
-            part[part > 0] += np.int32(n - 1)
-        labels[y0:y1] = part
-        n += k - 1
-    return labels, n
 
 
 def _of_stain(lab: np.ndarray, at: np.ndarray, stains: np.ndarray, n: int, max_glass_fraction: float,
