@@ -329,7 +329,7 @@ def test_stain_sample_without_melanin_keeps_the_dab_vector(melanoma: dict) -> No
     glass = (f["conc"].sum(axis=-1) < 0.15).reshape(-1)
     tissue = pixels[~glass]
     defaults = model.stains.defaults((255.0, 255.0, 255.0))
-    kept = _without_pigment(tissue, defaults, model)
+    kept = _without_pigment(tissue, defaults, model.pigment)
     assert 0 < len(tissue) - len(kept) < 0.05 * len(tissue)  # a few per cent of the pixels are melanin's colour
     dye = f["layout"].spec.dyes.dab
     with_melanin = estimate_stains(tissue, background=(255.0, 255.0, 255.0), defaults=defaults,

@@ -221,7 +221,6 @@ def pigment_mask(rgb: np.ndarray, conc: np.ndarray, *, mpp_um: float,
     ValueError
         Shapes that do not match, or a pixel size outside 0.05-10 um.
     """
-    from . import _kernels  # on first use: see its docstring
     if conc.ndim != 3 or conc.shape[2] != 3 or rgb.shape[:2] != conc.shape[:2]:
         raise ValueError(f"rgb and conc must be (h, w, 3) of one size, got {rgb.shape} and {conc.shape}")
     if not (math.isfinite(mpp_um) and 0.05 <= mpp_um <= 10.0):
@@ -233,9 +232,7 @@ def pigment_mask(rgb: np.ndarray, conc: np.ndarray, *, mpp_um: float,
     # The cores' colour test alone, in one pass; most tiles have none or a
     # few, so the granule contrast (an opening) is only computed in bands of
     # rows around them, wide enough that it is exact where it is used.
-    rows, cols = _kernels.pigment_candidates(
-        conc, np.float32(params.min_dab_od), np.float32(params.min_residual_od), np.float32(params.max_hematoxylin_ratio)
-    )
+    rows, cols = _colour_candidates(conc, params)
     radius_px = max(1, int(round(params.granule_radius_um / mpp_um)))
     for y0, y1, x0, x1 in _bands(rows, cols, 2 * radius_px + 2, out.shape):
         out[y0:y1, x0:x1] = _granules(conc[y0:y1, x0:x1], radius_px, params)
@@ -249,14 +246,17 @@ def pigment_colour(conc: np.ndarray, params: PigmentParams = PigmentParams()) ->
     :func:`pigment_mask` without its granule and base tests: enough for a
     sample of pixels, where neighbours are not known.
     """
-    from . import _kernels  # on first use: see its docstring
     flat = np.ascontiguousarray(np.asarray(conc, dtype=np.float32).reshape(1, -1, 3))
     out = np.zeros(flat.shape[1], dtype=bool)
-    _, cols = _kernels.pigment_candidates(
-        flat, np.float32(params.min_dab_od), np.float32(params.min_residual_od), np.float32(params.max_hematoxylin_ratio)
-    )
-    out[cols] = True
+    out[_colour_candidates(flat, params)[1]] = True
     return out.reshape(np.shape(conc)[:-1])
+
+
+def _colour_candidates(conc: np.ndarray, params: PigmentParams) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and columns of the pixels of ``conc`` (float32, (h, w, 3)) passing the colour test of a pigment core."""
+    from . import _kernels  # on first use: see its docstring
+    return _kernels.pigment_candidates(conc, np.float32(params.min_dab_od), np.float32(params.min_residual_od),
+                                       np.float32(params.max_hematoxylin_ratio))
 
 
 def _bands(rows: np.ndarray, cols: np.ndarray, reach: int, shape: tuple[int, ...]) -> list[tuple[int, int, int, int]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ihc_score.cells import pigment_colour
+from ihc_score.cells import PigmentParams, pigment_colour
 from ihc_score.errors import NotDabStainError
 from ihc_score.model import Model
 from ihc_score.stain import StainVectors, deconvolve, estimate_stains, require_dab
@@ -34,24 +34,21 @@ def slide_stains(name: str, pixels: np.ndarray, tissue: TissueMask, model: Model
             stains = estimate_stains(pixels, background=tissue.background, defaults=defaults,
                                      params=model.stains.estimation)
             if model.pigment.exclude and stains.source == "estimated":
-                first = StainVectors(stains.hematoxylin, stains.dab, stains.background, od_scale=stains.od_scale)
-                stains = estimate_stains(_without_pigment(pixels, first, model), background=tissue.background,
+                stains = estimate_stains(_without_pigment(pixels, stains, model.pigment), background=tissue.background,
                                          defaults=defaults, params=model.stains.estimation)
         _require_colour(pixels, name)
         require_dab(pixels, background=tissue.background, slide_name=name, hematoxylin=stains.hematoxylin)
     return stains
 
 
-def _without_pigment(pixels: np.ndarray, vectors: StainVectors, model: Model) -> np.ndarray:
-    """The sample's pixels but those of pigment's colour under ``vectors``, when the model leaves pigment out.
+def _without_pigment(pixels: np.ndarray, vectors: StainVectors, params: PigmentParams) -> np.ndarray:
+    """The sample's pixels but those of pigment's colour under ``vectors``.
 
     Melanin and hemosiderin are darker and browner than DAB; at the far end
     of the DAB side their pixels would set the DAB vector.
     """
-    if not model.pigment.exclude:
-        return pixels
     flat = np.asarray(pixels).reshape(-1, 3)
-    return flat[~pigment_colour(deconvolve(flat[None], vectors)[0], model.pigment)]
+    return flat[~pigment_colour(deconvolve(flat[None], vectors)[0], params)]
 
 
 def _require_colour(pixels: np.ndarray, name: str) -> None:
