@@ -337,3 +337,17 @@ def test_shape_of_a_disc_and_of_a_bar():
     assert t.hematoxylin_od_sd[0] == pytest.approx(0.1, rel=0.01) and t.hematoxylin_od_sd[1] == pytest.approx(0.0)
     assert 0.85 <= t.nucleus_roughness[0] <= 1.0  # digital edge of a disc: 2 pi r px of about 0.9 ring
     assert t.nucleus_roughness[1] > 1.3           # a bar has far more edge than a disc of its area
+
+
+@pytest.mark.parametrize("shape", [(64, 48), (101, 77), (1, 1), (3, 2)])
+def test_block_max_is_the_largest_label_of_each_two_by_two_block(shape):
+    rng = np.random.default_rng(11)
+    labels = _labels(rng, shape, max(1, shape[0] * shape[1] // 200), 3.0)
+    padded = np.pad(labels, ((0, shape[0] % 2), (0, shape[1] % 2)))
+    want = np.maximum(np.maximum(padded[0::2, 0::2], padded[0::2, 1::2]),
+                      np.maximum(padded[1::2, 0::2], padded[1::2, 1::2]))
+    np.testing.assert_array_equal(D.block_max(labels), want)
+    # a strided view (the box _grow cuts out of a tile) reads the same pixels
+    wide = np.zeros((shape[0], shape[1] + 3), dtype=np.int32)
+    wide[:, 1:-2] = labels
+    np.testing.assert_array_equal(D.block_max(wide[:, 1:-2]), want)

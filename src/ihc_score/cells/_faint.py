@@ -52,7 +52,9 @@ def _faint_nuclei(
     """
     from . import _detection_kernels  # on first use: see ihc_score.cells._kernels
     taken = cv2.dilate((labels > 0).view(np.uint8), _disk(exclusion_px)).view(bool)
-    residual = _smooth(np.where(taken, np.float32(0.0), raw), sigma_px)
+    # raw with the widened nuclei set to 0 (a masked copy: a third of np.where's time)
+    free = np.ascontiguousarray(raw, dtype=np.float32)
+    residual = _smooth(cv2.bitwise_and(free, free, mask=(~taken).view(np.uint8)), sigma_px)
     mask = _foreground(residual, threshold_od, max_hole_px) & ~taken
     if not mask.any():
         return labels

@@ -284,13 +284,9 @@ def _nearest_seed(half: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 def _block_max(labels: np.ndarray) -> np.ndarray:
-    """Largest value of each 2 x 2 block (even rows and columns) of an image, zero-padded."""
-    h, w = labels.shape
-    if h % 2 or w % 2:
-        labels = cv2.copyMakeBorder(labels, 0, h % 2, 0, w % 2, cv2.BORDER_CONSTANT, value=0)
-    return np.maximum(
-        np.maximum(labels[0::2, 0::2], labels[0::2, 1::2]), np.maximum(labels[1::2, 0::2], labels[1::2, 1::2])
-    )
+    """Largest value of each 2 x 2 block (even rows and columns) of a non-negative int32 image, zero-padded."""
+    from . import _detection_kernels  # on first use: see ihc_score.cells._kernels
+    return _detection_kernels.block_max(labels)
 
 
 def _trim(labels: np.ndarray, n_labels: int, image: np.ndarray, min_area_px: float, max_area_px: float) -> np.ndarray:
