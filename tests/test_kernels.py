@@ -152,6 +152,18 @@ def test_trim_drops_a_piece_cut_off_from_the_peak():
     assert (got == 1).sum() == 36 and (got == 2).sum() == 36 and not got[2:8, 8:20].any()
 
 
+
+def test_trim_numbers_the_kept_nuclei_without_gaps_even_with_no_lower_area_limit():
+    """A label given no pixel, or losing them all to the cut, takes no number, whatever the area limits."""
+    labels = np.zeros((10, 20), dtype=np.int32)
+    image = np.zeros((10, 20), dtype=np.float32)
+    labels[1:4, 1:4], image[1:4, 1:4] = 1, 1.0
+    labels[6:9, 1:4], image[6:9, 1:4] = 3, -1.0  # a negative peak: every pixel below its own cut
+    labels[1:4, 10:14], image[1:4, 10:14] = 4, 0.5   # label 2 has no pixel
+    got = _trim(labels.copy(), 5, image, 0.0, 1000.0)
+    assert sorted(np.unique(got)) == [0, 1, 2]
+    assert (got == 1).sum() == 9 and (got == 2).sum() == 12
+
 @pytest.mark.parametrize("seed", [4, 5])
 def test_small_holes_filled_as_labelled_components_and_border_rule(seed):
     rng = np.random.default_rng(seed)
