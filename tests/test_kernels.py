@@ -152,7 +152,6 @@ def test_trim_drops_a_piece_cut_off_from_the_peak():
     assert (got == 1).sum() == 36 and (got == 2).sum() == 36 and not got[2:8, 8:20].any()
 
 
-
 def test_trim_numbers_the_kept_nuclei_without_gaps_even_with_no_lower_area_limit():
     """A label given no pixel, or losing them all to the cut, takes no number, whatever the area limits."""
     labels = np.zeros((10, 20), dtype=np.int32)
@@ -163,6 +162,7 @@ def test_trim_numbers_the_kept_nuclei_without_gaps_even_with_no_lower_area_limit
     got = _trim(labels.copy(), 5, image, 0.0, 1000.0)
     assert sorted(np.unique(got)) == [0, 1, 2]
     assert (got == 1).sum() == 9 and (got == 2).sum() == 12
+
 
 @pytest.mark.parametrize("seed", [4, 5])
 def test_small_holes_filled_as_labelled_components_and_border_rule(seed):
