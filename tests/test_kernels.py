@@ -122,7 +122,7 @@ def test_trim_cuts_filters_and_renumbers_as_numpy(seed):
 
 @pytest.mark.parametrize("seed", [2, 3, 4])
 def test_trim_of_ragged_labels_keeps_the_peak_piece_as_numpy(seed):
-    """Labels of many short runs (combs, diagonal chains, speckle): the scan-line flood queues the most here."""
+    """Labels of many short runs (combs, diagonal chains, speckle): the most runs to join, 8-connected only."""
     rng = np.random.default_rng(seed)
     labels = np.zeros((70, 90), dtype=np.int32)
     labels[5:65:2, 5:45] = 1  # a comb: rows joined only by its spine
@@ -163,6 +163,12 @@ def test_trim_numbers_the_kept_nuclei_without_gaps_even_with_no_lower_area_limit
     assert sorted(np.unique(got)) == [0, 1, 2]
     assert (got == 1).sum() == 9 and (got == 2).sum() == 12
 
+
+
+def test_trim_refuses_labels_it_cannot_relabel_in_place():
+    labels = np.ones((6, 8), dtype=np.int32)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        _trim(labels[:, ::2], 2, np.ones((6, 4), dtype=np.float32), 1.0, 100.0)
 
 @pytest.mark.parametrize("seed", [4, 5])
 def test_small_holes_filled_as_labelled_components_and_border_rule(seed):

@@ -296,6 +296,8 @@ def _trim(labels: np.ndarray, n_labels: int, image: np.ndarray, min_area_px: flo
     returned; the numbering keeps the order of the labels given.
     """
     from . import _trim_kernels  # on first use: see ihc_score.cells._kernels
+    if not labels.flags.c_contiguous:
+        raise ValueError("labels must be C-contiguous: they are relabelled in place")
     _trim_kernels.trim_labels(labels, n_labels, image, np.float32(_EDGE_FRACTION), min_area_px, max_area_px)
     return labels
 

@@ -9,58 +9,90 @@ from __future__ import annotations
 
 import numpy as np
 
+from ihc_score.cells._detection_kernels import _root
 from ihc_score.cells._kernels import _jit, _maximum
 
 __all__ = ["trim_labels", "warm_up"]
 
 
 @_jit
-def _flood_from_peaks(labels: np.ndarray, image: np.ndarray, level: np.ndarray, at: np.ndarray, total: int,
-                      area: np.ndarray) -> None:
-    """Mark (negate) every pixel 8-connected to its label's peak pixel ``at[label]`` through pixels of its own
-    label at or above the label's ``level`` (float32 ``image`` values); count them in ``area``.
+def _peak_pieces(labels: np.ndarray, image: np.ndarray, peak: np.ndarray, level: np.ndarray, total: int,
+                 area: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The runs of kept pixels 8-connected, through their label's kept pixels, to the run holding the label's
+    peak pixel; their pixels counted in ``area``.
 
+    A pixel is kept when it has a label and is at or above its label's ``level``; a run is kept pixels of one
+    label side by side in a row; a label's peak pixel is its first pixel (raster order) equal to its ``peak``.
     Cutting an object at a fraction of its peak can leave pieces apart from it (on a dark neighbour, pigment):
-    they are not the nucleus. The cut is made by the flood itself: it enters only pixels at or above the level,
-    and what it does not reach is dropped afterwards. A label whose peak pixel is below its own level (a NaN or
-    negative peak) is not flooded. The flood takes a row's run of the label at once and queues one pixel of each
-    run it touches in the rows above and below (a scan-line fill: about a third of the time of a pixel-by-pixel
-    flood); it touches only pixels of the label (``total`` bounds them).
+    they are not the nucleus. One raster pass finds the runs and joins each to the runs of the row above that
+    touch it (overlap, or meet at a corner) and share its label, in a union-find over the runs (a run-based
+    connected-component labelling: memory is read in order, where a flood from each peak jumps about). A label
+    with no pixel equal to its peak (every value below 0, as the peak is taken from 0) or a NaN peak keeps
+    nothing. ``total`` bounds the runs.
+
+    Returns
+    -------
+    keep : ndarray, bool, (n_runs,)
+    start : ndarray, int64, (n_runs,)
+        Raster index of each run's first pixel.
+    length : ndarray, int32, (n_runs,)
     """
     h, w = labels.shape
-    # A pixel is queued for a run not yet taken, touched by one taken in the row beside it: once per pair of
-    # touching runs. Between two rows the touching runs form a forest (disjoint intervals can make no cycle), so
-    # there are fewer such pairs than runs, and at most 2 * total + 1 pixels are queued for one label.
-    stack = np.empty(2 * total + 2, dtype=np.int64)
-    for lab in range(1, at.shape[0]):
-        start = at[lab]
-        lv = level[lab]
-        if start < 0 or not image[start // w, start % w] >= lv:
-            continue
-        stack[0], top = start, 1
-        while top > 0:
-            top -= 1
-            y = stack[top] // w
-            x = stack[top] - y * w
-            if labels[y, x] != lab:  # queued twice, taken already
+    parent = np.empty(total + 1, dtype=np.int32)
+    run_label = np.empty(total + 1, dtype=np.int32)
+    run_len = np.empty(total + 1, dtype=np.int32)
+    run_start = np.empty(total + 1, dtype=np.int64)
+    peak_run = np.full(peak.shape[0], -1, dtype=np.int32)
+    # the runs of the row above and of this row: start, end (exclusive), label, number
+    above = np.empty((w, 4), dtype=np.int32)
+    here = np.empty((w, 4), dtype=np.int32)
+    n_above = 0
+    n = 0
+    for y in range(h):
+        n_here = 0
+        j = 0  # first run above that can still touch a run starting at or after x
+        x = 0
+        while x < w:
+            lab = labels[y, x]
+            if lab == 0:
+                x += 1
                 continue
-            left, right = x, x
-            while left > 0 and labels[y, left - 1] == lab and image[y, left - 1] >= lv:
-                left -= 1
-            while right < w - 1 and labels[y, right + 1] == lab and image[y, right + 1] >= lv:
-                right += 1
-            for k in range(left, right + 1):  # a loop: a slice assignment here costs more than the fill
-                labels[y, k] = -lab
-            area[lab] += right - left + 1
-            for ny in (y - 1, y + 1):
-                if ny < 0 or ny >= h:
-                    continue
-                before = False
-                for nx in range(max(left - 1, 0), min(right + 2, w)):  # 8-connected: one pixel past each end
-                    on = labels[ny, nx] == lab and image[ny, nx] >= lv
-                    if on and not before:
-                        stack[top], top = ny * w + nx, top + 1
-                    before = on
+            lv = level[lab]
+            if not image[y, x] >= lv:
+                x += 1
+                continue
+            end = x
+            holds_peak = False
+            while end < w and labels[y, end] == lab and image[y, end] >= lv:
+                holds_peak |= image[y, end] == peak[lab]
+                end += 1
+            parent[n], run_label[n], run_len[n], run_start[n] = n, lab, end - x, y * w + x
+            if holds_peak and peak_run[lab] < 0:
+                peak_run[lab] = n
+            while j < n_above and above[j, 1] < x:  # ends before this run's left corner: touches no later run
+                j += 1
+            k = j
+            while k < n_above and above[k, 0] <= end:  # starts at or before this run's right corner
+                if above[k, 2] == lab:
+                    a, b = _root(parent, above[k, 3]), _root(parent, n)
+                    if a < b:
+                        parent[b] = a
+                    elif b < a:
+                        parent[a] = b
+                k += 1
+            here[n_here, 0], here[n_here, 1], here[n_here, 2], here[n_here, 3] = x, end, lab, n
+            n_here += 1
+            n += 1
+            x = end
+        above, here = here, above
+        n_above = n_here
+    keep = np.zeros(n, dtype=np.bool_)
+    for r in range(n):
+        lab = run_label[r]
+        if peak_run[lab] >= 0 and _root(parent, r) == _root(parent, peak_run[lab]):
+            keep[r] = True
+            area[lab] += run_len[r]
+    return keep, run_start[:n], run_len[:n]
 
 
 @_jit
@@ -70,14 +102,13 @@ def trim_labels(
     """Cut objects at ``edge_fraction`` of their peak, keep the piece holding the peak and areas within limits,
     number 1..k (:func:`ihc_score.cells._nuclei._trim`).
 
-    Relabels ``labels`` (2-D int32, 0..n_labels - 1) in place; the numbering follows the order of the labels
-    given. ``edge_fraction`` is float32, the product with each peak of ``image`` is taken in float32. Two
-    passes over the image and a flood over the kept pixels: the peaks, the flood from each (the cut, the piece
-    and the area at once), and the renumbering.
+    Relabels ``labels`` (2-D C-contiguous int32, 0..n_labels - 1) in place; the numbering follows the order of
+    the labels given. ``edge_fraction`` is float32, the product with each peak of ``image`` is taken in
+    float32. Two passes over the image (the peaks; the runs of kept pixels and their pieces), then the kept
+    runs are written over a cleared image.
     """
     h, w = labels.shape
-    peak = np.zeros(n_labels, dtype=np.float32)
-    at = np.full(n_labels, -1, dtype=np.int64)  # first pixel (raster order) holding each label's peak
+    peak = np.zeros(n_labels, dtype=np.float32)  # from 0, as np.maximum.at on zeros: a peak is never below 0
     total = 0
     for y in range(h):
         for x in range(w):
@@ -87,24 +118,28 @@ def trim_labels(
             if lab != 0:
                 total += 1
                 v = image[y, x]
-                if at[lab] < 0 or v > peak[lab] or v != v and peak[lab] == peak[lab]:
-                    at[lab] = y * w + x
                 peak[lab] = _maximum(peak[lab], v)
     level = np.empty(n_labels, dtype=np.float32)
     for lab in range(n_labels):
         level[lab] = edge_fraction * peak[lab]
     area = np.zeros(n_labels, dtype=np.intp)
-    _flood_from_peaks(labels, image, level, at, total, area)
+    keep, start, length = _peak_pieces(labels, image, peak, level, total, area)
     lut = np.zeros(n_labels, dtype=np.int32)
     k = 0
     for lab in range(1, n_labels):
         if area[lab] > 0 and area[lab] >= min_area and area[lab] <= max_area:
             k += 1
             lut[lab] = k
-    for y in range(h):
-        for x in range(w):
-            v = labels[y, x]
-            labels[y, x] = lut[-v] if v < 0 else 0  # reached (negated): its new number; the rest 0
+    flat = labels.reshape(-1)
+    new = np.zeros(keep.shape[0], dtype=np.int32)
+    for r in range(keep.shape[0]):
+        if keep[r]:
+            new[r] = lut[flat[start[r]]]
+    flat[:] = 0
+    for r in range(keep.shape[0]):
+        if new[r] != 0:
+            for i in range(start[r], start[r] + length[r]):
+                flat[i] = new[r]
 
 
 def warm_up() -> None:
