@@ -369,3 +369,24 @@ def test_block_max_is_the_largest_label_of_each_two_by_two_block(shape):
     wide = np.zeros((shape[0], shape[1] + 3), dtype=np.int32)
     wide[:, 1:-2] = labels
     np.testing.assert_array_equal(D.block_max(wide[:, 1:-2]), want)
+
+
+def test_planning_a_slide_does_not_import_numba():
+    """The main process plans slides and scores no tile (``ihc_score.cells.kernels``): it needs no compiled kernel."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    slide = Path(__file__).resolve().parents[1] / "sample_slides" / "synthetic-positive.svs"
+    code = f"""
+import sys
+from ihc_score.model import default_model
+from ihc_score.run.plan import plan_slide
+
+plan = plan_slide({str(slide)!r}, default_model())
+assert plan.stains.source == "estimated", plan.stains
+print("numba" in sys.modules)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False"]

@@ -246,10 +246,12 @@ def pigment_colour(conc: np.ndarray, params: PigmentParams = PigmentParams()) ->
     :func:`pigment_mask` without its granule and base tests: enough for a
     sample of pixels, where neighbours are not known.
     """
-    flat = np.ascontiguousarray(np.asarray(conc, dtype=np.float32).reshape(1, -1, 3))
-    out = np.zeros(flat.shape[1], dtype=bool)
-    out[_colour_candidates(flat, params)[1]] = True
-    return out.reshape(np.shape(conc)[:-1])
+    # NumPy, not the compiled pass of the tiles: the stain sample is planned in the main process, which scores
+    # no tile and need not import Numba; the comparisons are the kernel's, in float32
+    c = np.asarray(conc, dtype=np.float32)
+    h, d, r = c[..., 0], c[..., 1], c[..., 2]
+    return ((d >= np.float32(params.min_dab_od)) & (r >= np.float32(params.min_residual_od))
+            & (h <= d * np.float32(params.max_hematoxylin_ratio)))
 
 
 def _colour_candidates(conc: np.ndarray, params: PigmentParams) -> tuple[np.ndarray, np.ndarray]:

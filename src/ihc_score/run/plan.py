@@ -291,8 +291,6 @@ def as_regions(shapes: tuple[Annotation, ...]) -> tuple[Region, ...]:
 _MIN_MASK_PX = 1024
 
 
-
-
 def _scanner_flags(scanner: str, model: Model) -> tuple[str, ...]:
     """``scanner_not_calibrated`` when the model was calibrated for named scanners and the slide names another or none.
 
