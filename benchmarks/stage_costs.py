@@ -97,7 +97,7 @@ print(json.dumps({k: v for k, v in spent.items() if k == "total" or calls[k]}))
 
 
 def _run(src: Path, slide: Path, out: Path, options: list[str]) -> dict:
-    """CPU seconds of each step called (``module:name``; ``total`` from before the imports) of one run of the CLI in ``src``."""
+    """CPU seconds of each step called (``module:name``; ``total``: from before the imports), one CLI run of ``src``."""
     steps = json.dumps([list(pair) for _, pairs in STEPS for pair in pairs])
     cmd = [sys.executable, "-c", _CHILD, str(src), steps, "score", str(slide), "--out", str(out), "--workers", "1",
            "--force", "-q", "--detections", "none", "--no-qc", *options]
@@ -107,7 +107,8 @@ def _run(src: Path, slide: Path, out: Path, options: list[str]) -> dict:
 
 def _seconds(run: dict[str, float], pairs: tuple[tuple[str, str], ...]) -> float | None:
     """The step's seconds in one run: the sum over those of its names the run called, None if none."""
-    found = [run[f"{m}:{n}" if m else n] for m, n in pairs if (f"{m}:{n}" if m else n) in run]
+    keys = [f"{m}:{n}" if m else n for m, n in pairs]
+    found = [run[k] for k in keys if k in run]
     return sum(found) if found else None
 
 
@@ -121,7 +122,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
     slide = T._slide("main", T.QUICK_SIDE)
-    runs = {"today": (REPO / "src", ["--no-cell-results"]), args.baseline_rev: (worktree(args.baseline_rev) / "src", [])}
+    release = worktree(args.baseline_rev) / "src"
+    runs = {"today": (REPO / "src", ["--no-cell-results"]), args.baseline_rev: (release, [])}
     best: dict[str, dict[str, float]] = {name: {} for name in runs}
     with tempfile.TemporaryDirectory(prefix="stage-costs-") as tmp:
         for k in range(args.rounds):
@@ -138,8 +140,7 @@ def main() -> None:
         ratio = f"{b / a:6.2f}" if a and b else f"{'-':>6}"
         print(f"{label:52} {_cell(a)} {_cell(b):>8} {ratio}")
     print("ratio: the release's seconds over today's (above 1: today is faster). The first step to call a compiled "
-          "kernel also pays for importing Numba and loading the kernels (about 0.5 s: today the pigment colour test "
-          "of the stain sample, in the release the threshold + holes)")
+          "kernel (threshold + holes) also pays for importing Numba and loading the kernels, about 0.5 s")
 
 
 if __name__ == "__main__":
