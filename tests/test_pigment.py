@@ -318,7 +318,6 @@ def test_pigment_colour_golden() -> None:
     assert pigment_colour(conc.reshape(5, 1, 3)).shape == (5, 1)
 
 
-
 def test_pigment_colour_is_the_tiles_colour_test(melanoma: dict) -> None:
     """The sample's colour test (NumPy) and the tiles' (compiled) take the same pixels of a melanotic field."""
     from ihc_score.cells import _kernels, pigment_colour
@@ -331,6 +330,7 @@ def test_pigment_colour_is_the_tiles_colour_test(melanoma: dict) -> None:
     want[rows, cols] = True
     assert want.sum() > 100
     np.testing.assert_array_equal(pigment_colour(conc, p), want)
+
 
 def test_stain_sample_without_melanin_keeps_the_dab_vector(melanoma: dict) -> None:
     """The melanotic field's pixels, melanin and all: left out by their colour, the DAB vector keeps to the dye."""
