@@ -335,6 +335,43 @@ def test_partition_in_box_equals_whole_image():
     assert n == n_whole
 
 
+def _scattered_blobs() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A sparse foreground: small bumpy blobs far apart, two of them close, and a long bar with two maxima at one end."""
+    score = np.zeros((700, 900), dtype=np.float32)
+    for k, (y, x) in enumerate([(20, 30), (300, 600), (620, 90), (640, 820), (400, 160), (400, 230)]):
+        score[y : y + 40, x : x + 50] = _bumpy((40, 50), seed=10 + k)
+    score[200:206, 300:650] = np.linspace(0.6, 0.46, 350, dtype=np.float32)  # its far end: 300 px from its markers
+    score[200:206, 305:311] = 0.7
+    score[200:206, 325:331] = 0.7
+    mask = score > 0.45
+    peaks = (score >= cv2.dilate(score, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (13, 13)))) & mask
+    return mask, score, peaks
+
+
+def test_partition_in_groups_of_blobs_equals_whole_image(monkeypatch):
+    """A sparse foreground is split in a box per group of blobs: labels and numbers as on the whole image.
+
+    The bar's group fails the distance check and falls back to the whole image; the test is run with and
+    without it.
+    """
+    from ihc_score.cells import _blob_split, _nuclei
+
+    used = []
+    grouped = _nuclei.split_in_groups
+    monkeypatch.setattr(_nuclei, "split_in_groups", lambda *a: used.append(grouped(*a)) or used[-1])
+    mask, score, peaks = _scattered_blobs()
+    no_bar = mask.copy()
+    no_bar[200:206] = False
+    results = [_nuclei._partition(m, score, peaks & m, 0.5) for m in (no_bar, mask)]
+    assert used[0] is not None and used[1] is None  # the groups' boxes were used, then refused for the bar
+    monkeypatch.setattr(_blob_split, "_MAX_GROUPED_BLOBS", 0)  # the whole image, as before grouping
+    for m, (lab, n) in zip((no_bar, mask), results, strict=True):
+        whole, n_whole = _nuclei._partition(m, score, peaks & m, 0.5)
+        assert len(np.unique(whole)) > 8
+        np.testing.assert_array_equal(lab, whole)
+        assert n == n_whole
+
+
 def test_small_holes_filled_border_and_large_holes_kept():
     from ihc_score.cells._nuclei import _fill_small_holes
 

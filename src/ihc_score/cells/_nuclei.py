@@ -14,6 +14,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from ihc_score.cells._blob_split import Markers, nearest_seed, split_blobs, split_in_groups
+
 __all__ = [
     "_SPLIT_MIN_DISTANCE_UM",
     "_CORE_FRACTION",
@@ -26,7 +28,6 @@ __all__ = [
     "_maxima",
     "_partition",
     "_partition_box",
-    "_nearest_seed",
     "_block_max",
     "_trim",
 ]
@@ -170,7 +171,10 @@ def _partition(
     to its marker and core (checked, else the whole image is processed);
     and the box starts on even rows and columns, so the blobs (OpenCV's
     connected components, numbered by 2 x 2 blocks) and the markers
-    (numbered the same way) come in the same order.
+    (numbered the same way) come in the same order. On a sparse foreground
+    (the second search's) the blobs to split are split in a box per group
+    of them, with the same result
+    (:func:`ihc_score.cells._blob_split.split_in_groups`).
 
     Returns
     -------
@@ -246,41 +250,14 @@ def _partition_box(
     # largest label in it. A pixel's nearest marker or core is then off by
     # at most a pixel, which moves the cut between two nuclei by as much.
     # Only the markers and cores of blobs being split take part.
-    h, w = mask.shape
-    half_shape = ((h + 1) // 2, (w + 1) // 2)
     splits = n_markers[marker_comp[peak_marker]] >= 2
-    row, col = np.divmod(peak_idx[splits], w)
-    marker_half = np.zeros(half_shape, dtype=np.int32)
-    _detection_kernels.scatter_max(marker_half.ravel(), (row // 2) * half_shape[1] + col // 2, peak_marker[splits])
-    dist, near, seeds = _nearest_seed(marker_half)
-    labels = np.zeros(mask.shape, dtype=np.int32)
-    core_half = np.zeros(half_shape, dtype=np.int32)
-    blocks = np.zeros(half_shape, dtype=np.uint8)
     at = np.concatenate(([0], peak_idx[np.unique(peak_marker, return_index=True)[1]]))  # each marker's first pixel
-    merged = _detection_kernels.blob_markers(
-        comp, comp_label, n_markers, near, seeds, score, peak_value, np.float32(core_fraction), labels, core_half,
-        blocks, mask, at, _MERGE_LEVEL, _MERGE_CONVEXITY,
-    )
-    if max_dist_px < np.inf and 2.0 * cv2.minMaxLoc(dist, mask=blocks)[1] + 2.0 >= max_dist_px:
-        return labels, n_labels, False
-    dist, near, seeds = _nearest_seed(core_half)
-    if max_dist_px < np.inf and 2.0 * cv2.minMaxLoc(dist, mask=blocks)[1] + 2.0 >= max_dist_px:
-        return labels, n_labels, False
-    _detection_kernels.split_labels(comp, n_markers, near, merged[seeds], marker_comp, labels, merged)
-    return labels, n_labels, True
-
-
-def _nearest_seed(half: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Distance to the nearest seed pixel of ``half`` (int32, 0 = none) and which seed it is.
-
-    Returns the distance (float32, OpenCV's 5 x 5 chamfer), the label of
-    the nearest seed pixel (1-based, in the raster order of the seed
-    pixels) and the seeds' values in that order with 0 in front, so that
-    ``seeds[near]`` is each pixel's nearest seed value.
-    """
-    free = (half == 0).view(np.uint8)
-    dist, near = cv2.distanceTransformWithLabels(free, cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL)
-    return dist, near, np.concatenate([np.zeros(1, dtype=np.int32), half[half != 0]])
+    markers = Markers(comp_label, n_markers, marker_comp, peak_value, at, peak_idx[splits], peak_marker[splits])
+    labels = split_in_groups(comp, mask, score, markers, core_fraction, _BOX_MARGIN_PX, _MERGE_LEVEL,
+                             _MERGE_CONVEXITY)
+    if labels is None:
+        labels = split_blobs(comp, score, mask, markers, core_fraction, max_dist_px, _MERGE_LEVEL, _MERGE_CONVEXITY)
+    return (labels, n_labels, True) if labels is not None else (np.zeros(mask.shape, dtype=np.int32), n_labels, False)
 
 
 def _block_max(labels: np.ndarray) -> np.ndarray:
@@ -329,7 +306,7 @@ def _grow(labels: np.ndarray, radius_px: float) -> np.ndarray:
     # short to make up for it. A cell's outer edge and the cut between two
     # cells move by about a pixel; the nuclei keep their own pixels.
     half = _block_max(box)
-    dist, near, seeds = _nearest_seed(half)
+    dist, near, seeds = nearest_seed(half)
     grown = _detection_kernels.grow_labels(box, near, dist, seeds, np.float32((radius_px - 1.0) / 2.0))
     if box.shape == labels.shape:
         return grown
