@@ -336,7 +336,7 @@ def test_partition_in_box_equals_whole_image():
 
 
 def _scattered_blobs() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A sparse foreground: small bumpy blobs far apart, two of them close, and a long bar with two maxima at one end."""
+    """A sparse foreground: small bumpy blobs far apart, two of them close, a long bar with two maxima at one end."""
     score = np.zeros((700, 900), dtype=np.float32)
     for k, (y, x) in enumerate([(20, 30), (300, 600), (620, 90), (640, 820), (400, 160), (400, 230)]):
         score[y : y + 40, x : x + 50] = _bumpy((40, 50), seed=10 + k)

@@ -110,8 +110,10 @@ def _groups(boxes: np.ndarray) -> np.ndarray:
 
 
 def _blob_boxes(comp: np.ndarray, xy: np.ndarray, blobs: np.ndarray, n_comp: int) -> np.ndarray:
-    """Bounding box of each blob of ``blobs`` (of ``n_comp``; ``xy`` the blobs' pixels, columns x, y): rows
-    ``y0, y1, x0, x1``, ends exclusive (int64)."""
+    """Bounding box of each blob of ``blobs`` (of ``n_comp``): rows ``y0, y1, x0, x1``, ends exclusive (int64).
+
+    ``xy`` (int64, columns x, y) are the foreground pixels of ``comp``.
+    """
     rank = np.full(n_comp, -1, dtype=np.int64)
     rank[blobs] = np.arange(blobs.size)
     which = rank[comp[xy[:, 1], xy[:, 0]]]
@@ -147,7 +149,7 @@ def split_in_groups(
             or cv2.countNonZero(mask.view(np.uint8)) > _MAX_FOREGROUND_FRACTION * h * w):
         return None
     xy = cv2.findNonZero(mask.view(np.uint8)).reshape(-1, 2).astype(np.int64)
-    widened = _blob_boxes(comp, xy, blobs, len(markers.comp_label)) + np.array([-margin_px, margin_px, -margin_px, margin_px])
+    widened = _blob_boxes(comp, xy, blobs, len(markers.comp_label)) + np.array([-1, 1, -1, 1]) * margin_px
     group = _groups(widened)
     boxes = []
     for g in np.unique(group):
