@@ -217,6 +217,24 @@ def evaluate(fields: list[Field]) -> dict:
     return out
 
 
+def shidc_lymphocytes(fields: list[Field]) -> None:
+    """Where SHIDC's lymphocytes are, and how their nuclei compare with the tumour cells of the other fields."""
+    shidc = [f for f in fields if f.set == "shidc-ki67"]
+    counts = {f.name: int(np.sum(f.types == "lymphocyte")) for f in shidc}
+    if not shidc or not sum(counts.values()):
+        return
+    most = max(counts, key=counts.get)
+    print(f"\nSHIDC lymphocytes matched to detected cells: {sum(counts.values())}, {counts[most]} of them in {most}")
+    lym = [f for f in shidc if f.name == most][0]
+    others = [f for f in shidc if f.name != most]
+    area = np.concatenate([f.cells.nucleus_area_um2[f.types == "tumour"] for f in others])
+    hema = np.concatenate([f.cells.hematoxylin_od_mean[f.types == "tumour"] for f in others])
+    mine = lym.types == "lymphocyte"
+    print(f"  median nucleus area {np.median(lym.cells.nucleus_area_um2[mine]):.0f} um^2 and hematoxylin OD "
+          f"{np.median(lym.cells.hematoxylin_od_mean[mine]):.2f} there; the other fields' tumour cells "
+          f"{np.median(area):.0f} um^2 and {np.median(hema):.2f}")
+
+
 def stain_check(fields: list[Field], data: Path = DATA) -> dict:
     """On the Ki67 sets no model here is fitted on: positive and negative tumour cells typed tumour, and the MAE."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -276,6 +294,7 @@ def main() -> int:
         print(f"no labelled data under {DATA}", file=sys.stderr)
         return 1
     figures = evaluate(fields)
+    shidc_lymphocytes(fields)
     checked = stain_check(fields)
     if args.write:
         x, y = _stack(fields)
