@@ -164,11 +164,11 @@ def test_trim_numbers_the_kept_nuclei_without_gaps_even_with_no_lower_area_limit
     assert (got == 1).sum() == 9 and (got == 2).sum() == 12
 
 
-
 def test_trim_refuses_labels_it_cannot_relabel_in_place():
     labels = np.ones((6, 8), dtype=np.int32)
     with pytest.raises(ValueError, match="C-contiguous"):
         _trim(labels[:, ::2], 2, np.ones((6, 4), dtype=np.float32), 1.0, 100.0)
+
 
 @pytest.mark.parametrize("seed", [4, 5])
 def test_small_holes_filled_as_labelled_components_and_border_rule(seed):
